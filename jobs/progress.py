@@ -1,0 +1,237 @@
+"""An import run's durable progress: its cursor, counters, rejects and the fence that guards them.
+
+Every write is fenced by the attempt number: an attempt that lost its lease to a newer one
+cannot move the cursor, change the counters or store rejects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
+from dataclasses import asdict, dataclass, fields
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+
+from jobs.posts import Rejected
+from runner.errors import LeaseLost
+
+T = TypeVar("T")
+
+OUTCOMES = ("inserted", "updated", "unchanged", "stale", "rejected")
+REASON_LIMIT = 1_000
+# Execution option read by the store's SQLite begin hook: readers ask for a deferred
+# transaction, so a long read (a sitemap walk) never holds the write lock.
+SQLITE_BEGIN = "sqlite_begin"
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s_%(column_1_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+imports = sa.Table(
+    "imports",
+    metadata,
+    sa.Column("token", sa.String, primary_key=True),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("generation", sa.Integer, nullable=False),
+    sa.Column("fence", sa.Integer, nullable=False),
+    sa.Column("position", sa.Integer, nullable=False),
+    *(sa.Column(name, sa.Integer, nullable=False, server_default="0") for name in OUTCOMES),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+)
+
+import_rejects = sa.Table(
+    "import_rejects",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("token", sa.String, nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("source_id", sa.String),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    # Also the index on token (its leading column); makes a replayed batch unable to
+    # store a reject twice.
+    sa.UniqueConstraint("token", "position"),
+)
+
+
+@dataclass
+class Counters:
+    """How many records of an import ended in each outcome."""
+
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    stale: int = 0
+    rejected: int = 0
+
+    def __add__(self, other: Counters) -> Counters:
+        """Return the outcome-by-outcome sum."""
+        return Counters(**{name: n + getattr(other, name) for name, n in self.as_dict().items()})
+
+    def as_dict(self) -> dict[str, int]:
+        """Return the counters by outcome name, in OUTCOMES order."""
+        return asdict(self)
+
+    @classmethod
+    def from_row(cls, row: Mapping[Any, Any]) -> Counters:
+        """Read the five outcome columns of an `imports` row."""
+        return cls(**{f.name: int(row[f.name]) for f in fields(cls)})
+
+
+@dataclass(frozen=True)
+class ImportProgress:
+    """Where an import run stands: the last consumed record position, counters and state."""
+
+    position: int
+    counters: Counters
+    state: str
+
+
+def begin_import(
+    engine: Engine, *, token: str, source: str, attempt: int, generation: int
+) -> ImportProgress:
+    """Claim `token`'s import for `attempt`, return where to resume; raises LeaseLost if fenced out.
+
+    A higher `generation` than the stored one restarts the run from scratch.
+    """
+    return retry_on_conflict(
+        lambda: _begin(engine, token=token, source=source, attempt=attempt, generation=generation)
+    )
+
+
+def _begin(
+    engine: Engine, *, token: str, source: str, attempt: int, generation: int
+) -> ImportProgress:
+    """Do begin_import's work in one transaction; raises LeaseLost if a newer attempt owns it."""
+    with engine.begin() as conn:
+        stmt = sa.select(imports).where(imports.c.token == token).with_for_update()
+        row = conn.execute(stmt).mappings().first()
+        if row is None:
+            values = {"token": token, "fence": attempt, **_restart(source, generation)}
+            conn.execute(sa.insert(imports).values(values))
+            return _progress(values)
+        if row["fence"] > attempt:
+            raise _lease_lost(token, attempt)
+        changes: dict[str, Any] = {"fence": attempt}
+        if row["generation"] < generation:
+            changes |= _restart(source, generation)
+            conn.execute(sa.delete(import_rejects).where(import_rejects.c.token == token))
+        conn.execute(sa.update(imports).where(imports.c.token == token).values(changes))
+        return _progress({**row, **changes})
+
+
+def lock_import(conn: Connection, *, token: str, attempt: int) -> int:
+    """Lock the import row for `attempt` and return its cursor; raises LeaseLost if fenced out."""
+    stmt = (
+        sa.select(imports.c.position)
+        .where(imports.c.token == token, imports.c.fence == attempt)
+        .with_for_update()
+    )
+    position = conn.scalar(stmt)
+    if position is None:
+        raise _lease_lost(token, attempt)
+    return int(position)
+
+
+def record_batch(conn: Connection, *, token: str, position: int, counts: Counters) -> None:
+    """Move `token`'s cursor to `position` and add a batch's counts (after lock_import)."""
+    added = {name: imports.c[name] + n for name, n in counts.as_dict().items() if n}
+    stmt = sa.update(imports).where(imports.c.token == token).values(position=position, **added)
+    conn.execute(stmt)
+
+
+def record_rejects(
+    conn: Connection, *, token: str, source: str, rejects: Sequence[Rejected]
+) -> None:
+    """Store one `import_rejects` row per rejected record, reason cut to REASON_LIMIT."""
+    if not rejects:
+        return
+    now = datetime.now(UTC)
+    rows = [
+        dict(
+            token=token,
+            source=source,
+            position=r.position,
+            source_id=r.source_id,
+            reason=r.reason[:REASON_LIMIT],
+            created_at=now,
+        )
+        for r in rejects
+    ]
+    conn.execute(sa.insert(import_rejects), rows)
+
+
+def finish_import(engine: Engine, *, token: str, attempt: int) -> Counters:
+    """Mark `token`'s import finished and return its counters; raises LeaseLost if fenced out."""
+    with engine.begin() as conn:
+        lock_import(conn, token=token, attempt=attempt)
+        running = (imports.c.token == token) & (imports.c.state != "finished")
+        finished = {"state": "finished", "finished_at": datetime.now(UTC)}
+        conn.execute(sa.update(imports).where(running).values(finished))
+        row = conn.execute(sa.select(imports).where(imports.c.token == token)).mappings().one()
+        return Counters.from_row(row)
+
+
+def read_import(engine: Engine, token: str) -> ImportProgress | None:
+    """Return `token`'s committed progress, or None if it never began."""
+    with reading(engine) as conn:
+        row = conn.execute(sa.select(imports).where(imports.c.token == token)).mappings().first()
+        return None if row is None else _progress(row)
+
+
+def reading(engine: Engine) -> Connection:
+    """Open a connection for reads only (a deferred transaction on SQLite)."""
+    return engine.connect().execution_options(**{SQLITE_BEGIN: "DEFERRED"})
+
+
+def retry_on_conflict(
+    work: Callable[[], T],
+    *,
+    errors: tuple[type[Exception], ...] = (IntegrityError,),
+    tries: int = 3,
+) -> T:
+    """Run `work` (one whole transaction) again if a concurrent writer made it fail with `errors`.
+
+    Raises the last error after `tries` runs.
+    """
+    for _ in range(tries - 1):
+        with suppress(*errors):
+            return work()
+    return work()
+
+
+def _restart(source: str, generation: int) -> dict[str, Any]:
+    """Return the columns of a run that starts from the first record."""
+    return {
+        "source": source,
+        "generation": generation,
+        "state": "running",
+        "position": 0,
+        **Counters().as_dict(),
+        "started_at": datetime.now(UTC),
+        "finished_at": None,
+    }
+
+
+def _progress(row: Mapping[Any, Any]) -> ImportProgress:
+    """Return the progress recorded in an `imports` row."""
+    return ImportProgress(int(row["position"]), Counters.from_row(row), str(row["state"]))
+
+
+def _lease_lost(token: str, attempt: int) -> LeaseLost:
+    """Return the error for an attempt a newer one has fenced out."""
+    return LeaseLost(
+        f"import {token!r}: attempt {attempt} lost its lease to a newer attempt; "
+        "it stops without writing (the newer attempt continues the import)"
+    )

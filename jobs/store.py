@@ -1,0 +1,276 @@
+"""The content store: the engine, the `posts` table and applying one import batch to it.
+
+SQLite (one file, several worker processes) by default, PostgreSQL in production. An import's
+progress and fencing live in `jobs.progress`; its public names are re-exported here.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Connection, Engine
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.exc import ArgumentError, IntegrityError, ProgrammingError
+
+from jobs.posts import Item, Post, Rejected, version_key
+from jobs.progress import (
+    SQLITE_BEGIN,
+    Counters,
+    ImportProgress,
+    begin_import,
+    finish_import,
+    import_rejects,
+    imports,
+    lock_import,
+    metadata,
+    read_import,
+    reading,
+    record_batch,
+    record_rejects,
+    retry_on_conflict,
+)
+from runner.errors import ConfigError
+
+__all__ = [
+    "Counters",
+    "ImportProgress",
+    "apply_batch",
+    "begin_import",
+    "count_posts",
+    "finish_import",
+    "get_post",
+    "import_rejects",
+    "imports",
+    "init_schema",
+    "iter_post_urls",
+    "make_engine",
+    "metadata",
+    "posts",
+    "read_import",
+]
+
+ACCEPTED_URLS = "use sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DATABASE"
+SQLITE_BUSY_SECONDS = 30
+SELECT_CHUNK = 1_000
+
+_CONTENT = (
+    *("title", "body", "topic", "summary", "difficulty", "reading_time", "view_count"),
+    *("revision_version", "last_reviewed", "needs_review", "content_hash", "meta"),
+)
+
+posts = sa.Table(
+    "posts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("source_id", sa.String, nullable=False, unique=True),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("topic", sa.Text),
+    sa.Column("summary", sa.Text),
+    sa.Column("difficulty", sa.String),
+    sa.Column("reading_time", sa.Integer),
+    sa.Column("view_count", sa.BigInteger),
+    sa.Column("revision_version", sa.String),
+    sa.Column("last_reviewed", sa.Date, index=True),
+    sa.Column("needs_review", sa.Boolean, nullable=False, default=False),
+    sa.Column("freshness", sa.Integer),
+    sa.Column("content_hash", sa.String, nullable=False),
+    sa.Column("meta", sa.JSON().with_variant(JSONB(), "postgresql"), nullable=False),
+    sa.Column("imported_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_posts_updated_at", "updated_at"),
+)
+
+_UPDATE_POST = sa.update(posts).where(posts.c.source_id == sa.bindparam("b_source_id"))
+
+
+def make_engine(url: str) -> Engine:
+    """Create the content store's engine; raises ConfigError for a URL it does not support."""
+    try:
+        parsed = sa.make_url(url)
+    except ArgumentError:
+        raise ConfigError(f"RUNNER_DATABASE_URL is not a database URL; {ACCEPTED_URLS}") from None
+    if parsed.drivername in ("sqlite", "sqlite+pysqlite"):
+        return _sqlite_engine(parsed)
+    if parsed.drivername in ("postgresql", "postgresql+psycopg"):
+        return sa.create_engine(parsed.set(drivername="postgresql+psycopg"), pool_pre_ping=True)
+    shown = parsed.render_as_string(hide_password=True)
+    raise ConfigError(f"RUNNER_DATABASE_URL={shown} is not supported; {ACCEPTED_URLS}")
+
+
+def _sqlite_engine(url: sa.URL) -> Engine:
+    """Create a SQLite engine several processes can write through: WAL, BEGIN IMMEDIATE."""
+    if url.database and url.database != ":memory:" and not url.database.startswith("file:"):
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_SECONDS})
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we emit BEGIN ourselves, below
+        for pragma in ("journal_mode=WAL", "synchronous=NORMAL"):
+            dbapi_conn.execute(f"PRAGMA {pragma}")
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # IMMEDIATE takes the write lock up front: two writers that both read first
+        # would otherwise deadlock upgrading their read locks.
+        conn.exec_driver_sql(f"BEGIN {conn.get_execution_options().get(SQLITE_BEGIN, 'IMMEDIATE')}")
+
+    return engine
+
+
+def init_schema(engine: Engine) -> None:
+    """Create the missing tables and indexes; safe to run from several processes at once."""
+    # On PostgreSQL two processes may both see a table missing; the loser's CREATE fails
+    # and the retry finds everything in place.
+    retry_on_conflict(
+        lambda: metadata.create_all(engine), errors=(IntegrityError, ProgrammingError)
+    )
+
+
+def apply_batch(
+    engine: Engine,
+    *,
+    token: str,
+    attempt: int,
+    source: str,
+    items: Sequence[Item],
+    position: int,
+) -> Counters:
+    """Upsert a batch and move the cursor to `position` atomically; raises LeaseLost if fenced out.
+
+    Items at or before the committed cursor were applied by an earlier attempt and are skipped.
+    Raises ValueError if a post has no content hash.
+    """
+    missing = [
+        i.post.source_id for i in items if not isinstance(i, Rejected) and not i.post.content_hash
+    ]
+    if missing:
+        raise ValueError(f"posts without a content_hash (validate them first): {missing[:5]}")
+
+    def work() -> Counters:
+        with engine.begin() as conn:
+            return _apply(
+                conn, token=token, attempt=attempt, source=source, items=items, position=position
+            )
+
+    # A concurrent import of another token may insert one of our new posts first.
+    return retry_on_conflict(work)
+
+
+@dataclass
+class _Plan:
+    """What one batch writes: rows by source_id, rejects, and the outcome tally."""
+
+    inserts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    updates: dict[str, dict[str, Any]] = field(default_factory=dict)
+    rejects: list[Rejected] = field(default_factory=list)
+    tally: Counter[str] = field(default_factory=Counter)
+
+
+def _apply(
+    conn: Connection, *, token: str, attempt: int, source: str, items: Sequence[Item], position: int
+) -> Counters:
+    """Do apply_batch's work inside `conn`'s transaction; raises LeaseLost if fenced out."""
+    committed = lock_import(conn, token=token, attempt=attempt)
+    fresh = [item for item in items if item.position > committed]
+    ids = {item.post.source_id for item in fresh if not isinstance(item, Rejected)}
+    now = datetime.now(UTC)
+    plan = _plan(fresh, _stored_versions(conn, ids), now)
+    if plan.inserts:
+        rows = [
+            {"source_id": sid, "imported_at": now, **row}
+            for sid, row in sorted(plan.inserts.items())
+        ]
+        conn.execute(sa.insert(posts), rows)
+    if plan.updates:
+        rows = [{"b_source_id": sid, **row} for sid, row in sorted(plan.updates.items())]
+        conn.execute(_UPDATE_POST, rows)
+    record_rejects(conn, token=token, source=source, rejects=plan.rejects)
+    counts = Counters(**plan.tally)
+    record_batch(conn, token=token, position=max(committed, position), counts=counts)
+    return counts
+
+
+def _stored_versions(conn: Connection, ids: set[str]) -> dict[str, tuple[str, str | None]]:
+    """Return content hash and revision of the stored posts among `ids`."""
+    stmt = sa.select(posts.c.source_id, posts.c.content_hash, posts.c.revision_version)
+    wanted = sorted(ids)
+    stored: dict[str, tuple[str, str | None]] = {}
+    for start in range(0, len(wanted), SELECT_CHUNK):  # stay under bound-parameter limits
+        chunk = stmt.where(posts.c.source_id.in_(wanted[start : start + SELECT_CHUNK]))
+        stored.update(
+            (sid, (content_hash, version)) for sid, content_hash, version in conn.execute(chunk)
+        )
+    return stored
+
+
+def _plan(items: Sequence[Item], stored: dict[str, tuple[str, str | None]], now: datetime) -> _Plan:
+    """Decide each record's outcome in order; a later duplicate sees an earlier one's result."""
+    plan = _Plan()
+    for item in items:
+        if isinstance(item, Rejected):
+            plan.rejects.append(item)
+            plan.tally["rejected"] += 1
+            continue
+        post = item.post
+        outcome = _outcome(post, stored.get(post.source_id))
+        plan.tally[outcome] += 1
+        if outcome in ("inserted", "updated"):
+            stored[post.source_id] = (post.content_hash, post.revision_version)
+            new = outcome == "inserted" or post.source_id in plan.inserts
+            (plan.inserts if new else plan.updates)[post.source_id] = _content(post, now)
+    return plan
+
+
+def _outcome(post: Post, stored: tuple[str, str | None] | None) -> str:
+    """Return inserted, unchanged, stale (the stored revision is newer) or updated."""
+    if stored is None:
+        return "inserted"
+    stored_hash, stored_version = stored
+    if stored_hash == post.content_hash:
+        return "unchanged"
+    older = stored_version and post.revision_version
+    if older and version_key(stored_version) > version_key(post.revision_version):
+        return "stale"
+    return "updated"
+
+
+def _content(post: Post, now: datetime) -> dict[str, Any]:
+    """Return the post's stored columns, stamped updated now."""
+    return {**{name: getattr(post, name) for name in _CONTENT}, "updated_at": now}
+
+
+def iter_post_urls(engine: Engine) -> Iterator[tuple[str, datetime]]:
+    """Yield (source_id, updated_at) of every post by source_id, streaming from the database."""
+    stmt = sa.select(posts.c.source_id, posts.c.updated_at).order_by(posts.c.source_id)
+    with reading(engine) as conn:
+        for source_id, updated_at in conn.execution_options(yield_per=1_000).execute(stmt):
+            yield source_id, _utc(updated_at)
+
+
+def count_posts(engine: Engine) -> int:
+    """Return how many posts the store holds."""
+    with reading(engine) as conn:
+        return int(conn.scalar(sa.select(sa.func.count()).select_from(posts)) or 0)
+
+
+def get_post(engine: Engine, source_id: str) -> dict[str, Any] | None:
+    """Return the stored post as a dict (meta decoded, times in UTC), or None."""
+    stmt = sa.select(posts).where(posts.c.source_id == source_id)
+    with reading(engine) as conn:
+        row = conn.execute(stmt).mappings().first()
+    if row is None:
+        return None
+    return {**row, "imported_at": _utc(row["imported_at"]), "updated_at": _utc(row["updated_at"])}
+
+
+def _utc(moment: datetime) -> datetime:
+    """Attach UTC to the naive datetimes SQLite returns."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

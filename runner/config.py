@@ -1,0 +1,79 @@
+"""Settings: one frozen dataclass built from the environment; CLI options override fields."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from runner.errors import ConfigError
+
+DAY = 86_400
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything a runner process needs to know; pass it explicitly, never as a global."""
+
+    home: Path = Path("var")
+    redis_url: str | None = None
+    database_url: str | None = None
+    queues: tuple[str, ...] = ("imports", "cron", "default")
+    lease_seconds: float = 30.0
+    prefix: str = "runner:"
+    retention_seconds: int = 14 * DAY
+    max_attempts: int = 5
+    log_max_events: int = 2_000
+    tasks_module: str = "jobs"
+    redis_outage_seconds: float = 60.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read `RUNNER_*` variables; raises ConfigError naming the variable that is malformed."""
+        env = os.environ if env is None else env
+        home = Path(env.get("RUNNER_HOME", "var")).expanduser().absolute()
+        queues = tuple(q.strip() for q in env.get("RUNNER_QUEUES", "").split(",") if q.strip())
+        return cls(
+            home=home,
+            redis_url=env.get("RUNNER_REDIS_URL") or None,
+            database_url=env.get("RUNNER_DATABASE_URL") or None,
+            queues=queues or ("imports", "cron", "default"),
+            lease_seconds=_number(env, "RUNNER_LEASE_SECONDS", 30.0, low=0.5),
+            prefix=env.get("RUNNER_PREFIX", "runner:"),
+            retention_seconds=int(_number(env, "RUNNER_RETENTION_DAYS", 14.0, low=0.0) * DAY),
+            max_attempts=int(_number(env, "RUNNER_MAX_ATTEMPTS", 5, low=1)),
+            tasks_module=env.get("RUNNER_TASKS", "jobs"),
+        )
+
+    def with_changes(self, **changes: Any) -> Settings:
+        """A copy with some fields replaced (CLI options falling back to the environment)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    @property
+    def store_url(self) -> str:
+        """The content store's URL: `RUNNER_DATABASE_URL` or a SQLite file under the home."""
+        return self.database_url or f"sqlite:///{self.home / 'content.db'}"
+
+    @property
+    def reaper_interval(self) -> float:
+        """How often a worker looks for expired leases and due retries."""
+        return min(5.0, max(0.2, self.lease_seconds / 4))
+
+    @property
+    def lease_ms(self) -> int:
+        return int(self.lease_seconds * 1000)
+
+
+def _number(env: Mapping[str, str], name: str, default: float, *, low: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number; set it to e.g. {default:g}") from None
+    if value < low:
+        raise ConfigError(f"{name}={raw!r} is too small; it must be at least {low:g}")
+    return value

@@ -1,0 +1,146 @@
+"""The Run context handed to a task: steps, checkpoints, progress and a bound logger."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import structlog
+import tenacity
+from structlog.contextvars import bound_contextvars
+
+from runner.errors import InvalidArguments, LeaseLost
+from runner.lease import LeaseKeeper
+from runner.runs import RunRecord, Runs
+from runner.tasks import RetryPolicy
+from runner.tokens import canonical_json
+
+T = TypeVar("T")
+UNSET: Any = object()
+
+
+class Run:
+    """One attempt's view of its run. Every write is fenced by the attempt's lease."""
+
+    def __init__(
+        self,
+        *,
+        record: RunRecord,
+        runs: Runs,
+        holder: str,
+        steps: Mapping[str, Any],
+        retry: RetryPolicy,
+        keeper: LeaseKeeper,
+        durable: tenacity.Retrying,
+    ) -> None:
+        self.record = record
+        self._runs = runs
+        self._holder = holder
+        self._steps = dict(steps)
+        self._retry = retry
+        self._keeper = keeper
+        self._durable = durable
+        self._cursor = record.cursor
+        self._counters = dict(record.counters or {})
+        self.log = structlog.get_logger("runner.task")
+        self.failed_step: str | None = None  # the step an escaping exception came from
+
+    @property
+    def token(self) -> str:
+        return self.record.token
+
+    @property
+    def attempt(self) -> int:
+        return self.record.attempt
+
+    @property
+    def generation(self) -> int:
+        """Bumped by `rerun --from-scratch`: state a task keeps elsewhere is reset when it grows."""
+        return self.record.generation
+
+    @property
+    def cursor(self) -> Any:
+        """Where the last checkpoint left off (None on a fresh run)."""
+        return self._cursor
+
+    @property
+    def counters(self) -> dict[str, int]:
+        return dict(self._counters)
+
+    def step(self, name: str, fn: Callable[[], T], *, retry: RetryPolicy | None = None) -> T:
+        """Run `fn` once per run: a step finished in an earlier attempt returns its recorded
+        result without running. Transient faults are retried with backoff (tenacity)."""
+        with bound_contextvars(step=name):
+            if name in self._steps:
+                done = self._steps[name]
+                self.log.info("step.skipped", reason="finished", in_attempt=done.get("attempt"))
+                return done["result"]  # type: ignore[no-any-return]
+            self.ensure_lease()
+            self.log.info("step.started")
+            started = time.monotonic()
+            self.failed_step = name
+            result = self._call_with_retries(fn, retry or self._retry)
+            self.failed_step = None
+            seconds = round(time.monotonic() - started, 6)
+            self._check_json(name, result)
+            record = {"result": result, "attempt": self.attempt, "seconds": seconds}
+            self._fenced({}, step=(name, record))
+            self._steps[name] = record
+            self.log.info("step.finished", seconds=seconds)
+            return result
+
+    def checkpoint(
+        self, *, cursor: Any = UNSET, counters: Mapping[str, int] | None = None,
+        total: int | None = None,
+    ) -> None:  # fmt: skip
+        """Record progress inside a long step; a later attempt resumes from `cursor`."""
+        fields: dict[str, Any] = {}
+        if cursor is not UNSET:
+            fields["cursor"] = cursor
+        if counters is not None:
+            fields["counters"] = dict(counters)
+        if total is not None:
+            fields["total"] = total
+        self._fenced(fields)
+        if cursor is not UNSET:
+            self._cursor = cursor
+        if counters is not None:
+            self._counters = dict(counters)
+        self.log.debug("checkpoint", cursor=self._cursor, counters=self._counters)
+
+    def ensure_lease(self) -> None:
+        """Raise LeaseLost if the keeper saw the lease move on: stop before doing more work."""
+        if self._keeper.lost:
+            raise LeaseLost(f"attempt {self._holder} lost the lease of {self.token}")
+
+    def _fenced(self, fields: Mapping[str, Any], *, step: tuple[str, Any] | None = None) -> None:
+        self.ensure_lease()
+        self._durable(self._runs.write, self.token, self._holder, fields, step=step)
+
+    def _call_with_retries(self, fn: Callable[[], T], policy: RetryPolicy) -> T:
+        def log_retry(state: tenacity.RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            wait = state.next_action.sleep if state.next_action else 0.0
+            self.log.warning(
+                "step.retry",
+                try_number=state.attempt_number,
+                wait_s=round(wait, 3),
+                error=repr(exc),
+            )
+
+        retrying = tenacity.Retrying(
+            stop=policy.step_stop,
+            wait=policy.step_wait,
+            retry=tenacity.retry_if_exception_type(policy.transient),
+            before_sleep=log_retry,
+            reraise=True,
+        )
+        return retrying(fn)
+
+    @staticmethod
+    def _check_json(step: str, result: Any) -> None:
+        try:
+            canonical_json(result)
+        except InvalidArguments:
+            raise InvalidArguments(f"step {step!r} returned a value that is not JSON") from None

@@ -1,0 +1,224 @@
+"""Putting work on the queue: idempotent enqueue, and the next attempt of an existing run.
+
+Every write here is one Lua script, so a run record and its RQ job appear together or not
+at all, whatever number of callers race: the same token is never queued twice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from redis import Redis
+from rq import Queue
+from rq.job import JobStatus
+from rq.serializers import JSONSerializer
+from rq.utils import now as rq_now
+
+from runner.config import Settings
+from runner.keys import Keys
+from runner.runs import encode, texts
+from runner.tasks import Task
+from runner.tokens import canonical_json, check_token, derive_token, job_id
+
+PERFORM = "runner.execute.perform_attempt"
+
+# KEYS: runs index, rq:queues, then per item: run, job index, rq job, rq queue.
+# ARGV: now, retention, then per item: token, n run pairs, pairs..., n job pairs, pairs...
+_ENQUEUE = """
+local out, a, now, ttl = {}, 3, ARGV[1], tonumber(ARGV[2])
+for i = 0, (#KEYS - 2) / 4 - 1 do
+  local run, jindex, job, queue = KEYS[3 + 4*i], KEYS[4 + 4*i], KEYS[5 + 4*i], KEYS[6 + 4*i]
+  local token, nrun = ARGV[a], tonumber(ARGV[a + 1])
+  local run_at, njob = a + 2, tonumber(ARGV[a + 2 + 2*nrun])
+  local job_at = a + 3 + 2*nrun
+  a = job_at + 2*njob
+  local seen = redis.call('HMGET', run, 'state', 'job_id')
+  if seen[1] then
+    out[#out + 1] = {seen[1], seen[2], 0}
+  else
+    redis.call('HSET', run, unpack(ARGV, run_at, run_at + 2*nrun - 1))
+    redis.call('ZADD', KEYS[1], now, token)
+    redis.call('HSET', job, unpack(ARGV, job_at, job_at + 2*njob - 1))
+    redis.call('RPUSH', queue, redis.call('HGET', run, 'job_id'))
+    redis.call('SADD', KEYS[2], queue)
+    redis.call('SET', jindex, token, 'EX', ttl)
+    out[#out + 1] = {'queued', redis.call('HGET', run, 'job_id'), 1}
+  end
+end
+return out
+"""
+
+# Move an existing run to its next attempt, if it is still as the caller saw it.
+# KEYS: run, lease, running, delayed, steps, job index, rq job, rq queue, rq:queues, log.
+# ARGV: token, state, attempt, lease must be gone (0/1), wipe steps (0/1), retention,
+#       n run pairs, pairs..., n job pairs, pairs... (no job pairs: the run ends and expires).
+_ADVANCE = """
+local seen = redis.call('HMGET', KEYS[1], 'state', 'attempt')
+if seen[1] ~= ARGV[2] or seen[2] ~= ARGV[3] then return 0 end
+if ARGV[4] == '1' and redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+local nrun = tonumber(ARGV[7])
+local njob = tonumber(ARGV[8 + 2*nrun])
+redis.call('SREM', KEYS[3], ARGV[1])
+redis.call('ZREM', KEYS[4], ARGV[1])
+if ARGV[5] == '1' then redis.call('DEL', KEYS[5]) end
+redis.call('HSET', KEYS[1], unpack(ARGV, 8, 7 + 2*nrun))
+if njob > 0 then
+  redis.call('PERSIST', KEYS[1]) redis.call('PERSIST', KEYS[5]) redis.call('PERSIST', KEYS[10])
+  redis.call('HSET', KEYS[7], unpack(ARGV, 9 + 2*nrun, 8 + 2*nrun + 2*njob))
+  redis.call('RPUSH', KEYS[8], redis.call('HGET', KEYS[1], 'job_id'))
+  redis.call('SADD', KEYS[9], KEYS[8])
+  redis.call('SET', KEYS[6], ARGV[1], 'EX', ARGV[6])
+else
+  for _, i in ipairs({1, 5, 10}) do redis.call('EXPIRE', KEYS[i], ARGV[6]) end
+end
+return 1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One unit of work to enqueue: a task, its arguments and optionally the caller's token."""
+
+    task: Task
+    args: dict[str, Any]
+    token: str | None = None
+
+    def resolved_token(self) -> str:
+        canonical_json(self.args)
+        return check_token(self.token) if self.token else derive_token(self.task.name, self.args)
+
+
+@dataclass(frozen=True, slots=True)
+class Enqueued:
+    """What enqueue did for one token: a new run (`deduplicated` false) or the existing one."""
+
+    token: str
+    job_id: str
+    state: str
+    deduplicated: bool
+
+
+class Enqueuer:
+    """Creates runs and pushes their attempts as RQ jobs (JSON payloads, nothing pickled)."""
+
+    def __init__(self, redis: Redis, settings: Settings) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.keys = Keys(settings.prefix)
+        self._enqueue = redis.register_script(_ENQUEUE)
+        self._advance = redis.register_script(_ADVANCE)
+        self._queues: dict[str, Queue] = {}
+
+    def enqueue(self, request: Request) -> Enqueued:
+        """Enqueue one unit of work, or return its existing run (deduplicated)."""
+        return self.enqueue_many([request])[0]
+
+    def enqueue_many(self, requests: Sequence[Request]) -> list[Enqueued]:
+        """Enqueue many in one atomic round trip; each token gets at most one run."""
+        if not requests:
+            return []
+        now = time.time()
+        keys = [self.keys.runs, self._queue("default").redis_queues_keys]
+        args: list[Any] = [now, self.settings.retention_seconds]
+        tokens = []
+        for request in requests:
+            token = request.resolved_token()
+            tokens.append(token)
+            run_fields = self._new_run_fields(request, token, now)
+            job_key, queue_key, job_fields = self._job(
+                request.task.queue, token, 1, request.task.timeout
+            )
+            keys += [self.keys.run(token), self.keys.job(job_id(token, 1)), job_key, queue_key]
+            args += [token, len(run_fields) // 2, *run_fields, len(job_fields) // 2, *job_fields]
+        replies = cast(list[list[Any]], self._enqueue(keys=keys, args=args))
+        return [
+            Enqueued(token, job_id=jid, state=state, deduplicated=not reply[2])
+            for token, reply in zip(tokens, replies, strict=True)
+            for state, jid in [texts(reply[:2])]
+        ]
+
+    def advance(
+        self,
+        token: str,
+        *,
+        seen_state: str,
+        seen_attempt: int,
+        run_fields: dict[str, Any],
+        queue: str | None = None,
+        timeout: int = 3600,
+        lease_gone: bool = False,
+        wipe_steps: bool = False,
+    ) -> bool:
+        """Move a run on from (seen_state, seen_attempt), atomically: with `queue`, push attempt
+        `run_fields['attempt']` as a new RQ job; without, just write the fields. False if the
+        run changed meanwhile (someone else moved it first)."""
+        flat = encode({**run_fields, "updated_at": time.time()})
+        job_fields: list[Any] = []
+        job_key = queue_key = self.keys.job("-")
+        if queue is not None:
+            attempt = int(run_fields["attempt"])
+            new_id = job_id(token, attempt)
+            flat += ["job_id", new_id, "state", "queued"]
+            job_key, queue_key, job_fields = self._job(queue, token, attempt, timeout)
+        keys = [
+            self.keys.run(token), self.keys.lease(token), self.keys.running, self.keys.delayed,
+            self.keys.steps(token), self.keys.job(job_id(token, int(run_fields.get("attempt", 0)))),
+            job_key, queue_key, self._queue("default").redis_queues_keys, self.keys.log(token),
+        ]  # fmt: skip
+        args = [
+            token, seen_state, seen_attempt, int(lease_gone), int(wipe_steps),
+            self.settings.retention_seconds,
+            len(flat) // 2, *flat, len(job_fields) // 2, *job_fields,
+        ]  # fmt: skip
+        return bool(self._advance(keys=keys, args=args))
+
+    def _new_run_fields(self, request: Request, token: str, now: float) -> list[Any]:
+        task = request.task
+        max_attempts = task.retry.attempts or self.settings.max_attempts
+        return encode(
+            {
+                "token": token,
+                "task": task.name,
+                "args": request.args,
+                "queue": task.queue,
+                "timeout": task.timeout,
+                "state": "queued",
+                "attempt": 1,
+                "attempt_base": 0,
+                "max_attempts": max_attempts,
+                "generation": 0,
+                "job_id": job_id(token, 1),
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+
+    def _job(
+        self, queue_name: str, token: str, attempt: int, timeout: int
+    ) -> tuple[str, str, list[Any]]:
+        """The RQ job of one attempt, built by RQ itself: (job key, queue key, hash pairs)."""
+        queue = self._queue(queue_name)
+        job = queue.create_job(
+            PERFORM,
+            kwargs={"token": token, "attempt": attempt},
+            job_id=job_id(token, attempt),
+            timeout=timeout,
+            result_ttl=600,
+            failure_ttl=self.settings.retention_seconds,
+            description=f"{token} attempt {attempt}",
+        )
+        job.origin = queue.name
+        job.enqueued_at = rq_now()
+        job._status = JobStatus.QUEUED
+        flat: list[Any] = []
+        for name, value in job.to_dict().items():
+            flat += [name, value]
+        return job.key, queue.key, flat
+
+    def _queue(self, name: str) -> Queue:
+        if name not in self._queues:
+            self._queues[name] = Queue(name, connection=self.redis, serializer=JSONSerializer)
+        return self._queues[name]

@@ -1,0 +1,43 @@
+"""The runner's exception tree: one base class, one line per class saying when it is raised."""
+
+from __future__ import annotations
+
+
+class RunnerError(Exception):
+    """Base of every error the runner raises on purpose."""
+
+
+class ConfigError(RunnerError):
+    """A setting or URL is malformed; the message names the variable and the fix."""
+
+
+class RedisUnavailable(RunnerError):
+    """Redis cannot be reached; the message names the URL (password hidden) and what to do."""
+
+
+class UnknownTask(RunnerError):
+    """A task name is not registered with the runner."""
+
+
+class UnknownRun(RunnerError):
+    """A token, prefix or job id matches no run (or, for a prefix, several)."""
+
+
+class InvalidArguments(RunnerError):
+    """Task arguments are not JSON-able keyword arguments, or a token is malformed."""
+
+
+class LeaseLost(RunnerError):
+    """This attempt no longer holds its token's lease: another attempt took over or it expired."""
+
+
+class TaskError(RunnerError):
+    """Base for errors a task raises to steer the runner's retry decision."""
+
+
+class TransientError(TaskError):
+    """A fault that retrying can fix (a timeout, a refused connection); retried with backoff."""
+
+
+class PermanentError(TaskError):
+    """A fault that retrying cannot fix; the run fails at once with this message."""

@@ -1,0 +1,168 @@
+"""Executing one attempt: take the lease, run the task in its Run context, record the outcome."""
+
+from __future__ import annotations
+
+import os
+import time
+from contextvars import ContextVar
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+
+import structlog
+from redis import Redis
+from rq import get_current_job
+from structlog.contextvars import bound_contextvars
+
+from runner.config import Settings
+from runner.context import Run
+from runner.errors import LeaseLost, PermanentError, RunnerError
+from runner.keys import Keys
+from runner.lease import LeaseKeeper
+from runner.logs import RunStream, streaming_to
+from runner.redis import outage_retry
+from runner.runs import RunRecord, Runs
+from runner.tasks import Task, TaskRegistry
+
+log = structlog.get_logger("runner.execute")
+_executor: ContextVar[Executor | None] = ContextVar("runner_executor", default=None)
+
+
+def code_version() -> str:
+    """What code ran an attempt: `RUNNER_CODE_VERSION` (a deploy's git sha) or the package's."""
+    try:
+        return os.environ.get("RUNNER_CODE_VERSION") or metadata.version("site-runner")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How an attempt ended: 'succeeded', 'retrying', 'failed', 'abandoned' or 'skipped'."""
+
+    state: str
+    detail: str = ""
+
+
+class Executor:
+    """Runs attempts inside a worker's horse; one per process, installed with `install()`."""
+
+    def __init__(self, redis: Redis, settings: Settings, registry: TaskRegistry, worker: str):
+        self.redis = redis
+        self.settings = settings
+        self.registry = registry
+        self.worker = worker
+        self.keys = Keys(settings.prefix)
+        self.runs = Runs(redis, self.keys, lease_ms=settings.lease_ms)
+        self.durable = outage_retry(settings.redis_outage_seconds)
+        self.version = code_version()
+
+    def install(self) -> None:
+        """Make this the executor that RQ jobs of this process call."""
+        _executor.set(self)
+
+    def perform(self, token: str, attempt: int, holder: str) -> Outcome:
+        """Execute attempt `attempt` of `token` as RQ job `holder`; never raises for task faults."""
+        record = self.durable(self.runs.get, token)
+        if record is None:
+            log.warning("attempt.skipped", token=token, reason="run record is gone (expired?)")
+            return Outcome("skipped", "missing")
+        stream = RunStream(self.redis, self.keys.log(token), maxlen=self.settings.log_max_events)
+        context = {"token": token, "task": record.task, "attempt": attempt, "job_id": holder}
+        with bound_contextvars(**context), streaming_to(stream):
+            if record.attempt != attempt:
+                log.info("attempt.skipped", reason="stale delivery", current=record.attempt)
+                return Outcome("skipped", "stale")
+            taken = self.durable(
+                self.runs.take_lease,
+                record,
+                holder=holder,
+                worker=self.worker,
+                version=self.version,
+            )
+            if taken != "ok":
+                log.info("attempt.skipped", reason=f"not runnable: {taken}")
+                return Outcome("skipped", taken)
+            log.info("run.state", state="running", worker=self.worker, pid=os.getpid())
+            return self._run_task(record, holder)
+
+    def _run_task(self, record: RunRecord, holder: str) -> Outcome:
+        task = self.registry.get(record.task)
+        started = time.monotonic()
+        with LeaseKeeper(self.runs, record.token, holder) as keeper:
+            run = Run(
+                record=record,
+                runs=self.runs,
+                holder=holder,
+                steps=self.durable(self.runs.steps, record.token),
+                retry=task.retry,
+                keeper=keeper,
+                durable=self.durable,
+            )
+            try:
+                result = task.fn(run, **record.args)
+                run.ensure_lease()
+            except LeaseLost as exc:
+                log.warning("attempt.abandoned", reason=str(exc))
+                return Outcome("abandoned", str(exc))
+            except Exception as exc:
+                return self._failed(record, holder, task, exc, step=run.failed_step)
+        seconds = round(time.monotonic() - started, 6)
+        return self._release(
+            record, holder, {"state": "succeeded", "result": result, "finished_at": time.time(),
+                             "error": None}, event="run.succeeded", seconds=seconds,
+        )  # fmt: skip
+
+    def _failed(
+        self, record: RunRecord, holder: str, task: Task, exc: Exception, *, step: str | None
+    ) -> Outcome:
+        error = {
+            "type": type(exc).__name__,
+            "message": str(exc) or type(exc).__name__,
+            "step": step,
+            "attempt": record.attempt,
+        }
+        log.error("attempt.failed", error=error, exc_info=exc)
+        permanent = isinstance(exc, PermanentError | RunnerError) and not _transient(exc, task)
+        if permanent or record.attempts_left <= 1:
+            why = "permanent error" if permanent else f"{record.max_attempts} attempts used"
+            fields = {"state": "failed", "error": error, "finished_at": time.time()}
+            return self._release(record, holder, fields, event="run.failed", reason=why)
+        delay = task.retry.attempt_delay(record.attempt - record.attempt_base)
+        retry_at = time.time() + delay
+        fields = {"state": "retrying", "attempt": record.attempt + 1, "error": error}
+        return self._release(
+            record, holder, {**fields, "retry_at": retry_at}, event="run.retrying",
+            retry_at=retry_at,
+            delay_s=round(delay, 3), next_attempt=record.attempt + 1,
+        )  # fmt: skip
+
+    def _release(
+        self, record: RunRecord, holder: str, fields: dict[str, Any], *, event: str,
+        retry_at: float | None = None, **details: Any,
+    ) -> Outcome:  # fmt: skip
+        try:
+            self.durable(
+                self.runs.release, record.token, holder, fields,
+                retention=self.settings.retention_seconds, retry_at=retry_at,
+            )  # fmt: skip
+        except LeaseLost as exc:
+            log.warning("attempt.abandoned", reason=str(exc))
+            return Outcome("abandoned", str(exc))
+        log.info(event, state=fields["state"], **details)
+        return Outcome(fields["state"])
+
+
+def _transient(exc: Exception, task: Task) -> bool:
+    return isinstance(exc, task.retry.transient)
+
+
+def perform_attempt(token: str, attempt: int) -> dict[str, str]:
+    """The function every RQ job of the runner calls (by name, with JSON arguments)."""
+    executor = _executor.get()
+    if executor is None:
+        raise RuntimeError("runner jobs must be executed by `runner worker`, not a bare rq worker")
+    job = get_current_job()
+    holder = job.id if job is not None else f"local-{os.getpid()}-{time.time_ns()}"
+    outcome = executor.perform(token, attempt, holder)
+    return {"outcome": outcome.state, "detail": outcome.detail}

@@ -1,0 +1,59 @@
+"""Health: can this deployment do its work right now? Each check says what is wrong."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from redis import Redis
+from redis.exceptions import RedisError
+from rq import Queue, Worker
+
+from runner.config import Settings
+from runner.keys import Keys
+from runner.runs import texts
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One health check: its name, whether it passed, and a one-line detail."""
+
+    name: str
+    ok: bool
+    detail: str
+
+
+def check_health(redis: Redis, settings: Settings) -> list[Check]:
+    """Redis answers, some worker is alive, no run holds an expired lease for long."""
+    try:
+        started = time.perf_counter()
+        redis.ping()
+        latency_ms = (time.perf_counter() - started) * 1000
+    except RedisError as exc:
+        return [Check("redis", False, f"unreachable: {exc}")]
+    checks = [Check("redis", True, f"ping {latency_ms:.1f} ms")]
+    workers = Worker.all(connection=redis)
+    checks.append(
+        Check(
+            "workers",
+            bool(workers),
+            f"{len(workers)} alive" if workers else "none alive: start `runner worker`",
+        )
+    )
+    backlog = {q: Queue(q, connection=redis).count for q in settings.queues}
+    checks.append(Check("queues", True, ", ".join(f"{q}={n}" for q, n in backlog.items())))
+    keys = Keys(settings.prefix)
+    running = texts(redis.smembers(keys.running))
+    pipe = redis.pipeline(transaction=False)
+    for token in running:
+        pipe.exists(keys.lease(token))
+    orphaned = [t for t, alive in zip(running, pipe.execute(), strict=True) if not alive]
+    checks.append(
+        Check(
+            "leases",
+            not orphaned or bool(workers),
+            f"{len(running)} running, {len(orphaned)} awaiting the reaper"
+            + ("" if not orphaned or workers else ": no worker is alive to requeue them"),
+        )
+    )
+    return checks

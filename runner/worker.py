@@ -1,0 +1,167 @@
+"""The worker: a supervisor process that keeps one long-lived horse alive and runs the reaper.
+
+The horse is RQ's `SimpleWorker` in a child process: jobs run in-process (no fork per job),
+yet a job that crashes its process (segfault, OOM kill, SIGKILL) takes down only the horse,
+which the supervisor replaces. The horse dies with the supervisor (PR_SET_PDEATHSIG), so no
+orphaned horse ever runs beside a new attempt.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import random
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from types import FrameType
+
+import structlog
+from redis.exceptions import RedisError
+from rq import SimpleWorker
+from rq.serializers import JSONSerializer
+
+from runner import logs
+from runner.config import Settings
+from runner.execute import Executor
+from runner.reaper import Reaper
+from runner.redis import connect
+from runner.tasks import load_registry
+
+log = structlog.get_logger("runner.worker")
+PR_SET_PDEATHSIG = 1
+HEALTHY_SECONDS = 30.0  # a horse that lived this long resets the restart backoff
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerOptions:
+    """What the operator asked of this worker."""
+
+    queues: tuple[str, ...]
+    burst: bool = False
+    name: str = ""
+
+    def worker_name(self) -> str:
+        return self.name or f"{socket.gethostname()}.{os.getpid()}"
+
+
+class Horse(SimpleWorker):
+    """RQ's in-process worker, run as the supervisor's child."""
+
+
+def die_with_parent(parent: int) -> None:
+    """Ask Linux to SIGKILL this process when its parent dies; exit now if it already has."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def horse_main(settings: Settings, options: WorkerOptions, parent: int) -> int:
+    """The horse's life: connect, work the queues, return an exit code (0: stopped cleanly)."""
+    die_with_parent(parent)
+    random.seed()
+    logs.configure()
+    redis = connect(settings, check=False)
+    registry = load_registry(settings.tasks_module)
+    horse = Horse(
+        list(options.queues),
+        connection=redis,
+        name=f"{options.worker_name()}.horse{os.getpid()}",
+        serializer=JSONSerializer,
+    )
+    Executor(redis, settings, registry, worker=horse.name).install()
+    horse.work(burst=options.burst, logging_level="WARNING", with_scheduler=False)
+    return 0 if options.burst or horse._stop_requested else 1
+
+
+class Supervisor:
+    """Keeps a horse running, restarts it with backoff when it dies, sweeps with the reaper."""
+
+    def __init__(self, settings: Settings, options: WorkerOptions) -> None:
+        self.settings = settings
+        self.options = options
+        self.horse: int | None = None
+        self.stopping = False
+        self.backoff = 1.0
+        self.reaper = Reaper(connect(settings, check=False), settings)
+
+    def run(self) -> int:
+        """Work until stopped (SIGTERM/SIGINT) or, in burst mode, until nothing is left."""
+        signal.signal(signal.SIGTERM, self._request_stop)
+        signal.signal(signal.SIGINT, self._request_stop)
+        log.info("worker.started", name=self.options.worker_name(), queues=self.options.queues)
+        while True:
+            if self.horse is None:
+                if self.stopping:
+                    break
+                started = time.monotonic()
+                self.horse = self._spawn()
+            moved = self._sweep()
+            code = self._wait_for_horse(self.settings.reaper_interval)
+            if code is None:
+                continue
+            self.horse = None
+            if self.stopping or (
+                self.options.burst and code == 0 and not moved and not self._sweep()
+            ):
+                break
+            if code != 0:
+                self._pause_before_restart(code, time.monotonic() - started)
+        log.info("worker.stopped", name=self.options.worker_name())
+        return 0
+
+    def _spawn(self) -> int:
+        parent = os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            os.setpgrp()  # the terminal's Ctrl-C reaches the supervisor, which stops the horse
+            code = 1
+            try:
+                code = horse_main(self.settings, self.options, parent)
+            except BaseException as exc:  # the horse must never return into the supervisor's loop
+                log.error("horse.crashed", error=repr(exc))
+            finally:
+                os._exit(code)
+        log.info("horse.started", pid=pid)
+        return pid
+
+    def _wait_for_horse(self, seconds: float) -> int | None:
+        deadline = time.monotonic() + seconds
+        while True:
+            assert self.horse is not None
+            pid, status = os.waitpid(self.horse, os.WNOHANG)
+            if pid:
+                return os.waitstatus_to_exitcode(status)
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.02)
+
+    def _sweep(self) -> int:
+        try:
+            return self.reaper.sweep()
+        except RedisError as exc:
+            log.warning("reaper.redis_unreachable", error=str(exc))
+            return 0
+
+    def _pause_before_restart(self, code: int, lived: float) -> None:
+        if lived > HEALTHY_SECONDS:
+            self.backoff = 1.0
+        log.warning("horse.exited", code=code, restart_in_s=self.backoff)
+        time.sleep(self.backoff)
+        self.backoff = min(self.backoff * 2, 30.0)
+
+    def _request_stop(self, signum: int, frame: FrameType | None) -> None:
+        first = not self.stopping
+        self.stopping = True
+        log.info("worker.stopping", signal=signal.Signals(signum).name, warm=first)
+        if self.horse is not None:
+            os.kill(self.horse, signal.SIGTERM)  # first: finish the job; second: stop it now
+
+
+def run_worker(settings: Settings, options: WorkerOptions) -> int:
+    """Run a supervised worker in this process until it stops; returns the exit code."""
+    return Supervisor(settings, options).run()

@@ -1,0 +1,191 @@
+"""Shared fixtures: a throwaway real redis-server per test, settings pointing at it, and
+workers in-process (RQ's SimpleWorker in burst mode) or as real processes to kill."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from redis import Redis
+from rq.serializers import JSONSerializer
+
+from runner.config import Settings
+from runner.enqueue import Enqueued, Enqueuer, Request
+from runner.execute import Executor
+from runner.redis import EmbeddedRedis
+from runner.runs import RunRecord, Runs
+from runner.tasks import load_registry
+from runner.worker import Horse
+
+ROOT = Path(__file__).resolve().parents[1]
+TEST_TASKS = "tests.sample_tasks"
+
+
+@dataclass
+class RedisServer:
+    """A real redis-server on a unix socket in a temp dir; stop and start it to test faults."""
+
+    server: EmbeddedRedis
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def start(self) -> None:
+        self.server.ensure_started()
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def client(self) -> Redis:
+        return Redis.from_url(self.url)
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    directory = Path(tempfile.mkdtemp(prefix="rt-", dir="/tmp"))
+    server = RedisServer(EmbeddedRedis(directory, appendfsync="always"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def settings(redis_server: RedisServer, tmp_path: Path) -> Settings:
+    return Settings(
+        home=tmp_path / "home",
+        redis_url=redis_server.url,
+        lease_seconds=2.0,
+        tasks_module=TEST_TASKS,
+        queues=("default",),
+    )
+
+
+@pytest.fixture
+def redis(redis_server: RedisServer) -> Redis:
+    return redis_server.client()
+
+
+@pytest.fixture
+def runs(redis: Redis, settings: Settings) -> Runs:
+    from runner.keys import Keys
+
+    return Runs(redis, Keys(settings.prefix), lease_ms=settings.lease_ms)
+
+
+@pytest.fixture
+def enqueue(redis: Redis, settings: Settings) -> Callable[..., Enqueued]:
+    registry = load_registry(settings.tasks_module)
+    enqueuer = Enqueuer(redis, settings)
+
+    def enqueue(task: str, token: str | None = None, **args: object) -> Enqueued:
+        return enqueuer.enqueue(Request(registry.get(task), dict(args), token))
+
+    return enqueue
+
+
+@pytest.fixture
+def work(redis: Redis, settings: Settings) -> Callable[[], None]:
+    """Drain the queues in this process with RQ's SimpleWorker, as RQ's own tests do."""
+    registry = load_registry(settings.tasks_module)
+
+    def work() -> None:
+        horse = Horse(list(settings.queues), connection=redis, serializer=JSONSerializer)
+        Executor(redis, settings, registry, worker=horse.name).install()
+        horse.work(burst=True, logging_level="WARNING")
+
+    return work
+
+
+def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "RUNNER_HOME": str(settings.home),
+        "RUNNER_REDIS_URL": settings.redis_url or "",
+        "RUNNER_LEASE_SECONDS": str(settings.lease_seconds),
+        "RUNNER_TASKS": settings.tasks_module,
+        "RUNNER_QUEUES": ",".join(settings.queues),
+        **extra,
+    }
+    if settings.database_url:
+        env["RUNNER_DATABASE_URL"] = settings.database_url
+    return env
+
+
+@dataclass
+class WorkerProcess:
+    """`runner worker` as a real process in its own session (so its group can be killed)."""
+
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def kill_group(self) -> None:
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill_group()
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@pytest.fixture
+def start_worker(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    started: list[WorkerProcess] = []
+
+    def start(*extra_args: str, **env: str) -> WorkerProcess:
+        log = tmp_path / f"worker-{len(started)}.log"
+        command = [sys.executable, "-m", "runner", "worker", *extra_args]
+        with open(log, "wb") as out:
+            process = subprocess.Popen(
+                command, env=worker_env(settings, **env), stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True, cwd=ROOT,
+            )  # fmt: skip
+        started.append(WorkerProcess(process, log))
+        return started[-1]
+
+    yield start
+    for worker in started:
+        worker.stop()
+        with_group = worker.process.pid
+        try:
+            os.killpg(with_group, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def wait_for(
+    predicate: Callable[[], object], *, timeout: float = 20.0, what: str = "condition"
+) -> object:
+    """Poll until `predicate()` is truthy; fail the test with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def state_of(runs: Runs, token: str) -> str | None:
+    record: RunRecord | None = runs.get(token)
+    return record.state if record else None
