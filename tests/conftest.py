@@ -3,6 +3,7 @@ workers in-process (RQ's SimpleWorker in burst mode) or as real processes to kil
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -167,10 +168,8 @@ def start_worker(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., W
     for worker in started:
         worker.stop()
         with_group = worker.process.pid
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(with_group, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def wait_for(
