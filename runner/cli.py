@@ -84,7 +84,7 @@ def cli(ctx: click.Context) -> None:
         click.echo(f"error: {exc}", err=True)
         ctx.exit(2)
     if ctx.invoked_subcommand != "worker":
-        logs.configure(level=30)  # commands print results; only warnings go to the log
+        logs.configure(stream=sys.stderr)  # stdout is for results (and --json)
 
 
 @cli.command()

@@ -14,6 +14,7 @@ from redis import Redis
 from rq import get_current_job
 from structlog.contextvars import bound_contextvars
 
+from runner import logs
 from runner.config import Settings
 from runner.context import Run
 from runner.errors import LeaseLost, PermanentError, RunnerError
@@ -58,7 +59,10 @@ class Executor:
         self.version = code_version()
 
     def install(self) -> None:
-        """Make this the executor that RQ jobs of this process call."""
+        """Make this the executor that RQ jobs of this process call (and make sure logging
+        reaches the runs' streams)."""
+        if not structlog.is_configured():
+            logs.configure()
         _executor.set(self)
 
     def perform(self, token: str, attempt: int, holder: str) -> Outcome:
@@ -124,7 +128,7 @@ class Executor:
         }
         log.error("attempt.failed", error=error, exc_info=exc)
         permanent = isinstance(exc, PermanentError | RunnerError) and not _transient(exc, task)
-        if permanent or record.attempts_left <= 1:
+        if permanent or record.attempts_left <= 0:
             why = "permanent error" if permanent else f"{record.max_attempts} attempts used"
             fields = {"state": "failed", "error": error, "finished_at": time.time()}
             return self._release(record, holder, fields, event="run.failed", reason=why)

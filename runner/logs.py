@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
-from typing import Any, cast
+from typing import Any, TextIO, cast
 
 import structlog
 from redis import Redis
@@ -60,9 +60,13 @@ def _hide_secrets(_: Any, __: str, event: EventDict) -> EventDict:
     return event
 
 
-def configure(*, console: bool | None = None, level: int = logging.INFO) -> None:
-    """Configure structlog and the stdlib root logger (RQ's lines too) once per process."""
-    console = sys.stdout.isatty() if console is None else console
+def configure(
+    *, console: bool | None = None, level: int = logging.INFO, stream: TextIO | None = None
+) -> None:
+    """Configure structlog and the stdlib root logger (RQ's lines too): JSON lines, or a
+    console rendering on a terminal, to `stream` (stdout for workers, stderr for commands)."""
+    stream = stream or sys.stdout
+    console = stream.isatty() if console is None else console
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -75,10 +79,10 @@ def configure(*, console: bool | None = None, level: int = logging.INFO) -> None
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info, _to_run_stream, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
-        cache_logger_on_first_use=True,
+        logger_factory=structlog.PrintLoggerFactory(stream),
+        cache_logger_on_first_use=False,
     )
-    handler = logging.StreamHandler(sys.stdout)
+    handler = logging.StreamHandler(stream)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             processor=renderer,

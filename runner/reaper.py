@@ -75,7 +75,7 @@ class Reaper:
         return moved
 
     def _next_attempt(self, record: RunRecord, *, seen: str, reason: str) -> int:
-        if record.attempts_left <= 1:
+        if record.attempts_left <= 0:
             error = {
                 "type": "WorkerLost",
                 "message": f"the worker died or hung {record.max_attempts} times ({reason})",

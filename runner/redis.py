@@ -56,7 +56,8 @@ def redis_url(settings: Settings) -> str:
 def connect(settings: Settings, *, check: bool = True) -> Redis:
     """A client for the configured Redis; raises RedisUnavailable (one line, no password)."""
     url = redis_url(settings)
-    client = Redis.from_url(url, socket_connect_timeout=5, socket_keepalive=True)
+    tcp = {"socket_keepalive": True} if not url.startswith("unix:") else {}
+    client = Redis.from_url(url, socket_connect_timeout=5, **tcp)
     if check:
         try:
             client.ping()

@@ -128,6 +128,7 @@ class RunRecord:
 
     @property
     def attempts_left(self) -> int:
+        """Attempts this run may still make after the current one."""
         return self.max_attempts - (self.attempt - self.attempt_base)
 
     def as_dict(self) -> dict[str, Any]:

@@ -188,3 +188,25 @@ def wait_for(
 def state_of(runs: Runs, token: str) -> str | None:
     record: RunRecord | None = runs.get(token)
     return record.state if record else None
+
+
+@pytest.fixture
+def drain(
+    work: Callable[[], None], redis: Redis, settings: Settings, runs: Runs
+) -> Callable[..., None]:
+    """Work in-process until no run is queued, running or retrying (retries included)."""
+    from runner.reaper import Reaper
+
+    reaper = Reaper(redis, settings)
+
+    def drain(timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            work()
+            reaper.sweep()
+            if not any(r.state in ("queued", "running", "retrying") for r in runs.list()):
+                return
+            time.sleep(0.05)
+        raise AssertionError("runs still active after draining")
+
+    return drain

@@ -7,6 +7,7 @@ import os
 import time
 from typing import Any
 
+import psutil
 from redis import Redis
 from rq import get_current_job
 
@@ -24,18 +25,32 @@ def _redis() -> Redis:
     return job.connection
 
 
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def probe(run: Run, step: str, seconds: float) -> None:
-    """Record one execution of `step`; count overlaps of two attempts of the same token."""
+    """Record one execution of `step`, and count every moment another live process was
+    executing the same token's body too (a SIGKILLed process is not live)."""
     r = _redis()
-    r.rpush(f"probe:exec:{run.token}", f"{step}:{run.attempt}:{os.getpid()}")
-    if r.incr(f"probe:active:{run.token}") > 1:
-        r.incr(f"probe:overlaps:{run.token}")
+    me = os.getpid()
+    active = f"probe:active:{run.token}"
+    r.rpush(f"probe:exec:{run.token}", f"{step}:{run.attempt}:{me}")
+    r.sadd(active, me)
     try:
         deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
+        while True:
+            others = [int(p) for p in r.smembers(active) if int(p) != me]
+            if any(_alive(p) for p in others):
+                r.incr(f"probe:overlaps:{run.token}")
+            if time.monotonic() >= deadline:
+                break
             time.sleep(0.02)
     finally:
-        r.decr(f"probe:active:{run.token}")
+        r.srem(active, me)
 
 
 @registry.task(retry=FAST_RETRY)
@@ -47,12 +62,23 @@ def slow_steps(run: Run, *, steps: int = 3, seconds: float = 0.5) -> dict[str, A
 
 
 @registry.task(retry=FAST_RETRY)
-def counting(run: Run, *, items: int = 10, seconds: float = 0.05) -> dict[str, Any]:
-    """A long step with a checkpoint after each item; resumes from the cursor."""
+def counting(
+    run: Run, *, items: int = 10, seconds: float = 0.05, probed: bool = True
+) -> dict[str, Any]:
+    """A long step with a checkpoint after each item; resumes from the cursor. A Redis flag
+    `probe:fail:<token>` = i makes item i fail permanently (to test reruns)."""
     start = run.cursor or 0
     for i in range(start, items):
-        probe(run, f"item{i}", seconds)
+        if probed:
+            probe(run, f"item{i}", seconds)
+            fail_at = _redis().get(f"probe:fail:{run.token}")
+            if fail_at is not None and int(fail_at) == i:
+                raise PermanentError(f"item {i} is bad (simulated)")
+        else:
+            time.sleep(seconds)
         run.checkpoint(cursor=i + 1, counters={"done": i + 1}, total=items)
+        if probed:
+            _redis().rpush(f"probe:ckpt:{run.token}", f"{run.attempt}:{i + 1}")
     return {"done": items, "resumed_from": start}
 
 

@@ -1,0 +1,150 @@
+"""The worker under real faults: real processes SIGKILLed, paused, and Redis restarted."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+
+import psutil
+import pytest
+from redis import Redis
+
+from runner.config import Settings
+from runner.enqueue import Enqueued
+from runner.keys import Keys
+from runner.logs import read_events
+from runner.runs import Runs
+from tests.conftest import RedisServer, WorkerProcess, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def executions(redis: Redis, token: str) -> list[tuple[str, int]]:
+    """(step, attempt) of every execution the probe recorded, in order."""
+    raw = [e.decode().split(":") for e in redis.lrange(f"probe:exec:{token}", 0, -1)]
+    return [(step, int(attempt)) for step, attempt, _pid in raw]
+
+
+def running_on(runs: Runs, token: str, worker: str, attempt: int) -> bool:
+    record = runs.get(token)
+    return bool(record and record.state == "running" and record.attempt == attempt
+                and record.worker.startswith(worker))  # fmt: skip
+
+
+def horse_of(worker: WorkerProcess) -> psutil.Process:
+    children = wait_for(lambda: psutil.Process(worker.process.pid).children(), what="a horse")
+    return children[0]  # type: ignore[index,no-any-return]
+
+
+def gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_sigkill_of_a_worker_group_mid_step_resumes_on_another_worker(
+    settings: Settings,
+    enqueue: Callable[..., Enqueued],
+    start_worker: Callable[..., WorkerProcess],
+    runs: Runs,
+    redis: Redis,
+) -> None:
+    # Given a four-step run whose second step is executing on worker A, and an idle worker B
+    token = enqueue("slow_steps", steps=4, seconds=1.0).token
+    a = start_worker("--name", "A")
+    wait_for(lambda: ("s1", 1) in executions(redis, token), what="step s1 on A")
+    b = start_worker("--name", "B")
+    # When A's whole process group is SIGKILLed mid-step
+    a.kill_group()
+    killed = time.monotonic()
+    # Then B resumes the run within two lease periods, as attempt 2
+    wait_for(lambda: running_on(runs, token, "B", 2), timeout=30, what="attempt 2 on B")
+    assert time.monotonic() - killed <= 2 * settings.lease_seconds
+    wait_for(lambda: runs.get(token).state == "succeeded", timeout=30, what="success")  # type: ignore[union-attr]
+    # And the finished step s0 never ran again; s1 reran once; the body never overlapped
+    assert executions(redis, token) == [("s0", 1), ("s1", 1), ("s1", 2), ("s2", 2), ("s3", 2)]
+    assert redis.get(f"probe:overlaps:{token}") is None
+    events = [e for _, e in read_events(redis, Keys(), token)]
+    assert any(e["event"] == "run.requeued" and e.get("reason") == "lease expired" for e in events)
+    assert b.process.poll() is None
+
+
+def test_sigkill_of_only_the_supervisor_takes_its_horse_down(
+    settings: Settings,
+    enqueue: Callable[..., Enqueued],
+    start_worker: Callable[..., WorkerProcess],
+    runs: Runs,
+    redis: Redis,
+) -> None:
+    # Given a run executing in worker A's horse
+    token = enqueue("slow_steps", steps=3, seconds=1.0).token
+    a = start_worker("--name", "A")
+    wait_for(lambda: ("s1", 1) in executions(redis, token), what="step s1 on A")
+    horse = horse_of(a)
+    # When only A's supervisor is SIGKILLed (not its process group)
+    os.kill(a.process.pid, signal.SIGKILL)
+    a.process.wait(timeout=10)
+    # Then the horse dies with it at once, and never runs beside the next attempt
+    wait_for(lambda: gone(horse.pid), timeout=5, what="the orphaned horse to die")
+    start_worker("--name", "B")
+    wait_for(lambda: runs.get(token).state == "succeeded", timeout=30, what="success")  # type: ignore[union-attr]
+    assert executions(redis, token) == [("s0", 1), ("s1", 1), ("s1", 2), ("s2", 2)]
+    assert redis.get(f"probe:overlaps:{token}") is None
+
+
+def test_an_attempt_paused_past_its_lease_cannot_write_progress(
+    settings: Settings,
+    enqueue: Callable[..., Enqueued],
+    start_worker: Callable[..., WorkerProcess],
+    runs: Runs,
+    redis: Redis,
+) -> None:
+    # Given a checkpointing run on worker A, which we freeze (SIGSTOP) mid-run
+    token = enqueue("counting", items=40, seconds=0.1).token
+    a = start_worker("--name", "A")
+    wait_for(lambda: (runs.get(token).cursor or 0) >= 3, what="progress on A")  # type: ignore[union-attr]
+    horse = horse_of(a)
+    horse.suspend()
+    # When its lease expires and worker B takes the run over and checkpoints
+    start_worker("--name", "B")
+    wait_for(lambda: running_on(runs, token, "B", 2), timeout=30, what="attempt 2 on B")
+    wait_for(
+        lambda: b"2:" in b"".join(redis.lrange(f"probe:ckpt:{token}", 0, -1)), what="B's checkpoint"
+    )
+    # And A wakes up (SIGCONT) in the middle of its work
+    horse.resume()
+    wait_for(lambda: runs.get(token).state == "succeeded", timeout=60, what="success")  # type: ignore[union-attr]
+    # Then no checkpoint of attempt 1 landed after attempt 2's first one
+    ckpts = [c.decode() for c in redis.lrange(f"probe:ckpt:{token}", 0, -1)]
+    first_of_2 = next(i for i, c in enumerate(ckpts) if c.startswith("2:"))
+    assert not [c for c in ckpts[first_of_2:] if c.startswith("1:")]
+    # And the run's progress is exact, and A's attempt said it gave up
+    record = runs.get(token)
+    assert record is not None and record.cursor == 40 and record.counters == {"done": 40}
+    wait_for(lambda: "attempt.abandoned" in a.output(), timeout=10, what="A to abandon")
+
+
+def test_a_redis_outage_of_five_seconds_mid_run_is_survived(
+    settings: Settings,
+    redis_server: RedisServer,
+    enqueue: Callable[..., Enqueued],
+    start_worker: Callable[..., WorkerProcess],
+    runs: Runs,
+) -> None:
+    # Given a run checkpointing on a worker whose lease outlasts the outage
+    token = enqueue("counting", items=30, seconds=0.2, probed=False).token
+    worker = start_worker(RUNNER_LEASE_SECONDS="15")
+    wait_for(lambda: (runs.get(token).cursor or 0) >= 3, what="progress")  # type: ignore[union-attr]
+    # When Redis goes away for five seconds and comes back (its AOF kept the data)
+    redis_server.stop()
+    time.sleep(5)
+    redis_server.start()
+    # Then the worker is still up and the same attempt finishes the run exactly
+    wait_for(lambda: runs.get(token).state == "succeeded", timeout=60, what="success")  # type: ignore[union-attr]
+    record = runs.get(token)
+    assert record is not None and record.attempt == 1 and record.counters == {"done": 30}
+    assert worker.process.poll() is None
+    assert "redis.unreachable" in worker.output()
