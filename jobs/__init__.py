@@ -1,7 +1,15 @@
-"""The site's tasks, built on the runner's public API. `registry` is what the runner loads."""
+"""The site's tasks, schedule and CLI commands, built on the runner's public API.
+
+`registry` is what the runner loads (`RUNNER_TASKS`, default `jobs`)."""
 
 from __future__ import annotations
 
+from jobs import commands, imports, inbox, schedule, upkeep
 from runner.tasks import TaskRegistry
 
 registry = TaskRegistry()
+imports.register(registry)
+inbox.register(registry)
+upkeep.register(registry)
+registry.schedule.extend(schedule.SCHEDULE)
+registry.commands.extend(commands.COMMANDS)

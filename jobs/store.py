@@ -6,6 +6,7 @@ progress and fencing live in `jobs.progress`; its public names are re-exported h
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ __all__ = [
     "apply_batch",
     "begin_import",
     "count_posts",
+    "engine_for",
     "finish_import",
     "get_post",
     "import_rejects",
@@ -122,6 +124,14 @@ def _sqlite_engine(url: sa.URL) -> Engine:
         # would otherwise deadlock upgrading their read locks.
         conn.exec_driver_sql(f"BEGIN {conn.get_execution_options().get(SQLITE_BEGIN, 'IMMEDIATE')}")
 
+    return engine
+
+
+@functools.cache
+def engine_for(url: str) -> Engine:
+    """This process's engine for `url`, created (and its schema made ready) on first use."""
+    engine = make_engine(url)
+    init_schema(engine)
     return engine
 
 

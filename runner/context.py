@@ -10,6 +10,8 @@ import structlog
 import tenacity
 from structlog.contextvars import bound_contextvars
 
+from runner.config import Settings
+from runner.enqueue import Enqueued
 from runner.errors import InvalidArguments, LeaseLost
 from runner.lease import LeaseKeeper
 from runner.runs import RunRecord, Runs
@@ -27,20 +29,24 @@ class Run:
         self,
         *,
         record: RunRecord,
+        settings: Settings,
         runs: Runs,
         holder: str,
         steps: Mapping[str, Any],
         retry: RetryPolicy,
         keeper: LeaseKeeper,
         durable: tenacity.Retrying,
+        enqueue: Callable[[str, dict[str, Any], str | None], Enqueued],
     ) -> None:
         self.record = record
+        self.settings = settings  # the deployment's settings: home, database URL, ...
         self._runs = runs
         self._holder = holder
         self._steps = dict(steps)
         self._retry = retry
         self._keeper = keeper
         self._durable = durable
+        self._enqueue = enqueue
         self._cursor = record.cursor
         self._counters = dict(record.counters or {})
         self.log = structlog.get_logger("runner.task")
@@ -108,6 +114,15 @@ class Run:
         if counters is not None:
             self._counters = dict(counters)
         self.log.debug("checkpoint", cursor=self._cursor, counters=self._counters)
+
+    def enqueue(self, task: str, args: dict[str, Any], *, token: str | None = None) -> Enqueued:
+        """Enqueue follow-up work; as everywhere, a token already queued or done is not redone."""
+        return self._durable(self._enqueue, task, args, token)
+
+    def state_of(self, token: str) -> str | None:
+        """The state of another run (None if it does not exist or has expired)."""
+        record = self._durable(self._runs.get, token)
+        return record.state if record else None
 
     def ensure_lease(self) -> None:
         """Raise LeaseLost if the keeper saw the lease move on: stop before doing more work."""

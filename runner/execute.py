@@ -17,6 +17,7 @@ from structlog.contextvars import bound_contextvars
 from runner import logs
 from runner.config import Settings
 from runner.context import Run
+from runner.enqueue import Enqueued, Enqueuer, Request
 from runner.errors import LeaseLost, PermanentError, RunnerError
 from runner.keys import Keys
 from runner.lease import LeaseKeeper
@@ -56,6 +57,7 @@ class Executor:
         self.keys = Keys(settings.prefix)
         self.runs = Runs(redis, self.keys, lease_ms=settings.lease_ms)
         self.durable = outage_retry(settings.redis_outage_seconds)
+        self.enqueuer = Enqueuer(redis, settings)
         self.version = code_version()
 
     def install(self) -> None:
@@ -96,12 +98,14 @@ class Executor:
         with LeaseKeeper(self.runs, record.token, holder) as keeper:
             run = Run(
                 record=record,
+                settings=self.settings,
                 runs=self.runs,
                 holder=holder,
                 steps=self.durable(self.runs.steps, record.token),
                 retry=task.retry,
                 keeper=keeper,
                 durable=self.durable,
+                enqueue=self._enqueue,
             )
             try:
                 result = task.fn(run, **record.args)
@@ -116,6 +120,9 @@ class Executor:
             record, holder, {"state": "succeeded", "result": result, "finished_at": time.time(),
                              "error": None}, event="run.succeeded", seconds=seconds,
         )  # fmt: skip
+
+    def _enqueue(self, task: str, args: dict[str, Any], token: str | None) -> Enqueued:
+        return self.enqueuer.enqueue(Request(self.registry.get(task), args, token))
 
     def _failed(
         self, record: RunRecord, holder: str, task: Task, exc: Exception, *, step: str | None

@@ -1,0 +1,63 @@
+"""The inbox: files dropped into `RUNNER_HOME/inbox` are imported once each, then filed away.
+
+A new file moves to `inbox/processing/<content hash><suffix>` (so its path is stable while
+its run lives, and the same content twice is one file) and gets an import run whose token
+is that content hash. Once the run succeeded the file moves to `inbox/done/`; a failed run's
+file stays in `processing/` until an operator reruns it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from jobs.sources import FEED_SUFFIXES, TASK, file_sha256
+from runner.context import Run
+from runner.tasks import Task, TaskRegistry
+from runner.tokens import content_token
+
+
+def inbox_dir(run: Run, inbox: str | None) -> Path:
+    return Path(inbox or os.environ.get("RUNNER_INBOX") or run.settings.home / "inbox")
+
+
+def poll_inbox(run: Run, *, inbox: str | None = None) -> dict[str, Any]:
+    """Enqueue an import for every new file, and file away the ones whose import succeeded."""
+    root = inbox_dir(run, inbox)
+    processing, done = root / "processing", root / "done"
+    for folder in (processing, done):
+        folder.mkdir(parents=True, exist_ok=True)
+    claimed = [_claim(path, processing) for path in sorted(root.iterdir()) if _is_new(path)]
+    enqueued = filed = 0
+    for path in sorted(processing.iterdir()):
+        token = content_token(TASK, path.stem)
+        state = run.state_of(token)
+        if state is None:
+            result = run.enqueue(TASK, {"source": str(path)}, token=token)
+            enqueued += not result.deduplicated
+        elif state == "succeeded":
+            os.replace(path, done / path.name)
+            filed += 1
+    run.log.info("inbox.polled", new_files=len(claimed), enqueued=enqueued, filed=filed)
+    return {"new_files": len(claimed), "enqueued": enqueued, "filed": filed}
+
+
+def _is_new(path: Path) -> bool:
+    return (
+        path.is_file()
+        and not path.name.startswith(".")
+        and not path.name.endswith(".part")
+        and path.suffix.lower() in FEED_SUFFIXES
+    )
+
+
+def _claim(path: Path, processing: Path) -> Path:
+    target = processing / f"{file_sha256(path)[:32]}{path.suffix.lower()}"
+    os.replace(path, target)
+    return target
+
+
+def register(registry: TaskRegistry) -> None:
+    """Register `poll_inbox` on the `cron` queue."""
+    registry.register(Task("poll_inbox", poll_inbox, queue="cron", timeout=600))
