@@ -90,7 +90,12 @@ class Run:
             self.failed_step = None
             seconds = round(time.monotonic() - started, 6)
             self._check_json(name, result)
-            record = {"result": result, "attempt": self.attempt, "seconds": seconds}
+            record = {
+                "result": result,
+                "attempt": self.attempt,
+                "seconds": seconds,
+                "finished_at": time.time(),
+            }
             self._fenced({}, step=(name, record))
             self._steps[name] = record
             self.log.info("step.finished", seconds=seconds)

@@ -52,8 +52,13 @@ class Keys:
         return f"{self.prefix}lock:reaper"
 
     def cron_last(self, entry: str) -> str:
-        """String: the last slot (ISO minute) a cron entry fired."""
+        """String: the last slot (ISO minute) a cron entry handled: fired, or skipped."""
         return f"{self.prefix}cron:last:{entry}"
+
+    def cron_fired(self, entry: str) -> str:
+        """String: the last slot (ISO minute) a cron entry enqueued a run for; the overlap
+        policy checks that run (`cron_last` also moves past skipped slots)."""
+        return f"{self.prefix}cron:fired:{entry}"
 
     def clock(self, name: str) -> str:
         """String with a TTL: a live cron clock's heartbeat."""

@@ -168,9 +168,10 @@ class Runs:
         return RunRecord.from_hash(raw) if raw else None  # type: ignore[arg-type]
 
     def steps(self, token: str) -> dict[str, Any]:
-        """Finished steps: name -> {result, attempt, seconds}."""
+        """Finished steps in the order they finished: name -> {result, attempt, seconds, ...}."""
         raw: dict[bytes, bytes] = self.redis.hgetall(self.keys.steps(token))  # type: ignore[assignment]
-        return {k.decode(): json.loads(v) for k, v in raw.items()}
+        steps = {k.decode(): json.loads(v) for k, v in raw.items()}
+        return dict(sorted(steps.items(), key=lambda item: item[1].get("finished_at", 0)))
 
     def resolve(self, ref: str) -> str:
         """A token from a token, an RQ job id or an unambiguous token prefix; raises UnknownRun."""

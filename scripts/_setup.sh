@@ -11,9 +11,13 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 stamp="$VENV/.installed-$(sha256sum "$ROOT/pyproject.toml" | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
-  echo "setup: installing the runner and its dev tools (one time)" >&2
-  "$VENV/bin/python" -m pip install --quiet --upgrade pip >&2
-  "$VENV/bin/python" -m pip install --quiet -e "$ROOT[dev]" >&2
+  echo "setup: installing the runner and its dev tools (one time; log in .venv/install.log)" >&2
+  if ! { "$VENV/bin/python" -m pip install --upgrade pip &&
+         "$VENV/bin/python" -m pip install -e "$ROOT[dev]"; } >"$VENV/install.log" 2>&1; then
+    tail -n 30 "$VENV/install.log" >&2
+    echo "setup: pip install failed; the whole log is $VENV/install.log" >&2
+    exit 1
+  fi
   rm -f "$VENV"/.installed-* && touch "$stamp"
 fi
 export PATH="$VENV/bin:$PATH"

@@ -11,23 +11,15 @@ import pytest
 from jobs.pages import parse_page
 from jobs.posts import Parsed, Post, validate_post
 
-SAMPLE = "shared/samples/staging-close-to-production.txt"
-
-
-def find_sample() -> Path | None:
-    """The sample page, looked for in every folder above this file (the tree or a clone)."""
-    for folder in Path(__file__).resolve().parents:
-        if (folder / SAMPLE).is_file():
-            return folder / SAMPLE
-    return None
+# The site's export of one article, byte for byte (a copy of shared/samples/).
+SAMPLE = (
+    Path(__file__).resolve().parents[2] / "scripts" / "samples" / "staging-close-to-production.txt"
+)
 
 
 @pytest.fixture
 def sample_text() -> str:
-    path = find_sample()
-    if path is None:
-        pytest.skip(f"no {SAMPLE} in any folder above {Path(__file__).parent}")
-    return path.read_text(encoding="utf-8")
+    return SAMPLE.read_text(encoding="utf-8")
 
 
 def post_from(text: str) -> Post:

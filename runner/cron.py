@@ -1,0 +1,322 @@
+"""Cron: schedule entries, the minutes (slots) they are due at, and the tick that fires them.
+
+A firing's token is `task@slot`, and a tick enqueues all its firings in one atomic
+`enqueue_many`, so any number of ticks at once (a crontab, several clocks, retries) enqueue
+each slot once. Per entry, Redis remembers the last slot handled (`cron_last`, only ever moved
+forward): a tick handles the newest `catch_up` slots after it, and fires them, or skips them
+while the run the entry fired before is still active (overlap policy 'skip').
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import KW_ONLY, dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+from croniter import croniter
+from redis import Redis
+
+from runner.config import Settings
+from runner.enqueue import Enqueued, Enqueuer, Request
+from runner.errors import ConfigError, InvalidArguments
+from runner.keys import Keys
+from runner.logs import RunStream, streaming_to
+from runner.runs import ACTIVE, Runs, texts
+from runner.tasks import Task, TaskRegistry
+from runner.tokens import canonical_json, slot_token
+
+log = structlog.get_logger("runner.cron")
+MINUTE = timedelta(minutes=1)
+OVERLAP = ("skip", "allow")
+SLOT_FORMAT = "%Y-%m-%dT%H:%MZ"  # fixed width: the marks compare as strings in Lua
+
+# KEYS: marks (last/fired slot keys). ARGV: the slot for each ('' leaves it alone).
+_ADVANCE = """
+for i = 1, #KEYS do
+  local slot = ARGV[i]
+  if slot ~= '' then
+    local seen = redis.call('GET', KEYS[i])
+    if not seen or seen < slot then redis.call('SET', KEYS[i], slot) end
+  end
+end
+return 1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class CronEntry:
+    """One line of the schedule: run `task(**args)` at every minute `expression` matches, UTC.
+
+    `queue` overrides the task's queue; `catch_up` is how many missed slots one tick fires at
+    most (the newest); `overlap` is 'skip' (no slot while the previous run is active) or 'allow'.
+    """
+
+    name: str
+    expression: str
+    _: KW_ONLY
+    task: str
+    args: Mapping[str, Any] = field(default_factory=dict)
+    queue: str | None = None
+    catch_up: int = 1
+    overlap: str = "skip"
+
+    def __post_init__(self) -> None:
+        """Raises ValueError naming the entry when a field is invalid."""
+        problem = _problem(self)
+        if problem:
+            raise ValueError(f"cron entry {self.name!r}: {problem}")
+
+    def is_due(self, minute: datetime) -> bool:
+        return bool(croniter.match(self.expression, minute))
+
+    def next_slot(self, after: datetime) -> datetime:
+        """The first slot strictly after `after`."""
+        return to_utc(croniter(self.expression, after).get_next(datetime))
+
+    def pending(self, *, after: datetime | None, until: datetime) -> list[datetime]:
+        """The slots a tick at minute `until` handles, oldest first: the newest `catch_up` in
+        (after, until]; for an entry that never fired (`after` None), `until` alone if due."""
+        if after is None:
+            return [until] if self.is_due(until) else []
+        found: list[datetime] = []
+        walk = croniter(self.expression, until + MINUTE)
+        while len(found) < self.catch_up:
+            slot = to_utc(walk.get_prev(datetime))
+            if slot <= after:
+                break
+            found.append(slot)
+        return found[::-1]
+
+
+def _problem(entry: CronEntry) -> str | None:
+    if len(entry.expression.split()) != 5 or not croniter.is_valid(entry.expression):
+        return (
+            f"{entry.expression!r} is not a cron expression; use five fields"
+            " (minute hour day-of-month month day-of-week), e.g. '0 6 * * *'"
+        )
+    try:
+        croniter(entry.expression, datetime(2000, 1, 1, tzinfo=UTC)).get_next(datetime)
+    except ValueError:
+        return f"{entry.expression!r} never matches a date"
+    if entry.catch_up < 1:
+        return f"catch_up={entry.catch_up}; it must be at least 1 (1: the latest missed slot)"
+    if entry.overlap not in OVERLAP:
+        return f"overlap={entry.overlap!r}; use 'skip' or 'allow'"
+    try:
+        canonical_json(dict(entry.args))
+    except InvalidArguments as exc:
+        return str(exc)
+    return None
+
+
+def check_schedule(entries: Sequence[Any], registry: TaskRegistry) -> list[CronEntry]:
+    """The entries, checked: CronEntry objects with unique names and tasks (a task's slot tokens
+    must be its entry's alone); raises ConfigError, or UnknownTask for an unregistered task."""
+    for kind in ("name", "task"):
+        values = [getattr(e, kind, None) for e in entries]
+        twice = sorted({v for v in values if values.count(v) > 1})
+        if twice:
+            raise ConfigError(f"the cron schedule has several entries with {kind} {twice}")
+    for entry in entries:
+        if not isinstance(entry, CronEntry):
+            raise ConfigError(f"the cron schedule holds {entry!r}; use runner.cron.CronEntry")
+        registry.get(entry.task)
+    return list(entries)
+
+
+@dataclass(frozen=True, slots=True)
+class Firing:
+    """What one tick did for one entry: 'fired' (its runs, new or deduplicated), 'skipped'
+    (`reason` says why) or 'not_due'."""
+
+    entry: str
+    outcome: str
+    slots: tuple[datetime, ...] = ()
+    runs: tuple[Enqueued, ...] = ()
+    reason: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        runs = [
+            {"token": r.token, "job_id": r.job_id, "state": r.state, "deduplicated": r.deduplicated}
+            for r in self.runs
+        ]
+        slots = [slot_text(s) for s in self.slots]
+        return {"entry": self.entry, "outcome": self.outcome, "slots": slots, "runs": runs,
+                "reason": self.reason}  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class EntryStatus:
+    """An entry as `cron list` shows it: when it fires next, and its last firing."""
+
+    entry: CronEntry
+    queue: str
+    next_slot: datetime
+    last_slot: datetime | None
+    last_run: str | None
+    last_state: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    entry: CronEntry
+    slots: tuple[datetime, ...]
+    blocker: str | None = None  # the active run a skipped slot would overlap
+    reason: str = ""
+
+
+class Cron:
+    """Fires a schedule's due slots; safe under any number of concurrent ticks."""
+
+    def __init__(
+        self, redis: Redis, settings: Settings, *, registry: TaskRegistry,
+        entries: Sequence[CronEntry] | None = None,
+    ) -> None:  # fmt: skip
+        """Raises ConfigError or UnknownTask when the schedule is inconsistent."""
+        self.redis = redis
+        self.settings = settings
+        self.registry = registry
+        self.entries = check_schedule(registry.schedule if entries is None else entries, registry)
+        self.keys = Keys(settings.prefix)
+        self.runs = Runs(redis, self.keys, lease_ms=settings.lease_ms)
+        self.enqueuer = Enqueuer(redis, settings)
+        self._advance = redis.register_script(_ADVANCE)
+
+    def tick(self, at: datetime) -> list[Firing]:
+        """Handle every slot due at `at`'s minute, and the missed ones within each entry's
+        catch-up; raises RedisError when Redis fails (a later tick catches the slots up)."""
+        minute = floor_minute(at)
+        marks = self._marks()
+        busy = self._running_by_task()
+        plans = [self._plan(e, minute, marks[e.name], busy) for e in self.entries]
+        fires = [p for p in plans if p.slots and p.blocker is None]
+        requests = [
+            Request(self._task(p.entry), dict(p.entry.args), slot_token(p.entry.task, s))
+            for p in fires
+            for s in p.slots
+        ]
+        fired = {r.token: r for r in self.enqueuer.enqueue_many(requests)}
+        self._move_marks(plans, fires)
+        return [self._report(p, minute, fired) for p in plans]
+
+    def status(self, now: datetime) -> list[EntryStatus]:
+        """Each entry's next slot after `now`, its last handled slot and the last run it fired."""
+        marks = self._marks()
+        found = []
+        for entry in self.entries:
+            last, fired = marks[entry.name]
+            token = slot_token(entry.task, fired) if fired else None
+            record = self.runs.get(token) if token else None
+            state = record.state if record else ("expired" if token else None)
+            found.append(EntryStatus(entry, self._task(entry).queue,
+                                     entry.next_slot(now), last, token, state))  # fmt: skip
+        return found
+
+    def _marks(self) -> dict[str, tuple[datetime | None, datetime | None]]:
+        names = [e.name for e in self.entries]
+        keys = [k for n in names for k in (self.keys.cron_last(n), self.keys.cron_fired(n))]
+        raw = [parse_slot(v.decode()) if v else None for v in self.redis.mget(keys)] if keys else []
+        return {n: (raw[2 * i], raw[2 * i + 1]) for i, n in enumerate(names)}
+
+    def _running_by_task(self) -> dict[str, list[str]]:
+        tokens = texts(self.redis.smembers(self.keys.running))
+        pipe = self.redis.pipeline(transaction=False)
+        for token in tokens:
+            pipe.hget(self.keys.run(token), "task")
+        busy: dict[str, list[str]] = {}
+        for token, task in zip(tokens, pipe.execute(), strict=True):
+            if task:
+                busy.setdefault(task.decode(), []).append(token)
+        return busy
+
+    def _plan(
+        self, entry: CronEntry, minute: datetime, marks: tuple[datetime | None, datetime | None],
+        busy: dict[str, list[str]],
+    ) -> _Plan:  # fmt: skip
+        last, fired = marks
+        slots = tuple(entry.pending(after=last, until=minute))
+        if not slots or entry.overlap == "allow":
+            return _Plan(entry, slots)
+        if fired is not None:
+            previous = slot_token(entry.task, fired)
+            record = self.runs.get(previous)
+            if record is not None and record.state in ACTIVE:
+                return _Plan(entry, slots, previous, f"previous run {previous} is {record.state}")
+        own = {slot_token(entry.task, s) for s in slots}
+        for token in busy.get(entry.task, []):
+            if token not in own:
+                return _Plan(entry, slots, token, f"run {token} of {entry.task} is running")
+        return _Plan(entry, slots)
+
+    def _task(self, entry: CronEntry) -> Task:
+        task = self.registry.get(entry.task)
+        return replace(task, queue=entry.queue) if entry.queue else task
+
+    def _move_marks(self, plans: Sequence[_Plan], fires: Sequence[_Plan]) -> None:
+        keys: list[str] = []
+        slots: list[str] = []
+        for plan in plans:
+            if plan.slots:
+                newest = slot_text(plan.slots[-1])
+                keys += [
+                    self.keys.cron_last(plan.entry.name),
+                    self.keys.cron_fired(plan.entry.name),
+                ]
+                slots += [newest, newest if plan in fires else ""]
+        if keys:
+            self._advance(keys=keys, args=slots)
+
+    def _report(self, plan: _Plan, minute: datetime, fired: dict[str, Enqueued]) -> Firing:
+        entry = plan.entry
+        if plan.slots and plan.blocker is None:
+            runs = tuple(fired[slot_token(entry.task, s)] for s in plan.slots)
+            log.info("cron.fired", entry=entry.name, tokens=[r.token for r in runs],
+                     new=[r.token for r in runs if not r.deduplicated])  # fmt: skip
+            return Firing(entry.name, "fired", plan.slots, runs)
+        if plan.slots:
+            self._log_skip(plan)
+            return Firing(entry.name, "skipped", plan.slots, reason=plan.reason)
+        if entry.is_due(minute):  # already handled by an earlier (or concurrent) tick
+            token = slot_token(entry.task, minute)
+            record = self.runs.get(token)
+            if record is None:
+                return Firing(entry.name, "skipped", (minute,), reason="skipped by an earlier tick")
+            run = Enqueued(token, job_id=record.job_id, state=record.state, deduplicated=True)
+            return Firing(entry.name, "fired", (minute,), (run,))
+        return Firing(entry.name, "not_due", reason=f"next {slot_text(entry.next_slot(minute))}")
+
+    def _log_skip(self, plan: _Plan) -> None:
+        """Log `cron.skipped` on stdout and into the stream of the run the slot would overlap."""
+        assert plan.blocker is not None
+        stream = RunStream(
+            self.redis, self.keys.log(plan.blocker), maxlen=self.settings.log_max_events
+        )
+        with streaming_to(stream):
+            log.warning(
+                "cron.skipped",
+                entry=plan.entry.name,
+                skipped=[slot_token(plan.entry.task, s) for s in plan.slots],
+                reason=plan.reason,
+                previous=plan.blocker,
+            )
+
+
+def to_utc(moment: datetime) -> datetime:
+    """The moment in UTC; a naive datetime is taken to be UTC already."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def floor_minute(moment: datetime) -> datetime:
+    """The minute (UTC) holding `moment`: a slot."""
+    return to_utc(moment).replace(second=0, microsecond=0)
+
+
+def slot_text(slot: datetime) -> str:
+    return f"{to_utc(slot):{SLOT_FORMAT}}"
+
+
+def parse_slot(text: str) -> datetime:
+    """A slot written by `slot_text`; raises ValueError for anything else."""
+    return datetime.strptime(text, SLOT_FORMAT).replace(tzinfo=UTC)
