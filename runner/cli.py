@@ -161,8 +161,7 @@ def runs(
 ) -> None:
     """List runs, newest first."""
     after = time.time() - parse_duration(since) if since else None
-    found = app.runs.list(state=state, task=task, since=after)
-    found = found[:limit] if limit else found
+    found = app.runs.list(state=state, task=task, since=after, limit=limit)
     if as_json:
         for r in found:
             click.echo(json_line(**run_summary(r), counters=r.counters))

@@ -6,9 +6,11 @@ at all, whatever number of callers race: the same token is never queued twice.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from redis import Redis
@@ -25,16 +27,19 @@ from runner.tokens import canonical_json, check_token, derive_token, job_id
 
 PERFORM = "runner.execute.perform_attempt"
 
-# KEYS: runs index, rq:queues, then per item: run, job index, rq job, rq queue.
-# ARGV: now, retention, then per item: token, n run pairs, pairs..., n job pairs, pairs...
+# KEYS: runs index, rq:queues, then per item: run, job index, rq job, rq queue, log stream.
+# ARGV: now, retention, log cap, then per item: token, n run pairs, pairs..., n job pairs,
+#       pairs..., the `run.queued` log event (JSON).
 _ENQUEUE = """
-local out, a, now, ttl = {}, 3, ARGV[1], tonumber(ARGV[2])
-for i = 0, (#KEYS - 2) / 4 - 1 do
-  local run, jindex, job, queue = KEYS[3 + 4*i], KEYS[4 + 4*i], KEYS[5 + 4*i], KEYS[6 + 4*i]
+local out, a, now, ttl, cap = {}, 4, ARGV[1], tonumber(ARGV[2]), ARGV[3]
+for i = 0, (#KEYS - 2) / 5 - 1 do
+  local k = 3 + 5*i
+  local run, jindex, job, queue, log = KEYS[k], KEYS[k+1], KEYS[k+2], KEYS[k+3], KEYS[k+4]
   local token, nrun = ARGV[a], tonumber(ARGV[a + 1])
   local run_at, njob = a + 2, tonumber(ARGV[a + 2 + 2*nrun])
   local job_at = a + 3 + 2*nrun
-  a = job_at + 2*njob
+  local event = ARGV[job_at + 2*njob]
+  a = job_at + 2*njob + 1
   local seen = redis.call('HMGET', run, 'state', 'job_id')
   if seen[1] then
     out[#out + 1] = {seen[1], seen[2], 0}
@@ -42,10 +47,12 @@ for i = 0, (#KEYS - 2) / 4 - 1 do
     redis.call('HSET', run, unpack(ARGV, run_at, run_at + 2*nrun - 1))
     redis.call('ZADD', KEYS[1], now, token)
     redis.call('HSET', job, unpack(ARGV, job_at, job_at + 2*njob - 1))
-    redis.call('RPUSH', queue, redis.call('HGET', run, 'job_id'))
+    local jid = redis.call('HGET', run, 'job_id')
+    redis.call('RPUSH', queue, jid)
     redis.call('SADD', KEYS[2], queue)
     redis.call('SET', jindex, token, 'EX', ttl)
-    out[#out + 1] = {'queued', redis.call('HGET', run, 'job_id'), 1}
+    redis.call('XADD', log, 'MAXLEN', '~', cap, '*', 'e', event)
+    out[#out + 1] = {'queued', jid, 1}
   end
 end
 return out
@@ -76,6 +83,17 @@ else
 end
 return 1
 """
+
+
+def queued_event(token: str, task: Task, now: float) -> str:
+    """The first event of a run's log stream, written atomically with the run."""
+    stamp = datetime.fromtimestamp(now, UTC).isoformat().replace("+00:00", "Z")
+    event = {
+        "event": "run.queued", "state": "queued", "queue": task.queue, "token": token,
+        "task": task.name, "attempt": 1, "job_id": job_id(token, 1), "level": "info",
+        "timestamp": stamp,
+    }  # fmt: skip
+    return json.dumps(event, separators=(",", ":"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +140,7 @@ class Enqueuer:
             return []
         now = time.time()
         keys = [self.keys.runs, self._queue("default").redis_queues_keys]
-        args: list[Any] = [now, self.settings.retention_seconds]
+        args: list[Any] = [now, self.settings.retention_seconds, self.settings.log_max_events]
         tokens = []
         for request in requests:
             token = request.resolved_token()
@@ -132,7 +150,9 @@ class Enqueuer:
                 request.task.queue, token, 1, request.task.timeout
             )
             keys += [self.keys.run(token), self.keys.job(job_id(token, 1)), job_key, queue_key]
+            keys.append(self.keys.log(token))
             args += [token, len(run_fields) // 2, *run_fields, len(job_fields) // 2, *job_fields]
+            args.append(queued_event(token, request.task, now))
         replies = cast(list[list[Any]], self._enqueue(keys=keys, args=args))
         return [
             Enqueued(token, job_id=jid, state=state, deduplicated=not reply[2])

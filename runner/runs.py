@@ -190,15 +190,35 @@ class Runs:
         raise UnknownRun(f"{ref!r} matches {len(matches)} runs ({', '.join(matches[:3])}, ...)")
 
     def list(
-        self, *, state: str | None = None, task: str | None = None, since: float | None = None
+        self,
+        *,
+        state: str | None = None,
+        task: str | None = None,
+        since: float | None = None,
+        limit: int = 0,
     ) -> list[RunRecord]:
-        """Runs newest first, filtered by state, task and creation time."""
-        tokens = self.redis.zrevrangebyscore(self.keys.runs, "+inf", since or "-inf")
-        pipe = self.redis.pipeline(transaction=False)
-        for token in texts(tokens):
-            pipe.hgetall(self.keys.run(token))
-        runs = [RunRecord.from_hash(raw) for raw in pipe.execute() if raw]
-        return [r for r in runs if (not state or r.state == state) and (not task or r.task == task)]
+        """Runs newest first, filtered by state, task and creation time; at most `limit` (0: all).
+        Reads the index page by page, so a short listing of a long history stays cheap."""
+        found: list[RunRecord] = []
+        start, page = 0, 500
+        while True:
+            tokens = texts(
+                self.redis.zrevrangebyscore(
+                    self.keys.runs, "+inf", since or "-inf", start=start, num=page
+                )
+            )
+            pipe = self.redis.pipeline(transaction=False)
+            for token in tokens:
+                pipe.hgetall(self.keys.run(token))
+            for raw in pipe.execute():
+                run = RunRecord.from_hash(raw) if raw else None
+                if run and (not state or run.state == state) and (not task or run.task == task):
+                    found.append(run)
+                    if limit and len(found) >= limit:
+                        return found
+            if len(tokens) < page:
+                return found
+            start += page
 
     # Fenced writes: each checks that `holder` (the attempt's job id) still holds the lease.
 
