@@ -1,0 +1,71 @@
+"""`runner import` and `runner db init`, through Click's CliRunner with the site's tasks."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from runner.cli import cli
+from runner.config import Settings
+from runner.runs import Runs
+from scripts.gen_posts import generate_posts, write_feed
+from tests.conftest import worker_env
+
+
+@pytest.fixture
+def invoke(settings: Settings) -> Callable[..., Result]:
+    env = {k: v for k, v in worker_env(settings).items() if k.startswith("RUNNER_")}
+    env |= {"RUNNER_TASKS": "jobs", "RUNNER_QUEUES": "imports,cron,default"}
+
+    def invoke(*args: str) -> Result:
+        return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+
+    return invoke
+
+
+def make_feed(path: Path, count: int, *, start: int = 0) -> Path:
+    with path.open("w") as out:
+        write_feed(generate_posts(count, seed=9, start=start), out)
+    return path
+
+
+def test_a_directory_is_one_run_per_feed_file(
+    tmp_path: Path, invoke: Callable[..., Result], runs: Runs
+) -> None:
+    feeds = tmp_path / "feeds"
+    feeds.mkdir()
+    make_feed(feeds / "a.jsonl", 3)
+    make_feed(feeds / "b.jsonl", 3, start=10)
+    (feeds / "notes.md").write_text("not a feed")
+    (feeds / ".hidden.jsonl").write_text("{}")
+    result = invoke("import", str(feeds), "--json")
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(lines) == 2 and not any(line["deduplicated"] for line in lines)
+    again = invoke("import", str(feeds / "a.jsonl"), "--json")
+    assert json.loads(again.stdout)["deduplicated"] is True
+    assert len(runs.list(task="import_posts")) == 2
+
+
+def test_missing_sources_are_usage_errors_and_queue_nothing(
+    tmp_path: Path, invoke: Callable[..., Result], runs: Runs
+) -> None:
+    good = make_feed(tmp_path / "good.jsonl", 2)
+    missing = invoke("import", str(good), str(tmp_path / "nope.jsonl"))
+    assert missing.exit_code == 2
+    assert missing.output.strip() == f"error: {tmp_path / 'nope.jsonl'}: no such file or directory"
+    scheme = invoke("import", "ftp://example.org/feed.jsonl")
+    assert scheme.exit_code == 2 and "only http:// and https://" in scheme.output
+    token = invoke("import", str(good), str(good), "--token", "mine")
+    assert token.exit_code == 2 and "--token needs exactly one" in token.output
+    assert runs.list() == []
+
+
+def test_db_init_is_idempotent(invoke: Callable[..., Result]) -> None:
+    first, second = invoke("db", "init"), invoke("db", "init")
+    assert first.exit_code == second.exit_code == 0
+    assert first.output.startswith("schema ready: sqlite:///")
