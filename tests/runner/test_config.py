@@ -1,0 +1,55 @@
+"""Settings from the environment, and the errors that name the variable to fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from runner.config import Settings
+from runner.errors import ConfigError
+
+
+def test_defaults_follow_the_design() -> None:
+    settings = Settings.from_env({})
+    assert settings.queues == ("imports", "cron", "default")
+    assert settings.lease_seconds == 30 and settings.max_attempts == 5
+    assert settings.retention_seconds == 14 * 86_400 and settings.prefix == "runner:"
+    assert settings.home == Path("var").absolute()
+    assert settings.store_url == f"sqlite:///{Path('var').absolute() / 'content.db'}"
+    assert settings.redis_url is None
+
+
+def test_variables_override_defaults() -> None:
+    settings = Settings.from_env(
+        {
+            "RUNNER_HOME": "/srv/site/var",
+            "RUNNER_QUEUES": " imports , default ",
+            "RUNNER_LEASE_SECONDS": "5",
+            "RUNNER_DATABASE_URL": "postgresql+psycopg://u:p@db/site",
+            "RUNNER_RETENTION_DAYS": "1",
+        }
+    )
+    assert settings.home == Path("/srv/site/var") and settings.queues == ("imports", "default")
+    assert settings.lease_seconds == 5.0 and settings.reaper_interval == 1.25
+    assert settings.store_url == "postgresql+psycopg://u:p@db/site"
+    assert settings.retention_seconds == 86_400
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("RUNNER_LEASE_SECONDS", "soon", "RUNNER_LEASE_SECONDS='soon' is not a number"),
+        ("RUNNER_LEASE_SECONDS", "0.1", "RUNNER_LEASE_SECONDS='0.1' is too small"),
+        ("RUNNER_MAX_ATTEMPTS", "0", "RUNNER_MAX_ATTEMPTS='0' is too small"),
+    ],
+)
+def test_malformed_values_name_the_variable(name: str, value: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Settings.from_env({name: value})
+
+
+def test_cli_options_fall_back_to_the_environment() -> None:
+    settings = Settings.from_env({"RUNNER_LEASE_SECONDS": "9"})
+    changed = settings.with_changes(lease_seconds=None, queues=("cron",))
+    assert changed.lease_seconds == 9 and changed.queues == ("cron",)
