@@ -13,7 +13,9 @@ from structlog.contextvars import bound_contextvars
 from runner.config import Settings
 from runner.enqueue import Enqueued
 from runner.errors import InvalidArguments, LeaseLost
-from runner.lease import LeaseKeeper
+from runner.lease import Lease
+from runner.logs import RunStream
+from runner.redis import Durable
 from runner.runs import RunRecord, Runs
 from runner.tasks import RetryPolicy
 from runner.tokens import canonical_json
@@ -34,8 +36,9 @@ class Run:
         holder: str,
         steps: Mapping[str, Any],
         retry: RetryPolicy,
-        keeper: LeaseKeeper,
-        durable: tenacity.Retrying,
+        lease: Lease,
+        stream: RunStream,
+        durable: Durable,
         enqueue: Callable[[str, dict[str, Any], str | None], Enqueued],
     ) -> None:
         self.record = record
@@ -44,7 +47,8 @@ class Run:
         self._holder = holder
         self._steps = dict(steps)
         self._retry = retry
-        self._keeper = keeper
+        self._lease = lease
+        self._stream = stream
         self._durable = durable
         self._enqueue = enqueue
         self._cursor = record.cursor
@@ -84,6 +88,7 @@ class Run:
                 return done["result"]  # type: ignore[no-any-return]
             self.ensure_lease()
             self.log.info("step.started")
+            self._stream.flush()  # a long step shows as started, even if its worker dies
             started = time.monotonic()
             self.failed_step = name
             result = self._call_with_retries(fn, retry or self._retry)
@@ -130,13 +135,20 @@ class Run:
         return record.state if record else None
 
     def ensure_lease(self) -> None:
-        """Raise LeaseLost if the keeper saw the lease move on: stop before doing more work."""
-        if self._keeper.lost:
+        """Raise LeaseLost if the renewer saw the lease move on: stop before doing more work."""
+        if self._lease.lost:
             raise LeaseLost(f"attempt {self._holder} lost the lease of {self.token}")
 
     def _fenced(self, fields: Mapping[str, Any], *, step: tuple[str, Any] | None = None) -> None:
         self.ensure_lease()
-        self._durable(self._runs.write, self.token, self._holder, fields, step=step)
+        events = self._stream.take()
+        try:
+            self._durable(
+                self._runs.write, self.token, self._holder, fields, step=step, events=events
+            )
+        except LeaseLost:
+            self._stream.pending[:0] = events  # logs are not progress: keep them
+            raise
 
     def _call_with_retries(self, fn: Callable[[], T], policy: RetryPolicy) -> T:
         def log_retry(state: tenacity.RetryCallState) -> None:

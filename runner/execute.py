@@ -20,9 +20,9 @@ from runner.context import Run
 from runner.enqueue import Enqueued, Enqueuer, Request
 from runner.errors import LeaseLost, PermanentError, RunnerError
 from runner.keys import Keys
-from runner.lease import LeaseKeeper
-from runner.logs import RunStream, streaming_to
-from runner.redis import outage_retry
+from runner.lease import LeaseRenewer
+from runner.logs import RunStream, event_json, streaming_to
+from runner.redis import Durable
 from runner.runs import RunRecord, Runs
 from runner.tasks import Task, TaskRegistry
 
@@ -55,8 +55,11 @@ class Executor:
         self.registry = registry
         self.worker = worker
         self.keys = Keys(settings.prefix)
-        self.runs = Runs(redis, self.keys, lease_ms=settings.lease_ms)
-        self.durable = outage_retry(settings.redis_outage_seconds)
+        self.runs = Runs(
+            redis, self.keys, lease_ms=settings.lease_ms, log_cap=settings.log_max_events
+        )
+        self.leases = LeaseRenewer(self.runs)
+        self.durable = Durable(settings.redis_outage_seconds)
         self.enqueuer = Enqueuer(redis, settings)
         self.version = code_version()
 
@@ -69,41 +72,42 @@ class Executor:
 
     def perform(self, token: str, attempt: int, holder: str) -> Outcome:
         """Execute attempt `attempt` of `token` as RQ job `holder`; never raises for task faults."""
-        record = self.durable(self.runs.get, token)
+        status, record, steps = self.durable(
+            self.runs.begin, token, attempt, holder=holder, worker=self.worker, version=self.version
+        )
         if record is None:
             log.warning("attempt.skipped", token=token, reason="run record is gone (expired?)")
             return Outcome("skipped", "missing")
-        stream = RunStream(self.redis, self.keys.log(token), maxlen=self.settings.log_max_events)
+        stream = RunStream(
+            self.redis, self.keys.log(token), maxlen=self.settings.log_max_events, buffered=True
+        )
         context = {"token": token, "task": record.task, "attempt": attempt, "job_id": holder}
         with bound_contextvars(**context), streaming_to(stream):
-            if record.attempt != attempt:
-                log.info("attempt.skipped", reason="stale delivery", current=record.attempt)
-                return Outcome("skipped", "stale")
-            taken = self.durable(
-                self.runs.take_lease,
-                record,
-                holder=holder,
-                worker=self.worker,
-                version=self.version,
-            )
-            if taken != "ok":
-                log.info("attempt.skipped", reason=f"not runnable: {taken}")
-                return Outcome("skipped", taken)
-            log.info("run.state", state="running", worker=self.worker, pid=os.getpid())
-            return self._run_task(record, holder)
+            try:
+                if status != "ok":
+                    log.info("attempt.skipped", reason=f"not runnable: {status}")
+                    return Outcome("skipped", status)
+                log.info("run.state", state="running", worker=self.worker, pid=os.getpid())
+                return self._run_task(record, holder, steps, stream)
+            finally:
+                stream.flush()
 
-    def _run_task(self, record: RunRecord, holder: str) -> Outcome:
+    def _run_task(
+        self, record: RunRecord, holder: str, steps: dict[str, Any], stream: RunStream
+    ) -> Outcome:
         task = self.registry.get(record.task)
         started = time.monotonic()
-        with LeaseKeeper(self.runs, record.token, holder) as keeper:
+        lease = self.leases.hold(record.token, holder)
+        try:
             run = Run(
                 record=record,
                 settings=self.settings,
                 runs=self.runs,
                 holder=holder,
-                steps=self.durable(self.runs.steps, record.token),
+                steps=steps,
                 retry=task.retry,
-                keeper=keeper,
+                lease=lease,
+                stream=stream,
                 durable=self.durable,
                 enqueue=self._enqueue,
             )
@@ -114,19 +118,23 @@ class Executor:
                 log.warning("attempt.abandoned", reason=str(exc))
                 return Outcome("abandoned", str(exc))
             except Exception as exc:
-                return self._failed(record, holder, task, exc, step=run.failed_step)
-        seconds = round(time.monotonic() - started, 6)
-        return self._release(
-            record, holder, {"state": "succeeded", "result": result, "finished_at": time.time(),
-                             "error": None}, event="run.succeeded", seconds=seconds,
-        )  # fmt: skip
+                return self._failed(record, holder, task, exc, step=run.failed_step, stream=stream)
+            seconds = round(time.monotonic() - started, 6)
+            fields = {"state": "succeeded", "result": result, "finished_at": time.time()}
+            return self._release(
+                record, holder, {**fields, "error": None}, stream=stream,
+                event="run.succeeded", seconds=seconds,
+            )  # fmt: skip
+        finally:
+            self.leases.release(lease)
 
     def _enqueue(self, task: str, args: dict[str, Any], token: str | None) -> Enqueued:
         return self.enqueuer.enqueue(Request(self.registry.get(task), args, token))
 
     def _failed(
-        self, record: RunRecord, holder: str, task: Task, exc: Exception, *, step: str | None
-    ) -> Outcome:
+        self, record: RunRecord, holder: str, task: Task, exc: Exception, *,
+        step: str | None, stream: RunStream,
+    ) -> Outcome:  # fmt: skip
         error = {
             "type": type(exc).__name__,
             "message": str(exc) or type(exc).__name__,
@@ -138,29 +146,36 @@ class Executor:
         if permanent or record.attempts_left <= 0:
             why = "permanent error" if permanent else f"{record.max_attempts} attempts used"
             fields = {"state": "failed", "error": error, "finished_at": time.time()}
-            return self._release(record, holder, fields, event="run.failed", reason=why)
+            return self._release(
+                record, holder, fields, stream=stream, event="run.failed", reason=why
+            )
         delay = task.retry.attempt_delay(record.attempt - record.attempt_base)
         retry_at = time.time() + delay
         fields = {"state": "retrying", "attempt": record.attempt + 1, "error": error}
         return self._release(
-            record, holder, {**fields, "retry_at": retry_at}, event="run.retrying",
+            record, holder, {**fields, "retry_at": retry_at}, stream=stream, event="run.retrying",
             retry_at=retry_at,
             delay_s=round(delay, 3), next_attempt=record.attempt + 1,
         )  # fmt: skip
 
     def _release(
-        self, record: RunRecord, holder: str, fields: dict[str, Any], *, event: str,
-        retry_at: float | None = None, **details: Any,
+        self, record: RunRecord, holder: str, fields: dict[str, Any], *, stream: RunStream,
+        event: str, retry_at: float | None = None, **details: Any,
     ) -> Outcome:  # fmt: skip
+        """Write the attempt's outcome with its closing event in one call, then log it."""
+        closing = event_json(event, state=fields["state"], **details)
+        events = [*stream.take(), closing]
         try:
             self.durable(
-                self.runs.release, record.token, holder, fields,
+                self.runs.release, record.token, holder, fields, events=events,
                 retention=self.settings.retention_seconds, retry_at=retry_at,
             )  # fmt: skip
         except LeaseLost as exc:
+            stream.pending[:0] = events[:-1]
             log.warning("attempt.abandoned", reason=str(exc))
             return Outcome("abandoned", str(exc))
-        log.info(event, state=fields["state"], **details)
+        with streaming_to(None):  # the stream has it already
+            log.info(event, state=fields["state"], **details)
         return Outcome(fields["state"])
 
 

@@ -1,10 +1,10 @@
-"""The lease keeper: renews an attempt's lease in the background while the task runs."""
+"""Lease renewal: one background thread per process renews the leases of its running attempts."""
 
 from __future__ import annotations
 
 import threading
 import time
-from types import TracebackType
+from dataclasses import dataclass, field
 
 import structlog
 from redis.exceptions import RedisError
@@ -14,44 +14,64 @@ from runner.runs import Runs
 log = structlog.get_logger("runner.lease")
 
 
-class LeaseKeeper:
-    """Renews `holder`'s lease on `token` every third of the lease period; notices its loss.
+@dataclass
+class Lease:
+    """An attempt's hold on its token; `lost` turns true when the renewer sees it go."""
 
-    `lost` turns true when the lease moved to another attempt, or when no renewal succeeded
-    for a whole lease period (Redis unreachable), after which it may have expired."""
+    token: str
+    holder: str
+    renewed_at: float = field(default_factory=time.monotonic)
+    lost: bool = False
 
-    def __init__(self, runs: Runs, token: str, holder: str) -> None:
+
+class LeaseRenewer:
+    """Renews every held lease each third of the lease period, from one daemon thread.
+
+    A lease is lost when it moved to another attempt, or when no renewal succeeded for a
+    whole lease period (Redis unreachable), after which it may have expired. Holding and
+    releasing a lease costs no thread start or join, so short jobs stay cheap."""
+
+    def __init__(self, runs: Runs) -> None:
         self.runs = runs
-        self.token = token
-        self.holder = holder
         self.period = runs.lease_ms / 1000
-        self.lost = False
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._renew_until_stopped, daemon=True)
+        self._held: dict[str, Lease] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
 
-    def __enter__(self) -> LeaseKeeper:
-        self._thread.start()
-        return self
+    def hold(self, token: str, holder: str) -> Lease:
+        """Start renewing `holder`'s lease on `token` (taken just now)."""
+        lease = Lease(token, holder)
+        with self._lock:
+            self._held[holder] = lease
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, daemon=True, name="leases")
+                self._thread.start()
+        return lease
 
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
+    def release(self, lease: Lease) -> None:
+        """Stop renewing (the attempt ended, or gave up)."""
+        with self._lock:
+            self._held.pop(lease.holder, None)
 
-    def _renew_until_stopped(self) -> None:
-        renewed_at = time.monotonic()
-        while not self._stop.wait(self.period / 3):
-            try:
-                if not self.runs.renew(self.token, self.holder):
-                    self._mark_lost("lease taken over or expired")
-                    return
-                renewed_at = time.monotonic()
-            except RedisError as exc:
-                if time.monotonic() - renewed_at > self.period:
-                    self._mark_lost(f"no renewal for a lease period: {exc}")
-                    return
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.period / 3)
+            with self._lock:
+                leases = list(self._held.values())
+            for lease in leases:
+                self._renew(lease)
 
-    def _mark_lost(self, reason: str) -> None:
-        self.lost = True
-        log.warning("lease.lost", token=self.token, holder=self.holder, reason=reason)
+    def _renew(self, lease: Lease) -> None:
+        try:
+            if self.runs.renew(lease.token, lease.holder):
+                lease.renewed_at = time.monotonic()
+            elif lease.holder in self._held:
+                self._lose(lease, "lease taken over or expired")
+        except RedisError as exc:
+            if time.monotonic() - lease.renewed_at > self.period:
+                self._lose(lease, f"no renewal for a lease period: {exc}")
+
+    def _lose(self, lease: Lease, reason: str) -> None:
+        lease.lost = True
+        self.release(lease)
+        log.warning("lease.lost", token=lease.token, holder=lease.holder, reason=reason)

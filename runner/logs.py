@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
+from datetime import UTC, datetime
 from typing import Any, TextIO, cast
 
 import structlog
@@ -23,22 +24,52 @@ _stream: ContextVar[RunStream | None] = ContextVar("runner_run_stream", default=
 
 
 class RunStream:
-    """Appends a run's events to its capped Redis stream, where `runner logs` reads them."""
+    """A run's capped Redis stream of events, where `runner logs` reads them.
 
-    def __init__(self, redis: Redis, key: str, *, maxlen: int) -> None:
+    Buffered, info and debug events wait for the attempt's next write of progress, which
+    appends them in the same Lua call (no extra round trip); warnings and errors, and
+    `flush()`, write at once. stdout always has every event as it happens."""
+
+    def __init__(self, redis: Redis, key: str, *, maxlen: int, buffered: bool = False) -> None:
         self.redis = redis
         self.key = key
         self.maxlen = maxlen
+        self.buffered = buffered
+        self.pending: list[str] = []
 
     def append(self, event: EventDict) -> None:
-        body = json.dumps(event, default=str, separators=(",", ":"))
-        with suppress(RedisError):  # a log line never fails the work; stdout still has it
-            self.redis.xadd(self.key, {"e": body}, maxlen=self.maxlen, approximate=True)
+        self.pending.append(json.dumps(event, default=str, separators=(",", ":")))
+        if not self.buffered or event.get("level") not in ("debug", "info"):
+            self.flush()
+
+    def take(self) -> list[str]:
+        """The buffered events, handed to a write that appends them itself."""
+        taken, self.pending = self.pending, []
+        return taken
+
+    def flush(self) -> None:
+        """Write the buffered events now; a log line never fails the work."""
+        events = self.take()
+        if not events:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for body in events:
+            pipe.xadd(self.key, {"e": body}, maxlen=self.maxlen, approximate=True)
+        with suppress(RedisError):
+            pipe.execute()
+
+
+def event_json(event: str, *, level: str = "info", **fields: Any) -> str:
+    """One event as the processor chain would write it to a stream: the bound context, the
+    fields, level and timestamp. For events written by a Lua call together with progress."""
+    entry = {**structlog.contextvars.get_contextvars(), "event": event, **fields, "level": level}
+    entry["timestamp"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    return json.dumps(entry, default=str, separators=(",", ":"))
 
 
 @contextmanager
-def streaming_to(stream: RunStream) -> Iterator[None]:
-    """Within this block every structlog event also goes to `stream`."""
+def streaming_to(stream: RunStream | None) -> Iterator[None]:
+    """Within this block every structlog event also goes to `stream` (None: to no stream)."""
     reset = _stream.set(stream)
     try:
         yield

@@ -8,9 +8,10 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import structlog
@@ -25,6 +26,7 @@ from redis.retry import Retry
 from runner.config import Settings
 from runner.errors import ConfigError, RedisUnavailable
 
+T = TypeVar("T")
 SOCKET_PATH_MAX = 100  # sun_path is 108 bytes on Linux; keep a margin
 REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 
@@ -177,19 +179,33 @@ class EmbeddedRedis:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def outage_retry(seconds: float) -> tenacity.Retrying:
-    """Retry a Redis call through an outage of up to `seconds`, with backoff and jitter."""
+class Durable:
+    """Calls a Redis operation, retrying it through an outage of up to `seconds` with backoff
+    and jitter (tenacity). The first try is a plain call: no retry machinery until it fails."""
 
-    def log_wait(state: tenacity.RetryCallState) -> None:
-        exc = state.outcome.exception() if state.outcome else None
-        structlog.get_logger("runner.redis").warning(
-            "redis.unreachable", try_number=state.attempt_number, error=str(exc)
+    def __init__(self, seconds: float) -> None:
+        self.retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_delay(seconds),
+            wait=tenacity.wait_exponential_jitter(multiplier=0.1, max=5),
+            retry=tenacity.retry_if_exception_type(REDIS_DOWN),
+            before_sleep=_log_unreachable,
+            reraise=True,
         )
 
-    return tenacity.Retrying(
-        stop=tenacity.stop_after_delay(seconds),
-        wait=tenacity.wait_exponential_jitter(multiplier=0.1, max=5),
-        retry=tenacity.retry_if_exception_type(REDIS_DOWN),
-        before_sleep=log_wait,
-        reraise=True,
+    def __call__(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        try:
+            return fn(*args, **kwargs)
+        except REDIS_DOWN as exc:
+            _log_unreachable_once(exc)
+            return self.retrying(fn, *args, **kwargs)
+
+
+def _log_unreachable(state: tenacity.RetryCallState) -> None:
+    exc = state.outcome.exception() if state.outcome else None
+    structlog.get_logger("runner.redis").warning(
+        "redis.unreachable", try_number=state.attempt_number, error=str(exc)
     )
+
+
+def _log_unreachable_once(exc: BaseException) -> None:
+    structlog.get_logger("runner.redis").warning("redis.unreachable", try_number=0, error=str(exc))

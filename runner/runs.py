@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, cast
 
@@ -17,17 +17,29 @@ ACTIVE = frozenset({"queued", "running", "retrying"})
 TERMINAL = frozenset({"succeeded", "failed"})
 JSON_FIELDS = ("args", "result", "error", "cursor", "counters")
 
-# KEYS: run, lease, running-set. ARGV: attempt, holder, lease ms, now, worker, token, version.
-_TAKE_LEASE = """
+# Appends ARGV[from..#ARGV] (JSON events) to the stream KEYS[log], capped at ARGV[cap].
+_XADD_REST = """
+local function log_events(log, cap, from)
+  for i = from, #ARGV do redis.call('XADD', log, 'MAXLEN', '~', cap, '*', 'e', ARGV[i]) end
+end
+"""
+
+# Claim the token for an attempt and read the run and its finished steps, in one call.
+# KEYS: run, lease, running-set, steps. ARGV: attempt, holder, lease ms, now, worker, token,
+# version. Returns {status, run pairs, step pairs}; status 'ok' or why the body must not run.
+_BEGIN = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing', {}, {}} end
 local st = redis.call('HMGET', KEYS[1], 'state', 'attempt')
-if not st[1] then return 'missing' end
-if tonumber(st[2]) ~= tonumber(ARGV[1]) then return 'stale' end
-if st[1] ~= 'queued' then return st[1] end
-if not redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) then return 'leased' end
-redis.call('HSET', KEYS[1], 'state', 'running', 'started_at', ARGV[4], 'updated_at', ARGV[4],
-           'worker', ARGV[5], 'job_id', ARGV[2], 'code_version', ARGV[7])
-redis.call('SADD', KEYS[3], ARGV[6])
-return 'ok'
+local status = 'ok'
+if tonumber(st[2]) ~= tonumber(ARGV[1]) then status = 'stale'
+elseif st[1] ~= 'queued' then status = st[1]
+elseif not redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) then status = 'leased'
+else
+  redis.call('HSET', KEYS[1], 'state', 'running', 'started_at', ARGV[4], 'updated_at', ARGV[4],
+             'worker', ARGV[5], 'job_id', ARGV[2], 'code_version', ARGV[7])
+  redis.call('SADD', KEYS[3], ARGV[6])
+end
+return {status, redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[4])}
 """
 
 # KEYS: lease. ARGV: holder, lease ms.
@@ -36,29 +48,41 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 """
 
-# KEYS: lease, run, steps. ARGV: holder, n (run field/value pairs), pairs..., step pairs...
-_FENCED_WRITE = """
+# KEYS: lease, run, steps, log. ARGV: holder, log cap, n run pairs, pairs..., n step pairs,
+# pairs..., then events for the log.
+_FENCED_WRITE = (
+    _XADD_REST
+    + """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-local n = tonumber(ARGV[2])
-if n > 0 then redis.call('HSET', KEYS[2], unpack(ARGV, 3, 2 + 2 * n)) end
-if #ARGV > 2 + 2 * n then redis.call('HSET', KEYS[3], unpack(ARGV, 3 + 2 * n, #ARGV)) end
+local a, n = 4, tonumber(ARGV[3])
+if n > 0 then redis.call('HSET', KEYS[2], unpack(ARGV, a, a + 2*n - 1)) end
+a = a + 2*n
+n = tonumber(ARGV[a])
+if n > 0 then redis.call('HSET', KEYS[3], unpack(ARGV, a + 1, a + 2*n)) end
+log_events(KEYS[4], ARGV[2], a + 1 + 2*n)
 return 1
 """
+)
 
 # KEYS: lease, run, running, delayed, steps, log. ARGV: holder, token, retention s, retry_at
-# ('' unless retrying), then run field/value pairs (state among them).
-_RELEASE = """
+# ('' unless retrying), log cap, n run pairs, pairs... (state among them), then events.
+_RELEASE = (
+    _XADD_REST
+    + """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
 redis.call('SREM', KEYS[3], ARGV[2])
-redis.call('HSET', KEYS[2], unpack(ARGV, 5, #ARGV))
+local n = tonumber(ARGV[6])
+redis.call('HSET', KEYS[2], unpack(ARGV, 7, 6 + 2*n))
+log_events(KEYS[6], ARGV[5], 7 + 2*n)
 if ARGV[4] ~= '' then
   redis.call('ZADD', KEYS[4], ARGV[4], ARGV[2])
 else
-  for i = 2, 6 do if i ~= 3 and i ~= 4 then redis.call('EXPIRE', KEYS[i], ARGV[3]) end end
+  for _, i in ipairs({2, 5, 6}) do redis.call('EXPIRE', KEYS[i], ARGV[3]) end
 end
 return 1
 """
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,11 +178,14 @@ def encode(fields: Mapping[str, Any]) -> list[str]:
 class Runs:
     """Reads run records and performs the lease-fenced writes of one attempt's progress."""
 
-    def __init__(self, redis: Redis, keys: Keys, *, lease_ms: int = 30_000) -> None:
+    def __init__(
+        self, redis: Redis, keys: Keys, *, lease_ms: int = 30_000, log_cap: int = 2_000
+    ) -> None:
         self.redis = redis
         self.keys = keys
         self.lease_ms = lease_ms
-        self._take = redis.register_script(_TAKE_LEASE)
+        self.log_cap = log_cap
+        self._begin = redis.register_script(_BEGIN)
         self._renew = redis.register_script(_RENEW)
         self._write = redis.register_script(_FENCED_WRITE)
         self._release = redis.register_script(_RELEASE)
@@ -222,13 +249,19 @@ class Runs:
 
     # Fenced writes: each checks that `holder` (the attempt's job id) still holds the lease.
 
-    def take_lease(self, run: RunRecord, *, holder: str, worker: str, version: str) -> str:
-        """Claim the token for attempt `run.attempt`: 'ok', or why not ('stale', 'leased',
-        'running', 'succeeded', ...): a duplicate or stale delivery never runs the body."""
-        keys = [self.keys.run(run.token), self.keys.lease(run.token), self.keys.running]
-        args: list[Any] = [run.attempt, holder, self.lease_ms, time.time(), worker, run.token]
-        args.append(version)
-        return texts([self._take(keys=keys, args=args)])[0]
+    def begin(
+        self, token: str, attempt: int, *, holder: str, worker: str, version: str
+    ) -> tuple[str, RunRecord | None, dict[str, Any]]:
+        """Claim the token for `attempt` and read its run and finished steps, atomically.
+        The status is 'ok', or why the body must not run ('stale', 'running', 'succeeded',
+        'leased', 'missing', ...): a duplicate or stale delivery never runs the body twice."""
+        keys = [self.keys.run(token), self.keys.lease(token), self.keys.running]
+        keys.append(self.keys.steps(token))
+        args: list[Any] = [attempt, holder, self.lease_ms, time.time(), worker, token, version]
+        status, run, steps = cast(list[Any], self._begin(keys=keys, args=args))
+        record = RunRecord.from_hash(_pairs(run)) if run else None
+        decoded = {k.decode(): json.loads(v) for k, v in _pairs(steps).items()}
+        return texts([status])[0], record, decoded
 
     def renew(self, token: str, holder: str) -> bool:
         """Extend the lease; False when it was lost (expired or taken over)."""
@@ -241,24 +274,42 @@ class Runs:
         fields: Mapping[str, Any],
         *,
         step: tuple[str, Any] | None = None,
+        events: Sequence[str] = (),
     ) -> None:
-        """Write fields (and a finished step) if `holder` holds the lease; raises LeaseLost."""
+        """Write fields (and a finished step, and log events) if `holder` holds the lease;
+        raises LeaseLost (then nothing is written)."""
         run_args = encode({**fields, "updated_at": time.time()})
         step_args = [step[0], json.dumps(step[1], separators=(",", ":"))] if step else []
         keys = [self.keys.lease(token), self.keys.run(token), self.keys.steps(token)]
-        if not self._write(keys=keys, args=[holder, len(run_args) // 2, *run_args, *step_args]):
+        keys.append(self.keys.log(token))
+        args: list[Any] = [holder, self.log_cap, len(run_args) // 2, *run_args]
+        args += [len(step_args) // 2, *step_args, *events]
+        if not self._write(keys=keys, args=args):
             raise LeaseLost(f"attempt {holder} lost the lease of {token}; another attempt owns it")
 
     def release(
-        self, token: str, holder: str, fields: Mapping[str, Any], *, retention: int,
+        self,
+        token: str,
+        holder: str,
+        fields: Mapping[str, Any],
+        *,
+        retention: int,
         retry_at: float | None = None,
-    ) -> None:  # fmt: skip
-        """End the attempt: write its outcome, drop the lease; a terminal run starts expiring."""
+        events: Sequence[str] = (),
+    ) -> None:
+        """End the attempt: write its outcome and events, drop the lease; a terminal run
+        starts expiring. Raises LeaseLost (then nothing is written)."""
         keys = [
             self.keys.lease(token), self.keys.run(token), self.keys.running,
             self.keys.delayed, self.keys.steps(token), self.keys.log(token),
         ]  # fmt: skip
         flat = encode({**fields, "updated_at": time.time()})
-        args = [holder, token, retention, "" if retry_at is None else retry_at, *flat]
+        retry = "" if retry_at is None else retry_at
+        args = [holder, token, retention, retry, self.log_cap, len(flat) // 2, *flat, *events]
         if not self._release(keys=keys, args=args):
             raise LeaseLost(f"attempt {holder} lost the lease of {token}; its outcome is dropped")
+
+
+def _pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:
+    """HGETALL as Lua returns it (a flat list) to a mapping."""
+    return dict(zip(flat[0::2], flat[1::2], strict=True))

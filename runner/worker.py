@@ -17,6 +17,7 @@ import sys
 import time
 from dataclasses import dataclass
 from types import FrameType
+from typing import Any
 
 import structlog
 from redis.exceptions import RedisError
@@ -48,7 +49,24 @@ class WorkerOptions:
 
 
 class Horse(SimpleWorker):
-    """RQ's in-process worker, run as the supervisor's child."""
+    """RQ's in-process worker, run as the supervisor's child.
+
+    RQ refreshes the worker's registration several times per job (each a round trip); its
+    key lives for minutes, so the horse refreshes it at most every few seconds instead."""
+
+    heartbeat_every = 5.0
+    _last_heartbeat = 0.0
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        now = time.monotonic()
+        if (
+            pipeline is None
+            and timeout is None
+            and now - self._last_heartbeat < self.heartbeat_every
+        ):
+            return
+        super().heartbeat(timeout, pipeline)
+        self._last_heartbeat = now
 
 
 def die_with_parent(parent: int) -> None:

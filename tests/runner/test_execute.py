@@ -103,9 +103,7 @@ def test_writes_with_a_lost_lease_are_rejected(
 ) -> None:
     # Given a run whose lease is held by attempt job "j-1"
     queued = enqueue("counting", items=1)
-    record = runs.get(queued.token)
-    assert record is not None
-    assert runs.take_lease(record, holder="j-1", worker="w", version="t") == "ok"
+    assert runs.begin(queued.token, 1, holder="j-1", worker="w", version="t")[0] == "ok"
     # When another holder tries to write progress, or the lease expires
     with pytest.raises(LeaseLost):
         runs.write(queued.token, "j-2", {"cursor": 99})
@@ -120,7 +118,7 @@ def test_writes_with_a_lost_lease_are_rejected(
 def test_a_duplicate_delivery_of_a_running_token_does_not_run_the_body(
     enqueue: Callable[..., Enqueued], runs: Runs
 ) -> None:
-    record = runs.get(enqueue("counting", items=1).token)
-    assert record is not None
-    assert runs.take_lease(record, holder="j-1", worker="w", version="t") == "ok"
-    assert runs.take_lease(record, holder="j-1-dup", worker="w2", version="t") == "running"
+    token = enqueue("counting", items=1).token
+    assert runs.begin(token, 1, holder="j-1", worker="w", version="t")[0] == "ok"
+    assert runs.begin(token, 1, holder="j-1-dup", worker="w2", version="t")[0] == "running"
+    assert runs.begin(token, 0, holder="j-0", worker="w2", version="t")[0] == "stale"
