@@ -13,6 +13,7 @@ from redis.exceptions import RedisError
 from runner import logs
 from runner.app import App, json_line
 from runner.config import Settings
+from runner.cron_cli import cron_group
 from runner.enqueue import Request
 from runner.errors import (
     ConfigError,
@@ -96,6 +97,7 @@ def worker(app: App, queues: tuple[str, ...], burst: bool, name: str) -> None:
     """Run a worker (RQ) with the reaper that requeues runs of dead workers."""
     logs.configure()
     app.redis  # fail fast, in one line, when Redis is unreachable  # noqa: B018
+    app.registry  # or when the task module does not load  # noqa: B018
     options = WorkerOptions(queues=queues or app.settings.queues, burst=burst, name=name)
     sys.exit(run_worker(app.settings, options))
 
@@ -287,6 +289,9 @@ def redis_url_command(app: App) -> None:
     from runner.redis import redis_url
 
     click.echo(redact(redis_url(app.settings)))
+
+
+cli.add_command(cron_group)
 
 
 def main() -> None:

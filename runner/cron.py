@@ -1,16 +1,15 @@
 """Cron: schedule entries, the minutes (slots) they are due at, and the tick that fires them.
 
-A firing's token is `task@slot`, and a tick enqueues all its firings in one atomic
-`enqueue_many`, so any number of ticks at once (a crontab, several clocks, retries) enqueue
-each slot once. Per entry, Redis remembers the last slot handled (`cron_last`, only ever moved
-forward): a tick handles the newest `catch_up` slots after it, and fires them, or skips them
-while the run the entry fired before is still active (overlap policy 'skip').
+A firing's token is `task@slot` and a tick enqueues all its firings in one `enqueue_many`, so
+any number of ticks at once (crontab, clocks, retries) enqueue each slot once. Redis keeps each
+entry's last handled slot, only ever moved forward; a tick handles the newest `catch_up` slots
+after it: fires them, or skips them while the entry's previous run is active ('skip' overlap).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import KW_ONLY, dataclass, field, replace
+from dataclasses import KW_ONLY, asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -35,11 +34,8 @@ SLOT_FORMAT = "%Y-%m-%dT%H:%MZ"  # fixed width: the marks compare as strings in 
 # KEYS: marks (last/fired slot keys). ARGV: the slot for each ('' leaves it alone).
 _ADVANCE = """
 for i = 1, #KEYS do
-  local slot = ARGV[i]
-  if slot ~= '' then
-    local seen = redis.call('GET', KEYS[i])
-    if not seen or seen < slot then redis.call('SET', KEYS[i], slot) end
-  end
+  local seen = redis.call('GET', KEYS[i])
+  if ARGV[i] ~= '' and (not seen or seen < ARGV[i]) then redis.call('SET', KEYS[i], ARGV[i]) end
 end
 return 1
 """
@@ -50,7 +46,8 @@ class CronEntry:
     """One line of the schedule: run `task(**args)` at every minute `expression` matches, UTC.
 
     `queue` overrides the task's queue; `catch_up` is how many missed slots one tick fires at
-    most (the newest); `overlap` is 'skip' (no slot while the previous run is active) or 'allow'.
+    most (the newest, together); `overlap` is 'skip' (skip slots while the run fired before,
+    or any running run of the task, is active) or 'allow'.
     """
 
     name: str
@@ -114,15 +111,14 @@ def _problem(entry: CronEntry) -> str | None:
 def check_schedule(entries: Sequence[Any], registry: TaskRegistry) -> list[CronEntry]:
     """The entries, checked: CronEntry objects with unique names and tasks (a task's slot tokens
     must be its entry's alone); raises ConfigError, or UnknownTask for an unregistered task."""
-    for kind in ("name", "task"):
-        values = [getattr(e, kind, None) for e in entries]
-        twice = sorted({v for v in values if values.count(v) > 1})
-        if twice:
-            raise ConfigError(f"the cron schedule has several entries with {kind} {twice}")
     for entry in entries:
         if not isinstance(entry, CronEntry):
             raise ConfigError(f"the cron schedule holds {entry!r}; use runner.cron.CronEntry")
         registry.get(entry.task)
+    for kind in ("name", "task"):
+        values = [getattr(e, kind) for e in entries]
+        if twice := sorted({v for v in values if values.count(v) > 1}):
+            raise ConfigError(f"the cron schedule has several entries with {kind} {twice}")
     return list(entries)
 
 
@@ -138,25 +134,9 @@ class Firing:
     reason: str = ""
 
     def as_dict(self) -> dict[str, Any]:
-        runs = [
-            {"token": r.token, "job_id": r.job_id, "state": r.state, "deduplicated": r.deduplicated}
-            for r in self.runs
-        ]
+        """JSON-able: slots as ISO minutes, runs as {token, job_id, state, deduplicated}."""
         slots = [slot_text(s) for s in self.slots]
-        return {"entry": self.entry, "outcome": self.outcome, "slots": slots, "runs": runs,
-                "reason": self.reason}  # fmt: skip
-
-
-@dataclass(frozen=True, slots=True)
-class EntryStatus:
-    """An entry as `cron list` shows it: when it fires next, and its last firing."""
-
-    entry: CronEntry
-    queue: str
-    next_slot: datetime
-    last_slot: datetime | None
-    last_run: str | None
-    last_state: str | None
+        return {**asdict(self), "slots": slots, "runs": [asdict(r) for r in self.runs]}
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +168,7 @@ class Cron:
         """Handle every slot due at `at`'s minute, and the missed ones within each entry's
         catch-up; raises RedisError when Redis fails (a later tick catches the slots up)."""
         minute = floor_minute(at)
-        marks = self._marks()
+        marks = self.marks()
         busy = self._running_by_task()
         plans = [self._plan(e, minute, marks[e.name], busy) for e in self.entries]
         fires = [p for p in plans if p.slots and p.blocker is None]
@@ -201,23 +181,12 @@ class Cron:
         self._move_marks(plans, fires)
         return [self._report(p, minute, fired) for p in plans]
 
-    def status(self, now: datetime) -> list[EntryStatus]:
-        """Each entry's next slot after `now`, its last handled slot and the last run it fired."""
-        marks = self._marks()
-        found = []
-        for entry in self.entries:
-            last, fired = marks[entry.name]
-            token = slot_token(entry.task, fired) if fired else None
-            record = self.runs.get(token) if token else None
-            state = record.state if record else ("expired" if token else None)
-            found.append(EntryStatus(entry, self._task(entry).queue,
-                                     entry.next_slot(now), last, token, state))  # fmt: skip
-        return found
-
-    def _marks(self) -> dict[str, tuple[datetime | None, datetime | None]]:
+    def marks(self) -> dict[str, tuple[datetime | None, datetime | None]]:
+        """Each entry's last handled slot and last fired slot (None: never)."""
         names = [e.name for e in self.entries]
         keys = [k for n in names for k in (self.keys.cron_last(n), self.keys.cron_fired(n))]
-        raw = [parse_slot(v.decode()) if v else None for v in self.redis.mget(keys)] if keys else []
+        values: list[bytes | None] = self.redis.mget(keys) if keys else []  # type: ignore[assignment]
+        raw = [parse_slot(v.decode()) if v else None for v in values]
         return {n: (raw[2 * i], raw[2 * i + 1]) for i, n in enumerate(names)}
 
     def _running_by_task(self) -> dict[str, list[str]]:
@@ -228,7 +197,7 @@ class Cron:
         busy: dict[str, list[str]] = {}
         for token, task in zip(tokens, pipe.execute(), strict=True):
             if task:
-                busy.setdefault(task.decode(), []).append(token)
+                busy.setdefault(texts([task])[0], []).append(token)
         return busy
 
     def _plan(
@@ -257,14 +226,10 @@ class Cron:
     def _move_marks(self, plans: Sequence[_Plan], fires: Sequence[_Plan]) -> None:
         keys: list[str] = []
         slots: list[str] = []
-        for plan in plans:
-            if plan.slots:
-                newest = slot_text(plan.slots[-1])
-                keys += [
-                    self.keys.cron_last(plan.entry.name),
-                    self.keys.cron_fired(plan.entry.name),
-                ]
-                slots += [newest, newest if plan in fires else ""]
+        for plan in (p for p in plans if p.slots):
+            newest = slot_text(plan.slots[-1])
+            keys += [self.keys.cron_last(plan.entry.name), self.keys.cron_fired(plan.entry.name)]
+            slots += [newest, newest if plan in fires else ""]
         if keys:
             self._advance(keys=keys, args=slots)
 
@@ -282,30 +247,25 @@ class Cron:
             token = slot_token(entry.task, minute)
             record = self.runs.get(token)
             if record is None:
-                return Firing(entry.name, "skipped", (minute,), reason="skipped by an earlier tick")
+                return Firing(entry.name, "skipped", (minute,), reason="an earlier tick skipped it")
             run = Enqueued(token, job_id=record.job_id, state=record.state, deduplicated=True)
             return Firing(entry.name, "fired", (minute,), (run,))
         return Firing(entry.name, "not_due", reason=f"next {slot_text(entry.next_slot(minute))}")
 
     def _log_skip(self, plan: _Plan) -> None:
         """Log `cron.skipped` on stdout and into the stream of the run the slot would overlap."""
-        assert plan.blocker is not None
-        stream = RunStream(
-            self.redis, self.keys.log(plan.blocker), maxlen=self.settings.log_max_events
-        )
+        previous = str(plan.blocker)
+        skipped = [slot_token(plan.entry.task, s) for s in plan.slots]
+        stream = RunStream(self.redis, self.keys.log(previous), maxlen=self.settings.log_max_events)
         with streaming_to(stream):
-            log.warning(
-                "cron.skipped",
-                entry=plan.entry.name,
-                skipped=[slot_token(plan.entry.task, s) for s in plan.slots],
-                reason=plan.reason,
-                previous=plan.blocker,
-            )
+            log.warning("cron.skipped", entry=plan.entry.name, skipped=skipped,
+                        reason=plan.reason, previous=previous)  # fmt: skip
 
 
 def to_utc(moment: datetime) -> datetime:
     """The moment in UTC; a naive datetime is taken to be UTC already."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    utc = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return utc.replace(fold=0)
 
 
 def floor_minute(moment: datetime) -> datetime:
