@@ -6,8 +6,7 @@ import click
 
 from jobs.sources import TASK, resolve
 from jobs.store import engine_for
-from runner.app import App
-from runner.cli import finish_waiting, pass_app
+from runner.app import App, finish_waiting, pass_app
 from runner.enqueue import Request
 from runner.errors import InvalidArguments
 

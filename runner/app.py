@@ -7,12 +7,14 @@ import sys
 import time
 from collections.abc import Sequence
 from functools import cached_property
+from typing import Any
 
 import click
 from redis import Redis
 
 from runner.config import Settings
 from runner.enqueue import Enqueued, Enqueuer
+from runner.errors import InvalidArguments
 from runner.keys import Keys
 from runner.redis import connect
 from runner.runs import TERMINAL, RunRecord, Runs
@@ -86,3 +88,32 @@ def progress_text(records: Sequence[RunRecord]) -> str:
 def json_line(**fields: object) -> str:
     """One JSON object on one line, for `--json` output."""
     return json.dumps(fields, default=str, separators=(",", ":"))
+
+
+pass_app = click.make_pass_decorator(App)
+
+
+def parse_args(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """`k=v` pairs to keyword arguments; a value that parses as JSON is taken as JSON."""
+    parsed: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.isidentifier():
+            raise InvalidArguments(f"--arg {pair!r} must look like name=value")
+        try:
+            parsed[key] = json.loads(value)
+        except ValueError:
+            parsed[key] = value
+    return parsed
+
+
+def finish_waiting(app: App, tokens: list[str], *, wait: bool) -> None:
+    """With --wait, block until the runs end; exit 1 if any failed."""
+    if not wait:
+        return
+    records = app.wait(tokens)
+    for r in records:
+        if r.state == "failed" and r.error:
+            click.echo(f"failed: {r.token}: {r.error.get('message')}", err=True)
+    if any(r.state == "failed" for r in records):
+        sys.exit(1)

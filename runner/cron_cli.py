@@ -20,8 +20,9 @@ from redis.exceptions import RedisError
 
 from runner import logs
 from runner.app import App, json_line
-from runner.cron import MINUTE, Cron, CronEntry, Firing, floor_minute, slot_text, to_utc
+from runner.cron import Cron, Firing
 from runner.redis import REDIS_DOWN, connect
+from runner.schedule import MINUTE, CronEntry, floor_minute, slot_text, to_utc
 from runner.tokens import slot_token
 from runner.views import table
 

@@ -66,7 +66,7 @@ class TaskRegistry:
     def __init__(self) -> None:
         self._tasks: dict[str, Task] = {}
         self.commands: list[click.Command] = []  # the site's own CLI commands (`runner import`)
-        self.schedule: list[Any] = []  # the site's cron entries (runner.cron.CronEntry)
+        self.schedule: list[Any] = []  # the site's cron entries (runner.schedule.CronEntry)
         self.register(Task(name="noop", fn=noop, queue="default", timeout=60))
 
     def register(self, task: Task) -> Task:

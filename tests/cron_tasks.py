@@ -9,7 +9,7 @@ from typing import Any
 from rq import get_current_job
 
 from runner.context import Run
-from runner.cron import CronEntry
+from runner.schedule import CronEntry
 from runner.tasks import Task, TaskRegistry
 
 HOLD_KEY = "cron-test:hold"

@@ -22,11 +22,11 @@ from jobs.schedule import SCHEDULE
 from jobs.store import engine_for, get_post, import_rejects, posts
 from jobs.upkeep import freshness, refresh_batch
 from runner.config import Settings
-from runner.cron import check_schedule
 from runner.cron_cli import describe
 from runner.enqueue import Enqueued
 from runner.keys import Keys
 from runner.runs import Runs
+from runner.schedule import check_schedule
 from runner.tasks import load_registry
 
 NS = {"s": "http://www.sitemaps.org/schemas/sitemap/0.9"}

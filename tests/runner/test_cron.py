@@ -20,11 +20,12 @@ from redis import Redis
 
 from runner.cli import cli
 from runner.config import Settings
-from runner.cron import Cron, CronEntry, check_schedule
+from runner.cron import Cron
 from runner.cron_cli import describe
 from runner.enqueue import Enqueued
 from runner.errors import ConfigError, UnknownTask
 from runner.runs import Runs
+from runner.schedule import CronEntry, check_schedule
 from runner.tasks import load_registry
 from runner.tokens import slot_token
 from tests.conftest import ROOT, RedisServer, WorkerProcess, wait_for, worker_env

@@ -1,0 +1,125 @@
+"""The CLI's commands about runs: `runner runs`, `show`, `logs` and `rerun`."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import click
+
+from runner import logs
+from runner.app import App, json_line, pass_app
+from runner.errors import UnknownRun
+from runner.rerun import rerun as rerun_one
+from runner.views import (
+    detail_text,
+    event_line,
+    parse_duration,
+    run_detail,
+    run_summary,
+    runs_table,
+)
+
+
+@click.command()
+@click.option(
+    "--state", type=click.Choice(["queued", "running", "retrying", "succeeded", "failed"])
+)
+@click.option("--task", help="Only runs of this task.")
+@click.option("--since", help="Only runs created within this long (30m, 2h, 7d).")
+@click.option("--limit", default=50, show_default=True, help="At most this many (0: all).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per run.")
+@pass_app
+def runs(
+    app: App, state: str | None, task: str | None, since: str | None, limit: int, as_json: bool
+) -> None:
+    """List runs, newest first."""
+    after = time.time() - parse_duration(since) if since else None
+    found = app.runs.list(state=state, task=task, since=after, limit=limit)
+    if as_json:
+        for r in found:
+            click.echo(json_line(**run_summary(r), counters=r.counters))
+    elif found:
+        click.echo(runs_table(found))
+    else:
+        click.echo("no runs match", err=True)
+
+
+@click.command()
+@click.argument("run")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def show(app: App, run: str, as_json: bool) -> None:
+    """One run: state, attempts, steps, cursor, counters, error."""
+    token = app.runs.resolve(run)
+    record = app.runs.get(token)
+    if record is None:
+        raise UnknownRun(f"run {token!r} expired while reading it")
+    steps = app.runs.steps(token)
+    click.echo(json_line(**run_detail(record, steps)) if as_json else detail_text(record, steps))
+
+
+@click.command("logs")
+@click.argument("run")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new events until the run ends.")
+@click.option("--json", "as_json", is_flag=True, help="The events as JSON lines.")
+@pass_app
+def logs_command(app: App, run: str, follow: bool, as_json: bool) -> None:
+    """The run's log events, every attempt, oldest first."""
+    token = app.runs.resolve(run)
+    if follow:
+
+        def done() -> bool:
+            record = app.runs.get(token)
+            return record is None or record.state in ("succeeded", "failed")
+
+        events = logs.follow_events(app.redis, app.keys, token, is_done=done)
+    else:
+        events = (e for _, e in logs.read_events(app.redis, app.keys, token))
+    for event in events:
+        click.echo(json_line(**event) if as_json else event_line(event))
+
+
+@click.command()
+@click.argument("run_refs", metavar="[RUN]...", nargs=-1)
+@click.option(
+    "--failed", "all_failed", is_flag=True, help="Every failed run (see --task, --since)."
+)
+@click.option("--task", help="With --failed: only this task's runs.")
+@click.option("--since", help="With --failed: only runs created within this long.")
+@click.option("--from-scratch", is_flag=True, help="Forget finished steps and the cursor.")
+@click.option("--dry-run", is_flag=True, help="Say what would be rerun; change nothing.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def rerun(
+    app: App, run_refs: tuple[str, ...], all_failed: bool, task: str | None, since: str | None,
+    from_scratch: bool, dry_run: bool, as_json: bool,
+) -> None:  # fmt: skip
+    """Rerun failed runs, from their last checkpoint (default) or from scratch."""
+    if bool(run_refs) == all_failed:
+        raise click.UsageError("name RUN(s) or use --failed, not both and not neither")
+    if all_failed:
+        after = time.time() - parse_duration(since) if since else None
+        tokens = [r.token for r in app.runs.list(state="failed", task=task, since=after)]
+    else:
+        tokens = [app.runs.resolve(ref) for ref in run_refs]
+    results = [
+        rerun_one(app.redis, app.settings, t, from_scratch=from_scratch, dry_run=dry_run)
+        for t in tokens
+    ]
+    for r in results:
+        if as_json:
+            click.echo(
+                json_line(
+                    token=r.token, task=r.task, state=r.state, action=r.action, reason=r.reason
+                )
+            )
+        else:
+            click.echo(f"{r.action}: {r.token} ({r.task}) {r.reason}")
+    if not results:
+        click.echo("no failed runs match", err=True)
+    if run_refs and any(r.action == "skipped" for r in results):
+        sys.exit(1)
+
+
+RUN_COMMANDS: list[click.Command] = [runs, show, logs_command, rerun]
