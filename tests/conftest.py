@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner, Result
 from redis import Redis
 from rq.serializers import JSONSerializer
 
+from runner.cli import cli
 from runner.config import Settings
 from runner.enqueue import Enqueued, Enqueuer, Request
 from runner.execute import Executor
@@ -210,3 +212,14 @@ def drain(
         raise AssertionError("runs still active after draining")
 
     return drain
+
+
+@pytest.fixture
+def invoke(settings: Settings) -> Callable[..., Result]:
+    """Run the CLI in-process (Click's CliRunner) against this test's Redis and tasks."""
+    env = {k: v for k, v in worker_env(settings).items() if k.startswith("RUNNER_")}
+
+    def invoke(*args: str) -> Result:
+        return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+
+    return invoke

@@ -7,24 +7,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 
-from runner.cli import cli
 from runner.config import Settings
 from runner.runs import Runs
 from scripts.gen_posts import generate_posts, write_feed
-from tests.conftest import worker_env
 
 
 @pytest.fixture
-def invoke(settings: Settings) -> Callable[..., Result]:
-    env = {k: v for k, v in worker_env(settings).items() if k.startswith("RUNNER_")}
-    env |= {"RUNNER_TASKS": "jobs", "RUNNER_QUEUES": "imports,cron,default"}
-
-    def invoke(*args: str) -> Result:
-        return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
-
-    return invoke
+def settings(settings: Settings) -> Settings:
+    """The site's own tasks (`jobs`)."""
+    return settings.with_changes(tasks_module="jobs", queues=("imports", "cron", "default"))
 
 
 def make_feed(path: Path, count: int, *, start: int = 0) -> Path:

@@ -7,24 +7,11 @@ import subprocess
 import sys
 from collections.abc import Callable
 
-import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 from redis import Redis
 
-from runner.cli import cli
-from runner.config import Settings
 from runner.enqueue import Enqueued
-from tests.conftest import ROOT, worker_env
-
-
-@pytest.fixture
-def invoke(settings: Settings) -> Callable[..., Result]:
-    env = {k: v for k, v in worker_env(settings).items() if k.startswith("RUNNER_")}
-
-    def invoke(*args: str) -> Result:
-        return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
-
-    return invoke
+from tests.conftest import ROOT
 
 
 def test_enqueue_prints_the_token_and_dedups(invoke: Callable[..., Result]) -> None:

@@ -15,10 +15,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 from redis import Redis
 
-from runner.cli import cli
 from runner.config import Settings
 from runner.cron import Cron
 from runner.cron_cli import describe
@@ -49,16 +48,6 @@ def tokens_of(runs: Runs, task: str) -> set[str]:
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
     return replace(settings, tasks_module="tests.cron_tasks", queues=("default", "cron"))
-
-
-@pytest.fixture
-def invoke(settings: Settings) -> Callable[..., Result]:
-    env = {k: v for k, v in worker_env(settings).items() if k.startswith("RUNNER_")}
-
-    def invoke(*args: str) -> Result:
-        return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
-
-    return invoke
 
 
 @pytest.fixture
