@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -88,7 +89,6 @@ class Run:
                 return done["result"]  # type: ignore[no-any-return]
             self.ensure_lease()
             self.log.info("step.started")
-            self._stream.flush()  # a long step shows as started, even if its worker dies
             started = time.monotonic()
             self.failed_step = name
             result = self._call_with_retries(fn, retry or self._retry)
@@ -147,28 +147,11 @@ class Run:
                 self._runs.write, self.token, self._holder, fields, step=step, events=events
             )
         except LeaseLost:
-            self._stream.pending[:0] = events  # logs are not progress: keep them
+            self._stream.give_back(events)  # logs are not progress: keep them
             raise
 
     def _call_with_retries(self, fn: Callable[[], T], policy: RetryPolicy) -> T:
-        def log_retry(state: tenacity.RetryCallState) -> None:
-            exc = state.outcome.exception() if state.outcome else None
-            wait = state.next_action.sleep if state.next_action else 0.0
-            self.log.warning(
-                "step.retry",
-                try_number=state.attempt_number,
-                wait_s=round(wait, 3),
-                error=repr(exc),
-            )
-
-        retrying = tenacity.Retrying(
-            stop=policy.step_stop,
-            wait=policy.step_wait,
-            retry=tenacity.retry_if_exception_type(policy.transient),
-            before_sleep=log_retry,
-            reraise=True,
-        )
-        return retrying(fn)
+        return _retrying(policy)(fn)
 
     @staticmethod
     def _check_json(step: str, result: Any) -> None:
@@ -176,3 +159,23 @@ class Run:
             canonical_json(result)
         except InvalidArguments:
             raise InvalidArguments(f"step {step!r} returned a value that is not JSON") from None
+
+
+@functools.lru_cache(maxsize=128)
+def _retrying(policy: RetryPolicy) -> tenacity.Retrying:
+    """One tenacity policy object per retry policy (building one per step call is costly)."""
+
+    def log_retry(state: tenacity.RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0.0
+        structlog.get_logger("runner.task").warning(
+            "step.retry", try_number=state.attempt_number, wait_s=round(wait, 3), error=repr(exc)
+        )
+
+    return tenacity.Retrying(
+        stop=policy.step_stop,
+        wait=policy.step_wait,
+        retry=tenacity.retry_if_exception_type(policy.transient),
+        before_sleep=log_retry,
+        reraise=True,
+    )

@@ -226,7 +226,7 @@ class Enqueuer:
             kwargs={"token": token, "attempt": attempt},
             job_id=job_id(token, attempt),
             timeout=timeout,
-            result_ttl=0,  # the run record keeps the result; RQ's job hash goes at once
+            result_ttl=300,  # the run record keeps the result; RQ needs it only briefly
             failure_ttl=self.settings.retention_seconds,
             description=f"{token} attempt {attempt}",
         )

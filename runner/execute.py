@@ -97,7 +97,7 @@ class Executor:
     ) -> Outcome:
         task = self.registry.get(record.task)
         started = time.monotonic()
-        lease = self.leases.hold(record.token, holder)
+        lease = self.leases.hold(record.token, holder, stream)
         try:
             run = Run(
                 record=record,
@@ -171,7 +171,7 @@ class Executor:
                 retention=self.settings.retention_seconds, retry_at=retry_at,
             )  # fmt: skip
         except LeaseLost as exc:
-            stream.pending[:0] = events[:-1]
+            stream.give_back(events[:-1])
             log.warning("attempt.abandoned", reason=str(exc))
             return Outcome("abandoned", str(exc))
         with streaming_to(None):  # the stream has it already

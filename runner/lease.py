@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import structlog
 from redis.exceptions import RedisError
 
+from runner.logs import RunStream
 from runner.runs import Runs
 
 log = structlog.get_logger("runner.lease")
@@ -20,12 +21,14 @@ class Lease:
 
     token: str
     holder: str
+    stream: RunStream | None = None  # its buffered log events, flushed by the renewer too
     renewed_at: float = field(default_factory=time.monotonic)
     lost: bool = False
 
 
 class LeaseRenewer:
-    """Renews every held lease each third of the lease period, from one daemon thread.
+    """Renews every held lease each third of the lease period, from one daemon thread, which
+    also flushes the attempts' buffered log events within a second.
 
     A lease is lost when it moved to another attempt, or when no renewal succeeded for a
     whole lease period (Redis unreachable), after which it may have expired. Holding and
@@ -38,9 +41,9 @@ class LeaseRenewer:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
-    def hold(self, token: str, holder: str) -> Lease:
+    def hold(self, token: str, holder: str, stream: RunStream | None = None) -> Lease:
         """Start renewing `holder`'s lease on `token` (taken just now)."""
-        lease = Lease(token, holder)
+        lease = Lease(token, holder, stream)
         with self._lock:
             self._held[holder] = lease
             if self._thread is None or not self._thread.is_alive():
@@ -54,12 +57,16 @@ class LeaseRenewer:
             self._held.pop(lease.holder, None)
 
     def _run(self) -> None:
+        tick = min(0.25, self.period / 3)
         while True:
-            time.sleep(self.period / 3)
+            time.sleep(tick)
             with self._lock:
                 leases = list(self._held.values())
             for lease in leases:
-                self._renew(lease)
+                if lease.stream is not None:
+                    lease.stream.flush_if_due()
+                if time.monotonic() - lease.renewed_at >= self.period / 3:
+                    self._renew(lease)
 
     def _renew(self, lease: Lease) -> None:
         try:

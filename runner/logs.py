@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 import time
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager, suppress
@@ -27,25 +28,42 @@ class RunStream:
     """A run's capped Redis stream of events, where `runner logs` reads them.
 
     Buffered, info and debug events wait for the attempt's next write of progress, which
-    appends them in the same Lua call (no extra round trip); warnings and errors, and
-    `flush()`, write at once. stdout always has every event as it happens."""
+    appends them in the same Lua call (no extra round trip), or at most `max_delay` seconds
+    for the lease renewer to flush them; warnings, errors and `flush()` write at once.
+    stdout always has every event as it happens."""
 
-    def __init__(self, redis: Redis, key: str, *, maxlen: int, buffered: bool = False) -> None:
+    def __init__(
+        self, redis: Redis, key: str, *, maxlen: int, buffered: bool = False,
+        max_delay: float = 0.5,
+    ) -> None:  # fmt: skip
         self.redis = redis
         self.key = key
         self.maxlen = maxlen
         self.buffered = buffered
+        self.max_delay = max_delay
         self.pending: list[str] = []
+        self._since = 0.0
+        self._lock = threading.Lock()
 
     def append(self, event: EventDict) -> None:
-        self.pending.append(json.dumps(event, default=str, separators=(",", ":")))
+        body = json.dumps(event, default=str, separators=(",", ":"))
+        with self._lock:
+            if not self.pending:
+                self._since = time.monotonic()
+            self.pending.append(body)
         if not self.buffered or event.get("level") not in ("debug", "info"):
             self.flush()
 
     def take(self) -> list[str]:
         """The buffered events, handed to a write that appends them itself."""
-        taken, self.pending = self.pending, []
+        with self._lock:
+            taken, self.pending = self.pending, []
         return taken
+
+    def give_back(self, events: list[str]) -> None:
+        """Events a failed write did not append: they go out with the next flush."""
+        with self._lock:
+            self.pending[:0] = events
 
     def flush(self) -> None:
         """Write the buffered events now; a log line never fails the work."""
@@ -57,6 +75,11 @@ class RunStream:
             pipe.xadd(self.key, {"e": body}, maxlen=self.maxlen, approximate=True)
         with suppress(RedisError):
             pipe.execute()
+
+    def flush_if_due(self) -> None:
+        """Flush when the oldest buffered event has waited `max_delay` (the renewer calls it)."""
+        if self.pending and time.monotonic() - self._since >= self.max_delay:
+            self.flush()
 
 
 def event_json(event: str, *, level: str = "info", **fields: Any) -> str:
