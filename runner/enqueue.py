@@ -28,30 +28,27 @@ from runner.tokens import canonical_json, check_token, derive_token, job_id
 PERFORM = "runner.execute.perform_attempt"
 
 # KEYS: runs index, rq:queues, then per item: run, job index, rq job, rq queue, log stream.
-# ARGV: now, retention, log cap, then per item: token, n run pairs, pairs..., n job pairs,
-#       pairs..., the `run.queued` log event (JSON).
+# ARGV: now, retention, log cap, then per item: token, a JSON document {r: run hash pairs,
+# j: RQ job hash pairs, e: the `run.queued` log event}, and the job's binary payload. (One
+# JSON string per item instead of ~70 arguments: redis-py packs each argument in Python.)
 _ENQUEUE = """
-local out, a, now, ttl, cap = {}, 4, ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local out, now, ttl, cap = {}, ARGV[1], tonumber(ARGV[2]), ARGV[3]
 for i = 0, (#KEYS - 2) / 5 - 1 do
-  local k = 3 + 5*i
+  local k, a = 3 + 5*i, 4 + 3*i
   local run, jindex, job, queue, log = KEYS[k], KEYS[k+1], KEYS[k+2], KEYS[k+3], KEYS[k+4]
-  local token, nrun = ARGV[a], tonumber(ARGV[a + 1])
-  local run_at, njob = a + 2, tonumber(ARGV[a + 2 + 2*nrun])
-  local job_at = a + 3 + 2*nrun
-  local event = ARGV[job_at + 2*njob]
-  a = job_at + 2*njob + 1
   local seen = redis.call('HMGET', run, 'state', 'job_id')
   if seen[1] then
     out[#out + 1] = {seen[1], seen[2], 0}
   else
-    redis.call('HSET', run, unpack(ARGV, run_at, run_at + 2*nrun - 1))
-    redis.call('ZADD', KEYS[1], now, token)
-    redis.call('HSET', job, unpack(ARGV, job_at, job_at + 2*njob - 1))
+    local item = cjson.decode(ARGV[a + 1])
+    redis.call('HSET', run, unpack(item.r))
+    redis.call('ZADD', KEYS[1], now, ARGV[a])
+    redis.call('HSET', job, 'data', ARGV[a + 2], unpack(item.j))
     local jid = redis.call('HGET', run, 'job_id')
     redis.call('RPUSH', queue, jid)
     redis.call('SADD', KEYS[2], queue)
-    redis.call('SET', jindex, token, 'EX', ttl)
-    redis.call('XADD', log, 'MAXLEN', '~', cap, '*', 'e', event)
+    redis.call('SET', jindex, ARGV[a], 'EX', ttl)
+    redis.call('XADD', log, 'MAXLEN', '~', cap, '*', 'e', item.e)
     out[#out + 1] = {'queued', jid, 1}
   end
 end
@@ -85,15 +82,13 @@ return 1
 """
 
 
-def queued_event(token: str, task: Task, now: float) -> str:
+def queued_event(token: str, task: Task, stamp: str) -> dict[str, Any]:
     """The first event of a run's log stream, written atomically with the run."""
-    stamp = datetime.fromtimestamp(now, UTC).isoformat().replace("+00:00", "Z")
-    event = {
+    return {
         "event": "run.queued", "state": "queued", "queue": task.queue, "token": token,
         "task": task.name, "attempt": 1, "job_id": job_id(token, 1), "level": "info",
         "timestamp": stamp,
     }  # fmt: skip
-    return json.dumps(event, separators=(",", ":"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,20 +134,25 @@ class Enqueuer:
         if not requests:
             return []
         now = time.time()
+        stamp = datetime.fromtimestamp(now, UTC).isoformat().replace("+00:00", "Z")
         keys = [self.keys.runs, self._queue("default").redis_queues_keys]
         args: list[Any] = [now, self.settings.retention_seconds, self.settings.log_max_events]
         tokens = []
         for request in requests:
             token = request.resolved_token()
             tokens.append(token)
-            run_fields = self._new_run_fields(request, token, now)
             job_key, queue_key, job_fields = self._job(
                 request.task.queue, token, 1, request.task.timeout
             )
+            payload = job_fields.pop("data")
+            item = {
+                "r": self._new_run_fields(request, token, now),
+                "j": [str(v) for pair in job_fields.items() for v in pair],
+                "e": json.dumps(queued_event(token, request.task, stamp), separators=(",", ":")),
+            }
             keys += [self.keys.run(token), self.keys.job(job_id(token, 1)), job_key, queue_key]
             keys.append(self.keys.log(token))
-            args += [token, len(run_fields) // 2, *run_fields, len(job_fields) // 2, *job_fields]
-            args.append(queued_event(token, request.task, now))
+            args += [token, json.dumps(item, separators=(",", ":")), payload]
         replies = cast(list[list[Any]], self._enqueue(keys=keys, args=args))
         return [
             Enqueued(token, job_id=jid, state=state, deduplicated=not reply[2])
@@ -182,7 +182,8 @@ class Enqueuer:
             attempt = int(run_fields["attempt"])
             new_id = job_id(token, attempt)
             flat += ["job_id", new_id, "state", "queued"]
-            job_key, queue_key, job_fields = self._job(queue, token, attempt, timeout)
+            job_key, queue_key, fields = self._job(queue, token, attempt, timeout)
+            job_fields = [v for pair in fields.items() for v in pair]
         keys = [
             self.keys.run(token), self.keys.lease(token), self.keys.running, self.keys.delayed,
             self.keys.steps(token), self.keys.job(job_id(token, int(run_fields.get("attempt", 0)))),
@@ -218,8 +219,8 @@ class Enqueuer:
 
     def _job(
         self, queue_name: str, token: str, attempt: int, timeout: int
-    ) -> tuple[str, str, list[Any]]:
-        """The RQ job of one attempt, built by RQ itself: (job key, queue key, hash pairs)."""
+    ) -> tuple[str, str, dict[str, Any]]:
+        """The RQ job of one attempt, built by RQ itself: (job key, queue key, hash fields)."""
         queue = self._queue(queue_name)
         job = queue.create_job(
             PERFORM,
@@ -233,10 +234,9 @@ class Enqueuer:
         job.origin = queue.name
         job.enqueued_at = rq_now()
         job._status = JobStatus.QUEUED
-        flat: list[Any] = []
-        for name, value in job.to_dict().items():
-            flat += [name, value]
-        return job.key, queue.key, flat
+        fields = job.to_dict()
+        fields["status"] = JobStatus.QUEUED.value
+        return job.key, queue.key, fields
 
     def _queue(self, name: str) -> Queue:
         if name not in self._queues:
