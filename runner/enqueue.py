@@ -28,11 +28,11 @@ from runner.tokens import canonical_json, check_token, derive_token, job_id
 PERFORM = "runner.execute.perform_attempt"
 
 # KEYS: runs index, rq:queues, then per item: run, job index, rq job, rq queue, log stream.
-# ARGV: now, retention, log cap, then per item: token, a JSON document {r: run hash pairs,
-# j: RQ job hash pairs, e: the `run.queued` log event}, and the job's binary payload. (One
-# JSON string per item instead of ~70 arguments: redis-py packs each argument in Python.)
+# ARGV: now, retention, log cap, then per item: token, a JSON document {id: RQ job id,
+# r: run hash pairs, j: RQ job hash pairs, e: the `run.queued` log event}, and the job's
+# binary payload. (One JSON string per item, not ~70 arguments: redis-py packs each one.)
 _ENQUEUE = """
-local out, now, ttl, cap = {}, ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local out, now, ttl, cap, pushed = {}, ARGV[1], tonumber(ARGV[2]), ARGV[3], {}
 for i = 0, (#KEYS - 2) / 5 - 1 do
   local k, a = 3 + 5*i, 4 + 3*i
   local run, jindex, job, queue, log = KEYS[k], KEYS[k+1], KEYS[k+2], KEYS[k+3], KEYS[k+4]
@@ -44,14 +44,14 @@ for i = 0, (#KEYS - 2) / 5 - 1 do
     redis.call('HSET', run, unpack(item.r))
     redis.call('ZADD', KEYS[1], now, ARGV[a])
     redis.call('HSET', job, 'data', ARGV[a + 2], unpack(item.j))
-    local jid = redis.call('HGET', run, 'job_id')
-    redis.call('RPUSH', queue, jid)
-    redis.call('SADD', KEYS[2], queue)
+    redis.call('RPUSH', queue, item.id)
+    pushed[queue] = true
     redis.call('SET', jindex, ARGV[a], 'EX', ttl)
     redis.call('XADD', log, 'MAXLEN', '~', cap, '*', 'e', item.e)
-    out[#out + 1] = {'queued', jid, 1}
+    out[#out + 1] = {'queued', item.id, 1}
   end
 end
+for queue in pairs(pushed) do redis.call('SADD', KEYS[2], queue) end
 return out
 """
 
@@ -146,6 +146,7 @@ class Enqueuer:
             )
             payload = job_fields.pop("data")
             item = {
+                "id": job_id(token, 1),
                 "r": self._new_run_fields(request, token, now),
                 "j": [str(v) for pair in job_fields.items() for v in pair],
                 "e": json.dumps(queued_event(token, request.task, stamp), separators=(",", ":")),

@@ -46,12 +46,15 @@ class RunStream:
         self._lock = threading.Lock()
 
     def append(self, event: EventDict) -> None:
-        body = json.dumps(event, default=str, separators=(",", ":"))
+        self.append_json(json.dumps(event, default=str, separators=(",", ":")), event.get("level"))
+
+    def append_json(self, body: str, level: object) -> None:
+        """Append one event already rendered as JSON."""
         with self._lock:
             if not self.pending:
                 self._since = time.monotonic()
             self.pending.append(body)
-        if not self.buffered or event.get("level") not in ("debug", "info"):
+        if not self.buffered or level not in ("debug", "info"):
             self.flush()
 
     def take(self) -> list[str]:
@@ -107,6 +110,15 @@ def _to_run_stream(_: Any, __: str, event: EventDict) -> EventDict:
     return event
 
 
+def _render_json(_: Any, __: str, event: EventDict) -> str:
+    """The JSON renderer, which also hands the same line to the run's stream (one encoding)."""
+    line = json.dumps(event, default=str, separators=(",", ":"))
+    stream = _stream.get()
+    if stream is not None:
+        stream.append_json(line, event.get("level"))
+    return line
+
+
 def _hide_secrets(_: Any, __: str, event: EventDict) -> EventDict:
     for name, value in event.items():
         if isinstance(value, str) and "://" in value and "@" in value:
@@ -127,11 +139,14 @@ def configure(
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _hide_secrets,
     ]
-    renderer: Any = (
-        structlog.dev.ConsoleRenderer() if console else structlog.processors.JSONRenderer()
+    tail: list[Any] = (
+        [structlog.processors.format_exc_info, _to_run_stream, structlog.dev.ConsoleRenderer()]
+        if console
+        else [structlog.processors.format_exc_info, _render_json]
     )
+    renderer = tail[-1] if console else structlog.processors.JSONRenderer()
     structlog.configure(
-        processors=[*shared, structlog.processors.format_exc_info, _to_run_stream, renderer],
+        processors=[*shared, *tail],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(stream),
         cache_logger_on_first_use=False,
