@@ -1,0 +1,256 @@
+"""Benchmark the runner against plain RQ and a raw import, side by side, on one machine.
+
+    .venv/bin/python scripts/bench.py [--quick]      (from the repo root, after ./scripts/test)
+
+One embedded redis-server (in a temp dir) serves every measurement; it is flushed before each.
+Workers run as real processes (`runner worker --burst`, RQ's Worker and SimpleWorker) with
+their logs in files. Throughputs are the best of 2-3 runs, the order of the sides alternating.
+Set RUNNER_TEST_POSTGRES_URL to also measure imports into PostgreSQL (a fresh schema each).
+
+Prints a table (runner, baseline, ratio, target), the definitions, the machine, and as its last
+line one JSON object with the headline figures. Progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `scripts.*` when run as a file
+
+from scripts import bench_imports, bench_queue
+from scripts.bench_env import POSTGRES_ENV, BenchEnv, machine
+
+LEASE_SECONDS = 5.0
+RSS_LIMIT_MB = 150.0
+RSS_FLAT = 1.2  # peak at N may be at most 20% above the peak at N/10
+
+
+@dataclass(frozen=True)
+class Sizes:
+    noop_jobs: int
+    enqueue_items: int
+    import_posts: int
+    crash_posts: int
+    rss_posts: int
+    repeats: int  # throughput measurements: best of this many
+    import_repeats: int
+    crash_repeats: int  # recovery and redo: the worst of this many
+
+
+QUICK = Sizes(500, 2_000, 20_000, 20_000, 100_000, repeats=2, import_repeats=1, crash_repeats=1)
+FULL = Sizes(
+    2_000, 10_000, 100_000, 50_000, 1_000_000, repeats=3, import_repeats=2, crash_repeats=2
+)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the table; `key` and `value` also go into the final JSON object."""
+
+    key: str
+    runner: str
+    baseline: str
+    value: float | None
+    target: str
+    ok: bool | None
+
+
+def ratio_row(key: str, runner: float, baseline: float, unit: str, *, at_least: float) -> Row:
+    ratio = runner / baseline
+    return Row(
+        key, f"{runner:,.0f} {unit}", f"{baseline:,.0f} {unit}", round(ratio, 3),
+        f">= {at_least:g}", ratio >= at_least,
+    )  # fmt: skip
+
+
+def failed_rows(keys: list[str], reason: str) -> list[Row]:
+    return [Row(key, "error", reason[:60], None, "", False) for key in keys]
+
+
+def noop_rows(env: BenchEnv, sizes: Sizes, notes: list[str]) -> list[Row]:
+    best = bench_queue.noop_throughput(env, sizes.noop_jobs, sizes.repeats)
+    runner, simple, fork = best["runner"], best["simple"], best["fork"]
+    notes.append(
+        f"noop: {sizes.noop_jobs:,} jobs per worker run; jobs/s = jobs / (first job start ->"
+        " last job end: RQ job started_at/ended_at; runner run started_at/finished_at); Redis"
+        " commands per job (INFO commandstats, Lua inner calls included, worker start and"
+        f" stop amortised): runner {runner.commands_per_job:.1f}, SimpleWorker"
+        f" {simple.commands_per_job:.1f}, Worker {fork.commands_per_job:.1f}"
+    )
+    return [
+        ratio_row("noop_vs_simpleworker", runner.jobs_per_s, simple.jobs_per_s, "jobs/s",
+                  at_least=1.0),
+        ratio_row("noop_vs_worker", runner.jobs_per_s, fork.jobs_per_s, "jobs/s", at_least=3.0),
+    ]  # fmt: skip
+
+
+def enqueue_rows(env: BenchEnv, sizes: Sizes, notes: list[str]) -> list[Row]:
+    best = bench_queue.enqueue_throughput(env, sizes.enqueue_items, sizes.repeats)
+    notes.append(
+        f"enqueue: {sizes.enqueue_items:,} distinct no-op jobs; one at a time: Enqueuer.enqueue"
+        " vs q.enqueue; bulk: Enqueuer.enqueue_many vs q.enqueue_many(prepare_data), 500 a call"
+    )
+    return [
+        ratio_row("enqueue_vs_rq", best["runner_one"], best["rq_one"], "/s", at_least=0.8),
+        ratio_row("bulk_enqueue_vs_rq", best["runner_bulk"], best["rq_bulk"], "/s", at_least=0.8),
+    ]
+
+
+def import_row(env: BenchEnv, sizes: Sizes, notes: list[str], backend: str) -> Row:
+    key = f"import_vs_raw_{backend}"
+    postgres = os.environ.get(POSTGRES_ENV) or None
+    if backend == "postgres" and postgres is None:
+        return Row(key, "not run", f"set {POSTGRES_ENV}", None, ">= 0.7", None)
+    run, raw = bench_imports.import_throughput(
+        env, sizes.import_posts, sizes.import_repeats, backend, postgres
+    )
+    notes.append(
+        f"import ({backend}): {sizes.import_posts:,} posts; runner posts/s = N / `upsert` step"
+        f" seconds (N / run wall time: {run.wall_posts_per_s:,.0f}); raw = read_feed +"
+        " executemany upsert, 500 per transaction, same table, no runner"
+    )
+    return ratio_row(key, run.posts_per_s, raw, "posts/s", at_least=0.7)
+
+
+def crash_rows(env: BenchEnv, sizes: Sizes, notes: list[str]) -> list[Row]:
+    crashes = [
+        bench_imports.crash_import(env, sizes.crash_posts) for _ in range(sizes.crash_repeats)
+    ]
+    recovery = max(c.recovery_s for c in crashes)
+    worst = max(crashes, key=lambda c: c.redo_batches)
+    limit = 2 * LEASE_SECONDS
+    notes.append(
+        f"crash: {sizes.crash_posts:,}-post SQLite import, worker A's process group SIGKILLed"
+        f" once its cursor passed half-way (at {[c.cursor_at_kill for c in crashes]}), worker B"
+        " already running; recovery = SIGKILL -> cursor advancing under the next attempt;"
+        " redo = (committed writes to posts, counted by triggers, - N) / 500; worst of"
+        f" {len(crashes)}"
+    )
+    return [
+        Row("recovery_s", f"{recovery:.1f} s", f"lease {LEASE_SECONDS:g} s", round(recovery, 2),
+            f"<= {limit:g} s", recovery <= limit),
+        Row("redo_batches", f"{worst.writes:,} writes", f"{sizes.crash_posts:,} posts",
+            worst.redo_batches, "<= 1", worst.redo_batches <= 1),
+    ]  # fmt: skip
+
+
+def rss_row(env: BenchEnv, sizes: Sizes, notes: list[str]) -> Row:
+    big_n, small_n = sizes.rss_posts, sizes.rss_posts // 10
+    small = bench_imports.peak_rss(env, small_n)
+    big = bench_imports.peak_rss(env, big_n)
+    flat = big.horse_mb <= small.horse_mb * RSS_FLAT
+    notes.append(
+        f"peak RSS: the horse's peak (psutil, every 0.1 s) importing {big_n:,} and {small_n:,}"
+        f" posts into SQLite; supervisor + horse: {big.tree_mb:.0f} / {small.tree_mb:.0f} MB;"
+        f" {big.posts_per_s:,.0f} posts/s at {big_n:,}; flat = at most +20% for 10x the posts"
+    )
+    return Row(
+        "peak_rss_mb", f"{big.horse_mb:.0f} MB @ {big_n:,}",
+        f"{small.horse_mb:.0f} MB @ {small_n:,}",
+        round(big.horse_mb, 1), f"<= {RSS_LIMIT_MB:g} MB, flat",
+        big.horse_mb <= RSS_LIMIT_MB and flat,
+    )  # fmt: skip
+
+
+def section(name: str, keys: list[str], measure: Callable[[], list[Row]]) -> list[Row]:
+    """Run one measurement; an error is reported and becomes failed rows, the rest still runs."""
+    started = time.monotonic()
+    print(f"== {name} ...", file=sys.stderr, flush=True)
+    try:
+        rows = measure()
+    except Exception as exc:
+        traceback.print_exc(file=sys.stderr)
+        rows = failed_rows(keys, str(exc))
+    print(f"   {name}: {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
+    return rows
+
+
+def run(env: BenchEnv, sizes: Sizes) -> tuple[list[Row], list[str]]:
+    notes: list[str] = []
+    rows = section(
+        "noop throughput", ["noop_vs_simpleworker", "noop_vs_worker"],
+        lambda: noop_rows(env, sizes, notes),
+    )  # fmt: skip
+    rows += section(
+        "enqueue throughput", ["enqueue_vs_rq", "bulk_enqueue_vs_rq"],
+        lambda: enqueue_rows(env, sizes, notes),
+    )  # fmt: skip
+    for backend in ("sqlite", "postgres"):
+        rows += section(
+            f"import throughput ({backend})", [f"import_vs_raw_{backend}"],
+            lambda b=backend: [import_row(env, sizes, notes, b)],
+        )  # fmt: skip
+    rows += section(
+        "crash recovery and redo", ["recovery_s", "redo_batches"],
+        lambda: crash_rows(env, sizes, notes),
+    )  # fmt: skip
+    rows += section("peak RSS", ["peak_rss_mb"], lambda: [rss_row(env, sizes, notes)])
+    return rows, notes
+
+
+def render(rows: list[Row], notes: list[str], about: dict[str, str], mode: str) -> str:
+    header = ("measurement", "runner", "baseline", "ratio/figure", "target", "ok")
+    cells = [header] + [
+        (r.key, r.runner, r.baseline, "-" if r.value is None else f"{r.value:g}", r.target,
+         {True: "ok", False: "MISS", None: "-"}[r.ok])
+        for r in rows
+    ]  # fmt: skip
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    lines = [f"runner bench ({mode})", ""]
+    for index, row in enumerate(cells):
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+        if index == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    lines += ["", *(f"* {note}" for note in notes), ""]
+    lines.append("machine: " + ", ".join(f"{k} {v}" for k, v in about.items()))
+    return "\n".join(lines)
+
+
+def summary(rows: list[Row]) -> dict[str, Any]:
+    keys = (
+        "noop_vs_simpleworker", "noop_vs_worker", "enqueue_vs_rq", "bulk_enqueue_vs_rq",
+        "import_vs_raw_sqlite", "import_vs_raw_postgres", "recovery_s", "redo_batches",
+        "peak_rss_mb",
+    )  # fmt: skip
+    values = {r.key: r.value for r in rows}
+    return {key: values.get(key) for key in keys}
+
+
+def interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="smaller sizes: about 2 minutes")
+    args = parser.parse_args(argv)
+    sizes = QUICK if args.quick else FULL
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, interrupt)  # clean up as on Ctrl-C
+    with contextlib.ExitStack() as stack:
+        env = BenchEnv.open(stack, lease_seconds=LEASE_SECONDS)
+        about = machine(env.redis)
+        rows, notes = run(env, sizes)
+    print(render(rows, notes, about, "quick" if args.quick else "full"))
+    print(json.dumps(summary(rows)))
+    return 1 if any(r.runner == "error" for r in rows) else 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("interrupted; everything started was stopped", file=sys.stderr)
+        sys.exit(130)

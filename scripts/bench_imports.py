@@ -1,0 +1,281 @@
+"""Import measurements: posts/s against a raw baseline, crash recovery and redo, peak RSS.
+
+Runner posts/s = N / the `upsert` step's recorded seconds (read, validate, write, checkpoint:
+the part the raw baseline also does); the run's wall time (started_at -> finished_at, all
+three steps and the attempt's bookkeeping) is reported beside it.
+Raw posts/s = N / wall time of `jobs.feeds.read_feed` + DB-API `executemany` of an
+INSERT ... ON CONFLICT (source_id) DO UPDATE, 500 rows per transaction, into a fresh copy of
+the same `posts` table, in this process, no runner.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+from psycopg.types.json import Jsonb
+
+from jobs.feeds import read_feed
+from jobs.posts import Item, Parsed, Post
+from jobs.sources import resolve
+from jobs.store import init_schema, make_engine, posts
+from runner.config import Settings
+from runner.enqueue import Enqueuer, Request
+from runner.keys import Keys
+from runner.runs import RunRecord, Runs
+from runner.tasks import load_registry
+from scripts.bench_env import BenchEnv, Proc, postgres_schema, wait_until
+
+BATCH = 500
+MB = 1024 * 1024
+COLUMNS = (
+    *("source_id", "title", "body", "topic", "summary", "difficulty", "reading_time"),
+    *("view_count", "revision_version", "last_reviewed", "needs_review", "content_hash"),
+    *("meta", "imported_at", "updated_at"),
+)
+UPSERT = "INSERT INTO posts ({}) VALUES ({}) ON CONFLICT (source_id) DO UPDATE SET {}".format(
+    ", ".join(COLUMNS),
+    "{}",
+    ", ".join(f"{c} = excluded.{c}" for c in COLUMNS if c not in ("source_id", "imported_at")),
+)
+WRITE_COUNTER = (
+    "CREATE TABLE bench_writes (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)",
+    "INSERT INTO bench_writes VALUES (1, 0)",
+    "CREATE TRIGGER bench_posts_inserted AFTER INSERT ON posts"
+    " BEGIN UPDATE bench_writes SET n = n + 1 WHERE id = 1; END",
+    "CREATE TRIGGER bench_posts_updated AFTER UPDATE ON posts"
+    " BEGIN UPDATE bench_writes SET n = n + 1 WHERE id = 1; END",
+)
+
+
+@dataclass(frozen=True)
+class ImportRun:
+    posts_per_s: float  # N / `upsert` step seconds
+    wall_posts_per_s: float  # N / (run started_at -> finished_at)
+
+
+@dataclass(frozen=True)
+class Crash:
+    recovery_s: float  # SIGKILL -> the cursor advancing under the next attempt
+    redo_batches: float  # (committed writes to posts - N) / batch size
+    writes: int
+    cursor_at_kill: int
+
+
+@dataclass(frozen=True)
+class Rss:
+    horse_mb: float  # the horse's peak RSS
+    tree_mb: float  # peak RSS of supervisor + horse together
+    posts_per_s: float
+
+
+def prepare_store(url: str, *, count_writes: bool = False) -> None:
+    """Create the content schema (and, for SQLite, the bench's write counter) before a run."""
+    engine = make_engine(url)
+    init_schema(engine)
+    if count_writes:
+        with engine.begin() as conn:
+            for statement in WRITE_COUNTER:
+                conn.exec_driver_sql(statement)
+    engine.dispose()
+
+
+def enqueue_import(env: BenchEnv, settings: Settings, path: Path) -> str:
+    """Enqueue `import_posts` for a feed file the way `runner import` does; returns the token."""
+    [source] = resolve(str(path))
+    task = load_registry("jobs").get("import_posts")
+    request = Request(task, {"source": source.location}, source.token)
+    return Enqueuer(env.redis, settings).enqueue(request).token
+
+
+def runs_of(env: BenchEnv, settings: Settings) -> Runs:
+    return Runs(env.redis, Keys(settings.prefix), lease_ms=settings.lease_ms)
+
+
+def succeeded(runs: Runs, token: str, n: int) -> RunRecord:
+    """The finished run; raises RuntimeError unless it succeeded with exactly N inserted."""
+    record = runs.get(token)
+    if record is None or record.state != "succeeded" or record.result["inserted"] != n:
+        shown = (record.state, record.result, record.error) if record else None
+        raise RuntimeError(f"import run {token} did not insert {n} posts: {shown}")
+    return record
+
+
+def runner_import(env: BenchEnv, url: str, n: int) -> ImportRun:
+    """Import an N-post feed with `runner worker --burst` into the store at `url`."""
+    env.flush()
+    settings = env.settings(url)
+    prepare_store(url)
+    token = enqueue_import(env, settings, env.feed(n))
+    env.runner_worker(url).wait(timeout=300 + n / 50)
+    runs = runs_of(env, settings)
+    record = succeeded(runs, token, n)
+    assert record.started_at is not None and record.finished_at is not None
+    upsert = runs.steps(token)["upsert"]["seconds"]
+    return ImportRun(n / upsert, n / (record.finished_at - record.started_at))
+
+
+def _batches(items: Iterator[Item], size: int) -> Iterator[list[Item]]:
+    batch: list[Item] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _row(post: Post, now: datetime, *, sqlite: bool) -> tuple[Any, ...]:
+    """The post's columns, as the store writes them (meta as JSON, times in UTC)."""
+    if sqlite:
+        reviewed = post.last_reviewed.isoformat() if post.last_reviewed else None
+        meta: Any = json.dumps(post.meta)
+        stamp: Any = now.isoformat()
+    else:
+        reviewed, meta, stamp = post.last_reviewed, Jsonb(post.meta), now
+    return (
+        post.source_id, post.title, post.body, post.topic, post.summary, post.difficulty,
+        post.reading_time, post.view_count, post.revision_version, reviewed, post.needs_review,
+        post.content_hash, meta, stamp, stamp,
+    )  # fmt: skip
+
+
+def raw_import(url: str, path: Path, n: int) -> float:
+    """posts/s of the raw baseline: same parser, executemany upsert 500 per transaction."""
+    engine = make_engine(url)
+    posts.create(engine)
+    sqlite = engine.dialect.name == "sqlite"
+    sql = UPSERT.format(", ".join(["?" if sqlite else "%s"] * len(COLUMNS)))
+    conn = engine.raw_connection()
+    try:
+        cursor = conn.cursor()
+        started = time.perf_counter()
+        for batch in _batches(read_feed(path), BATCH):
+            now = datetime.now(UTC)
+            rows = [_row(i.post, now, sqlite=sqlite) for i in batch if isinstance(i, Parsed)]
+            if sqlite:
+                cursor.execute("BEGIN IMMEDIATE")
+            cursor.executemany(sql, rows)
+            conn.commit()
+        elapsed = time.perf_counter() - started
+        cursor.execute("SELECT count(*) FROM posts")
+        stored = cursor.fetchone()[0]
+    finally:
+        conn.close()
+        engine.dispose()
+    if stored != n:
+        raise RuntimeError(f"the raw baseline stored {stored} posts, not {n}")
+    return n / elapsed
+
+
+@contextlib.contextmanager
+def fresh_store(env: BenchEnv, backend: str, postgres_url: str | None) -> Iterator[str]:
+    """A fresh, empty database: a new SQLite file (deleted after) or a PostgreSQL schema."""
+    if backend == "postgres":
+        assert postgres_url is not None
+        with postgres_schema(postgres_url) as url:
+            yield url
+        return
+    url = env.sqlite_url("import")
+    try:
+        yield url
+    finally:
+        env.drop_sqlite(url)
+
+
+def import_throughput(
+    env: BenchEnv, n: int, repeats: int, backend: str, postgres_url: str | None = None
+) -> tuple[ImportRun, float]:
+    """Best-of-`repeats` (runner ImportRun, raw posts/s) on `backend`, alternating the order."""
+    path = env.feed(n)
+    best_runner: ImportRun | None = None
+    best_raw = 0.0
+    for rep in range(repeats):
+        for side in ("runner", "raw") if rep % 2 == 0 else ("raw", "runner"):
+            with fresh_store(env, backend, postgres_url) as url:
+                if side == "raw":
+                    best_raw = max(best_raw, raw_import(url, path, n))
+                    continue
+                run = runner_import(env, url, n)
+                if best_runner is None or run.posts_per_s > best_runner.posts_per_s:
+                    best_runner = run
+    assert best_runner is not None
+    return best_runner, best_raw
+
+
+def horse_ready(env: BenchEnv, name: str) -> bool:
+    """Whether the horse of worker `name` has registered with RQ (and so listens)."""
+    return any(f"rq:worker:{name}.horse" in m.decode() for m in env.redis.smembers("rq:workers"))
+
+
+def crash_import(env: BenchEnv, n: int) -> Crash:
+    """SIGKILL worker A half-way through an N-post import while worker B runs; B resumes it."""
+    env.flush()
+    url = env.sqlite_url("crash")
+    settings = env.settings(url)
+    prepare_store(url, count_writes=True)
+    token = enqueue_import(env, settings, env.feed(n))
+    runs = runs_of(env, settings)
+    first = env.runner_worker(url, burst=False, name="bench-a")
+    wait_until(lambda: (r := runs.get(token)) and r.state == "running", timeout=60, what="A")
+    second = env.runner_worker(url, burst=False, name="bench-b")
+    wait_until(lambda: horse_ready(env, "bench-b"), timeout=60, what="worker B's horse")
+    wait_until(lambda: (runs.get(token).cursor or 0) >= n // 2, timeout=600, what="half-way")
+    killed_at = time.monotonic()
+    first.kill()
+    seen = runs.get(token)
+    assert seen is not None
+    if seen.state != "running" or seen.cursor >= n:
+        raise RuntimeError(f"the import was over before the SIGKILL ({seen.state}); raise N")
+    wait_until(
+        lambda: (r := runs.get(token)).attempt > seen.attempt and (r.cursor or 0) > seen.cursor,
+        timeout=4 * env.lease_seconds + 60, what="the next attempt to make progress",
+    )  # fmt: skip
+    recovery = time.monotonic() - killed_at
+    wait_until(lambda: runs.get(token).state != "running", timeout=600, what="the import to end")
+    succeeded(runs, token, n)
+    second.kill()
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        writes = int(conn.exec_driver_sql("SELECT n FROM bench_writes").scalar_one())
+    engine.dispose()
+    env.drop_sqlite(url)
+    return Crash(recovery, (writes - n) / BATCH, writes, int(seen.cursor))
+
+
+def sample_rss(proc: Proc) -> tuple[int, int]:
+    """Sample the worker's process tree every 0.1 s until it exits: (horse peak, tree peak)."""
+    supervisor = psutil.Process(proc.pid)
+    horse_peak = tree_peak = 0
+    while proc.popen.poll() is None:
+        with contextlib.suppress(psutil.Error):
+            children = [c.memory_info().rss for c in supervisor.children(recursive=True)]
+            horse_peak = max(horse_peak, *children, 0)
+            tree_peak = max(tree_peak, supervisor.memory_info().rss + sum(children))
+        time.sleep(0.1)
+    return horse_peak, tree_peak
+
+
+def peak_rss(env: BenchEnv, n: int) -> Rss:
+    """Peak RSS of `runner worker --burst` importing an N-post feed into SQLite."""
+    env.flush()
+    url = env.sqlite_url("rss")
+    settings = env.settings(url)
+    prepare_store(url)
+    token = enqueue_import(env, settings, env.feed(n))
+    proc = env.runner_worker(url)
+    horse, tree = sample_rss(proc)
+    proc.wait(timeout=10)
+    runs = runs_of(env, settings)
+    succeeded(runs, token, n)
+    upsert = runs.steps(token)["upsert"]["seconds"]
+    env.drop_sqlite(url)
+    return Rss(horse / MB, tree / MB, n / upsert)

@@ -1,0 +1,161 @@
+"""Queue measurements: no-op job throughput of one worker process, and enqueue throughput.
+
+jobs/s of a worker = jobs / (first job's start -> last job's end), read from Redis afterwards:
+for RQ, the job hashes' `started_at` / `ended_at`; for the runner, whose RQ job hashes go at
+once (result_ttl=0), the run records' `started_at` (lease taken) / `finished_at` (outcome
+written). Worker start-up and shut-down fall outside the span, everything between jobs inside.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from rq import Queue
+from rq.job import Job
+from rq.serializers import JSONSerializer
+from rq.utils import utcparse
+
+from runner.enqueue import Enqueued, Enqueuer, Request
+from runner.keys import Keys
+from runner.tasks import Task, load_registry
+from scripts.bench_env import BenchEnv
+from scripts.bench_jobs import NOOP
+
+CHUNK = 500
+RQ_QUEUE = "default"
+
+
+@dataclass(frozen=True)
+class Drained:
+    """One worker draining N jobs: jobs/s over the RQ job span, Redis commands per job."""
+
+    jobs_per_s: float
+    commands_per_job: float
+
+
+def chunks(n: int, size: int = CHUNK) -> Iterator[range]:
+    for start in range(0, n, size):
+        yield range(start, min(n, start + size))
+
+
+def best_of(
+    sides: dict[str, Callable[[], Any]], repeats: int, key: Callable[[Any], float]
+) -> dict[str, Any]:
+    """Run every side `repeats` times, alternating the order; keep each side's best result."""
+    names, best = list(sides), {}
+    for rep in range(repeats):
+        for name in names if rep % 2 == 0 else names[::-1]:
+            result = sides[name]()
+            if name not in best or key(result) > key(best[name]):
+                best[name] = result
+    return best
+
+
+def noop_task() -> Task:
+    return load_registry("jobs").get("noop")
+
+
+def rq_span(env: BenchEnv, job_ids: Sequence[str]) -> float:
+    """Seconds from the first job's start to the last job's end; raises if any did not finish."""
+    pipe = env.redis.pipeline(transaction=False)
+    for jid in job_ids:
+        pipe.hmget(Job.key_for(jid), "started_at", "ended_at", "status")
+    rows = pipe.execute()
+    unfinished = sum(1 for row in rows if row[2] != b"finished")
+    if unfinished:
+        raise RuntimeError(f"{unfinished} of {len(rows)} jobs did not finish")
+    starts = [utcparse(row[0].decode()) for row in rows]
+    ends = [utcparse(row[1].decode()) for row in rows]
+    return (max(ends) - min(starts)).total_seconds()
+
+
+def drain_runner(env: BenchEnv, n: int) -> Drained:
+    """N distinct `noop` runs (args {"i": i}) drained by `runner worker --burst`."""
+    env.flush()
+    settings = env.settings()
+    enqueuer, task = Enqueuer(env.redis, settings), noop_task()
+    enqueued = []
+    for part in chunks(n):
+        enqueued += enqueuer.enqueue_many([Request(task, {"i": i}) for i in part])
+    env.redis.config_resetstat()
+    env.runner_worker(env.sqlite_url("noop")).wait(timeout=120 + n / 20)
+    commands = env.commands_since_reset()
+    return Drained(n / run_span(env, Keys(settings.prefix), enqueued), commands / n)
+
+
+def run_span(env: BenchEnv, keys: Keys, enqueued: Sequence[Enqueued]) -> float:
+    """Seconds from the first run's start to the last run's end; raises if any did not succeed."""
+    pipe = env.redis.pipeline(transaction=False)
+    for e in enqueued:
+        pipe.hmget(keys.run(e.token), "state", "started_at", "finished_at")
+    rows = pipe.execute()
+    failed = sum(1 for row in rows if row[0] != b"succeeded")
+    if failed:
+        raise RuntimeError(f"{failed} of {len(rows)} noop runs did not succeed")
+    return max(float(row[2]) for row in rows) - min(float(row[1]) for row in rows)
+
+
+def drain_rq(env: BenchEnv, n: int, kind: str) -> Drained:
+    """N no-op RQ jobs (JSON serializer, kwargs {"i": i}) drained by a burst RQ worker."""
+    env.flush()
+    queue = Queue(RQ_QUEUE, connection=env.redis, serializer=JSONSerializer)
+    job_ids = []
+    for part in chunks(n):
+        jobs = queue.enqueue_many([Queue.prepare_data(NOOP, kwargs={"i": i}) for i in part])
+        job_ids += [job.id for job in jobs]
+    env.redis.config_resetstat()
+    env.rq_worker(kind, RQ_QUEUE).wait(timeout=120 + n / 5)
+    commands = env.commands_since_reset()
+    return Drained(n / rq_span(env, job_ids), commands / n)
+
+
+def noop_throughput(env: BenchEnv, n: int, repeats: int) -> dict[str, Drained]:
+    """Best-of-`repeats` Drained for `runner`, `simple` (SimpleWorker) and `fork` (Worker)."""
+    sides = {
+        "runner": lambda: drain_runner(env, n),
+        "simple": lambda: drain_rq(env, n, "simple"),
+        "fork": lambda: drain_rq(env, n, "fork"),
+    }
+    return best_of(sides, repeats, key=lambda d: d.jobs_per_s)
+
+
+def enqueue_runner(env: BenchEnv, n: int, *, bulk: bool) -> float:
+    """Enqueues/s of the runner's idempotent enqueue: one call per item, or 500 per call."""
+    env.flush()
+    enqueuer, task = Enqueuer(env.redis, env.settings()), noop_task()
+    started = time.perf_counter()
+    if bulk:
+        for part in chunks(n):
+            enqueuer.enqueue_many([Request(task, {"i": i}) for i in part])
+    else:
+        for i in range(n):
+            enqueuer.enqueue(Request(task, {"i": i}))
+    return n / (time.perf_counter() - started)
+
+
+def enqueue_rq(env: BenchEnv, n: int, *, bulk: bool) -> float:
+    """Enqueues/s of RQ: `q.enqueue` per item, or `q.enqueue_many` of 500 (one pipeline)."""
+    env.flush()
+    queue = Queue(RQ_QUEUE, connection=env.redis, serializer=JSONSerializer)
+    started = time.perf_counter()
+    if bulk:
+        for part in chunks(n):
+            queue.enqueue_many([Queue.prepare_data(NOOP, kwargs={"i": i}) for i in part])
+    else:
+        for i in range(n):
+            queue.enqueue(NOOP, i=i)
+    return n / (time.perf_counter() - started)
+
+
+def enqueue_throughput(env: BenchEnv, n: int, repeats: int) -> dict[str, float]:
+    """Best-of-`repeats` enqueues/s: runner_one, runner_bulk, rq_one, rq_bulk."""
+    sides = {
+        "runner_one": lambda: enqueue_runner(env, n, bulk=False),
+        "rq_one": lambda: enqueue_rq(env, n, bulk=False),
+        "runner_bulk": lambda: enqueue_runner(env, n, bulk=True),
+        "rq_bulk": lambda: enqueue_rq(env, n, bulk=True),
+    }
+    return best_of(sides, repeats, key=float)
