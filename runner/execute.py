@@ -18,7 +18,7 @@ from runner import logs
 from runner.config import Settings
 from runner.context import Run
 from runner.enqueue import Enqueued, Enqueuer, Request
-from runner.errors import LeaseLost, PermanentError, RunnerError
+from runner.errors import LeaseLost, PermanentError, RunnerError, UnknownTask
 from runner.keys import Keys
 from runner.lease import LeaseRenewer
 from runner.logs import RunStream, event_json, streaming_to
@@ -95,7 +95,15 @@ class Executor:
     def _run_task(
         self, record: RunRecord, holder: str, steps: dict[str, Any], stream: RunStream
     ) -> Outcome:
-        task = self.registry.get(record.task)
+        try:
+            task = self.registry.get(record.task)
+        except UnknownTask as exc:  # enqueued by code this worker does not have (deploy skew)
+            error = {"type": "UnknownTask", "message": str(exc), "attempt": record.attempt}
+            fields: dict[str, Any] = {"state": "failed", "error": error}
+            return self._release(
+                record, holder, {**fields, "finished_at": time.time()}, stream=stream,
+                event="run.failed", reason="unknown task",
+            )  # fmt: skip
         started = time.monotonic()
         lease = self.leases.hold(record.token, holder, stream)
         try:

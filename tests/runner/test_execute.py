@@ -8,11 +8,12 @@ import pytest
 from redis import Redis
 
 from runner.config import Settings
-from runner.enqueue import Enqueued
+from runner.enqueue import Enqueued, Enqueuer, Request
 from runner.errors import LeaseLost
 from runner.keys import Keys
 from runner.logs import read_events
 from runner.runs import Runs
+from runner.tasks import Task
 
 
 def events(redis: Redis, token: str) -> list[dict[str, object]]:
@@ -122,3 +123,18 @@ def test_a_duplicate_delivery_of_a_running_token_does_not_run_the_body(
     assert runs.begin(token, 1, holder="j-1", worker="w", version="t")[0] == "ok"
     assert runs.begin(token, 1, holder="j-1-dup", worker="w2", version="t")[0] == "running"
     assert runs.begin(token, 0, holder="j-0", worker="w2", version="t")[0] == "stale"
+
+
+def test_a_task_this_worker_does_not_know_fails_the_run_at_once(
+    redis: Redis, settings: Settings, drain: Callable[..., None], runs: Runs
+) -> None:
+    # Given a run enqueued by code that has a task this worker's registry lacks
+    ghost = Task(name="ghost", fn=lambda run: None)
+    token = Enqueuer(redis, settings).enqueue(Request(ghost, {})).token
+    # When a worker picks it up
+    drain()
+    # Then the run fails with the reason, instead of retrying until its attempts run out
+    record = runs.get(token)
+    assert record is not None and record.state == "failed" and record.attempt == 1
+    assert record.error is not None and record.error["type"] == "UnknownTask"
+    assert "unknown task 'ghost'" in record.error["message"]
