@@ -82,13 +82,13 @@ return 1
 """
 
 
-def queued_event(token: str, task: Task, stamp: str) -> dict[str, Any]:
-    """The first event of a run's log stream, written atomically with the run."""
-    return {
+def queued_event(token: str, task: Task, stamp: str, jid: str) -> str:
+    """The first event of a run's log stream (JSON), written atomically with the run."""
+    event = {
         "event": "run.queued", "state": "queued", "queue": task.queue, "token": token,
-        "task": task.name, "attempt": 1, "job_id": job_id(token, 1), "level": "info",
-        "timestamp": stamp,
+        "task": task.name, "attempt": 1, "job_id": jid, "level": "info", "timestamp": stamp,
     }  # fmt: skip
+    return json.dumps(event, separators=(",", ":"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,8 +100,12 @@ class Request:
     token: str | None = None
 
     def resolved_token(self) -> str:
-        canonical_json(self.args)
-        return check_token(self.token) if self.token else derive_token(self.task.name, self.args)
+        """The caller's token (checked), or one derived from the task and its arguments;
+        raises InvalidArguments for a malformed token or arguments that are not JSON."""
+        if self.token:
+            canonical_json(self.args)
+            return check_token(self.token)
+        return derive_token(self.task.name, self.args)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,17 +145,20 @@ class Enqueuer:
         for request in requests:
             token = request.resolved_token()
             tokens.append(token)
+            jid = job_id(token, 1)
             job_key, queue_key, job_fields = self._job(
-                request.task.queue, token, 1, request.task.timeout
+                request.task.queue, token, 1, request.task.timeout, jid=jid
             )
             payload = job_fields.pop("data")
             item = {
-                "id": job_id(token, 1),
-                "r": self._new_run_fields(request, token, now),
+                "id": jid,
+                "r": self._new_run_fields(request, token, now, jid),
                 "j": [str(v) for pair in job_fields.items() for v in pair],
-                "e": json.dumps(queued_event(token, request.task, stamp), separators=(",", ":")),
+                "e": json.dumps(
+                    queued_event(token, request.task, stamp, jid), separators=(",", ":")
+                ),
             }
-            keys += [self.keys.run(token), self.keys.job(job_id(token, 1)), job_key, queue_key]
+            keys += [self.keys.run(token), self.keys.job(jid), job_key, queue_key]
             keys.append(self.keys.log(token))
             args += [token, json.dumps(item, separators=(",", ":")), payload]
         replies = cast(list[list[Any]], self._enqueue(keys=keys, args=args))
@@ -197,7 +204,7 @@ class Enqueuer:
         ]  # fmt: skip
         return bool(self._advance(keys=keys, args=args))
 
-    def _new_run_fields(self, request: Request, token: str, now: float) -> list[Any]:
+    def _new_run_fields(self, request: Request, token: str, now: float, jid: str) -> list[Any]:
         task = request.task
         max_attempts = task.retry.attempts or self.settings.max_attempts
         return encode(
@@ -212,21 +219,21 @@ class Enqueuer:
                 "attempt_base": 0,
                 "max_attempts": max_attempts,
                 "generation": 0,
-                "job_id": job_id(token, 1),
+                "job_id": jid,
                 "created_at": now,
                 "updated_at": now,
             }
         )
 
     def _job(
-        self, queue_name: str, token: str, attempt: int, timeout: int
+        self, queue_name: str, token: str, attempt: int, timeout: int, *, jid: str | None = None
     ) -> tuple[str, str, dict[str, Any]]:
         """The RQ job of one attempt, built by RQ itself: (job key, queue key, hash fields)."""
         queue = self._queue(queue_name)
         job = queue.create_job(
             PERFORM,
             kwargs={"token": token, "attempt": attempt},
-            job_id=job_id(token, attempt),
+            job_id=jid or job_id(token, attempt),
             timeout=timeout,
             result_ttl=300,  # the run record keeps the result; RQ needs it only briefly
             failure_ttl=self.settings.retention_seconds,
