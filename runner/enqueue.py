@@ -154,9 +154,7 @@ class Enqueuer:
                 "id": jid,
                 "r": self._new_run_fields(request, token, now, jid),
                 "j": [str(v) for pair in job_fields.items() for v in pair],
-                "e": json.dumps(
-                    queued_event(token, request.task, stamp, jid), separators=(",", ":")
-                ),
+                "e": queued_event(token, request.task, stamp, jid),
             }
             keys += [self.keys.run(token), self.keys.job(jid), job_key, queue_key]
             keys.append(self.keys.log(token))
