@@ -63,7 +63,3 @@ class Keys:
     def clock(self, name: str) -> str:
         """String with a TTL: a live cron clock's heartbeat."""
         return f"{self.prefix}clock:{name}"
-
-    def worker_current(self, worker: str) -> str:
-        """String with a TTL: the token a worker's horse is executing."""
-        return f"{self.prefix}worker:{worker}:current"
