@@ -19,7 +19,7 @@ from redis import Redis
 from runner.config import Settings
 from runner.enqueue import Enqueued, Enqueuer, Request
 from runner.keys import Keys
-from runner.logs import RunStream, streaming_to
+from runner.logs import into_run_log
 from runner.runs import ACTIVE, Runs, texts
 from runner.schedule import (
     CronEntry,
@@ -177,7 +177,7 @@ class Cron:
         """Log `cron.skipped` on stdout and into the stream of the run the slot would overlap."""
         previous = str(plan.blocker)
         skipped = [slot_token(plan.entry.task, s) for s in plan.slots]
-        stream = RunStream(self.redis, self.keys.log(previous), maxlen=self.settings.log_max_events)
-        with streaming_to(stream):
+        key = self.keys.log(previous)
+        with into_run_log(self.redis, key, maxlen=self.settings.log_max_events):
             log.warning("cron.skipped", entry=plan.entry.name, skipped=skipped,
                         reason=plan.reason, previous=previous)  # fmt: skip

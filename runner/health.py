@@ -11,7 +11,7 @@ from rq import Queue, Worker
 
 from runner.config import Settings
 from runner.keys import Keys
-from runner.runs import texts
+from runner.runs import Runs
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,12 +42,7 @@ def check_health(redis: Redis, settings: Settings) -> list[Check]:
     )
     backlog = {q: Queue(q, connection=redis).count for q in settings.queues}
     checks.append(Check("queues", True, ", ".join(f"{q}={n}" for q, n in backlog.items())))
-    keys = Keys(settings.prefix)
-    running = texts(redis.smembers(keys.running))
-    pipe = redis.pipeline(transaction=False)
-    for token in running:
-        pipe.exists(keys.lease(token))
-    orphaned = [t for t, alive in zip(running, pipe.execute(), strict=True) if not alive]
+    running, orphaned = Runs(redis, Keys(settings.prefix)).leaseless()
     checks.append(
         Check(
             "leases",

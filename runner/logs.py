@@ -94,6 +94,14 @@ def event_json(event: str, *, level: str = "info", **fields: Any) -> str:
 
 
 @contextmanager
+def into_run_log(redis: Redis, key: str, *, maxlen: int) -> Iterator[None]:
+    """Within this block every structlog event also goes, at once, to the run log at `key`
+    (for events about a run written from outside its attempt: reaper, rerun, cron)."""
+    with streaming_to(RunStream(redis, key, maxlen=maxlen)):
+        yield
+
+
+@contextmanager
 def streaming_to(stream: RunStream | None) -> Iterator[None]:
     """Within this block every structlog event also goes to `stream` (None: to no stream)."""
     reset = _stream.set(stream)

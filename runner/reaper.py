@@ -13,7 +13,7 @@ from redis import Redis
 from runner.config import Settings
 from runner.enqueue import Enqueuer
 from runner.keys import Keys
-from runner.logs import RunStream, streaming_to
+from runner.logs import into_run_log
 from runner.runs import RunRecord, Runs, texts
 
 log = structlog.get_logger("runner.reaper")
@@ -48,11 +48,7 @@ class Reaper:
 
     def requeue_expired(self) -> int:
         """Runs marked running whose lease is gone: their attempt died; start the next one."""
-        tokens = texts(self.redis.smembers(self.keys.running))
-        pipe = self.redis.pipeline(transaction=False)
-        for token in tokens:
-            pipe.exists(self.keys.lease(token))
-        expired = [t for t, alive in zip(tokens, pipe.execute(), strict=True) if not alive]
+        _, expired = self.runs.leaseless()
         moved = 0
         for token in expired:
             record = self.runs.get(token)
@@ -107,8 +103,6 @@ class Reaper:
         return int(moved)
 
     def _log(self, record: RunRecord, event: str, **details: object) -> None:
-        stream = RunStream(
-            self.redis, self.keys.log(record.token), maxlen=self.settings.log_max_events
-        )
-        with streaming_to(stream):
+        key = self.keys.log(record.token)
+        with into_run_log(self.redis, key, maxlen=self.settings.log_max_events):
             log.info(event, token=record.token, task=record.task, attempt=record.attempt, **details)

@@ -10,7 +10,7 @@ from redis import Redis
 from runner.config import Settings
 from runner.enqueue import Enqueuer
 from runner.keys import Keys
-from runner.logs import RunStream, streaming_to
+from runner.logs import into_run_log
 from runner.runs import Runs
 
 log = structlog.get_logger("runner.rerun")
@@ -65,8 +65,7 @@ def rerun(
     )
     if not moved:
         return Rerun(token, record.task, record.state, "skipped", "it changed meanwhile; retry")
-    stream = RunStream(redis, keys.log(token), maxlen=settings.log_max_events)
-    with streaming_to(stream):
+    with into_run_log(redis, keys.log(token), maxlen=settings.log_max_events):
         log.info(
             "run.rerun", token=token, task=record.task, attempt=record.attempt + 1,
             from_scratch=from_scratch, state="queued",

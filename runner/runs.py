@@ -156,6 +156,15 @@ class Runs:
                 return found
             start += page
 
+    def leaseless(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(tokens marked running, those of them whose lease is gone: their worker died)."""
+        running = texts(self.redis.smembers(self.keys.running))
+        pipe = self.redis.pipeline(transaction=False)
+        for token in running:
+            pipe.exists(self.keys.lease(token))
+        alive = pipe.execute()
+        return tuple(running), tuple(t for t, up in zip(running, alive, strict=True) if not up)
+
     # Fenced writes: each checks that `holder` (the attempt's job id) still holds the lease.
 
     def begin(
