@@ -17,6 +17,7 @@ from structlog.contextvars import bound_contextvars
 from runner import logs
 from runner.config import Settings
 from runner.context import Run
+from runner.delivery import delivery_key
 from runner.enqueue import Enqueued, Enqueuer, Request
 from runner.errors import LeaseLost, PermanentError, RunnerError, UnknownTask
 from runner.keys import Keys
@@ -70,11 +71,15 @@ class Executor:
             logs.configure()
         _executor.set(self)
 
-    def perform(self, token: str, attempt: int, holder: str) -> Outcome:
-        """Execute attempt `attempt` of `token` as RQ job `holder`; never raises for task faults."""
+    def perform(
+        self, token: str, attempt: int, holder: str, delivery: str | None = None
+    ) -> Outcome:
+        """Execute attempt `attempt` of `token` as RQ job `holder` (delivered through the
+        intermediate list `delivery`); never raises for task faults."""
         status, record, steps = self.durable(
-            self.runs.begin, token, attempt, holder=holder, worker=self.worker, version=self.version
-        )
+            self.runs.begin, token, attempt, holder=holder, worker=self.worker,
+            version=self.version, delivery=delivery,
+        )  # fmt: skip
         if record is None:
             log.warning("attempt.skipped", token=token, reason="run record is gone (expired?)")
             return Outcome("skipped", "missing")
@@ -197,6 +202,8 @@ def perform_attempt(token: str, attempt: int) -> dict[str, str]:
     if executor is None:
         raise RuntimeError("runner jobs must be executed by `runner worker`, not a bare rq worker")
     job = get_current_job()
-    holder = job.id if job is not None else f"local-{os.getpid()}-{time.time_ns()}"
-    outcome = executor.perform(token, attempt, holder)
+    if job is None:
+        outcome = executor.perform(token, attempt, f"local-{os.getpid()}-{time.time_ns()}")
+    else:
+        outcome = executor.perform(token, attempt, job.id, delivery_key(job.origin))
     return {"outcome": outcome.state, "detail": outcome.detail}

@@ -47,6 +47,11 @@ class Keys:
         return f"{self.prefix}delayed"
 
     @property
+    def limbo(self) -> str:
+        """Hash: job id -> when the reaper first saw it taken off its queue but not begun."""
+        return f"{self.prefix}limbo"
+
+    @property
     def reaper_lock(self) -> str:
         """String with a TTL: held by the one reaper doing a pass."""
         return f"{self.prefix}lock:reaper"

@@ -1,6 +1,7 @@
 """The reaper: inside every worker, it requeues runs whose lease expired (their worker died)
-and pushes retries that came due. One reaper acts at a time (a lock with a TTL), and every
-move is conditional on the run being as the reaper saw it, so nothing is requeued twice."""
+or whose job was taken off its queue by a worker that died before starting it, and pushes
+retries that came due. One reaper acts at a time (a lock with a TTL), and every move is
+conditional on the run being as the reaper saw it, so nothing is requeued twice."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import uuid
 
 import structlog
 from redis import Redis
+from rq.job import Job
 
 from runner.config import Settings
+from runner.delivery import Limbo
 from runner.enqueue import Enqueuer
 from runner.keys import Keys
 from runner.logs import into_run_log
@@ -33,6 +36,7 @@ class Reaper:
         self.keys = Keys(settings.prefix)
         self.runs = Runs(redis, self.keys, lease_ms=settings.lease_ms)
         self.enqueuer = Enqueuer(redis, settings)
+        self.limbo = Limbo(redis, self.keys)
         self.identity = uuid.uuid4().hex
         self._unlock = redis.register_script(_UNLOCK)
 
@@ -42,7 +46,7 @@ class Reaper:
         if not self.redis.set(self.keys.reaper_lock, self.identity, nx=True, px=lock_ms):
             return 0
         try:
-            return self.requeue_expired() + self.promote_due()
+            return self.requeue_expired() + self.requeue_undelivered() + self.promote_due()
         finally:
             self._unlock(keys=[self.keys.reaper_lock], args=[self.identity])
 
@@ -56,6 +60,25 @@ class Reaper:
                 self.redis.srem(self.keys.running, token)
             elif record.state == "running":
                 moved += self._next_attempt(record, seen="running", reason="lease expired")
+        return moved
+
+    def requeue_undelivered(self) -> int:
+        """Runs whose job a worker took off the queue but never began, for a lease period:
+        that worker died in between; start the next attempt (the old job id, should its
+        worker wake up after all, is stale and does not run)."""
+        moved = 0
+        for name, job_id in self.limbo.overdue(self.settings.lease_seconds):
+            token = self.redis.get(self.keys.job(job_id))
+            record = self.runs.get(texts([token])[0]) if token else None
+            if record is None and self.redis.exists(Job.key_for(job_id)):
+                continue  # not a job of this runner's: leave it to whoever owns it
+            moved_on = 0
+            if record is not None and record.state == "queued" and record.job_id == job_id:
+                moved_on = self._next_attempt(
+                    record, seen="queued", reason="its worker died before starting it"
+                )
+            moved += moved_on
+            self.limbo.release(name, job_id, drop_job=bool(moved_on))
         return moved
 
     def promote_due(self) -> int:

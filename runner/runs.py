@@ -23,10 +23,13 @@ local function log_events(log, cap, from)
 end
 """
 
-# Claim the token for an attempt and read the run and its finished steps, in one call.
-# KEYS: run, lease, running-set, steps. ARGV: attempt, holder, lease ms, now, worker, token,
-# version. Returns {status, run pairs, step pairs}; status 'ok' or why the body must not run.
+# Claim the token for an attempt and read the run and its finished steps, in one call; the
+# job id leaves its intermediate list here, so a delivery is always in that list or leased.
+# KEYS: run, lease, running-set, steps, intermediate list. ARGV: attempt, holder, lease ms,
+# now, worker, token, version. Returns {status, run pairs, step pairs}; status 'ok' or why
+# the body must not run.
 _BEGIN = """
+redis.call('LREM', KEYS[5], 1, ARGV[2])
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing', {}, {}} end
 local st = redis.call('HMGET', KEYS[1], 'state', 'attempt')
 local status = 'ok'
@@ -168,13 +171,15 @@ class Runs:
     # Fenced writes: each checks that `holder` (the attempt's job id) still holds the lease.
 
     def begin(
-        self, token: str, attempt: int, *, holder: str, worker: str, version: str
-    ) -> tuple[str, RunRecord | None, dict[str, Any]]:
-        """Claim the token for `attempt` and read its run and finished steps, atomically.
+        self, token: str, attempt: int, *, holder: str, worker: str, version: str,
+        delivery: str | None = None,
+    ) -> tuple[str, RunRecord | None, dict[str, Any]]:  # fmt: skip
+        """Claim the token for `attempt` and read its run and finished steps, atomically, and
+        take job `holder` out of the intermediate list `delivery` (see runner.delivery).
         The status is 'ok', or why the body must not run ('stale', 'running', 'succeeded',
         'leased', 'missing', ...): a duplicate or stale delivery never runs the body twice."""
         keys = [self.keys.run(token), self.keys.lease(token), self.keys.running]
-        keys.append(self.keys.steps(token))
+        keys += [self.keys.steps(token), delivery or f"{self.keys.prefix}delivery:none"]
         args: list[Any] = [attempt, holder, self.lease_ms, time.time(), worker, token, version]
         status, run, steps = cast(list[Any], self._begin(keys=keys, args=args))
         record = RunRecord.from_hash(_pairs(run)) if run else None

@@ -22,10 +22,12 @@ from typing import Any
 import structlog
 from redis.exceptions import RedisError
 from rq import SimpleWorker
+from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from runner import logs
 from runner.config import Settings
+from runner.delivery import DeliveryQueue
 from runner.execute import Executor
 from runner.reaper import Reaper
 from runner.redis import connect
@@ -54,8 +56,13 @@ class Horse(SimpleWorker):
     RQ spends round trips per job on bookkeeping that changes rarely: it refreshes the
     worker's registration (a key that lives for minutes), rewrites an unchanged state and
     polls the suspension flag before every job. The horse does each at most every few
-    seconds, or only on change: the same information, a fraction of the round trips."""
+    seconds, or only on change: the same information, a fraction of the round trips.
 
+    Delivery is the runner's (runner.delivery): a job id stays in its queue's intermediate
+    list until the attempt claims its lease, and the reaper deals with ids left there by a
+    horse that died."""
+
+    queue_class = DeliveryQueue
     heartbeat_every = 5.0
     suspension_every = 1.0
     _last_heartbeat = 0.0
@@ -71,6 +78,9 @@ class Horse(SimpleWorker):
         if now - self._last_suspension_check >= self.suspension_every:
             self._last_suspension_check = now
             super().check_for_suspension(burst)
+
+    def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
+        super().prepare_job_execution(job, remove_from_intermediate_queue=False)
 
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
         now = time.monotonic()

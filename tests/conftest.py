@@ -175,16 +175,23 @@ def start_worker(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., W
 
 
 def wait_for(
-    predicate: Callable[[], object], *, timeout: float = 20.0, what: str = "condition"
+    predicate: Callable[[], object],
+    *,
+    timeout: float = 20.0,
+    what: str = "condition",
+    describe: Callable[[], str] | None = None,
 ) -> object:
-    """Poll until `predicate()` is truthy; fail the test with `what` after `timeout` seconds."""
+    """Poll until `predicate()` is truthy; fail the test with `what` after `timeout` seconds.
+
+    `describe`, when given, says what the world looked like at the timeout (for a CI log)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
         time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    seen = f"\n{describe()}" if describe else ""
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}{seen}")
 
 
 def state_of(runs: Runs, token: str) -> str | None:

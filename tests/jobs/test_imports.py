@@ -235,9 +235,16 @@ def test_twenty_thousand_posts_survive_random_sigkills_exactly(
         workers[victim].kill_group()
         kills += 1
         workers[victim] = start_worker("--name", f"w{victim}-{kills}")
+
+    def describe() -> str:
+        lines = [f"{r.token} {r.state} attempt={r.attempt} error={r.error}" for t in tokens
+                 if (r := runs.get(t))]  # fmt: skip
+        lines += [f"--- {w.log.name}\n{w.output()[-3000:]}" for w in workers]
+        return "\n".join(lines)
+
     wait_for(
         lambda: all(runs.get(t).state == "succeeded" for t in tokens),  # type: ignore[union-attr]
-        timeout=180, what="all four imports",
+        timeout=180, what="all four imports", describe=describe,
     )  # fmt: skip
     # Then every post is present exactly once and the counters sum to exactly 20,000
     engine = engine_for(settings.store_url)

@@ -16,6 +16,7 @@ from runner.enqueue import Enqueued
 from runner.keys import Keys
 from runner.logs import read_events
 from runner.runs import Runs
+from runner.tokens import job_id
 from tests.conftest import RedisServer, WorkerProcess, wait_for
 
 pytestmark = pytest.mark.slow
@@ -148,3 +149,40 @@ def test_a_redis_outage_of_five_seconds_mid_run_is_survived(
     assert record is not None and record.attempt == 1 and record.counters == {"done": 30}
     assert worker.process.poll() is None
     assert "redis.unreachable" in worker.output()
+
+
+def blocked_in_dequeue(redis: Redis) -> bool:
+    """Whether a horse is blocked in BLMOVE, waiting for a job (Redis's client list)."""
+    return any(c["cmd"] == "blmove" and "b" in c["flags"] for c in redis.client_list())
+
+
+def test_a_job_taken_by_a_worker_that_dies_before_starting_it_runs_once_elsewhere(
+    settings: Settings,
+    enqueue: Callable[..., Enqueued],
+    start_worker: Callable[..., WorkerProcess],
+    runs: Runs,
+    redis: Redis,
+) -> None:
+    # Given worker A's horse waiting in Redis for a job, frozen there (SIGSTOP)
+    a = start_worker("--name", "A")
+    horse = horse_of(a)
+    wait_for(lambda: blocked_in_dequeue(redis), what="A's horse to wait for work")
+    horse.suspend()
+    # When a job arrives, Redis hands it to the frozen horse, and A dies before starting it
+    token = enqueue("counting", items=3, seconds=0.01).token
+    wait_for(lambda: redis.llen("rq:queue:default:intermediate") == 1, what="the hand-over")
+    assert redis.llen("rq:queue:default") == 0
+    a.kill_group()
+    # Then another worker gives the run its next attempt, and the body runs exactly once
+    start_worker("--name", "B")
+    wait_for(lambda: runs.get(token).state == "succeeded", timeout=30, what="success")  # type: ignore[union-attr]
+    record = runs.get(token)
+    assert record is not None and record.attempt == 2 and record.counters == {"done": 3}
+    assert [e.decode().split(":")[1] for e in redis.lrange(f"probe:exec:{token}", 0, -1)] == [
+        "2", "2", "2"
+    ]  # fmt: skip
+    events = [e for _, e in read_events(redis, Keys(), token)]
+    requeued = [e for e in events if e["event"] == "run.requeued"]
+    assert [e["reason"] for e in requeued] == ["its worker died before starting it"]
+    assert redis.llen("rq:queue:default:intermediate") == 0
+    assert not redis.exists(f"rq:job:{job_id(token, 1)}")  # the lost job is gone for good

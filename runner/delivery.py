@@ -1,0 +1,157 @@
+"""Delivery: how a job goes from its queue into an attempt, and how one lost on the way is found.
+
+RQ moves a dequeued job id into its queue's intermediate list (LMOVE) when it works one queue,
+and drops it from there before the job runs; with several queues it simply pops it (LPOP). A
+horse killed between the pop and the attempt's claim of its lease loses the job: no queue, no
+registry and no lease knows of it, and its run stays `queued` for ever.
+
+The runner closes that gap. Every dequeue moves the job id into the intermediate list, whatever
+the number of queues; the id leaves the list only in the Lua call that claims the run's lease
+(`Runs.begin`); and the reaper gives the next attempt to a run whose job id has sat in an
+intermediate list for longer than a lease period (`Limbo`). At every moment a job is in its
+queue, in an intermediate list, or held under a lease: each of them is watched.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from redis import Redis
+from rq import Queue
+from rq.exceptions import DequeueTimeout
+from rq.intermediate_queue import IntermediateQueue
+from rq.job import Job
+
+from runner.keys import Keys
+from runner.record import texts
+
+# A worker of several queues blocks on its first queue at most this long before it looks at
+# the others again (Redis can block on several lists only with a pop, never with a move).
+MULTI_QUEUE_WAIT_SECONDS = 1.0
+
+# KEYS: queue, its intermediate list, queue, its intermediate list... (in priority order).
+_MOVE_FIRST = """
+for i = 1, #KEYS, 2 do
+  local id = redis.call('LMOVE', KEYS[i], KEYS[i + 1], 'LEFT', 'RIGHT')
+  if id then return {KEYS[i], id} end
+end
+return false
+"""
+
+
+def delivery_key(queue_name: str) -> str:
+    """The intermediate list that holds a job of `queue_name` between dequeue and claim."""
+    return IntermediateQueue.get_intermediate_queue_key(
+        Queue.redis_queue_namespace_prefix + queue_name
+    )
+
+
+class ReaperWatched(IntermediateQueue):
+    """An intermediate list whose stuck ids the runner's reaper handles (`Limbo`): RQ's own
+    cleanup would only fail the job after a minute, and leave its run queued for ever."""
+
+    def cleanup(self, worker: Any, queue: Queue) -> None:
+        return None
+
+
+class DeliveryQueue(Queue):
+    """RQ's queue, dequeuing by a move into the intermediate list for any number of queues."""
+
+    @property
+    def intermediate_queue(self) -> IntermediateQueue:
+        return ReaperWatched(self.key, connection=self.connection)
+
+    @classmethod
+    def dequeue_any(
+        cls,
+        queues: Iterable[Queue],
+        timeout: int | None,
+        connection: Redis,
+        job_class: type[Job] | None = None,
+        serializer: Any = None,
+        death_penalty_class: Any = None,
+    ) -> tuple[Job, Queue] | None:
+        """The first job of the first non-empty queue, moved into that queue's intermediate
+        list; None when all are empty (timeout None), DequeueTimeout after `timeout` seconds."""
+        keys = [queue.key for queue in queues]
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            taken = _take(connection, keys, deadline)
+            if taken is None:
+                return None
+            fetched = cls._fetch_dequeued_job(
+                connection, taken[0], taken[1], job_class=job_class, serializer=serializer,
+                death_penalty_class=death_penalty_class,
+            )  # fmt: skip
+            if fetched is not None:
+                return fetched
+
+
+def _take(connection: Redis, keys: Sequence[str], deadline: float | None) -> tuple[str, str] | None:
+    """Move the first job id of the first non-empty queue into its intermediate list."""
+    pairs = [k for key in keys for k in (key, IntermediateQueue.get_intermediate_queue_key(key))]
+    move_first = connection.register_script(_MOVE_FIRST)
+    while True:
+        if len(keys) > 1 or deadline is None:
+            found = move_first(keys=pairs)
+            if found:
+                queue_key, job_id = texts(found)
+                return queue_key, job_id
+            if deadline is None:
+                return None
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise DequeueTimeout(remaining, keys)
+        wait = remaining if len(keys) == 1 else min(remaining, MULTI_QUEUE_WAIT_SECONDS)
+        moved = connection.blmove(keys[0], pairs[1], math.ceil(wait))
+        if moved is not None:
+            return keys[0], texts([moved])[0]
+
+
+class Limbo:
+    """Job ids in the intermediate lists, and since when the reaper has seen each there."""
+
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        self.redis = redis
+        self.key = keys.limbo
+
+    def overdue(self, after_seconds: float) -> list[tuple[str, str]]:
+        """(intermediate list, job id) of every job seen there for longer than `after_seconds`.
+        Records ids seen for the first time and forgets ids that have left."""
+        lists = [f"{q}:intermediate" for q in texts(self.redis.smembers(Queue.redis_queues_keys))]
+        pipe = self.redis.pipeline(transaction=False)
+        for name in lists:
+            pipe.lrange(name, 0, -1)
+        present = {
+            job_id: name for name, ids in zip(lists, pipe.execute(), strict=True)
+            for job_id in texts(ids)
+        }  # fmt: skip
+        raw: dict[bytes, bytes] = self.redis.hgetall(self.key)  # type: ignore[assignment]
+        seen = {field.decode(): float(first) for field, first in raw.items()}
+        now = time.time()
+        fresh = {job_id: now for job_id in present if job_id not in seen}
+        gone = [job_id for job_id in seen if job_id not in present]
+        pipe = self.redis.pipeline(transaction=False)
+        if fresh:
+            pipe.hset(self.key, mapping=fresh)  # type: ignore[arg-type]
+        if gone:
+            pipe.hdel(self.key, *gone)
+        pipe.execute()
+        return [
+            (present[job_id], job_id)
+            for job_id, first in seen.items()
+            if job_id in present and now - first > after_seconds
+        ]
+
+    def release(self, name: str, job_id: str, *, drop_job: bool = False) -> None:
+        """Take a job id out of its intermediate list for good (and, with `drop_job`, delete
+        the RQ job: its run has moved on to a new job)."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.lrem(name, 1, job_id)
+        pipe.hdel(self.key, job_id)
+        if drop_job:
+            pipe.delete(Job.key_for(job_id))
+        pipe.execute()

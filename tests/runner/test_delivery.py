@@ -1,0 +1,136 @@
+"""Delivery: a job taken off its queue is in an intermediate list until its attempt claims the
+lease, whatever the number of queues, and the reaper finds one whose worker died meanwhile."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+
+import pytest
+from redis import Redis
+from rq import Queue
+from rq.exceptions import DequeueTimeout
+from rq.serializers import JSONSerializer
+
+from runner.config import Settings
+from runner.delivery import DeliveryQueue, delivery_key
+from runner.enqueue import Enqueued, Enqueuer, Request
+from runner.execute import Executor
+from runner.reaper import Reaper
+from runner.record import texts
+from runner.runs import Runs
+from runner.tasks import load_registry
+
+
+def queues(redis: Redis, *names: str) -> list[Queue]:
+    return [DeliveryQueue(name, connection=redis, serializer=JSONSerializer) for name in names]
+
+
+def take(redis: Redis, *names: str, timeout: int | None = None) -> tuple[str, str]:
+    """What a worker of `names` does first with a job: (job id, queue name)."""
+    taken = DeliveryQueue.dequeue_any(
+        queues(redis, *names), timeout, connection=redis, serializer=JSONSerializer
+    )
+    assert taken is not None
+    return taken[0].id, taken[1].name
+
+
+def listed(redis: Redis, key: str) -> list[str]:
+    return texts(redis.lrange(key, 0, -1))
+
+
+@pytest.fixture
+def reaper(redis: Redis, settings: Settings) -> Reaper:
+    """A reaper with a short lease, so a job counts as lost after half a second in limbo."""
+    return Reaper(redis, dataclasses.replace(settings, lease_seconds=0.5))
+
+
+@pytest.mark.parametrize("timeout", [None, 5])
+def test_a_worker_of_several_queues_moves_the_job_it_takes_into_the_intermediate_list(
+    timeout: int | None, enqueue: Callable[..., Enqueued], redis: Redis
+) -> None:
+    first, second = enqueue("counting", items=1), enqueue("counting", items=2)
+    assert take(redis, "urgent", "default", timeout=timeout) == (first.job_id, "default")
+    assert listed(redis, delivery_key("default")) == [first.job_id]
+    assert listed(redis, "rq:queue:default") == [second.job_id]
+
+
+def test_queues_are_taken_in_the_order_given(
+    settings: Settings, enqueue: Callable[..., Enqueued], redis: Redis
+) -> None:
+    later = enqueue("counting", items=1)
+    counting = load_registry(settings.tasks_module).get("counting")
+    urgent = Enqueuer(redis, settings).enqueue(
+        Request(dataclasses.replace(counting, queue="urgent"), {"items": 2})
+    )
+    assert take(redis, "urgent", "default") == (urgent.job_id, "urgent")
+    assert take(redis, "urgent", "default") == (later.job_id, "default")
+
+
+def test_empty_queues_give_none_at_once_or_rqs_dequeue_timeout_when_waiting(
+    redis: Redis,
+) -> None:
+    assert DeliveryQueue.dequeue_any(queues(redis, "urgent", "default"), None, redis) is None
+    with pytest.raises(DequeueTimeout):
+        take(redis, "urgent", "default", timeout=1)
+
+
+def test_beginning_the_attempt_takes_the_job_out_of_the_intermediate_list(
+    enqueue: Callable[..., Enqueued], drain: Callable[..., None], redis: Redis, runs: Runs
+) -> None:
+    tokens = [enqueue("counting", items=1, seconds=0.0).token]
+    tokens.append(enqueue("slow_steps", steps=2, seconds=0.0).token)
+    drain()
+    assert all(runs.get(t).state == "succeeded" for t in tokens)  # type: ignore[union-attr]
+    assert listed(redis, delivery_key("default")) == []
+
+
+def test_the_reaper_gives_the_next_attempt_to_a_run_whose_worker_took_its_job_and_died(
+    settings: Settings, enqueue: Callable[..., Enqueued], drain: Callable[..., None],
+    redis: Redis, runs: Runs, reaper: Reaper,
+) -> None:  # fmt: skip
+    # Given a job taken off the queue by a worker that then died (nothing else happens to it)
+    queued = enqueue("counting", items=2, seconds=0.0)
+    take(redis, "urgent", "default")
+    # When the reaper has seen it in limbo for longer than a lease
+    assert reaper.sweep() == 0  # first sighting: a live worker begins within moments
+    time.sleep(0.6)
+    # Then the run gets its next attempt, once, and the lost job is gone
+    assert reaper.sweep() == 1
+    assert reaper.sweep() == 0
+    assert listed(redis, delivery_key("default")) == []
+    assert not redis.exists(f"rq:job:{queued.job_id}")
+    drain()
+    record = runs.get(queued.token)
+    assert record is not None and record.state == "succeeded" and record.attempt == 2
+    # And had the dead worker only been frozen, its job would be stale when it woke up
+    late = Executor(redis, settings, load_registry(settings.tasks_module), worker="late")
+    outcome = late.perform(queued.token, 1, queued.job_id, delivery_key("default"))
+    assert (outcome.state, outcome.detail) == ("skipped", "stale")
+
+
+def test_a_stale_copy_in_limbo_is_cleared_without_a_new_attempt(
+    enqueue: Callable[..., Enqueued], drain: Callable[..., None], redis: Redis, runs: Runs,
+    reaper: Reaper,
+) -> None:  # fmt: skip
+    queued = enqueue("counting", items=1, seconds=0.0)
+    drain()
+    redis.rpush(delivery_key("default"), queued.job_id)  # a second copy, taken and dropped
+    reaper.sweep()
+    time.sleep(0.6)
+    assert reaper.sweep() == 0
+    assert listed(redis, delivery_key("default")) == []
+    record = runs.get(queued.token)
+    assert record is not None and record.state == "succeeded" and record.attempt == 1
+
+
+def test_the_reaper_leaves_a_job_that_is_not_the_runners_alone(
+    redis: Redis, reaper: Reaper
+) -> None:
+    foreign = Queue("default", connection=redis, serializer=JSONSerializer).enqueue("len", "abc")
+    assert take(redis, "default") == (foreign.id, "default")
+    reaper.sweep()
+    time.sleep(0.6)
+    assert reaper.sweep() == 0
+    assert listed(redis, delivery_key("default")) == [foreign.id]
