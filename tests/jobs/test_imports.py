@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import threading
@@ -38,9 +39,15 @@ def import_feed(redis: Redis, settings: Settings) -> Callable[..., Enqueued]:
     enqueuer = Enqueuer(redis, settings)
     task = load_registry("jobs").get("import_posts")
 
-    def import_feed(path: Path | str, *, token: str | None = None, **args: object) -> Enqueued:
+    def import_feed(
+        path: Path | str, *, token: str | None = None, attempts: int | None = None, **args: object
+    ) -> Enqueued:
         [source] = resolve(str(path))
-        request = Request(task, {"source": source.location, **args}, token or source.token)
+        retry = dataclasses.replace(task.retry, attempts=attempts or task.retry.attempts)
+        request = Request(
+            dataclasses.replace(task, retry=retry), {"source": source.location, **args},
+            token or source.token,
+        )  # fmt: skip
         return enqueuer.enqueue(request)
 
     return import_feed
@@ -212,6 +219,9 @@ def test_the_inbox_imports_each_new_file_once_and_files_it_away(
     assert len(runs.list(task="import_posts")) == 2
 
 
+KILLS = 5
+
+
 @pytest.mark.slow
 def test_twenty_thousand_posts_survive_random_sigkills_exactly(
     tmp_path: Path, settings: Settings, import_feed: Callable[..., Enqueued],
@@ -224,12 +234,13 @@ def test_twenty_thousand_posts_survive_random_sigkills_exactly(
         with path.open("w") as out:
             write_feed(generate_posts(5_000, seed=11, start=i * 5_000), out)
         files.append(path)
-    tokens = [import_feed(path, batch_size=25).token for path in files]
+    # (each kill may hit the same run: it has an attempt more than there are kills)
+    tokens = [import_feed(path, batch_size=25, attempts=KILLS + 1).token for path in files]
     workers = [start_worker("--name", f"w{i}") for i in range(2)]
     # When workers are SIGKILLed at random moments, several times, and replaced
     rng = random.Random(20261127)
     kills = 0
-    while kills < 5 and not all(runs.get(t).state == "succeeded" for t in tokens):  # type: ignore[union-attr]
+    while kills < KILLS and not all(runs.get(t).state == "succeeded" for t in tokens):  # type: ignore[union-attr]
         time.sleep(rng.uniform(0.3, 1.5))
         victim = rng.randrange(len(workers))
         workers[victim].kill_group()
