@@ -15,26 +15,25 @@ from typing import Any, cast
 
 from redis import Redis
 from rq import Queue
-from rq.job import JobStatus
-from rq.serializers import JSONSerializer
-from rq.utils import now as rq_now
 
 from runner.config import Settings
 from runner.keys import Keys
+from runner.rqjobs import AttemptJobs, description, job_key, payload
 from runner.runs import encode, texts
 from runner.tasks import Task
 from runner.tokens import canonical_json, check_token, derive_token, job_id
 
-PERFORM = "runner.execute.perform_attempt"
-
 # KEYS: runs index, rq:queues, then per item: run, job index, rq job, rq queue, log stream.
-# ARGV: now, retention, log cap, then per item: token, a JSON document {id: RQ job id,
-# r: run hash pairs, j: RQ job hash pairs, e: the `run.queued` log event}, and the job's
-# binary payload. (One JSON string per item, not ~70 arguments: redis-py packs each one.)
+# ARGV: now, retention, log cap, the RQ job fields shared per (queue, timeout) as a JSON list
+# of flat pair lists, then per item: token, a JSON document {id: RQ job id, r: run hash
+# pairs, t: index of its shared job fields, d: job description, e: the `run.queued` log
+# event}, and the job's binary payload. (One JSON string per item, not ~70 arguments:
+# redis-py packs each one.)
 _ENQUEUE = """
 local out, now, ttl, cap, pushed = {}, ARGV[1], tonumber(ARGV[2]), ARGV[3], {}
+local shared = cjson.decode(ARGV[4])
 for i = 0, (#KEYS - 2) / 5 - 1 do
-  local k, a = 3 + 5*i, 4 + 3*i
+  local k, a = 3 + 5*i, 5 + 3*i
   local run, jindex, job, queue, log = KEYS[k], KEYS[k+1], KEYS[k+2], KEYS[k+3], KEYS[k+4]
   local seen = redis.call('HMGET', run, 'state', 'job_id')
   if seen[1] then
@@ -43,7 +42,7 @@ for i = 0, (#KEYS - 2) / 5 - 1 do
     local item = cjson.decode(ARGV[a + 1])
     redis.call('HSET', run, unpack(item.r))
     redis.call('ZADD', KEYS[1], now, ARGV[a])
-    redis.call('HSET', job, 'data', ARGV[a + 2], unpack(item.j))
+    redis.call('HSET', job, 'data', ARGV[a + 2], 'description', item.d, unpack(shared[item.t]))
     redis.call('RPUSH', queue, item.id)
     pushed[queue] = true
     redis.call('SET', jindex, ARGV[a], 'EX', ttl)
@@ -127,7 +126,7 @@ class Enqueuer:
         self.keys = Keys(settings.prefix)
         self._enqueue = redis.register_script(_ENQUEUE)
         self._advance = redis.register_script(_ADVANCE)
-        self._queues: dict[str, Queue] = {}
+        self.jobs = AttemptJobs(redis, failure_ttl=settings.retention_seconds)
 
     def enqueue(self, request: Request) -> Enqueued:
         """Enqueue one unit of work, or return its existing run (deduplicated)."""
@@ -138,28 +137,34 @@ class Enqueuer:
         if not requests:
             return []
         now = time.time()
-        stamp = datetime.fromtimestamp(now, UTC).isoformat().replace("+00:00", "Z")
-        keys = [self.keys.runs, self._queue("default").redis_queues_keys]
-        args: list[Any] = [now, self.settings.retention_seconds, self.settings.log_max_events]
+        at = datetime.fromtimestamp(now, UTC)
+        stamp = at.isoformat().replace("+00:00", "Z")
+        keys = [self.keys.runs, Queue.redis_queues_keys]
+        args: list[Any] = []
+        shared: dict[tuple[str, int], int] = {}  # (queue, timeout) -> 1-based index
         tokens = []
         for request in requests:
             token = request.resolved_token()
             tokens.append(token)
             jid = job_id(token, 1)
-            job_key, queue_key, job_fields = self._job(
-                request.task.queue, token, 1, request.task.timeout, jid=jid
-            )
-            payload = job_fields.pop("data")
+            queue, timeout = request.task.queue, request.task.timeout
             item = {
                 "id": jid,
                 "r": self._new_run_fields(request, token, now, jid),
-                "j": [str(v) for pair in job_fields.items() for v in pair],
+                "t": shared.setdefault((queue, timeout), len(shared) + 1),
+                "d": description(token, 1),
                 "e": queued_event(token, request.task, stamp, jid),
             }
-            keys += [self.keys.run(token), self.keys.job(jid), job_key, queue_key]
-            keys.append(self.keys.log(token))
-            args += [token, json.dumps(item, separators=(",", ":")), payload]
-        replies = cast(list[list[Any]], self._enqueue(keys=keys, args=args))
+            keys += [self.keys.run(token), self.keys.job(jid), job_key(jid)]
+            keys += [self.jobs.queue(queue).key, self.keys.log(token)]
+            args += [token, json.dumps(item, separators=(",", ":")), payload(token, 1)]
+        fields = [
+            [str(v) for pair in self.jobs.shared_fields(queue, timeout, at).items() for v in pair]
+            for queue, timeout in shared
+        ]
+        head: list[Any] = [now, self.settings.retention_seconds, self.settings.log_max_events]
+        head.append(json.dumps(fields, separators=(",", ":")))
+        replies = cast(list[list[Any]], self._enqueue(keys=keys, args=head + args))
         return [
             Enqueued(token, job_id=jid, state=state, deduplicated=not reply[2])
             for token, reply in zip(tokens, replies, strict=True)
@@ -183,17 +188,18 @@ class Enqueuer:
         run changed meanwhile (someone else moved it first)."""
         flat = encode({**run_fields, "updated_at": time.time()})
         job_fields: list[Any] = []
-        job_key = queue_key = self.keys.job("-")
+        new_job = queue_key = self.keys.job("-")
         if queue is not None:
             attempt = int(run_fields["attempt"])
             new_id = job_id(token, attempt)
             flat += ["job_id", new_id, "state", "queued"]
-            job_key, queue_key, fields = self._job(queue, token, attempt, timeout)
+            new_job, queue_key = job_key(new_id), self.jobs.queue(queue).key
+            fields = self.jobs.fields(queue, token, attempt, timeout, datetime.now(UTC))
             job_fields = [v for pair in fields.items() for v in pair]
         keys = [
             self.keys.run(token), self.keys.lease(token), self.keys.running, self.keys.delayed,
             self.keys.steps(token), self.keys.job(job_id(token, int(run_fields.get("attempt", 0)))),
-            job_key, queue_key, self._queue("default").redis_queues_keys, self.keys.log(token),
+            new_job, queue_key, Queue.redis_queues_keys, self.keys.log(token),
         ]  # fmt: skip
         args = [
             token, seen_state, seen_attempt, int(lease_gone), int(wipe_steps),
@@ -222,29 +228,3 @@ class Enqueuer:
                 "updated_at": now,
             }
         )
-
-    def _job(
-        self, queue_name: str, token: str, attempt: int, timeout: int, *, jid: str | None = None
-    ) -> tuple[str, str, dict[str, Any]]:
-        """The RQ job of one attempt, built by RQ itself: (job key, queue key, hash fields)."""
-        queue = self._queue(queue_name)
-        job = queue.create_job(
-            PERFORM,
-            kwargs={"token": token, "attempt": attempt},
-            job_id=jid or job_id(token, attempt),
-            timeout=timeout,
-            result_ttl=300,  # the run record keeps the result; RQ needs it only briefly
-            failure_ttl=self.settings.retention_seconds,
-            description=f"{token} attempt {attempt}",
-        )
-        job.origin = queue.name
-        job.enqueued_at = rq_now()
-        job._status = JobStatus.QUEUED
-        fields = job.to_dict()
-        fields["status"] = JobStatus.QUEUED.value
-        return job.key, queue.key, fields
-
-    def _queue(self, name: str) -> Queue:
-        if name not in self._queues:
-            self._queues[name] = Queue(name, connection=self.redis, serializer=JSONSerializer)
-        return self._queues[name]
