@@ -9,13 +9,10 @@ from collections.abc import Callable
 import pytest
 from redis import Redis
 from rq import Queue
-from rq.job import Job
-from rq.serializers import JSONSerializer
 
 from runner.config import Settings
 from runner.enqueue import Enqueued, Enqueuer, Request
 from runner.errors import InvalidArguments
-from runner.rqjobs import PERFORM
 from runner.runs import Runs
 from runner.tasks import load_registry
 from runner.tokens import derive_token
@@ -147,31 +144,3 @@ def test_malformed_tokens_are_refused(enqueue: Callable[..., Enqueued], token: s
 def test_arguments_must_be_json(enqueue: Callable[..., Enqueued]) -> None:
     with pytest.raises(InvalidArguments, match="JSON"):
         enqueue("counting", items={1, 2})
-
-
-def test_an_attempts_job_is_the_hash_rq_itself_would_write(
-    settings: Settings, enqueue: Callable[..., Enqueued], runs: Runs, redis: Redis
-) -> None:
-    # Given a run enqueued (its job from a shared template) and moved on to attempt 2
-    first = enqueue("slow_steps", **TASK_ARGS)
-    enqueuer = Enqueuer(redis, settings)
-    assert enqueuer.advance(
-        first.token, seen_state="queued", seen_attempt=1, run_fields={"attempt": 2},
-        queue="default", timeout=3600,
-    )  # fmt: skip
-    second = runs.get(first.token)
-    assert second is not None
-    for attempt, jid in [(1, first.job_id), (2, second.job_id)]:
-        # Then each job's hash is field for field what RQ's create_job + to_dict gives
-        stored = {k.decode(): v for k, v in redis.hgetall(f"rq:job:{jid}").items()}  # type: ignore[union-attr]
-        expected = enqueuer.jobs.rq_fields("default", first.token, attempt, 3600, jid)
-        stamps = ("created_at", "enqueued_at")
-        assert {k: v for k, v in stored.items() if k not in stamps} == {
-            k: v if isinstance(v, bytes) else str(v).encode()
-            for k, v in expected.items() if k not in stamps
-        }  # fmt: skip
-        # And RQ reads it back as a call of the runner's function for that attempt
-        job = Job.fetch(jid, connection=redis, serializer=JSONSerializer)
-        assert (job.func_name, job.kwargs) == (PERFORM, {"token": first.token, "attempt": attempt})
-        assert job.origin == "default" and job.get_status() == "queued"
-        assert job.enqueued_at is not None and job.created_at is not None
