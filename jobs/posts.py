@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
+
+from jobs.checks import Invalid, day, flag, list_of, object_of, show, text, whole
 
 MAX_SOURCE_ID_CHARS = 200
 MAX_TITLE_CHARS = 500
@@ -78,10 +79,10 @@ def version_key(version: str | None) -> tuple[int, ...]:
 def validate_post(raw: object, *, position: int) -> Item:
     """Check one decoded record and map it to a `Post`; bad input gives `Rejected`, never raises."""
     if not isinstance(raw, dict):
-        return Rejected(position, None, f"record: expected a JSON object, got {_show(raw)}")
+        return Rejected(position, None, f"record: expected a JSON object, got {show(raw)}")
     try:
         record = _RECORD("", raw)
-    except _Invalid as problem:
+    except Invalid as problem:
         return Rejected(position, _known_source_id(raw), str(problem))
     return Parsed(position, _to_post(record))
 
@@ -91,151 +92,41 @@ _COLUMNS = frozenset(
     {"source_id", "title", "body", "topic", "summary", "difficulty", "reading_time", "view_count"}
 )
 
-_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-_SURROGATE = re.compile("[\ud800-\udfff]")
-_SHOWN_CHARS = 40
-
-
-class _Invalid(Exception):
-    """A value breaks a rule; the message is the one-line reason."""
-
-
-Check = Callable[[str, object], Any]
-
-
-def _show(value: object) -> str:
-    """Describe a value for a reason: containers by kind, scalars as JSON, at most ~40 chars."""
-    if isinstance(value, dict):
-        return "object"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, bool | None | float | str):
-        brief = value[: _SHOWN_CHARS + 1] if isinstance(value, str) else value
-        shown = json.dumps(brief, ensure_ascii=False).encode("utf-8", "backslashreplace").decode()
-    elif isinstance(value, int):
-        shown = str(value) if abs(value) < 10**_SHOWN_CHARS else "a number too large to show"
-    else:
-        shown = type(value).__name__
-    return shown if len(shown) <= _SHOWN_CHARS + 2 else shown[:_SHOWN_CHARS] + "…"
-
-
-def _text(limit: int = MAX_TEXT_CHARS, *, required: bool = False, strip: bool = True) -> Check:
-    """A string of at most `limit` characters; `required` ones must not be blank."""
-
-    def check(path: str, value: object) -> str:
-        if not isinstance(value, str):
-            raise _Invalid(f"{path}: expected a string, got {_show(value)}")
-        if len(value) > limit:
-            raise _Invalid(f"{path}: {len(value):,} characters, the limit is {limit:,}")
-        if "\x00" in value:
-            raise _Invalid(f"{path}: contains a NUL byte")
-        if not value.isascii() and _SURROGATE.search(value):
-            raise _Invalid(f"{path}: contains an unpaired UTF-16 surrogate")
-        if required and not value.strip():
-            raise _Invalid(f"{path}: must not be empty")
-        return value.strip() if strip else value
-
-    return check
-
 
 def _identifier(path: str, value: object) -> str:
     """A source id: non-empty printable text with no whitespace, like `alphanode-032655`."""
-    text: str = _text(MAX_SOURCE_ID_CHARS, required=True, strip=False)(path, value)
-    if not text.isprintable() or text.split() != [text]:
-        raise _Invalid(f"{path}: expected printable text without spaces, got {_show(text)}")
-    return text
+    source_id: str = text(MAX_SOURCE_ID_CHARS, required=True, strip=False)(path, value)
+    if not source_id.isprintable() or source_id.split() != [source_id]:
+        raise Invalid(f"{path}: expected printable text without spaces, got {show(source_id)}")
+    return source_id
 
 
-def _whole(low: int, high: int, *, expected: str = "a whole number") -> Check:
-    """An int (not a bool) from `low` to `high`."""
-
-    def check(path: str, value: object) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _Invalid(f"{path}: expected {expected}, got {_show(value)}")
-        if not low <= value <= high:
-            raise _Invalid(f"{path}: expected {low:,}-{high:,}, got {_show(value)}")
-        return value
-
-    return check
-
-
-def _flag(path: str, value: object) -> int:
-    """A 0/1 flag; `true`/`false` are accepted and stored as 1/0."""
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, int) and value in (0, 1):
-        return value
-    raise _Invalid(f"{path}: expected 0 or 1, got {_show(value)}")
-
-
-def _day(path: str, value: object) -> str:
-    """A real calendar date written `YYYY-MM-DD`, kept as that string."""
-    if not isinstance(value, str) or not _DATE.fullmatch(value):
-        raise _Invalid(f"{path}: expected a date YYYY-MM-DD, got {_show(value)}")
-    try:
-        date.fromisoformat(value)
-    except ValueError:
-        raise _Invalid(f"{path}: not a real date: {_show(value)}") from None
-    return value
-
-
-def _list_of(item: Check) -> Check:
-    """A list of at most `MAX_LIST_ITEMS` values, each checked by `item`."""
-
-    def check(path: str, value: object) -> list[Any]:
-        if not isinstance(value, list):
-            raise _Invalid(f"{path}: expected a list, got {_show(value)}")
-        if len(value) > MAX_LIST_ITEMS:
-            raise _Invalid(f"{path}: {len(value):,} items, the limit is {MAX_LIST_ITEMS:,}")
-        return [item(f"{path}[{index}]", element) for index, element in enumerate(value)]
-
-    return check
-
-
-def _object(fields: Mapping[str, Check], *, required: frozenset[str] = frozenset()) -> Check:
-    """An object with the given fields; unknown keys are dropped, null optional ones too."""
-
-    def check(path: str, value: object) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            raise _Invalid(f"{path}: expected an object, got {_show(value)}")
-        checked: dict[str, Any] = {}
-        for name, check_field in fields.items():
-            where = f"{path}.{name}" if path else name
-            if name not in value:
-                if name in required:
-                    raise _Invalid(f"{where}: required field is missing")
-            elif value[name] is not None or name in required:
-                checked[name] = check_field(where, value[name])
-        return checked
-
-    return check
-
-
-_TEXTS = _list_of(_text())
-_RECORD = _object(
+_TEXT = text(MAX_TEXT_CHARS)
+_TEXTS = list_of(_TEXT, max_items=MAX_LIST_ITEMS)
+_RECORD = object_of(
     {
         "source_id": _identifier,
-        "title": _text(MAX_TITLE_CHARS, required=True),
-        "body": _text(MAX_BODY_CHARS, required=True, strip=False),
-        "topic": _text(),
-        "summary": _text(),
+        "title": text(MAX_TITLE_CHARS, required=True),
+        "body": text(MAX_BODY_CHARS, required=True, strip=False),
+        "topic": _TEXT,
+        "summary": _TEXT,
         "stack": _TEXTS,
         "tools": _TEXTS,
-        "code_language": _text(),
-        "difficulty": _text(),
-        "reading_time": _whole(0, MAX_READING_TIME, expected="a whole number of minutes"),
-        "view_count": _whole(0, MAX_VIEW_COUNT),
-        "score": _object(
-            {name: _whole(0, 100) for name in ("quality", "freshness", "depth", "clarity")}
+        "code_language": _TEXT,
+        "difficulty": _TEXT,
+        "reading_time": whole(0, MAX_READING_TIME, expected="a whole number of minutes"),
+        "view_count": whole(0, MAX_VIEW_COUNT),
+        "score": object_of(
+            {name: whole(0, 100) for name in ("quality", "freshness", "depth", "clarity")}
         ),
-        "revision": _object(
-            {"status": _text(), "version": _text(MAX_VERSION_CHARS), "last_reviewed": _day}
+        "revision": object_of(
+            {"status": _TEXT, "version": text(MAX_VERSION_CHARS), "last_reviewed": day}
         ),
-        "reference": _text(),
-        "hash": _text(),
-        "flags": _object(
+        "reference": _TEXT,
+        "hash": _TEXT,
+        "flags": object_of(
             {
-                name: _flag
+                name: flag
                 for name in (
                     "ai_generated_style",
                     "has_images",
@@ -245,20 +136,22 @@ _RECORD = _object(
             }
         ),
         "checklist": _TEXTS,
-        "entities": _list_of(_object({"name": _text(), "type": _text()})),
-        "images": _list_of(_object({"source": _text(), "url": _text(), "caption": _text()})),
-        "payload": _object(
+        "entities": list_of(object_of({"name": _TEXT, "type": _TEXT}), max_items=MAX_LIST_ITEMS),
+        "images": list_of(
+            object_of({"source": _TEXT, "url": _TEXT, "caption": _TEXT}), max_items=MAX_LIST_ITEMS
+        ),
+        "payload": object_of(
             {
-                "source_id": _text(MAX_SOURCE_ID_CHARS),
-                "generator": _text(),
-                "paragraphs": _whole(0, MAX_LIST_ITEMS * 100),
-                "scenario": _text(),
-                "seed": _whole(-(2**63), 2**63 - 1, expected="a whole number"),
+                "source_id": text(MAX_SOURCE_ID_CHARS),
+                "generator": _TEXT,
+                "paragraphs": whole(0, MAX_LIST_ITEMS * 100),
+                "scenario": _TEXT,
+                "seed": whole(-(2**63), 2**63 - 1, expected="a whole number"),
             }
         ),
         "notes": _TEXTS,
         "ai_outline": _TEXTS,
-        "ai_brief": _text(),
+        "ai_brief": _TEXT,
     },
     required=frozenset({"source_id", "title", "body"}),
 )
@@ -268,7 +161,7 @@ def _known_source_id(raw: Mapping[str, object]) -> str | None:
     """The record's source id if it is itself valid (so a reject row can name it), else None."""
     try:
         return _identifier("source_id", raw.get("source_id"))
-    except _Invalid:
+    except Invalid:
         return None
 
 
