@@ -10,6 +10,7 @@ from redis.exceptions import RedisError
 from rq import Queue, Worker
 
 from runner.config import Settings
+from runner.delivery import delivery_key
 from runner.keys import Keys
 from runner.runs import Runs
 
@@ -24,7 +25,8 @@ class Check:
 
 
 def check_health(redis: Redis, settings: Settings) -> list[Check]:
-    """Redis answers, some worker is alive, no run holds an expired lease for long."""
+    """Redis answers, some worker is alive, no run holds an expired lease or waits in an
+    intermediate list with no worker alive to requeue it."""
     try:
         started = time.perf_counter()
         redis.ping()
@@ -49,6 +51,15 @@ def check_health(redis: Redis, settings: Settings) -> list[Check]:
             not orphaned or bool(workers),
             f"{len(running)} running, {len(orphaned)} awaiting the reaper"
             + ("" if not orphaned or workers else ": no worker is alive to requeue them"),
+        )
+    )
+    taken = sum(redis.llen(delivery_key(q)) for q in settings.queues)
+    checks.append(
+        Check(
+            "deliveries",
+            not taken or bool(workers),
+            f"{taken} taken off a queue and not yet begun"
+            + ("" if not taken or workers else ": no worker is alive to recover them"),
         )
     )
     return checks

@@ -103,7 +103,17 @@ def test_unreachable_redis_is_one_line_without_the_password(tmp_path: object) ->
     assert "Traceback" not in done.stderr
 
 
-def test_health_is_unhealthy_without_workers(invoke: Callable[..., Result]) -> None:
+def test_health_is_unhealthy_without_workers(
+    invoke: Callable[..., Result], enqueue: Callable[..., Enqueued], redis: Redis
+) -> None:
     result = invoke("health")
     assert result.exit_code == 1
     assert "ok   redis" in result.output and "FAIL workers: none alive" in result.output
+    assert "ok   deliveries: 0 taken off a queue" in result.output
+    # A job taken by a worker that died, with no worker left to recover it
+    enqueue("slow_steps", steps=1, seconds=0.0)
+    redis.lmove("rq:queue:default", "rq:queue:default:intermediate")
+    result = invoke("health")
+    assert "FAIL deliveries: 1 taken off a queue and not yet begun: no worker is alive" in (
+        result.output
+    )
