@@ -17,7 +17,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from jobs.posts import Rejected
-from runner.errors import LeaseLost
+from runner.errors import LeaseLost, PermanentError
 
 T = TypeVar("T")
 
@@ -115,14 +115,11 @@ def _begin(
 ) -> ImportProgress:
     """Do begin_import's work in one transaction; raises LeaseLost if a newer attempt owns it."""
     with engine.begin() as conn:
-        stmt = sa.select(imports).where(imports.c.token == token).with_for_update()
-        row = conn.execute(stmt).mappings().first()
+        row = _claim(conn, token=token, attempt=attempt)
         if row is None:
             values = {"token": token, "fence": attempt, **_restart(source, generation)}
             conn.execute(sa.insert(imports).values(values))
             return _progress(values)
-        if row["fence"] > attempt:
-            raise _lease_lost(token, attempt)
         changes: dict[str, Any] = {"fence": attempt}
         if row["generation"] < generation:
             changes |= _restart(source, generation)
@@ -173,9 +170,13 @@ def record_rejects(
 
 
 def finish_import(engine: Engine, *, token: str, attempt: int) -> Counters:
-    """Mark `token`'s import finished and return its counters; raises LeaseLost if fenced out."""
+    """Mark `token`'s import finished and return its counters; raises LeaseLost if a newer
+    attempt claimed it. The attempt claims the import here itself: the attempt that began it
+    and upserted every batch may have been killed just before finishing it."""
     with engine.begin() as conn:
-        lock_import(conn, token=token, attempt=attempt)
+        if _claim(conn, token=token, attempt=attempt) is None:
+            raise PermanentError(f"import {token!r} never began: nothing to finish")
+        conn.execute(sa.update(imports).where(imports.c.token == token).values(fence=attempt))
         running = (imports.c.token == token) & (imports.c.state != "finished")
         finished = {"state": "finished", "finished_at": datetime.now(UTC)}
         conn.execute(sa.update(imports).where(running).values(finished))
@@ -209,6 +210,16 @@ def retry_on_conflict(
         with suppress(*errors):
             return work()
     return work()
+
+
+def _claim(conn: Connection, *, token: str, attempt: int) -> Mapping[Any, Any] | None:
+    """Lock `token`'s import row and return it (None if there is none); raises LeaseLost if
+    a newer attempt has claimed it. The caller moves the fence to `attempt`."""
+    stmt = sa.select(imports).where(imports.c.token == token).with_for_update()
+    row = conn.execute(stmt).mappings().first()
+    if row is not None and row["fence"] > attempt:
+        raise _lease_lost(token, attempt)
+    return row
 
 
 def _restart(source: str, generation: int) -> dict[str, Any]:

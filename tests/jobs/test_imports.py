@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from redis import Redis
 
 from jobs.sources import resolve
-from jobs.store import engine_for, get_post, import_rejects, imports, posts
+from jobs.store import engine_for, get_post, import_rejects, imports, init_schema, posts
 from runner.config import Settings
 from runner.enqueue import Enqueued, Enqueuer, Request
 from runner.runs import Runs
@@ -179,6 +179,38 @@ def test_reimporting_gives_unchanged_and_an_older_revision_is_stale(
     assert result_of(runs, stale)["stale"] == 1
     kept = get_post(engine, str(batch[0]["source_id"]))
     assert kept is not None and kept["title"] == batch[0]["title"]
+
+
+def test_an_attempt_that_dies_between_its_last_batch_and_finishing_is_finished_by_the_next(
+    tmp_path: Path, import_feed: Callable[..., Enqueued], work: Callable[[], None],
+    drain: Callable[..., None], runs: Runs, settings: Settings,
+) -> None:  # fmt: skip
+    # Given an import whose first attempt commits every batch, then cannot finish the import
+    # (the database refuses, as if the worker had died right there)
+    engine = engine_for(settings.store_url)
+    init_schema(engine)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TRIGGER refuse_finish BEFORE UPDATE OF state ON imports"
+            " WHEN NEW.state = 'finished' BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        )
+    path = feed(tmp_path / "a.jsonl", list(generate_posts(30, seed=4)))
+    token = import_feed(path, batch_size=10).token
+    work()
+    record = runs.get(token)
+    assert record is not None and record.state == "retrying"
+    assert set(runs.steps(token)) == {"fetch", "upsert"}
+    # When the database accepts again and the next attempt runs (its upsert step is done)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TRIGGER refuse_finish")
+    drain()
+    # Then that attempt finishes the import, with the exact counters of the first one
+    assert result_of(runs, token)["inserted"] == 30
+    record = runs.get(token)
+    assert record is not None and record.attempt == 2
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(imports).where(imports.c.token == token)).mappings().one()
+    assert (row["state"], row["fence"], row["inserted"]) == ("finished", 2, 30)
 
 
 def test_an_import_from_a_url_is_downloaded_then_imported(

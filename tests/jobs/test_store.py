@@ -32,7 +32,7 @@ from jobs.store import (
     posts,
     read_import,
 )
-from runner.errors import ConfigError, LeaseLost
+from runner.errors import ConfigError, LeaseLost, PermanentError
 
 SOURCE = "feeds/posts.jsonl"
 
@@ -297,6 +297,27 @@ def test_a_resumed_attempt_continues_from_the_committed_cursor(engine: Engine) -
     final = ImportProgress(5, Counters(inserted=4, rejected=1), "finished")
     assert read_import(engine, "feed") == final
     assert len(rejects_of(engine, "feed")) == 1
+
+
+def test_the_next_attempt_finishes_an_import_whose_attempt_died_after_its_last_batch(
+    engine: Engine,
+) -> None:
+    # Given attempt 1 committed every batch and died before finishing the import
+    import_feed(engine, "feed", feed([make_post("a"), make_post("b")]), attempt=1)
+    # When attempt 2 (whose upsert step was already done) finishes it
+    counters = finish_import(engine, token="feed", attempt=2)
+    # Then the import is finished with the exact counters, and attempt 1 is fenced out
+    assert counters == Counters(inserted=2)
+    assert read_import(engine, "feed") == ImportProgress(2, Counters(inserted=2), "finished")
+    with pytest.raises(LeaseLost):
+        finish_import(engine, token="feed", attempt=1)
+    with pytest.raises(LeaseLost):
+        apply_batch(engine, token="feed", attempt=1, source=SOURCE, items=[], position=2)
+
+
+def test_finishing_an_import_that_never_began_is_a_permanent_error(engine: Engine) -> None:
+    with pytest.raises(PermanentError, match="never began"):
+        finish_import(engine, token="nothing", attempt=1)
 
 
 def test_finishing_twice_with_the_same_attempt_changes_nothing(engine: Engine) -> None:
