@@ -1,4 +1,4 @@
-"""The content store: the engine, the `posts` table and applying one import batch to it.
+"""The content store: the `posts` table, its schema made ready, and applying one import batch.
 
 SQLite (one file, several worker processes) by default, PostgreSQL in production. An import's
 progress and fencing live in `jobs.progress`; its public names are re-exported here.
@@ -11,17 +11,16 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.exc import ArgumentError, IntegrityError, ProgrammingError
+from sqlalchemy.exc import IntegrityError, ProgrammingError
 
+from jobs.database import make_engine
 from jobs.posts import Item, Post, Rejected, version_key
 from jobs.progress import (
-    SQLITE_BEGIN,
     Counters,
     ImportProgress,
     begin_import,
@@ -36,7 +35,6 @@ from jobs.progress import (
     record_rejects,
     retry_on_conflict,
 )
-from runner.errors import ConfigError
 
 __all__ = [
     "Counters",
@@ -57,8 +55,6 @@ __all__ = [
     "read_import",
 ]
 
-ACCEPTED_URLS = "use sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DATABASE"
-SQLITE_BUSY_SECONDS = 30
 SELECT_CHUNK = 1_000
 
 _CONTENT = (
@@ -90,41 +86,6 @@ posts = sa.Table(
 )
 
 _UPDATE_POST = sa.update(posts).where(posts.c.source_id == sa.bindparam("b_source_id"))
-
-
-def make_engine(url: str) -> Engine:
-    """Create the content store's engine; raises ConfigError for a URL it does not support."""
-    try:
-        parsed = sa.make_url(url)
-    except ArgumentError:
-        raise ConfigError(f"RUNNER_DATABASE_URL is not a database URL; {ACCEPTED_URLS}") from None
-    if parsed.drivername in ("sqlite", "sqlite+pysqlite"):
-        return _sqlite_engine(parsed)
-    if parsed.drivername in ("postgresql", "postgresql+psycopg"):
-        return sa.create_engine(parsed.set(drivername="postgresql+psycopg"), pool_pre_ping=True)
-    shown = parsed.render_as_string(hide_password=True)
-    raise ConfigError(f"RUNNER_DATABASE_URL={shown} is not supported; {ACCEPTED_URLS}")
-
-
-def _sqlite_engine(url: sa.URL) -> Engine:
-    """Create a SQLite engine several processes can write through: WAL, BEGIN IMMEDIATE."""
-    if url.database and url.database != ":memory:" and not url.database.startswith("file:"):
-        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_SECONDS})
-
-    @sa.event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.isolation_level = None  # we emit BEGIN ourselves, below
-        for pragma in ("journal_mode=WAL", "synchronous=NORMAL"):
-            dbapi_conn.execute(f"PRAGMA {pragma}")
-
-    @sa.event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        # IMMEDIATE takes the write lock up front: two writers that both read first
-        # would otherwise deadlock upgrading their read locks.
-        conn.exec_driver_sql(f"BEGIN {conn.get_execution_options().get(SQLITE_BEGIN, 'IMMEDIATE')}")
-
-    return engine
 
 
 @functools.cache

@@ -8,7 +8,6 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,7 +31,7 @@ from jobs.store import (
     posts,
     read_import,
 )
-from runner.errors import ConfigError, LeaseLost, PermanentError
+from runner.errors import LeaseLost, PermanentError
 
 SOURCE = "feeds/posts.jsonl"
 
@@ -116,34 +115,6 @@ def test_init_schema_from_several_processes_at_once(database_url: str) -> None:
     engine = make_engine(database_url)
     assert count_posts(engine) == 0
     engine.dispose()
-
-
-def test_sqlite_store_creates_its_directory_and_uses_wal(tmp_path: Path) -> None:
-    # Given a SQLite URL in a directory that does not exist yet
-    path = tmp_path / "var" / "data" / "content.db"
-    # When the engine is made and the schema initialised
-    engine = make_engine(f"sqlite:///{path}")
-    init_schema(engine)
-    # Then the file exists, in WAL mode with synchronous=NORMAL
-    with engine.connect() as conn:
-        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
-        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1
-    engine.dispose()
-    assert path.exists()
-
-
-@pytest.mark.parametrize(
-    "url", ["mysql+pymysql://admin:s3cret@db.internal/content", "redis://:s3cret@x", "s3cret"]
-)
-def test_unsupported_url_names_the_variable_and_hides_the_password(url: str) -> None:
-    # Given a URL the store does not support; When an engine is made
-    with pytest.raises(ConfigError) as raised:
-        make_engine(url)
-    # Then the message names the variable and the accepted forms, without the password
-    message = str(raised.value)
-    assert "RUNNER_DATABASE_URL" in message
-    assert "sqlite:///" in message and "postgresql+psycopg://" in message
-    assert "s3cret" not in message
 
 
 # -- outcomes -----------------------------------------------------------------------------
