@@ -17,7 +17,7 @@ from runner.keys import Keys
 from runner.logs import read_events
 from runner.runs import Runs
 from runner.tokens import job_id
-from tests.conftest import RedisServer, WorkerProcess, wait_for
+from tests.conftest import RedisServer, WorkerProcess, state_of, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -128,7 +128,9 @@ def test_an_attempt_paused_past_its_lease_cannot_write_progress(
     wait_for(lambda: "attempt.abandoned" in a.output(), timeout=10, what="A to abandon")
 
 
+@pytest.mark.parametrize("queues", ["default", "other,default"])
 def test_a_redis_outage_of_five_seconds_mid_run_is_survived(
+    queues: str,
     settings: Settings,
     redis_server: RedisServer,
     enqueue: Callable[..., Enqueued],
@@ -137,7 +139,7 @@ def test_a_redis_outage_of_five_seconds_mid_run_is_survived(
 ) -> None:
     # Given a run checkpointing on a worker whose lease outlasts the outage
     token = enqueue("counting", items=30, seconds=0.2, probed=False).token
-    worker = start_worker(RUNNER_LEASE_SECONDS="15")
+    worker = start_worker(RUNNER_LEASE_SECONDS="15", RUNNER_QUEUES=queues)
     wait_for(lambda: (runs.get(token).cursor or 0) >= 3, what="progress")  # type: ignore[union-attr]
     # When Redis goes away for five seconds and comes back (its AOF kept the data)
     redis_server.stop()
@@ -149,6 +151,9 @@ def test_a_redis_outage_of_five_seconds_mid_run_is_survived(
     assert record is not None and record.attempt == 1 and record.counters == {"done": 30}
     assert worker.process.poll() is None
     assert "redis.unreachable" in worker.output()
+    # And it goes on taking work from the restarted server (whose script cache is empty)
+    after = enqueue("counting", items=2, seconds=0.0, probed=False).token
+    wait_for(lambda: state_of(runs, after) == "succeeded", timeout=30, what="the next run")
 
 
 def blocked_in_dequeue(redis: Redis) -> bool:
