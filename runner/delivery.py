@@ -121,7 +121,8 @@ class Limbo:
     def overdue(self, after_seconds: float) -> list[tuple[str, str]]:
         """(intermediate list, job id) of every job seen there for longer than `after_seconds`.
         Records ids seen for the first time and forgets ids that have left."""
-        lists = [f"{q}:intermediate" for q in texts(self.redis.smembers(Queue.redis_queues_keys))]
+        queues = texts(self.redis.smembers(Queue.redis_queues_keys))
+        lists = [IntermediateQueue.get_intermediate_queue_key(q) for q in queues]
         pipe = self.redis.pipeline(transaction=False)
         for name in lists:
             pipe.lrange(name, 0, -1)
