@@ -7,19 +7,17 @@ from __future__ import annotations
 
 import os
 import stat
-import tempfile
 from collections.abc import Callable
 from contextlib import suppress
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
-from xml.sax.saxutils import escape
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
-from jobs.store import engine_for, import_rejects, iter_post_urls, posts
+from jobs.sitemap import SITEMAP, URLS_PER_FILE, write_sitemap
+from jobs.store import engine_for, import_rejects, posts
 from runner.context import Run
 from runner.redis import connect
 from runner.retention import prune_runs
@@ -29,12 +27,6 @@ FRESH_DAYS = 730  # freshness falls from 100 to 0 over two years without review 
 REVIEW_DAYS = 365  # a post whose last review is older than this needs a review
 BATCH = 1_000
 DEFAULT_BASE_URL = "https://example.org"
-SITEMAP_HEAD = (
-    '<?xml version="1.0" encoding="UTF-8"?>\n'
-    '<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">\n'
-)
-PATH_SAFE = "!$&'()*+,;=:@"  # RFC 3986 path characters beyond letters, digits and -._~
-XML_QUOTES = {"'": "&apos;", '"': "&quot;"}
 
 _REFRESH = (
     sa.update(posts)
@@ -118,51 +110,18 @@ def refresh_freshness(run: Run, *, now: str | None = None, batch: int = BATCH) -
 # -- sitemap -----------------------------------------------------------------------------
 
 
-def url_element(base_url: str, source_id: str, updated: datetime) -> str:
-    """One `<url>` line: the post's URL (percent-encoded, then XML-escaped) and lastmod."""
-    loc = f"{base_url.rstrip('/')}/posts/{quote(source_id, safe=PATH_SAFE)}"
-    return (
-        f"  <url><loc>{escape(loc, XML_QUOTES)}</loc><lastmod>{updated:%Y-%m-%d}</lastmod></url>\n"
-    )
-
-
-def write_sitemap(engine: Engine, path: Path, *, base_url: str) -> int:
-    """Write every post's URL to `path`, streamed from the store, atomically (a temp file in
-    the same directory, fsynced, renamed over `path`); returns the count. Raises OSError when
-    the directory cannot be written; `path` is then left as it was."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    count = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(SITEMAP_HEAD)
-            for source_id, updated in iter_post_urls(engine):
-                out.write(url_element(base_url, source_id, updated))
-                count += 1
-            out.write("</urlset>\n")
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(temp, 0o644)
-        os.replace(temp, path)
-    except BaseException:
-        with suppress(FileNotFoundError):
-            os.unlink(temp)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)  # make the rename itself durable
-    finally:
-        os.close(directory)
-    return count
-
-
-def build_sitemap(run: Run, *, base_url: str = DEFAULT_BASE_URL) -> dict[str, Any]:
-    """Write `RUNNER_HOME/public/sitemap.xml` listing every post once; returns the count."""
-    path = run.settings.home / "public" / "sitemap.xml"
+def build_sitemap(
+    run: Run, *, base_url: str = DEFAULT_BASE_URL, per_file: int = URLS_PER_FILE
+) -> dict[str, Any]:
+    """Write `RUNNER_HOME/public/sitemap.xml` (an index over parts past `per_file` posts)
+    listing every post once; returns the count."""
+    directory = run.settings.home / "public"
     engine = engine_for(run.settings.store_url)
-    count = run.step("write", lambda: write_sitemap(engine, path, base_url=base_url))
+    count = run.step(
+        "write", lambda: write_sitemap(engine, directory, base_url=base_url, per_file=per_file)
+    )
     run.checkpoint(counters={"urls": count})
-    return {"urls": count, "path": str(path)}
+    return {"urls": count, "path": str(directory / SITEMAP)}
 
 
 # -- prune -------------------------------------------------------------------------------

@@ -105,6 +105,39 @@ def test_the_sitemap_lists_every_post_once_escaped_and_is_replaced_atomically(
     assert os.listdir(path.parent) == ["sitemap.xml"]
 
 
+def test_past_its_limit_per_file_the_sitemap_is_an_index_over_parts(
+    engine: Engine, settings: Settings, run_task: Callable[..., Any]
+) -> None:
+    # Given five posts and a limit of two URLs per file
+    ids = [f"alphanode-00000{i}" for i in range(1, 6)]
+    for sid in ids:
+        add_post(engine, sid, reviewed=None, updated=at("2026-03-04T10:00:00"))
+    # When the sitemap is built
+    result = run_task("build_sitemap", base_url="https://site.test", per_file=2)
+    # Then sitemap.xml is an index over three parts, which list every post exactly once
+    public = settings.home / "public"
+    assert result == {"urls": 5, "path": str(public / "sitemap.xml")}
+    index = ET.parse(public / "sitemap.xml").getroot()
+    assert index.tag == f"{{{NS['s']}}}sitemapindex"
+    parts = [s.findtext("s:loc", namespaces=NS) for s in index.findall("s:sitemap", NS)]
+    assert parts == [f"https://site.test/sitemap-{n}.xml" for n in (1, 2, 3)]
+    locs = []
+    for n in (1, 2, 3):
+        urls = ET.parse(public / f"sitemap-{n}.xml").getroot().findall("s:url", NS)
+        assert 1 <= len(urls) <= 2
+        locs += [u.findtext("s:loc", namespaces=NS) for u in urls]
+    assert sorted(locs) == [f"https://site.test/posts/{sid}" for sid in ids]
+    # When posts go and the sitemap fits one file again
+    with engine.begin() as conn:
+        conn.execute(sa.delete(posts).where(posts.c.source_id.in_(ids[2:])))
+    again = run_task("build_sitemap", token="sitemap-2", base_url="https://site.test", per_file=2)
+    assert again["urls"] == 2
+    # Then sitemap.xml is a plain urlset and the parts that fell out of use are gone
+    root = ET.parse(public / "sitemap.xml").getroot()
+    assert root.tag == f"{{{NS['s']}}}urlset" and len(root) == 2
+    assert os.listdir(public) == ["sitemap.xml"]
+
+
 # -- freshness -----------------------------------------------------------------------------
 
 
