@@ -45,21 +45,16 @@ def check_health(redis: Redis, settings: Settings) -> list[Check]:
     backlog = {q: Queue(q, connection=redis).count for q in settings.queues}
     checks.append(Check("queues", True, ", ".join(f"{q}={n}" for q, n in backlog.items())))
     running, orphaned = Runs(redis, Keys(settings.prefix)).leaseless()
-    checks.append(
-        Check(
-            "leases",
-            not orphaned or bool(workers),
-            f"{len(running)} running, {len(orphaned)} awaiting the reaper"
-            + ("" if not orphaned or workers else ": no worker is alive to requeue them"),
-        )
-    )
+    detail = f"{len(running)} running, {len(orphaned)} awaiting the reaper"
+    checks.append(_reaper_work("leases", len(orphaned), detail, alive=bool(workers)))
     taken = sum(redis.llen(delivery_key(q)) for q in settings.queues)
-    checks.append(
-        Check(
-            "deliveries",
-            not taken or bool(workers),
-            f"{taken} taken off a queue and not yet begun"
-            + ("" if not taken or workers else ": no worker is alive to recover them"),
-        )
-    )
+    detail = f"{taken} taken off a queue and not yet begun"
+    checks.append(_reaper_work("deliveries", taken, detail, alive=bool(workers)))
     return checks
+
+
+def _reaper_work(name: str, waiting: int, detail: str, *, alive: bool) -> Check:
+    """Runs waiting for a reaper are fine while some worker (whose reaper will act) is alive."""
+    if not waiting or alive:
+        return Check(name, True, detail)
+    return Check(name, False, f"{detail}: no worker is alive to requeue them")
