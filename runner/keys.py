@@ -47,6 +47,12 @@ class Keys:
         return f"{self.prefix}delayed"
 
     @property
+    def no_delivery(self) -> str:
+        """Never written: the intermediate list of an attempt run without RQ (nothing to
+        take out of a list when it begins)."""
+        return f"{self.prefix}delivery:none"
+
+    @property
     def limbo(self) -> str:
         """Hash: job id -> when the reaper first saw it taken off its queue but not begun."""
         return f"{self.prefix}limbo"

@@ -179,7 +179,7 @@ class Runs:
         The status is 'ok', or why the body must not run ('stale', 'running', 'succeeded',
         'leased', 'missing', ...): a duplicate or stale delivery never runs the body twice."""
         keys = [self.keys.run(token), self.keys.lease(token), self.keys.running]
-        keys += [self.keys.steps(token), delivery or f"{self.keys.prefix}delivery:none"]
+        keys += [self.keys.steps(token), delivery or self.keys.no_delivery]
         args: list[Any] = [attempt, holder, self.lease_ms, time.time(), worker, token, version]
         status, run, steps = cast(list[Any], self._begin(keys=keys, args=args))
         record = RunRecord.from_hash(_pairs(run)) if run else None
