@@ -120,10 +120,10 @@ def _begin(
             values = {"token": token, "fence": attempt, **_restart(source, generation)}
             conn.execute(sa.insert(imports).values(values))
             return _progress(values)
-        changes: dict[str, Any] = {"fence": attempt}
-        if row["generation"] < generation:
-            changes |= _restart(source, generation)
-            conn.execute(sa.delete(import_rejects).where(import_rejects.c.token == token))
+        if row["generation"] >= generation:
+            return _progress(row)
+        changes = _restart(source, generation)
+        conn.execute(sa.delete(import_rejects).where(import_rejects.c.token == token))
         conn.execute(sa.update(imports).where(imports.c.token == token).values(changes))
         return _progress({**row, **changes})
 
@@ -176,7 +176,6 @@ def finish_import(engine: Engine, *, token: str, attempt: int) -> Counters:
     with engine.begin() as conn:
         if _claim(conn, token=token, attempt=attempt) is None:
             raise PermanentError(f"import {token!r} never began: nothing to finish")
-        conn.execute(sa.update(imports).where(imports.c.token == token).values(fence=attempt))
         running = (imports.c.token == token) & (imports.c.state != "finished")
         finished = {"state": "finished", "finished_at": datetime.now(UTC)}
         conn.execute(sa.update(imports).where(running).values(finished))
@@ -213,12 +212,16 @@ def retry_on_conflict(
 
 
 def _claim(conn: Connection, *, token: str, attempt: int) -> Mapping[Any, Any] | None:
-    """Lock `token`'s import row and return it (None if there is none); raises LeaseLost if
-    a newer attempt has claimed it. The caller moves the fence to `attempt`."""
+    """Lock `token`'s import row, move its fence to `attempt` and return it as it was (None
+    if there is none: the caller inserts it); raises LeaseLost if a newer attempt claimed it."""
     stmt = sa.select(imports).where(imports.c.token == token).with_for_update()
     row = conn.execute(stmt).mappings().first()
-    if row is not None and row["fence"] > attempt:
+    if row is None:
+        return None
+    if row["fence"] > attempt:
         raise _lease_lost(token, attempt)
+    if row["fence"] < attempt:
+        conn.execute(sa.update(imports).where(imports.c.token == token).values(fence=attempt))
     return row
 
 
