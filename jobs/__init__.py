@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from jobs import commands, imports, inbox, schedule, upkeep
-from runner.tasks import TaskRegistry
+from runner import TaskRegistry
 
 registry = TaskRegistry()
 imports.register(registry)

@@ -6,9 +6,8 @@ import click
 
 from jobs.sources import TASK, resolve
 from jobs.store import engine_for
-from runner.app import App, finish_waiting, pass_app
-from runner.enqueue import Request
-from runner.errors import InvalidArguments
+from runner import InvalidArguments, Request
+from runner.cli import App, finish_waiting, pass_app
 
 
 @click.command("import")

@@ -15,7 +15,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import ArgumentError
 
 from jobs.progress import SQLITE_BEGIN
-from runner.errors import ConfigError
+from runner import ConfigError
 
 ACCEPTED_URLS = "use sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DATABASE"
 SQLITE_BUSY_SECONDS = 30

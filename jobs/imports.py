@@ -17,9 +17,7 @@ from jobs.feeds import detect_format, read_feed
 from jobs.posts import Item
 from jobs.sources import TASK, fetch
 from jobs.store import Counters, apply_batch, begin_import, engine_for, finish_import
-from runner.context import Run
-from runner.errors import PermanentError
-from runner.tasks import RetryPolicy, Task, TaskRegistry
+from runner import PermanentError, RetryPolicy, Run, Task, TaskRegistry
 
 BATCH_SIZE = 500
 

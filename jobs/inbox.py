@@ -13,9 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from jobs.sources import FEED_SUFFIXES, TASK, file_sha256
-from runner.context import Run
-from runner.tasks import Task, TaskRegistry
-from runner.tokens import content_token
+from runner import Run, Task, TaskRegistry, content_token
 
 
 def inbox_dir(run: Run, inbox: str | None) -> Path:

@@ -17,7 +17,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from jobs.posts import Rejected
-from runner.errors import LeaseLost, PermanentError
+from runner import LeaseLost, PermanentError
 
 T = TypeVar("T")
 

@@ -6,7 +6,7 @@ of clocks (`runner cron run`) can run at once: every slot is enqueued once.
 
 from __future__ import annotations
 
-from runner.schedule import CronEntry
+from runner import CronEntry
 
 SITE_URL = "https://example.org"
 

@@ -10,8 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from runner.errors import InvalidArguments, PermanentError, TransientError
-from runner.tokens import content_token
+from runner import InvalidArguments, PermanentError, TransientError, content_token
 
 TASK = "import_posts"
 MAX_DOWNLOAD_BYTES = 512 * 1024 * 1024

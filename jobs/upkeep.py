@@ -18,10 +18,7 @@ from sqlalchemy import Engine
 
 from jobs.sitemap import SITEMAP, URLS_PER_FILE, write_sitemap
 from jobs.store import engine_for, import_rejects, posts
-from runner.context import Run
-from runner.redis import connect
-from runner.retention import prune_runs
-from runner.tasks import Task, TaskRegistry
+from runner import Run, Task, TaskRegistry, connect, prune_runs
 
 FRESH_DAYS = 730  # freshness falls from 100 to 0 over two years without review or update
 REVIEW_DAYS = 365  # a post whose last review is older than this needs a review

@@ -1,0 +1,52 @@
+"""The runner's public API: what a site's task module builds on.
+
+Tasks are registered on a `TaskRegistry` and receive a `Run` (steps, checkpoints, a bound
+logger); `CronEntry` declares the schedule; `PermanentError` and `TransientError` classify what
+a task raises. The site's own CLI commands import from `runner.cli`. Every other module is
+internal and may change between releases.
+"""
+
+from __future__ import annotations
+
+from runner.config import Settings
+from runner.context import Run
+from runner.enqueue import Enqueued, Request
+from runner.errors import (
+    ConfigError,
+    InvalidArguments,
+    LeaseLost,
+    PermanentError,
+    RunnerError,
+    TaskError,
+    TransientError,
+)
+from runner.redis import connect, redact
+from runner.retention import prune_runs
+from runner.schedule import CronEntry
+from runner.tasks import RetryPolicy, Task, TaskRegistry
+from runner.tokens import canonical_json, content_token, derive_token, slot_token
+
+__all__ = [
+    "ConfigError",
+    "CronEntry",
+    "Enqueued",
+    "InvalidArguments",
+    "LeaseLost",
+    "PermanentError",
+    "Request",
+    "RetryPolicy",
+    "Run",
+    "RunnerError",
+    "Settings",
+    "Task",
+    "TaskError",
+    "TaskRegistry",
+    "TransientError",
+    "canonical_json",
+    "connect",
+    "content_token",
+    "derive_token",
+    "prune_runs",
+    "redact",
+    "slot_token",
+]

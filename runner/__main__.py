@@ -1,5 +1,5 @@
 """`python -m runner` is `runner`."""
 
-from runner.cli import main
+from runner.cli.commands import main
 
 main()

@@ -20,7 +20,7 @@ from click.testing import CliRunner, Result
 from redis import Redis
 from rq.serializers import JSONSerializer
 
-from runner.cli import cli
+from runner.cli.commands import cli
 from runner.config import Settings
 from runner.enqueue import Enqueued, Enqueuer, Request
 from runner.execute import Executor

@@ -21,8 +21,8 @@ from jobs.posts import Post
 from jobs.schedule import SCHEDULE
 from jobs.store import engine_for, get_post, import_rejects, posts
 from jobs.upkeep import freshness, refresh_batch
+from runner.cli.cron import describe
 from runner.config import Settings
-from runner.cron_cli import describe
 from runner.enqueue import Enqueued
 from runner.keys import Keys
 from runner.runs import Runs

@@ -18,9 +18,9 @@ import pytest
 from click.testing import Result
 from redis import Redis
 
+from runner.cli.cron import describe
 from runner.config import Settings
 from runner.cron import Cron
-from runner.cron_cli import describe
 from runner.enqueue import Enqueued
 from runner.errors import ConfigError, UnknownTask
 from runner.runs import Runs

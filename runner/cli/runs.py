@@ -8,10 +8,8 @@ import time
 import click
 
 from runner import logs
-from runner.app import App, json_line, pass_app
-from runner.errors import UnknownRun
-from runner.rerun import rerun as rerun_one
-from runner.views import (
+from runner.cli.app import App, json_line, pass_app
+from runner.cli.views import (
     detail_text,
     event_line,
     parse_duration,
@@ -19,6 +17,8 @@ from runner.views import (
     run_summary,
     runs_table,
 )
+from runner.errors import UnknownRun
+from runner.rerun import rerun as rerun_one
 
 
 @click.command()

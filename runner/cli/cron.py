@@ -19,15 +19,14 @@ import structlog
 from redis.exceptions import RedisError
 
 from runner import logs
-from runner.app import App, json_line
+from runner.cli.app import App, json_line, pass_app
+from runner.cli.views import table
 from runner.cron import Cron, Firing
 from runner.redis import REDIS_DOWN, connect
 from runner.schedule import MINUTE, CronEntry, floor_minute, slot_text, to_utc
 from runner.tokens import slot_token
-from runner.views import table
 
 log = structlog.get_logger("runner.cron")
-pass_app = click.make_pass_decorator(App)
 TICK_OFFSET = timedelta(seconds=1)  # tick just after the minute turns, never just before
 HEARTBEAT_SECONDS = 180
 DAYS = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")

@@ -10,10 +10,10 @@ import click
 from redis.exceptions import RedisError
 
 from runner import logs
-from runner.app import App, finish_waiting, json_line, parse_args, pass_app
-from runner.cli_runs import RUN_COMMANDS
+from runner.cli.app import App, finish_waiting, json_line, parse_args, pass_app
+from runner.cli.cron import cron_group
+from runner.cli.runs import RUN_COMMANDS
 from runner.config import Settings
-from runner.cron_cli import cron_group
 from runner.enqueue import Request
 from runner.errors import (
     ConfigError,
