@@ -329,3 +329,33 @@ def test_cron_in_process_ticks_the_given_schedule(settings: Settings, redis: Red
     # Then the hourly entry is not due at 06:30, and fires at 07:00
     assert [f.outcome for f in quiet] == ["not_due"] and quiet[0].reason == "next 2026-11-27T07:00Z"
     assert [r.token for r in due[0].runs] == [slot_token("hourly_chime", at(60))]
+
+
+class _SlowTick(Cron):
+    """A tick that reads the marks, then lets another tick run to the end before it goes on:
+    the interleaving of two clocks where the one behind writes last."""
+
+    def __init__(self, *args: object, meanwhile: Callable[[], object], **kwargs: object):
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.meanwhile = meanwhile
+
+    def marks(self) -> dict[str, tuple[datetime | None, datetime | None]]:
+        seen = super().marks()
+        self.meanwhile()
+        return seen
+
+
+def test_a_tick_that_planned_early_and_writes_late_never_moves_the_marks_back(
+    settings: Settings, redis: Redis
+) -> None:
+    # Given a tick at 06:00 that reads the marks, then waits while a tick at 06:05 finishes
+    registry = load_registry("tests.cron_tasks")
+    entry = SCHEDULE[0]  # every minute
+    ahead = Cron(redis, settings, registry=registry, entries=[entry])
+    behind = _SlowTick(
+        redis, settings, registry=registry, entries=[entry], meanwhile=lambda: ahead.tick(at(5))
+    )
+    # When the 06:00 tick writes its marks after the 06:05 one
+    behind.tick(at(0))
+    # Then the marks stay at 06:05 (a mark only moves forward), so 06:01..06:05 are not refired
+    assert ahead.marks()[entry.name] == (at(5), at(5))

@@ -1,0 +1,48 @@
+"""Logging: the processor chain to stdout and into a run's stream."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+import structlog
+from redis import Redis
+
+from runner import logs
+from runner.config import Settings
+from runner.keys import Keys
+
+
+@pytest.fixture
+def configured() -> Iterator[io.StringIO]:
+    """`logs.configure()` writing JSON lines to a buffer; structlog and the root logger are
+    put back afterwards."""
+    out = io.StringIO()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    logs.configure(console=False, stream=out)
+    try:
+        yield out
+    finally:
+        structlog.reset_defaults()
+        root.handlers[:], root.level = handlers, level
+
+
+def test_a_password_in_a_logged_url_reaches_neither_stdout_nor_the_run_stream(
+    configured: io.StringIO, redis: Redis, settings: Settings
+) -> None:
+    # Given logging configured as a worker does, and a run's log stream
+    keys = Keys(settings.prefix)
+    # When an event carries a Redis URL with a password, inside the run's log
+    with logs.into_run_log(redis, keys.log("t-1"), maxlen=100):
+        structlog.get_logger("test").warning("connected", url="redis://:s3cret@db.example:6379/0")
+    # Then stdout and the stream both have the event, with the password hidden
+    [line] = configured.getvalue().splitlines()
+    [(_, streamed)] = logs.read_events(redis, keys, "t-1")
+    for event in (json.loads(line), streamed):
+        assert event["event"] == "connected"
+        assert "db.example:6379" in event["url"] and "s3cret" not in event["url"]
+    assert "s3cret" not in line
