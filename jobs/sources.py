@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from runner import InvalidArguments, PermanentError, TransientError, content_token
+from runner import InvalidArguments, PermanentError, TransientError, content_token, derive_token
 
 TASK = "import_posts"
 MAX_DOWNLOAD_BYTES = 512 * 1024 * 1024
@@ -44,8 +44,6 @@ def resolve(location: str) -> list[Source]:
     A file's token is its content hash, so the same content is never imported twice. Raises
     InvalidArguments (a usage error) for anything missing, unreadable or of another kind."""
     if is_url(location):
-        from runner.tokens import derive_token
-
         return [Source(location, derive_token(TASK, {"source": location}))]
     if "://" in location:
         raise InvalidArguments(f"{location}: only http:// and https:// URLs can be imported")

@@ -14,7 +14,7 @@ from redis import Redis
 from rq import get_current_job
 from structlog.contextvars import bound_contextvars
 
-from runner import logs
+import runner.logs as logs
 from runner.config import Settings
 from runner.context import Run
 from runner.delivery import delivery_key

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, TypeVar
 
 import click
 import tenacity
@@ -14,10 +14,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from runner.errors import ConfigError, TransientError, UnknownTask
 
-if TYPE_CHECKING:
-    from runner.context import Run
-
 TaskFunction = Callable[..., Any]
+_T = TypeVar("_T")
 TRANSIENT: tuple[type[BaseException], ...] = (
     TransientError,
     ConnectionError,
@@ -102,7 +100,13 @@ class TaskRegistry:
         return iter(sorted(self._tasks.values(), key=lambda t: t.name))
 
 
-def noop(run: Run, **kwargs: Any) -> dict[str, Any]:
+class _Steps(Protocol):
+    """What `noop` needs of a Run (runner.context imports this module, not the reverse)."""
+
+    def step(self, name: str, fn: Callable[[], _T]) -> _T: ...
+
+
+def noop(run: _Steps, **kwargs: Any) -> dict[str, Any]:
     """Does nothing but one recorded step: for smoke tests and benchmarks."""
     return run.step("noop", lambda: {"echo": kwargs})
 

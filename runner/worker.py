@@ -25,7 +25,7 @@ from rq import SimpleWorker
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from runner import logs
+import runner.logs as logs
 from runner.config import Settings
 from runner.delivery import DeliveryQueue
 from runner.execute import Executor

@@ -9,7 +9,7 @@ from typing import Any
 import click
 from redis.exceptions import RedisError
 
-from runner import logs
+import runner.logs as logs
 from runner.cli.app import App, finish_waiting, json_line, parse_args, pass_app
 from runner.cli.cron import cron_group
 from runner.cli.runs import RUN_COMMANDS

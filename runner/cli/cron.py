@@ -18,7 +18,7 @@ import click
 import structlog
 from redis.exceptions import RedisError
 
-from runner import logs
+import runner.logs as logs
 from runner.cli.app import App, json_line, pass_app
 from runner.cli.views import table
 from runner.cron import Cron, Firing

@@ -7,7 +7,7 @@ import time
 
 import click
 
-from runner import logs
+import runner.logs as logs
 from runner.cli.app import App, json_line, pass_app
 from runner.cli.views import (
     detail_text,

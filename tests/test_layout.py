@@ -1,0 +1,112 @@
+"""The layering the developers' guide promises, read from the source: the public API's names,
+jobs/ built on it alone, runner/ free of import circles and of jobs/."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+import runner
+import runner.cli
+
+ROOT = Path(__file__).resolve().parents[1]
+
+PUBLIC = {
+    "ConfigError", "CronEntry", "Enqueued", "InvalidArguments", "LeaseLost", "PermanentError",
+    "Request", "RetryPolicy", "Run", "RunState", "RunnerError", "Settings", "Task", "TaskError",
+    "TaskRegistry", "TransientError", "canonical_json", "connect", "content_token",
+    "derive_token", "prune_runs", "redact", "slot_token",
+}  # fmt: skip
+PUBLIC_CLI = {"App", "cli", "finish_waiting", "json_line", "main", "pass_app"}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def modules(package: str) -> dict[str, Path]:
+    return {module_name(p): p for p in sorted((ROOT / package).rglob("*.py"))}
+
+
+def imports(path: Path) -> Iterator[tuple[str, tuple[str, ...]]]:
+    """(module, names) of every import in the file, wherever it is (TYPE_CHECKING blocks and
+    function bodies included); names is () for `import module`."""
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            yield from ((alias.name, ()) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            yield node.module, tuple(alias.name for alias in node.names)
+
+
+def test_the_public_api_exports_exactly_its_names() -> None:
+    assert set(runner.__all__) == PUBLIC
+    assert set(runner.cli.__all__) == PUBLIC_CLI
+    for package, names in ((runner, PUBLIC), (runner.cli, PUBLIC_CLI)):
+        missing = [name for name in names if not hasattr(package, name)]
+        assert not missing, f"{package.__name__} lists but lacks {missing}"
+
+
+def test_jobs_import_only_the_public_api_of_the_runner() -> None:
+    wrong = [
+        f"{module_name(path)} imports {imported}"
+        for path in modules("jobs").values()
+        for imported, _ in imports(path)
+        if imported.split(".")[0] == "runner" and imported not in ("runner", "runner.cli")
+    ]
+    assert not wrong, "jobs/ may import only `runner` and `runner.cli`:\n" + "\n".join(wrong)
+
+
+def test_the_readme_task_example_imports_only_the_public_api() -> None:
+    readme = (ROOT / "README.md").read_text()
+    lines = [line.strip() for line in readme.splitlines()]
+    found = [line for line in lines if line.startswith(("from runner", "import runner"))]
+    assert found, "the README shows how a task module imports the runner"
+    wrong = [line for line in found if line.split()[1] not in ("runner", "runner.cli")]
+    assert not wrong, wrong
+
+
+def test_the_engine_never_imports_jobs_nor_its_own_package_namespace() -> None:
+    wrong = []
+    for name, path in modules("runner").items():
+        for imported, names in imports(path):
+            if imported.split(".")[0] == "jobs":
+                wrong.append(f"{name} imports {imported}")
+            if imported == "runner" and name != "runner":
+                wrong.append(f"{name}: `from runner import {', '.join(names)}` (import the module)")
+    assert not wrong, "\n".join(wrong)
+
+
+def _graph() -> dict[str, set[str]]:
+    known = modules("runner")
+    graph: dict[str, set[str]] = {name: set() for name in known}
+    for name, path in known.items():
+        for imported, names in imports(path):
+            targets = [f"{imported}.{n}" for n in names if f"{imported}.{n}" in known]
+            graph[name].update(targets or ([imported] if imported in known else []))
+        graph[name].discard(name)
+    return graph
+
+
+def test_no_import_circle_among_the_engine_modules() -> None:
+    graph = _graph()
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                return [*path[path.index(nxt) :], nxt]
+            if nxt not in state and (circle := visit(nxt)):
+                return circle
+        path.pop()
+        state[node] = 2
+        return None
+
+    for start in sorted(graph):
+        if start not in state:
+            circle = visit(start)
+            assert circle is None, "import circle: " + " -> ".join(circle)
