@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from jobs.sources import FEED_SUFFIXES, TASK, file_sha256
-from runner import Run, Task, TaskRegistry, content_token
+from runner import Run, RunState, Task, TaskRegistry, content_token
 
 
 def inbox_dir(run: Run, inbox: str | None) -> Path:
@@ -34,7 +34,7 @@ def poll_inbox(run: Run, *, inbox: str | None = None) -> dict[str, Any]:
         if state is None:
             result = run.enqueue(TASK, {"source": str(path)}, token=token)
             enqueued += not result.deduplicated
-        elif state == "succeeded":
+        elif state == RunState.SUCCEEDED:
             os.replace(path, done / path.name)
             filed += 1
     run.log.info("inbox.polled", new_files=len(claimed), enqueued=enqueued, filed=filed)

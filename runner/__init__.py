@@ -20,6 +20,7 @@ from runner.errors import (
     TaskError,
     TransientError,
 )
+from runner.record import RunState
 from runner.redis import connect, redact
 from runner.retention import prune_runs
 from runner.schedule import CronEntry
@@ -36,6 +37,7 @@ __all__ = [
     "Request",
     "RetryPolicy",
     "Run",
+    "RunState",
     "RunnerError",
     "Settings",
     "Task",

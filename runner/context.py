@@ -16,8 +16,9 @@ from runner.enqueue import Enqueued
 from runner.errors import InvalidArguments, LeaseLost
 from runner.lease import Lease
 from runner.logs import RunStream
+from runner.record import RunRecord, RunState
 from runner.redis import Durable
-from runner.runs import RunRecord, Runs
+from runner.runs import Runs
 from runner.tasks import RetryPolicy
 from runner.tokens import canonical_json
 
@@ -129,7 +130,7 @@ class Run:
         """Enqueue follow-up work; as everywhere, a token already queued or done is not redone."""
         return self._durable(self._enqueue, task, args, token)
 
-    def state_of(self, token: str) -> str | None:
+    def state_of(self, token: str) -> RunState | None:
         """The state of another run (None if it does not exist or has expired)."""
         record = self._durable(self._runs.get, token)
         return record.state if record else None

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 import structlog
@@ -20,7 +21,8 @@ from runner.config import Settings
 from runner.enqueue import Enqueued, Enqueuer, Request
 from runner.keys import Keys
 from runner.logs import into_run_log
-from runner.runs import ACTIVE, Runs, texts
+from runner.record import ACTIVE, texts
+from runner.runs import Runs
 from runner.schedule import (
     CronEntry,
     check_schedule,
@@ -33,14 +35,26 @@ from runner.tokens import slot_token
 
 log = structlog.get_logger("runner.cron")
 
-# KEYS: marks (last/fired slot keys). ARGV: the slot for each ('' leaves it alone).
-_ADVANCE = """
+# Move each mark forward to its slot, never back (a tick that planned earlier may write
+# later). Slots are ISO minutes, so string order is time order.
+_MOVE_CRON_MARKS = """
+-- KEYS[i]: a mark (an entry's last handled or last fired slot)
+-- ARGV[i]: the slot to move KEYS[i] to; '' leaves it alone
 for i = 1, #KEYS do
-  local seen = redis.call('GET', KEYS[i])
-  if ARGV[i] ~= '' and (not seen or seen < ARGV[i]) then redis.call('SET', KEYS[i], ARGV[i]) end
+  local mark, slot = KEYS[i], ARGV[i]
+  local seen = redis.call('GET', mark)
+  if slot ~= '' and (not seen or seen < slot) then redis.call('SET', mark, slot) end
 end
 return 1
 """
+
+
+class FiringOutcome(StrEnum):
+    """What one tick did for one entry."""
+
+    FIRED = "fired"
+    SKIPPED = "skipped"
+    NOT_DUE = "not_due"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +63,7 @@ class Firing:
     (`reason` says why) or 'not_due'."""
 
     entry: str
-    outcome: str
+    outcome: FiringOutcome
     slots: tuple[datetime, ...] = ()
     runs: tuple[Enqueued, ...] = ()
     reason: str = ""
@@ -81,9 +95,9 @@ class Cron:
         self.registry = registry
         self.entries = check_schedule(registry.schedule if entries is None else entries, registry)
         self.keys = Keys(settings.prefix)
-        self.runs = Runs(redis, self.keys, lease_ms=settings.lease_ms)
+        self.runs = Runs(redis, settings)
         self.enqueuer = Enqueuer(redis, settings)
-        self._advance = redis.register_script(_ADVANCE)
+        self._move_marks_script = redis.register_script(_MOVE_CRON_MARKS)
 
     def tick(self, at: datetime) -> list[Firing]:
         """Handle every slot due at `at`'s minute, and the missed ones within each entry's
@@ -152,7 +166,7 @@ class Cron:
             keys += [self.keys.cron_last(plan.entry.name), self.keys.cron_fired(plan.entry.name)]
             slots += [newest, newest if plan in fires else ""]
         if keys:
-            self._advance(keys=keys, args=slots)
+            self._move_marks_script(keys=keys, args=slots)
 
     def _report(self, plan: _Plan, minute: datetime, fired: dict[str, Enqueued]) -> Firing:
         entry = plan.entry
@@ -160,18 +174,20 @@ class Cron:
             runs = tuple(fired[slot_token(entry.task, s)] for s in plan.slots)
             log.info("cron.fired", entry=entry.name, tokens=[r.token for r in runs],
                      new=[r.token for r in runs if not r.deduplicated])  # fmt: skip
-            return Firing(entry.name, "fired", plan.slots, runs)
+            return Firing(entry.name, FiringOutcome.FIRED, plan.slots, runs)
         if plan.slots:
             self._log_skip(plan)
-            return Firing(entry.name, "skipped", plan.slots, reason=plan.reason)
+            return Firing(entry.name, FiringOutcome.SKIPPED, plan.slots, reason=plan.reason)
         if entry.is_due(minute):  # already handled by an earlier (or concurrent) tick
             token = slot_token(entry.task, minute)
             record = self.runs.get(token)
             if record is None:
-                return Firing(entry.name, "skipped", (minute,), reason="an earlier tick skipped it")
+                why = "an earlier tick skipped it"
+                return Firing(entry.name, FiringOutcome.SKIPPED, (minute,), reason=why)
             run = Enqueued(token, job_id=record.job_id, state=record.state, deduplicated=True)
-            return Firing(entry.name, "fired", (minute,), (run,))
-        return Firing(entry.name, "not_due", reason=f"next {slot_text(entry.next_slot(minute))}")
+            return Firing(entry.name, FiringOutcome.FIRED, (minute,), (run,))
+        upcoming = f"next {slot_text(entry.next_slot(minute))}"
+        return Firing(entry.name, FiringOutcome.NOT_DUE, reason=upcoming)
 
     def _log_skip(self, plan: _Plan) -> None:
         """Log `cron.skipped` on stdout and into the stream of the run the slot would overlap."""

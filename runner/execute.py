@@ -6,6 +6,7 @@ import os
 import time
 from contextvars import ContextVar
 from dataclasses import dataclass
+from enum import StrEnum
 from importlib import metadata
 from typing import Any
 
@@ -23,8 +24,9 @@ from runner.errors import LeaseLost, PermanentError, RunnerError, UnknownTask
 from runner.keys import Keys
 from runner.lease import LeaseRenewer
 from runner.logs import RunStream, event_json, streaming_to
+from runner.record import RunRecord, RunState
 from runner.redis import Durable
-from runner.runs import RunRecord, Runs
+from runner.runs import Runs
 from runner.tasks import Task, TaskRegistry
 
 log = structlog.get_logger("runner.execute")
@@ -39,11 +41,21 @@ def code_version() -> str:
         return "unknown"
 
 
+class AttemptOutcome(StrEnum):
+    """How an attempt ended: the run state it wrote, or why it wrote none."""
+
+    SUCCEEDED = "succeeded"
+    RETRYING = "retrying"
+    FAILED = "failed"
+    ABANDONED = "abandoned"  # it lost its lease: a newer attempt owns the run
+    SKIPPED = "skipped"  # the body did not run: the delivery was stale or a duplicate
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """How an attempt ended: 'succeeded', 'retrying', 'failed', 'abandoned' or 'skipped'."""
+    """How an attempt ended, and a detail (why it was skipped or abandoned)."""
 
-    state: str
+    state: AttemptOutcome
     detail: str = ""
 
 
@@ -56,9 +68,7 @@ class Executor:
         self.registry = registry
         self.worker = worker
         self.keys = Keys(settings.prefix)
-        self.runs = Runs(
-            redis, self.keys, lease_ms=settings.lease_ms, log_cap=settings.log_max_events
-        )
+        self.runs = Runs(redis, settings)
         self.leases = LeaseRenewer(self.runs)
         self.durable = Durable(settings.redis_outage_seconds)
         self.enqueuer = Enqueuer(redis, settings)
@@ -82,7 +92,7 @@ class Executor:
         )  # fmt: skip
         if record is None:
             log.warning("attempt.skipped", token=token, reason="run record is gone (expired?)")
-            return Outcome("skipped", "missing")
+            return Outcome(AttemptOutcome.SKIPPED, "missing")
         stream = RunStream(
             self.redis, self.keys.log(token), maxlen=self.settings.log_max_events, buffered=True
         )
@@ -91,8 +101,8 @@ class Executor:
             try:
                 if status != "ok":
                     log.info("attempt.skipped", reason=f"not runnable: {status}")
-                    return Outcome("skipped", status)
-                log.info("run.state", state="running", worker=self.worker, pid=os.getpid())
+                    return Outcome(AttemptOutcome.SKIPPED, status)
+                log.info("run.state", state=RunState.RUNNING, worker=self.worker, pid=os.getpid())
                 return self._run_task(record, holder, steps, stream)
             finally:
                 stream.flush()
@@ -104,7 +114,7 @@ class Executor:
             task = self.registry.get(record.task)
         except UnknownTask as exc:  # enqueued by code this worker does not have (deploy skew)
             error = {"type": "UnknownTask", "message": str(exc), "attempt": record.attempt}
-            fields: dict[str, Any] = {"state": "failed", "error": error}
+            fields: dict[str, Any] = {"state": RunState.FAILED, "error": error}
             return self._release(
                 record, holder, {**fields, "finished_at": time.time()}, stream=stream,
                 event="run.failed", reason="unknown task",
@@ -129,11 +139,11 @@ class Executor:
                 run.ensure_lease()
             except LeaseLost as exc:
                 log.warning("attempt.abandoned", reason=str(exc))
-                return Outcome("abandoned", str(exc))
+                return Outcome(AttemptOutcome.ABANDONED, str(exc))
             except Exception as exc:
                 return self._failed(record, holder, task, exc, step=run.failed_step, stream=stream)
             seconds = round(time.monotonic() - started, 6)
-            fields = {"state": "succeeded", "result": result, "finished_at": time.time()}
+            fields = {"state": RunState.SUCCEEDED, "result": result, "finished_at": time.time()}
             return self._release(
                 record, holder, {**fields, "error": None}, stream=stream,
                 event="run.succeeded", seconds=seconds,
@@ -158,13 +168,13 @@ class Executor:
         permanent = isinstance(exc, PermanentError | RunnerError) and not _transient(exc, task)
         if permanent or record.attempts_left <= 0:
             why = "permanent error" if permanent else f"{record.max_attempts} attempts used"
-            fields = {"state": "failed", "error": error, "finished_at": time.time()}
+            fields = {"state": RunState.FAILED, "error": error, "finished_at": time.time()}
             return self._release(
                 record, holder, fields, stream=stream, event="run.failed", reason=why
             )
         delay = task.retry.attempt_delay(record.attempt - record.attempt_base)
         retry_at = time.time() + delay
-        fields = {"state": "retrying", "attempt": record.attempt + 1, "error": error}
+        fields = {"state": RunState.RETRYING, "attempt": record.attempt + 1, "error": error}
         return self._release(
             record, holder, {**fields, "retry_at": retry_at}, stream=stream, event="run.retrying",
             retry_at=retry_at,
@@ -186,10 +196,10 @@ class Executor:
         except LeaseLost as exc:
             stream.give_back(events[:-1])
             log.warning("attempt.abandoned", reason=str(exc))
-            return Outcome("abandoned", str(exc))
+            return Outcome(AttemptOutcome.ABANDONED, str(exc))
         with streaming_to(None):  # the stream has it already
             log.info(event, state=fields["state"], **details)
-        return Outcome(fields["state"])
+        return Outcome(AttemptOutcome(fields["state"]))
 
 
 def _transient(exc: Exception, task: Task) -> bool:

@@ -11,7 +11,6 @@ from rq import Queue, Worker
 
 from runner.config import Settings
 from runner.delivery import delivery_key
-from runner.keys import Keys
 from runner.runs import Runs
 
 
@@ -44,7 +43,7 @@ def check_health(redis: Redis, settings: Settings) -> list[Check]:
     )
     backlog = {q: Queue(q, connection=redis).count for q in settings.queues}
     checks.append(Check("queues", True, ", ".join(f"{q}={n}" for q, n in backlog.items())))
-    running, orphaned = Runs(redis, Keys(settings.prefix)).leaseless()
+    running, orphaned = Runs(redis, settings).leaseless()
     detail = f"{len(running)} running, {len(orphaned)} awaiting the reaper"
     checks.append(_reaper_work("leases", len(orphaned), detail, alive=bool(workers)))
     taken = sum(redis.llen(delivery_key(q)) for q in settings.queues)

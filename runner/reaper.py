@@ -14,15 +14,17 @@ from rq.job import Job
 
 from runner.config import Settings
 from runner.delivery import Limbo
-from runner.enqueue import Enqueuer
 from runner.keys import Keys
 from runner.logs import into_run_log
-from runner.runs import RunRecord, Runs, texts
+from runner.record import RunRecord, RunState, texts
+from runner.runs import Runs
 
 log = structlog.get_logger("runner.reaper")
 
-_UNLOCK = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+_UNLOCK_REAPER = """
+local lock = KEYS[1]          -- the reaper lock
+local identity = ARGV[1]      -- this reaper's identity, the lock's value while it holds it
+if redis.call('GET', lock) == identity then return redis.call('DEL', lock) end
 return 0
 """
 
@@ -34,11 +36,10 @@ class Reaper:
         self.redis = redis
         self.settings = settings
         self.keys = Keys(settings.prefix)
-        self.runs = Runs(redis, self.keys, lease_ms=settings.lease_ms)
-        self.enqueuer = Enqueuer(redis, settings)
+        self.runs = Runs(redis, settings)
         self.limbo = Limbo(redis, self.keys)
         self.identity = uuid.uuid4().hex
-        self._unlock = redis.register_script(_UNLOCK)
+        self._unlock = redis.register_script(_UNLOCK_REAPER)
 
     def sweep(self) -> int:
         """One pass under the reaper lock; returns how many runs were moved on."""
@@ -58,8 +59,8 @@ class Reaper:
             record = self.runs.get(token)
             if record is None:
                 self.redis.srem(self.keys.running, token)
-            elif record.state == "running":
-                moved += self._next_attempt(record, seen="running", reason="lease expired")
+            elif record.state == RunState.RUNNING:
+                moved += self._next_attempt(record, seen=RunState.RUNNING, reason="lease expired")
         return moved
 
     def requeue_undelivered(self) -> int:
@@ -73,9 +74,9 @@ class Reaper:
             if record is None and self.redis.exists(Job.key_for(job_id)):
                 continue  # not a job of this runner's: leave it to whoever owns it
             moved_on = 0
-            if record is not None and record.state == "queued" and record.job_id == job_id:
+            if record is not None and record.state == RunState.QUEUED and record.job_id == job_id:
                 moved_on = self._next_attempt(
-                    record, seen="queued", reason="its worker died before starting it"
+                    record, seen=RunState.QUEUED, reason="its worker died before starting it"
                 )
             moved += moved_on
             self.limbo.release(name, job_id, drop_job=bool(moved_on))
@@ -87,13 +88,15 @@ class Reaper:
         moved = 0
         for token in texts(due):
             record = self.runs.get(token)
-            if record is None or record.state != "retrying":
+            if record is None or record.state != RunState.RETRYING:
                 self.redis.zrem(self.keys.delayed, token)
                 continue
-            moved += self._push(record, seen="retrying", attempt=record.attempt, reason="retry due")
+            moved += self._push(
+                record, seen=RunState.RETRYING, attempt=record.attempt, reason="retry due"
+            )
         return moved
 
-    def _next_attempt(self, record: RunRecord, *, seen: str, reason: str) -> int:
+    def _next_attempt(self, record: RunRecord, *, seen: RunState, reason: str) -> int:
         if record.attempts_left <= 0:
             error = {
                 "type": "WorkerLost",
@@ -101,28 +104,30 @@ class Reaper:
                 "step": None,
                 "attempt": record.attempt,
             }
-            fields = {"state": "failed", "error": error, "finished_at": time.time()}
-            if self.enqueuer.advance(
+            fields = {"state": RunState.FAILED, "error": error, "finished_at": time.time()}
+            if self.runs.advance(
                 record.token, seen_state=seen, seen_attempt=record.attempt,
                 run_fields=fields, lease_gone=True,
             ):  # fmt: skip
-                self._log(record, "run.failed", reason=error["message"], state="failed")
+                self._log(record, "run.failed", reason=error["message"], state=RunState.FAILED)
                 return 1
             return 0
         return self._push(record, seen=seen, attempt=record.attempt + 1, reason=reason)
 
-    def _push(self, record: RunRecord, *, seen: str, attempt: int, reason: str) -> int:
-        moved = self.enqueuer.advance(
+    def _push(self, record: RunRecord, *, seen: RunState, attempt: int, reason: str) -> int:
+        moved = self.runs.advance(
             record.token,
             seen_state=seen,
             seen_attempt=record.attempt,
             run_fields={"attempt": attempt, "retry_at": None},
             queue=record.queue,
             timeout=record.timeout,
-            lease_gone=seen == "running",
+            lease_gone=seen == RunState.RUNNING,
         )
         if moved:
-            self._log(record, "run.requeued", reason=reason, next_attempt=attempt, state="queued")
+            self._log(
+                record, "run.requeued", reason=reason, next_attempt=attempt, state=RunState.QUEUED
+            )
         return int(moved)
 
     def _log(self, record: RunRecord, event: str, **details: object) -> None:

@@ -5,10 +5,43 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from enum import StrEnum
 from typing import Any, cast
 
-ACTIVE = frozenset({"queued", "running", "retrying"})
-TERMINAL = frozenset({"succeeded", "failed"})
+
+class RunState(StrEnum):
+    """The state of a run, and who moves it (the Lua scripts spell the same strings).
+
+    ============  ==========================  ===============================================
+    from          to                          by
+    ============  ==========================  ===============================================
+    (none)        queued                      `Enqueuer.enqueue_many` (`_ENQUEUE_RUNS`)
+    queued        running                     `Runs.begin` (`_BEGIN_ATTEMPT`), in the worker
+    running       succeeded, failed,          `Runs.release` (`_RELEASE_ATTEMPT`): the
+                  retrying                    attempt's outcome, written by the `Executor`
+    retrying      queued                      `Runs.advance` (`_ADVANCE_RUN`): `Reaper.promote_due`
+    running       queued, or failed when      `Runs.advance`: `Reaper.requeue_expired` (its
+                  no attempt is left          lease expired: the worker died)
+    queued        queued (next attempt),      `Runs.advance`: `Reaper.requeue_undelivered`
+                  or failed                   (the job was lost between dequeue and claim)
+    failed        queued                      `Runs.advance`: `rerun` (an operator)
+    ============  ==========================  ===============================================
+
+    `cancelled` is reserved for `runner cancel`: like `failed`, a cancelled run keeps its
+    checkpoints and can be rerun.
+    """
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+# A run that is ACTIVE will move on by itself; a TERMINAL one only by an operator's rerun.
+ACTIVE = frozenset({RunState.QUEUED, RunState.RUNNING, RunState.RETRYING})
+TERMINAL = frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED})
 JSON_FIELDS = ("args", "result", "error", "cursor", "counters")
 
 
@@ -20,7 +53,7 @@ class RunRecord:
     task: str
     args: dict[str, Any]
     queue: str
-    state: str
+    state: RunState
     attempt: int
     timeout: int = 3600
     attempt_base: int = 0
@@ -56,7 +89,7 @@ class RunRecord:
             task=f["task"],
             args=loads("args") or {},
             queue=f.get("queue", "default"),
-            state=f["state"],
+            state=RunState(f["state"]),
             attempt=int(f.get("attempt", 1)),
             timeout=int(f.get("timeout") or 3600),
             attempt_base=int(f.get("attempt_base", 0)),

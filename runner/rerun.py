@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 import structlog
 from redis import Redis
 
 from runner.config import Settings
-from runner.enqueue import Enqueuer
 from runner.keys import Keys
 from runner.logs import into_run_log
+from runner.record import RunState
 from runner.runs import Runs
 
 log = structlog.get_logger("runner.rerun")
+
+
+class RerunAction(StrEnum):
+    """What a rerun did for one run."""
+
+    REQUEUED = "requeued"
+    WOULD_REQUEUE = "would requeue"  # --dry-run
+    SKIPPED = "skipped"
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,8 +31,8 @@ class Rerun:
 
     token: str
     task: str
-    state: str
-    action: str  # 'requeued', 'would requeue', 'skipped'
+    state: str  # a RunState, or 'missing'
+    action: RerunAction
     reason: str = ""
 
 
@@ -37,15 +46,17 @@ def rerun(
 ) -> Rerun:
     """Give a failed run its next attempt; any other state is left alone and said why."""
     keys = Keys(settings.prefix)
-    runs = Runs(redis, keys, lease_ms=settings.lease_ms)
+    runs = Runs(redis, settings)
     record = runs.get(token)
     if record is None:
-        return Rerun(token, "?", "missing", "skipped", "the run has expired or never existed")
-    if record.state != "failed":
+        why = "the run has expired or never existed"
+        return Rerun(token, "?", "missing", RerunAction.SKIPPED, why)
+    if record.state != RunState.FAILED:
         why = f"it is {record.state}; only failed runs are rerun"
-        return Rerun(token, record.task, record.state, "skipped", why)
+        return Rerun(token, record.task, record.state, RerunAction.SKIPPED, why)
     if dry_run:
-        return Rerun(token, record.task, record.state, "would requeue", _where(from_scratch))
+        where = _where(from_scratch)
+        return Rerun(token, record.task, record.state, RerunAction.WOULD_REQUEUE, where)
     fields: dict[str, object] = {
         "attempt": record.attempt + 1,
         "attempt_base": record.attempt,
@@ -54,9 +65,9 @@ def rerun(
     }
     if from_scratch:
         fields |= {"generation": record.generation + 1, "cursor": None, "counters": None}
-    moved = Enqueuer(redis, settings).advance(
+    moved = runs.advance(
         token,
-        seen_state="failed",
+        seen_state=RunState.FAILED,
         seen_attempt=record.attempt,
         run_fields=fields,
         queue=record.queue,
@@ -64,13 +75,14 @@ def rerun(
         wipe_steps=from_scratch,
     )
     if not moved:
-        return Rerun(token, record.task, record.state, "skipped", "it changed meanwhile; retry")
+        why = "it changed meanwhile; retry"
+        return Rerun(token, record.task, record.state, RerunAction.SKIPPED, why)
     with into_run_log(redis, keys.log(token), maxlen=settings.log_max_events):
         log.info(
             "run.rerun", token=token, task=record.task, attempt=record.attempt + 1,
-            from_scratch=from_scratch, state="queued",
+            from_scratch=from_scratch, state=RunState.QUEUED,
         )  # fmt: skip
-    return Rerun(token, record.task, "queued", "requeued", _where(from_scratch))
+    return Rerun(token, record.task, RunState.QUEUED, RerunAction.REQUEUED, _where(from_scratch))
 
 
 def _where(from_scratch: bool) -> str:

@@ -16,7 +16,7 @@ from redis import Redis
 
 from runner.config import Settings
 from runner.keys import Keys
-from runner.runs import texts
+from runner.record import texts
 
 CHUNK = 500
 

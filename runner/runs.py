@@ -1,106 +1,48 @@
-"""The run record in Redis: reading it, and the lease that fences every write of progress."""
+"""The run record in Redis: reading it, the lease that fences every write of an attempt's
+progress, and every change of a run's state (see `RunState` for who moves it when)."""
 
 from __future__ import annotations
 
 import json
 import time
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from redis import Redis
+from rq import Queue
 
+from runner.config import Settings
 from runner.errors import LeaseLost, UnknownRun
 from runner.keys import Keys
-from runner.record import ACTIVE, TERMINAL, RunRecord, encode, texts
-
-__all__ = ["ACTIVE", "TERMINAL", "RunRecord", "Runs", "encode", "texts"]
-
-
-# Appends ARGV[from..#ARGV] (JSON events) to the stream KEYS[log], capped at ARGV[cap].
-_XADD_REST = """
-local function log_events(log, cap, from)
-  for i = from, #ARGV do redis.call('XADD', log, 'MAXLEN', '~', cap, '*', 'e', ARGV[i]) end
-end
-"""
-
-# Claim the token for an attempt and read the run and its finished steps, in one call; the
-# job id leaves its intermediate list here, so a delivery is always in that list or leased.
-# KEYS: run, lease, running-set, steps, intermediate list. ARGV: attempt, holder, lease ms,
-# now, worker, token, version. Returns {status, run pairs, step pairs}; status 'ok' or why
-# the body must not run.
-_BEGIN = """
-redis.call('LREM', KEYS[5], 1, ARGV[2])
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing', {}, {}} end
-local st = redis.call('HMGET', KEYS[1], 'state', 'attempt')
-local status = 'ok'
-if tonumber(st[2]) ~= tonumber(ARGV[1]) then status = 'stale'
-elseif st[1] ~= 'queued' then status = st[1]
-elseif not redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) then status = 'leased'
-else
-  redis.call('HSET', KEYS[1], 'state', 'running', 'started_at', ARGV[4], 'updated_at', ARGV[4],
-             'worker', ARGV[5], 'job_id', ARGV[2], 'code_version', ARGV[7])
-  redis.call('SADD', KEYS[3], ARGV[6])
-end
-return {status, redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[4])}
-"""
-
-# KEYS: lease. ARGV: holder, lease ms.
-_RENEW = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-"""
-
-# KEYS: lease, run, steps, log. ARGV: holder, log cap, n run pairs, pairs..., n step pairs,
-# pairs..., then events for the log.
-_FENCED_WRITE = (
-    _XADD_REST
-    + """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-local a, n = 4, tonumber(ARGV[3])
-if n > 0 then redis.call('HSET', KEYS[2], unpack(ARGV, a, a + 2*n - 1)) end
-a = a + 2*n
-n = tonumber(ARGV[a])
-if n > 0 then redis.call('HSET', KEYS[3], unpack(ARGV, a + 1, a + 2*n)) end
-log_events(KEYS[4], ARGV[2], a + 1 + 2*n)
-return 1
-"""
+from runner.record import RunRecord, RunState, encode, texts
+from runner.rqjobs import AttemptJobs, job_key
+from runner.run_scripts import (
+    ADVANCE_RUN,
+    BEGIN_ATTEMPT,
+    FENCED_WRITE,
+    RELEASE_ATTEMPT,
+    RENEW_LEASE,
 )
-
-# KEYS: lease, run, running, delayed, steps, log. ARGV: holder, token, retention s, retry_at
-# ('' unless retrying), log cap, n run pairs, pairs... (state among them), then events.
-_RELEASE = (
-    _XADD_REST
-    + """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('DEL', KEYS[1])
-redis.call('SREM', KEYS[3], ARGV[2])
-local n = tonumber(ARGV[6])
-redis.call('HSET', KEYS[2], unpack(ARGV, 7, 6 + 2*n))
-log_events(KEYS[6], ARGV[5], 7 + 2*n)
-if ARGV[4] ~= '' then
-  redis.call('ZADD', KEYS[4], ARGV[4], ARGV[2])
-else
-  for _, i in ipairs({2, 5, 6}) do redis.call('EXPIRE', KEYS[i], ARGV[3]) end
-end
-return 1
-"""
-)
+from runner.tokens import job_id
 
 
 class Runs:
-    """Reads run records and performs the lease-fenced writes of one attempt's progress."""
+    """Reads run records, performs the lease-fenced writes of one attempt's progress, and
+    moves existing runs on to their next attempt."""
 
-    def __init__(
-        self, redis: Redis, keys: Keys, *, lease_ms: int = 30_000, log_cap: int = 2_000
-    ) -> None:
+    def __init__(self, redis: Redis, settings: Settings) -> None:
         self.redis = redis
-        self.keys = keys
-        self.lease_ms = lease_ms
-        self.log_cap = log_cap
-        self._begin = redis.register_script(_BEGIN)
-        self._renew = redis.register_script(_RENEW)
-        self._write = redis.register_script(_FENCED_WRITE)
-        self._release = redis.register_script(_RELEASE)
+        self.settings = settings
+        self.keys = Keys(settings.prefix)
+        self.lease_ms = settings.lease_ms
+        self.log_cap = settings.log_max_events
+        self.jobs = AttemptJobs(redis, failure_ttl=settings.retention_seconds)
+        self._begin = redis.register_script(BEGIN_ATTEMPT)
+        self._renew = redis.register_script(RENEW_LEASE)
+        self._write = redis.register_script(FENCED_WRITE)
+        self._release = redis.register_script(RELEASE_ATTEMPT)
+        self._advance = redis.register_script(ADVANCE_RUN)
 
     def get(self, token: str) -> RunRecord | None:
         raw = self.redis.hgetall(self.keys.run(token))
@@ -131,7 +73,7 @@ class Runs:
     def list(
         self,
         *,
-        state: str | None = None,
+        state: RunState | None = None,
         task: str | None = None,
         since: float | None = None,
         limit: int = 0,
@@ -231,6 +173,46 @@ class Runs:
         args = [holder, token, retention, retry, self.log_cap, len(flat) // 2, *flat, *events]
         if not self._release(keys=keys, args=args):
             raise LeaseLost(f"attempt {holder} lost the lease of {token}; its outcome is dropped")
+
+    # Moves of an existing run, outside any attempt (reaper, rerun): each is conditional on
+    # the run being as the caller saw it.
+
+    def advance(
+        self,
+        token: str,
+        *,
+        seen_state: RunState,
+        seen_attempt: int,
+        run_fields: dict[str, Any],
+        queue: str | None = None,
+        timeout: int = 3600,
+        lease_gone: bool = False,
+        wipe_steps: bool = False,
+    ) -> bool:
+        """Move a run on from (seen_state, seen_attempt), atomically: with `queue`, push attempt
+        `run_fields['attempt']` as a new RQ job; without, just write the fields. False if the
+        run changed meanwhile (someone else moved it first)."""
+        flat = encode({**run_fields, "updated_at": time.time()})
+        job_fields: list[Any] = []
+        new_job = queue_key = self.keys.job("-")
+        if queue is not None:
+            attempt = int(run_fields["attempt"])
+            new_id = job_id(token, attempt)
+            flat += ["job_id", new_id, "state", RunState.QUEUED]
+            new_job, queue_key = job_key(new_id), self.jobs.queue(queue).key
+            fields = self.jobs.fields(queue, token, attempt, timeout, datetime.now(UTC))
+            job_fields = [v for pair in fields.items() for v in pair]
+        keys = [
+            self.keys.run(token), self.keys.lease(token), self.keys.running, self.keys.delayed,
+            self.keys.steps(token), self.keys.job(job_id(token, int(run_fields.get("attempt", 0)))),
+            new_job, queue_key, Queue.redis_queues_keys, self.keys.log(token),
+        ]  # fmt: skip
+        args = [
+            token, seen_state, seen_attempt, int(lease_gone), int(wipe_steps),
+            self.settings.retention_seconds,
+            len(flat) // 2, *flat, len(job_fields) // 2, *job_fields,
+        ]  # fmt: skip
+        return bool(self._advance(keys=keys, args=args))
 
 
 def _pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:

@@ -28,8 +28,8 @@ from jobs.sources import resolve
 from jobs.store import init_schema, make_engine, posts
 from runner.config import Settings
 from runner.enqueue import Enqueuer, Request
-from runner.keys import Keys
-from runner.runs import RunRecord, Runs
+from runner.record import RunRecord
+from runner.runs import Runs
 from runner.tasks import load_registry
 from scripts.bench_env import BenchEnv, Proc, postgres_schema, wait_until
 
@@ -96,7 +96,7 @@ def enqueue_import(env: BenchEnv, settings: Settings, path: Path) -> str:
 
 
 def runs_of(env: BenchEnv, settings: Settings) -> Runs:
-    return Runs(env.redis, Keys(settings.prefix), lease_ms=settings.lease_ms)
+    return Runs(env.redis, settings)
 
 
 def succeeded(runs: Runs, token: str, n: int) -> RunRecord:

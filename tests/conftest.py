@@ -24,8 +24,9 @@ from runner.cli.commands import cli
 from runner.config import Settings
 from runner.enqueue import Enqueued, Enqueuer, Request
 from runner.execute import Executor
+from runner.record import RunRecord
 from runner.redis import EmbeddedRedis
-from runner.runs import RunRecord, Runs
+from runner.runs import Runs
 from runner.tasks import load_registry
 from runner.worker import Horse
 
@@ -83,9 +84,7 @@ def redis(redis_server: RedisServer) -> Redis:
 
 @pytest.fixture
 def runs(redis: Redis, settings: Settings) -> Runs:
-    from runner.keys import Keys
-
-    return Runs(redis, Keys(settings.prefix), lease_ms=settings.lease_ms)
+    return Runs(redis, settings)
 
 
 @pytest.fixture

@@ -16,8 +16,9 @@ from runner.config import Settings
 from runner.enqueue import Enqueued, Enqueuer
 from runner.errors import InvalidArguments
 from runner.keys import Keys
+from runner.record import TERMINAL, RunRecord, RunState
 from runner.redis import connect
-from runner.runs import TERMINAL, RunRecord, Runs
+from runner.runs import Runs
 from runner.tasks import TaskRegistry, load_registry
 
 
@@ -34,7 +35,7 @@ class App:
 
     @cached_property
     def runs(self) -> Runs:
-        return Runs(self.redis, self.keys, lease_ms=self.settings.lease_ms)
+        return Runs(self.redis, self.settings)
 
     @cached_property
     def registry(self) -> TaskRegistry:
@@ -113,7 +114,7 @@ def finish_waiting(app: App, tokens: list[str], *, wait: bool) -> None:
         return
     records = app.wait(tokens)
     for r in records:
-        if r.state == "failed" and r.error:
+        if r.state == RunState.FAILED and r.error:
             click.echo(f"failed: {r.token}: {r.error.get('message')}", err=True)
-    if any(r.state == "failed" for r in records):
+    if any(r.state == RunState.FAILED for r in records):
         sys.exit(1)

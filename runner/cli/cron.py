@@ -21,7 +21,7 @@ from redis.exceptions import RedisError
 import runner.logs as logs
 from runner.cli.app import App, json_line, pass_app
 from runner.cli.views import table
-from runner.cron import Cron, Firing
+from runner.cron import Cron, Firing, FiringOutcome
 from runner.redis import REDIS_DOWN, connect
 from runner.schedule import MINUTE, CronEntry, floor_minute, slot_text, to_utc
 from runner.tokens import slot_token
@@ -112,7 +112,10 @@ class CronClock:
             log.warning("redis.unreachable", clock=self.name, slot=slot_text(at),
                         error=f"{type(exc).__name__}: {exc}", retry_in_s=retry_in)  # fmt: skip
             return False
-        counts = {o: sum(f.outcome == o for f in firings) for o in ("fired", "skipped")}
+        counts = {
+            o: sum(f.outcome == o for f in firings)
+            for o in (FiringOutcome.FIRED, FiringOutcome.SKIPPED)
+        }
         log.info("cron.tick", clock=self.name, slot=slot_text(at), **counts)
         return True
 
@@ -133,7 +136,7 @@ def parse_time(text: str) -> datetime:
 
 def firing_text(firing: Firing) -> str:
     """One line for people: outcome, entry, then the runs or the reason."""
-    if firing.outcome == "fired":
+    if firing.outcome == FiringOutcome.FIRED:
         detail = ", ".join(
             f"{r.token} ({f'deduplicated, {r.state}' if r.deduplicated else 'new'})"
             for r in firing.runs

@@ -18,13 +18,13 @@ from runner.cli.views import (
     runs_table,
 )
 from runner.errors import UnknownRun
+from runner.record import TERMINAL, RunState
+from runner.rerun import RerunAction
 from runner.rerun import rerun as rerun_one
 
 
 @click.command()
-@click.option(
-    "--state", type=click.Choice(["queued", "running", "retrying", "succeeded", "failed"])
-)
+@click.option("--state", type=click.Choice([state.value for state in RunState]))
 @click.option("--task", help="Only runs of this task.")
 @click.option("--since", help="Only runs created within this long (30m, 2h, 7d).")
 @click.option("--limit", default=50, show_default=True, help="At most this many (0: all).")
@@ -35,7 +35,9 @@ def runs(
 ) -> None:
     """List runs, newest first."""
     after = time.time() - parse_duration(since) if since else None
-    found = app.runs.list(state=state, task=task, since=after, limit=limit)
+    found = app.runs.list(
+        state=RunState(state) if state else None, task=task, since=after, limit=limit
+    )
     if as_json:
         for r in found:
             click.echo(json_line(**run_summary(r), counters=r.counters))
@@ -71,7 +73,7 @@ def logs_command(app: App, run: str, follow: bool, as_json: bool) -> None:
 
         def done() -> bool:
             record = app.runs.get(token)
-            return record is None or record.state in ("succeeded", "failed")
+            return record is None or record.state in TERMINAL
 
         events = logs.follow_events(app.redis, app.keys, token, is_done=done)
     else:
@@ -100,7 +102,7 @@ def rerun(
         raise click.UsageError("name RUN(s) or use --failed, not both and not neither")
     if all_failed:
         after = time.time() - parse_duration(since) if since else None
-        tokens = [r.token for r in app.runs.list(state="failed", task=task, since=after)]
+        tokens = [r.token for r in app.runs.list(state=RunState.FAILED, task=task, since=after)]
     else:
         tokens = [app.runs.resolve(ref) for ref in run_refs]
     results = [
@@ -118,7 +120,7 @@ def rerun(
             click.echo(f"{r.action}: {r.token} ({r.task}) {r.reason}")
     if not results:
         click.echo("no failed runs match", err=True)
-    if run_refs and any(r.action == "skipped" for r in results):
+    if run_refs and any(r.action == RerunAction.SKIPPED for r in results):
         sys.exit(1)
 
 

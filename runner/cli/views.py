@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from runner.runs import RunRecord
+from runner.record import RunRecord, RunState
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -110,7 +110,7 @@ def detail_text(run: RunRecord, steps: dict[str, Any]) -> str:
         f"counters:   {counters_text(run.counters)}" + (f"  of {run.total}" if run.total else ""),
         f"cursor:     {json.dumps(run.cursor)}",
     ]
-    if run.retry_at and run.state == "retrying":
+    if run.retry_at and run.state == RunState.RETRYING:
         lines.append(f"retry at:   {iso(run.retry_at)}")
     lines.append("steps:" + ("" if steps else "      none finished"))
     for name, step in steps.items():
@@ -120,7 +120,7 @@ def detail_text(run: RunRecord, steps: dict[str, Any]) -> str:
         where = f" in step {err['step']}" if err.get("step") else ""
         lines.append(f"error:      {err.get('type')}{where} (attempt {err.get('attempt')}): "
                      f"{err.get('message')}")  # fmt: skip
-    if run.result is not None and run.state == "succeeded":
+    if run.result is not None and run.state == RunState.SUCCEEDED:
         lines.append(f"result:     {json.dumps(run.result)[:500]}")
     return "\n".join(lines)
 

@@ -8,9 +8,10 @@ from redis import Redis
 from rq import Queue
 
 from runner.config import Settings
-from runner.enqueue import Enqueued, Enqueuer
+from runner.enqueue import Enqueued
 from runner.keys import Keys
 from runner.reaper import Reaper
+from runner.record import RunState
 from runner.runs import Runs
 from runner.tokens import job_id
 
@@ -53,11 +54,10 @@ def test_advancing_from_a_stale_view_does_nothing(
     token = _dead_attempt(redis, settings, runs, enqueue)
     seen = runs.get(token)
     assert seen is not None
-    enqueuer = Enqueuer(redis, settings)
 
     def advance() -> bool:
-        return enqueuer.advance(
-            token, seen_state="running", seen_attempt=seen.attempt,
+        return runs.advance(
+            token, seen_state=RunState.RUNNING, seen_attempt=seen.attempt,
             run_fields={"attempt": seen.attempt + 1, "retry_at": None},
             queue=seen.queue, timeout=seen.timeout, lease_gone=True,
         )  # fmt: skip

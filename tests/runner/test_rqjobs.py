@@ -22,7 +22,7 @@ def test_an_attempts_job_is_the_hash_rq_itself_would_write(
     # Given a run enqueued (its job from a shared template) and moved on to attempt 2
     first = enqueue("slow_steps", **TASK_ARGS)
     enqueuer = Enqueuer(redis, settings)
-    assert enqueuer.advance(
+    assert runs.advance(
         first.token, seen_state="queued", seen_attempt=1, run_fields={"attempt": 2},
         queue="default", timeout=3600,
     )  # fmt: skip

@@ -1,0 +1,152 @@
+"""The Lua scripts that change a run record, each one atomic write (called by runner.runs).
+
+Each names its keys and arguments as locals first; the state strings are `RunState`'s values.
+"""
+
+from __future__ import annotations
+
+# Appends ARGV[first..#ARGV] (JSON events) to the stream `log`, capped at about `cap`.
+LOG_EVENTS = """
+local function log_events(log, cap, first)
+  for i = first, #ARGV do redis.call('XADD', log, 'MAXLEN', '~', cap, '*', 'e', ARGV[i]) end
+end
+"""
+
+# Claim the token for an attempt and read the run and its finished steps, in one call; the
+# job id leaves its intermediate list here, so a delivery is always in that list or leased.
+# Returns {status, run pairs, step pairs}; status 'ok' or why the body must not run.
+BEGIN_ATTEMPT = """
+local run = KEYS[1]           -- the run hash
+local lease = KEYS[2]         -- the token's lease (holds the attempt's job id)
+local running = KEYS[3]       -- set of tokens marked running
+local steps = KEYS[4]         -- the run's finished steps
+local delivery = KEYS[5]      -- the intermediate list the job id was dequeued into
+local attempt = ARGV[1]       -- the attempt this job is for
+local holder = ARGV[2]        -- the job id, the lease's holder
+local lease_ms = ARGV[3]      -- the lease's TTL
+local now = ARGV[4]           -- epoch seconds
+local worker = ARGV[5]        -- the worker's name
+local token = ARGV[6]
+local version = ARGV[7]       -- the code version running the attempt
+
+redis.call('LREM', delivery, 1, holder)
+if redis.call('EXISTS', run) == 0 then return {'missing', {}, {}} end
+local seen = redis.call('HMGET', run, 'state', 'attempt')
+local status = 'ok'
+if tonumber(seen[2]) ~= tonumber(attempt) then status = 'stale'
+elseif seen[1] ~= 'queued' then status = seen[1]
+elseif not redis.call('SET', lease, holder, 'NX', 'PX', lease_ms) then status = 'leased'
+else
+  redis.call('HSET', run, 'state', 'running', 'started_at', now, 'updated_at', now,
+             'worker', worker, 'job_id', holder, 'code_version', version)
+  redis.call('SADD', running, token)
+end
+return {status, redis.call('HGETALL', run), redis.call('HGETALL', steps)}
+"""
+
+RENEW_LEASE = """
+local lease = KEYS[1]         -- the token's lease
+local holder = ARGV[1]        -- the attempt's job id
+local lease_ms = ARGV[2]      -- the new TTL
+if redis.call('GET', lease) ~= holder then return 0 end
+return redis.call('PEXPIRE', lease, lease_ms)
+"""
+
+# Returns 1, or 0 (nothing written) when `holder` no longer holds the lease.
+FENCED_WRITE = (
+    LOG_EVENTS
+    + """
+local lease = KEYS[1]         -- the token's lease
+local run = KEYS[2]           -- the run hash
+local steps = KEYS[3]         -- the run's finished steps
+local log = KEYS[4]           -- the run's log stream
+local holder = ARGV[1]        -- the attempt's job id
+local cap = ARGV[2]           -- the log stream's cap
+local nrun = tonumber(ARGV[3])  -- then nrun run field/value pairs
+local run_from = 4
+local nstep = tonumber(ARGV[run_from + 2*nrun])  -- then nstep step name/result pairs
+local step_from = run_from + 2*nrun + 1
+local events_from = step_from + 2*nstep          -- then the log events, to the end
+
+if redis.call('GET', lease) ~= holder then return 0 end
+if nrun > 0 then redis.call('HSET', run, unpack(ARGV, run_from, step_from - 2)) end
+if nstep > 0 then redis.call('HSET', steps, unpack(ARGV, step_from, events_from - 1)) end
+log_events(log, cap, events_from)
+return 1
+"""
+)
+
+# Returns 1, or 0 (nothing written) when `holder` no longer holds the lease.
+RELEASE_ATTEMPT = (
+    LOG_EVENTS
+    + """
+local lease = KEYS[1]         -- the token's lease
+local run = KEYS[2]           -- the run hash
+local running = KEYS[3]       -- set of tokens marked running
+local delayed = KEYS[4]       -- retries by due time
+local steps = KEYS[5]         -- the run's finished steps
+local log = KEYS[6]           -- the run's log stream
+local holder = ARGV[1]        -- the attempt's job id
+local token = ARGV[2]
+local retention = ARGV[3]     -- seconds a finished run is kept
+local retry_at = ARGV[4]      -- due time of the retry; '' unless retrying
+local cap = ARGV[5]           -- the log stream's cap
+local nrun = tonumber(ARGV[6])  -- then nrun run field/value pairs (the state among them)
+local events_from = 7 + 2*nrun  -- then the log events, to the end
+
+if redis.call('GET', lease) ~= holder then return 0 end
+redis.call('DEL', lease)
+redis.call('SREM', running, token)
+redis.call('HSET', run, unpack(ARGV, 7, events_from - 1))
+log_events(log, cap, events_from)
+if retry_at ~= '' then
+  redis.call('ZADD', delayed, retry_at, token)
+else
+  for _, key in ipairs({run, steps, log}) do redis.call('EXPIRE', key, retention) end
+end
+return 1
+"""
+)
+
+# Move an existing run to its next attempt, if it is still as the caller saw it. Returns 1,
+# or 0 (nothing written) when the run moved on meanwhile.
+ADVANCE_RUN = """
+local run = KEYS[1]           -- the run hash
+local lease = KEYS[2]         -- the token's lease
+local running = KEYS[3]       -- set of tokens marked running
+local delayed = KEYS[4]       -- retries by due time
+local steps = KEYS[5]         -- the run's finished steps
+local job_index = KEYS[6]     -- job id -> token, for the new attempt's job id
+local job = KEYS[7]           -- the new attempt's RQ job hash
+local queue = KEYS[8]         -- the RQ queue it goes to
+local queues = KEYS[9]        -- RQ's set of queues
+local log = KEYS[10]          -- the run's log stream
+local token = ARGV[1]
+local seen_state = ARGV[2]    -- the state the caller saw
+local seen_attempt = ARGV[3]  -- the attempt the caller saw
+local lease_gone = ARGV[4]    -- '1': move only if no attempt holds the lease
+local wipe_steps = ARGV[5]    -- '1': forget the finished steps (rerun from scratch)
+local retention = ARGV[6]     -- seconds a finished run is kept
+local nrun = tonumber(ARGV[7])  -- then nrun run field/value pairs
+local run_from = 8
+local njob = tonumber(ARGV[run_from + 2*nrun])  -- then njob job field/value pairs (none: the
+local job_from = run_from + 2*nrun + 1          -- run ends here and starts expiring)
+
+local seen = redis.call('HMGET', run, 'state', 'attempt')
+if seen[1] ~= seen_state or seen[2] ~= seen_attempt then return 0 end
+if lease_gone == '1' and redis.call('EXISTS', lease) == 1 then return 0 end
+redis.call('SREM', running, token)
+redis.call('ZREM', delayed, token)
+if wipe_steps == '1' then redis.call('DEL', steps) end
+redis.call('HSET', run, unpack(ARGV, run_from, job_from - 2))
+if njob > 0 then
+  for _, key in ipairs({run, steps, log}) do redis.call('PERSIST', key) end
+  redis.call('HSET', job, unpack(ARGV, job_from, job_from + 2*njob - 1))
+  redis.call('RPUSH', queue, redis.call('HGET', run, 'job_id'))
+  redis.call('SADD', queues, queue)
+  redis.call('SET', job_index, token, 'EX', retention)
+else
+  for _, key in ipairs({run, steps, log}) do redis.call('EXPIRE', key, retention) end
+end
+return 1
+"""
