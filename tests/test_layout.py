@@ -110,3 +110,48 @@ def test_no_import_circle_among_the_engine_modules() -> None:
         if start not in state:
             circle = visit(start)
             assert circle is None, "import circle: " + " -> ".join(circle)
+
+
+# A string equal to a state or outcome that means something else: (module, value) -> what.
+OTHER_MEANINGS = {("jobs.progress", "running"): "the state of an `imports` row, not of a run"}
+
+
+def _enum_values() -> set[str]:
+    from runner.execute import AttemptOutcome
+    from runner.record import RunState
+
+    return {str(v) for v in RunState} | {str(v) for v in AttemptOutcome}
+
+
+def _literals(path: Path) -> Iterator[tuple[int, str]]:
+    """String constants outside StrEnum class bodies (where the values are defined) and
+    outside f-strings (whose pieces are text, like a key's name, not values)."""
+    tree = ast.parse(path.read_text(), str(path))
+    defining = {
+        id(node)
+        for parent in ast.walk(tree)
+        if isinstance(parent, ast.JoinedStr)
+        or (
+            isinstance(parent, ast.ClassDef)
+            and any(isinstance(b, ast.Name) and b.id == "StrEnum" for b in parent.bases)
+        )
+        for node in ast.walk(parent)
+    }
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            if id(node) in defining:
+                continue
+            yield node.lineno, node.value
+
+
+def test_no_run_state_or_attempt_outcome_is_spelled_outside_its_enum() -> None:
+    # The Lua scripts are whole strings: they never equal a state, so they are free to spell them.
+    values = _enum_values()
+    wrong = [
+        f"{name}:{line}: {value!r}"
+        for package in ("runner", "jobs")
+        for name, path in modules(package).items()
+        for line, value in _literals(path)
+        if value in values and (name, value) not in OTHER_MEANINGS
+    ]
+    assert not wrong, "use RunState / AttemptOutcome:\n" + "\n".join(wrong)
