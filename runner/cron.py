@@ -21,6 +21,7 @@ from runner.config import Settings
 from runner.enqueue import Enqueued, Enqueuer, Request
 from runner.keys import Keys
 from runner.logs import into_run_log
+from runner.lua import registered
 from runner.record import ACTIVE, texts
 from runner.runs import Runs
 from runner.schedule import (
@@ -97,7 +98,7 @@ class Cron:
         self.keys = Keys(settings.prefix)
         self.runs = Runs(redis, settings)
         self.enqueuer = Enqueuer(redis, settings)
-        self._move_marks_script = redis.register_script(_MOVE_CRON_MARKS)
+        self._move_marks_script = registered(redis, _MOVE_CRON_MARKS)
 
     def tick(self, at: datetime) -> list[Firing]:
         """Handle every slot due at `at`'s minute, and the missed ones within each entry's

@@ -26,17 +26,21 @@ from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job
 
 from runner.keys import Keys
+from runner.lua import registered
 from runner.record import texts
 
 # A worker of several queues blocks on its first queue at most this long before it looks at
 # the others again (Redis can block on several lists only with a pop, never with a move).
 MULTI_QUEUE_WAIT_SECONDS = 1.0
 
-# KEYS: queue, its intermediate list, queue, its intermediate list... (in priority order).
-_MOVE_FIRST = """
+# Move the first job id of the first non-empty queue into its intermediate list; returns
+# {queue, job id}, or false when every queue is empty.
+_MOVE_FIRST_JOB = """
+-- KEYS: pairs of (queue, its intermediate list), in priority order
 for i = 1, #KEYS, 2 do
-  local id = redis.call('LMOVE', KEYS[i], KEYS[i + 1], 'LEFT', 'RIGHT')
-  if id then return {KEYS[i], id} end
+  local queue, intermediate = KEYS[i], KEYS[i + 1]
+  local id = redis.call('LMOVE', queue, intermediate, 'LEFT', 'RIGHT')
+  if id then return {queue, id} end
 end
 return false
 """
@@ -93,7 +97,7 @@ class DeliveryQueue(Queue):
 def _take(connection: Redis, keys: Sequence[str], deadline: float | None) -> tuple[str, str] | None:
     """Move the first job id of the first non-empty queue into its intermediate list."""
     pairs = [k for key in keys for k in (key, IntermediateQueue.get_intermediate_queue_key(key))]
-    move_first = connection.register_script(_MOVE_FIRST)
+    move_first = registered(connection, _MOVE_FIRST_JOB)
     while True:
         if len(keys) > 1 or deadline is None:
             found = move_first(keys=pairs)

@@ -18,6 +18,7 @@ from rq import Queue
 
 from runner.config import Settings
 from runner.keys import Keys
+from runner.lua import registered
 from runner.record import RunState, encode, texts
 from runner.rqjobs import AttemptJobs, description, job_key, payload
 from runner.tasks import Task
@@ -105,7 +106,7 @@ class Enqueuer:
         self.redis = redis
         self.settings = settings
         self.keys = Keys(settings.prefix)
-        self._enqueue = redis.register_script(_ENQUEUE_RUNS)
+        self._enqueue = registered(redis, _ENQUEUE_RUNS)
         self.jobs = AttemptJobs(redis, failure_ttl=settings.retention_seconds)
 
     def enqueue(self, request: Request) -> Enqueued:

@@ -16,6 +16,7 @@ from runner.config import Settings
 from runner.delivery import Limbo
 from runner.keys import Keys
 from runner.logs import into_run_log
+from runner.lua import registered
 from runner.record import RunRecord, RunState, texts
 from runner.runs import Runs
 
@@ -39,7 +40,7 @@ class Reaper:
         self.runs = Runs(redis, settings)
         self.limbo = Limbo(redis, self.keys)
         self.identity = uuid.uuid4().hex
-        self._unlock = redis.register_script(_UNLOCK_REAPER)
+        self._unlock = registered(redis, _UNLOCK_REAPER)
 
     def sweep(self) -> int:
         """One pass under the reaper lock; returns how many runs were moved on."""

@@ -16,10 +16,10 @@ class RunState(StrEnum):
     from          to                          by
     ============  ==========================  ===============================================
     (none)        queued                      `Enqueuer.enqueue_many` (`_ENQUEUE_RUNS`)
-    queued        running                     `Runs.begin` (`_BEGIN_ATTEMPT`), in the worker
-    running       succeeded, failed,          `Runs.release` (`_RELEASE_ATTEMPT`): the
+    queued        running                     `Runs.begin` (`BEGIN_ATTEMPT`), in the worker
+    running       succeeded, failed,          `Runs.release` (`RELEASE_ATTEMPT`): the
                   retrying                    attempt's outcome, written by the `Executor`
-    retrying      queued                      `Runs.advance` (`_ADVANCE_RUN`): `Reaper.promote_due`
+    retrying      queued                      `Runs.advance` (`ADVANCE_RUN`): `Reaper.promote_due`
     running       queued, or failed when      `Runs.advance`: `Reaper.requeue_expired` (its
                   no attempt is left          lease expired: the worker died)
     queued        queued (next attempt),      `Runs.advance`: `Reaper.requeue_undelivered`

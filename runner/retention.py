@@ -16,24 +16,32 @@ from redis import Redis
 
 from runner.config import Settings
 from runner.keys import Keys
+from runner.lua import registered
 from runner.record import texts
 
 CHUNK = 500
 
-# KEYS: runs index, run, steps, log. ARGV: token, cutoff (epoch seconds).
+# Judge one run and remove it if it is past retention; returns what it found.
 _PRUNE_RUN = """
-local state = redis.call('HGET', KEYS[2], 'state')
+local runs = KEYS[1]          -- the runs index
+local run = KEYS[2]           -- the run hash
+local steps = KEYS[3]         -- the run's finished steps
+local log = KEYS[4]           -- the run's log stream
+local token = ARGV[1]
+local cutoff = tonumber(ARGV[2])  -- epoch seconds: a run that ended before it expires
+
+local state = redis.call('HGET', run, 'state')
 if not state then
-  if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 'gone' end
-  redis.call('DEL', KEYS[3], KEYS[4])
+  if redis.call('ZREM', runs, token) == 0 then return 'gone' end
+  redis.call('DEL', steps, log)
   return 'orphaned'
 end
 if state ~= 'succeeded' and state ~= 'failed' then return 'active' end
-local at = redis.call('HMGET', KEYS[2], 'finished_at', 'updated_at', 'created_at')
+local at = redis.call('HMGET', run, 'finished_at', 'updated_at', 'created_at')
 local ended = tonumber(at[1]) or tonumber(at[2]) or tonumber(at[3]) or 0
-if ended > tonumber(ARGV[2]) then return 'kept' end
-redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
-redis.call('ZREM', KEYS[1], ARGV[1])
+if ended > cutoff then return 'kept' end
+redis.call('DEL', run, steps, log)
+redis.call('ZREM', runs, token)
 return 'expired'
 """
 
@@ -44,7 +52,7 @@ def prune_runs(redis: Redis, settings: Settings, *, now: float | None = None) ->
     returns those counts and how many runs were 'kept' or 'active'. Raises RedisError."""
     keys = Keys(settings.prefix)
     cutoff = (time.time() if now is None else now) - settings.retention_seconds
-    script = redis.register_script(_PRUNE_RUN)
+    script = registered(redis, _PRUNE_RUN)
     # ZSCAN may return a member twice; judge each token once.
     tokens = sorted({texts([member])[0] for member, _ in redis.zscan_iter(keys.runs)})
     counts: Counter[str] = Counter({"expired": 0, "orphaned": 0, "kept": 0, "active": 0})

@@ -8,7 +8,10 @@ from __future__ import annotations
 # Appends ARGV[first..#ARGV] (JSON events) to the stream `log`, capped at about `cap`.
 LOG_EVENTS = """
 local function log_events(log, cap, first)
-  for i = first, #ARGV do redis.call('XADD', log, 'MAXLEN', '~', cap, '*', 'e', ARGV[i]) end
+  for i = first, #ARGV do
+    local event = ARGV[i]
+    redis.call('XADD', log, 'MAXLEN', '~', cap, '*', 'e', event)
+  end
 end
 """
 

@@ -15,6 +15,7 @@ from rq import Queue
 from runner.config import Settings
 from runner.errors import LeaseLost, UnknownRun
 from runner.keys import Keys
+from runner.lua import registered
 from runner.record import RunRecord, RunState, encode, texts
 from runner.rqjobs import AttemptJobs, job_key
 from runner.run_scripts import (
@@ -38,11 +39,11 @@ class Runs:
         self.lease_ms = settings.lease_ms
         self.log_cap = settings.log_max_events
         self.jobs = AttemptJobs(redis, failure_ttl=settings.retention_seconds)
-        self._begin = redis.register_script(BEGIN_ATTEMPT)
-        self._renew = redis.register_script(RENEW_LEASE)
-        self._write = redis.register_script(FENCED_WRITE)
-        self._release = redis.register_script(RELEASE_ATTEMPT)
-        self._advance = redis.register_script(ADVANCE_RUN)
+        self._begin = registered(redis, BEGIN_ATTEMPT)
+        self._renew = registered(redis, RENEW_LEASE)
+        self._write = registered(redis, FENCED_WRITE)
+        self._release = registered(redis, RELEASE_ATTEMPT)
+        self._advance = registered(redis, ADVANCE_RUN)
 
     def get(self, token: str) -> RunRecord | None:
         raw = self.redis.hgetall(self.keys.run(token))
