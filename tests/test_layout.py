@@ -155,3 +155,30 @@ def test_no_run_state_or_attempt_outcome_is_spelled_outside_its_enum() -> None:
         if value in values and (name, value) not in OTHER_MEANINGS
     ]
     assert not wrong, "use RunState / AttemptOutcome:\n" + "\n".join(wrong)
+
+
+def _defined(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.FunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.add(node.target.id)
+    return names
+
+
+def test_engine_modules_import_each_name_from_the_module_that_defines_it() -> None:
+    # The two API packages (runner, runner.cli) re-export on purpose; nothing else does.
+    known = modules("runner")
+    api = {"runner", "runner.cli"}
+    wrong = [
+        f"{name} imports {imported}.{n}"
+        for name, path in known.items()
+        for imported, names in imports(path)
+        if imported in known and imported not in api
+        for n in names
+        if n not in _defined(known[imported]) and f"{imported}.{n}" not in known
+    ]
+    assert not wrong, "\n".join(wrong)
