@@ -111,7 +111,17 @@ class Run:
         self, *, cursor: Any = UNSET, counters: Mapping[str, int] | None = None,
         total: int | None = None,
     ) -> None:  # fmt: skip
-        """Record progress inside a long step; a later attempt resumes from `cursor`."""
+        """Record progress inside a long step (fenced by the lease; raises LeaseLost when it
+        was lost); a later attempt of the run reads `cursor` back as `run.cursor`.
+
+        Which cursor to resume from: this one, in Redis, when the work it covers is safe to
+        redo (idempotent effects: a crash between an effect and its checkpoint only repeats
+        the work since the last checkpoint). When effects and position must agree exactly,
+        keep the position in the task's own store, committed in the same transaction as the
+        effects, and resume from there: the import does so with `imports.position`, so its
+        counters are exact after any crash; the cursor it passes here is for `runner show`
+        and the progress bar only.
+        """
         fields: dict[str, Any] = {}
         if cursor is not UNSET:
             fields["cursor"] = cursor
