@@ -207,7 +207,10 @@ def _transient(exc: Exception, task: Task) -> bool:
 
 
 def perform_attempt(token: str, attempt: int) -> dict[str, str]:
-    """The function every RQ job of the runner calls (by name, with JSON arguments)."""
+    """The function every RQ job of the runner calls (by name, with JSON arguments).
+
+    Reached only by the string `runner.rqjobs.PERFORM`, which queued jobs carry: keep this
+    name importable here."""
     executor = _executor.get()
     if executor is None:
         raise RuntimeError("runner jobs must be executed by `runner worker`, not a bare rq worker")

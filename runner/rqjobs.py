@@ -21,6 +21,9 @@ from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 from rq.utils import utcformat
 
+# The function every attempt's job names, by this string: jobs already queued in a live Redis
+# carry it, so `runner.execute.perform_attempt` must stay importable under this name (keep an
+# alias there if the function moves), or a deploy fails them. tests/runner/test_rqjobs.py pins it.
 PERFORM = "runner.execute.perform_attempt"
 RESULT_TTL = 300  # the run record keeps the result; RQ needs it only briefly
 

@@ -42,3 +42,13 @@ def test_an_attempts_job_is_the_hash_rq_itself_would_write(
         assert (job.func_name, job.kwargs) == (PERFORM, {"token": first.token, "attempt": attempt})
         assert job.origin == "default" and job.get_status() == "queued"
         assert job.enqueued_at is not None and job.created_at is not None
+
+
+def test_queued_jobs_name_a_function_that_stays_importable() -> None:
+    # Jobs already queued in a live Redis carry this exact string: a deploy must resolve it.
+    from rq.utils import import_attribute
+
+    from runner.execute import perform_attempt
+
+    assert PERFORM == "runner.execute.perform_attempt"
+    assert import_attribute(PERFORM) is perform_attempt
