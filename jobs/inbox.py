@@ -17,7 +17,7 @@ from runner import Run, RunState, Task, TaskRegistry, content_token
 
 
 def inbox_dir(run: Run, inbox: str | None) -> Path:
-    return Path(inbox or os.environ.get("RUNNER_INBOX") or run.settings.home / "inbox")
+    return Path(inbox or run.settings.inbox or run.settings.home / "inbox")
 
 
 def poll_inbox(run: Run, *, inbox: str | None = None) -> dict[str, Any]:

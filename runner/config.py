@@ -28,6 +28,8 @@ class Settings:
     log_max_events: int = 2_000
     tasks_module: str = "jobs"
     redis_outage_seconds: float = 60.0
+    inbox: Path | None = None  # where `poll_inbox` looks; None: `home / "inbox"`
+    code_version: str | None = None  # a deploy's git sha; None: the package's version
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -45,10 +47,13 @@ class Settings:
             retention_seconds=int(_number(env, "RUNNER_RETENTION_DAYS", 14.0, low=0.0) * DAY),
             max_attempts=int(_number(env, "RUNNER_MAX_ATTEMPTS", 5, low=1)),
             tasks_module=env.get("RUNNER_TASKS", "jobs"),
+            inbox=Path(env["RUNNER_INBOX"]).expanduser() if env.get("RUNNER_INBOX") else None,
+            code_version=env.get("RUNNER_CODE_VERSION") or None,
         )
 
     def with_changes(self, **changes: Any) -> Settings:
-        """A copy with some fields replaced (CLI options falling back to the environment)."""
+        """A copy with the given fields replaced; a None value leaves its field as it is (an
+        option that was not given keeps the environment's value)."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     @property

@@ -25,6 +25,7 @@ from rq.exceptions import DequeueTimeout
 from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job
 
+from runner.config import Settings
 from runner.keys import Keys
 from runner.lua import registered
 from runner.record import texts
@@ -118,9 +119,9 @@ def _take(connection: Redis, keys: Sequence[str], deadline: float | None) -> tup
 class Limbo:
     """Job ids in the intermediate lists, and since when the reaper has seen each there."""
 
-    def __init__(self, redis: Redis, keys: Keys) -> None:
+    def __init__(self, redis: Redis, settings: Settings) -> None:
         self.redis = redis
-        self.key = keys.limbo
+        self.key = Keys(settings.prefix).limbo
 
     def overdue(self, after_seconds: float) -> list[tuple[str, str]]:
         """(intermediate list, job id) of every job seen there for longer than `after_seconds`.

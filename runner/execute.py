@@ -33,10 +33,10 @@ log = structlog.get_logger("runner.execute")
 _executor: ContextVar[Executor | None] = ContextVar("runner_executor", default=None)
 
 
-def code_version() -> str:
+def code_version(settings: Settings) -> str:
     """What code ran an attempt: `RUNNER_CODE_VERSION` (a deploy's git sha) or the package's."""
     try:
-        return os.environ.get("RUNNER_CODE_VERSION") or metadata.version("site-runner")
+        return settings.code_version or metadata.version("site-runner")
     except metadata.PackageNotFoundError:
         return "unknown"
 
@@ -72,7 +72,7 @@ class Executor:
         self.leases = LeaseRenewer(self.runs)
         self.durable = Durable(settings.redis_outage_seconds)
         self.enqueuer = Enqueuer(redis, settings)
-        self.version = code_version()
+        self.version = code_version(settings)
 
     def install(self) -> None:
         """Make this the executor that RQ jobs of this process call (and make sure logging

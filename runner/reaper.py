@@ -38,7 +38,7 @@ class Reaper:
         self.settings = settings
         self.keys = Keys(settings.prefix)
         self.runs = Runs(redis, settings)
-        self.limbo = Limbo(redis, self.keys)
+        self.limbo = Limbo(redis, settings)
         self.identity = uuid.uuid4().hex
         self._unlock = registered(redis, _UNLOCK_REAPER)
 

@@ -53,3 +53,10 @@ def test_cli_options_fall_back_to_the_environment() -> None:
     settings = Settings.from_env({"RUNNER_LEASE_SECONDS": "9"})
     changed = settings.with_changes(lease_seconds=None, queues=("cron",))
     assert changed.lease_seconds == 9 and changed.queues == ("cron",)
+
+
+def test_the_inbox_and_the_code_version_come_from_the_environment_too() -> None:
+    # runner/config.py is the only reader of os.environ: these two were read elsewhere before
+    settings = Settings.from_env({"RUNNER_INBOX": "/srv/in", "RUNNER_CODE_VERSION": "abc123"})
+    assert settings.inbox == Path("/srv/in") and settings.code_version == "abc123"
+    assert Settings.from_env({}).inbox is None and Settings.from_env({}).code_version is None
