@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -44,7 +45,8 @@ def test_unreachable_redis_is_one_line_without_the_password() -> None:
 
 def test_the_embedded_server_starts_once_persists_and_stops() -> None:
     # Given a home with no server yet (a deep path, as pytest's tmp dirs are)
-    home = Path(tempfile.mkdtemp(prefix="rt-home-", dir="/tmp")) / ("deep" * 30)
+    base = Path(tempfile.mkdtemp(prefix="rt-home-", dir="/tmp"))
+    home = base / ("deep" * 30)
     settings = Settings(home=home)
     server = EmbeddedRedis.for_home(home)
     try:
@@ -58,3 +60,4 @@ def test_the_embedded_server_starts_once_persists_and_stops() -> None:
         assert connect(settings).get("kept") == b"yes"
     finally:
         server.stop()
+        shutil.rmtree(base, ignore_errors=True)
