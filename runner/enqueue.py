@@ -30,18 +30,23 @@ from runner.tokens import canonical_json, check_token, derive_token, job_id
 _ENQUEUE_RUNS = """
 local runs = KEYS[1]          -- the runs index: token by creation time
 local queues = KEYS[2]        -- RQ's set of queues
--- then per item five keys: run hash, job index (job id -> token), RQ job, RQ queue, log
+local queued_index = KEYS[3]  -- tokens of queued runs by when they were queued
+local tasks = KEYS[4]         -- the names of the tasks that have a task index
+-- then per item seven keys: run hash, job index (job id -> token), RQ job, RQ queue, log,
+-- the task's index and the queue's index (tokens by creation time)
 local now = ARGV[1]           -- epoch seconds
 local retention = tonumber(ARGV[2])  -- TTL of the job index entry
 local cap = ARGV[3]           -- the log stream's cap
 local shared = cjson.decode(ARGV[4])  -- RQ job fields per (queue, timeout): flat pair lists
 -- then per item three arguments: token; JSON {id: RQ job id, r: run hash pairs, t: index
--- into `shared`, d: job description, e: the `run.queued` log event}; the job's payload
+-- into `shared`, d: job description, e: the `run.queued` log event, n: task name}; the
+-- job's payload
 
 local out, pushed = {}, {}
-for i = 0, (#KEYS - 2) / 5 - 1 do
-  local k, a = 3 + 5*i, 5 + 3*i  -- this item's first key and first argument
+for i = 0, (#KEYS - 4) / 7 - 1 do
+  local k, a = 5 + 7*i, 5 + 3*i  -- this item's first key and first argument
   local run, job_index, job, queue, log = KEYS[k], KEYS[k+1], KEYS[k+2], KEYS[k+3], KEYS[k+4]
+  local task_index, queue_index = KEYS[k+5], KEYS[k+6]
   local token, item_json, data = ARGV[a], ARGV[a + 1], ARGV[a + 2]
   local seen = redis.call('HMGET', run, 'state', 'job_id')
   if seen[1] then
@@ -50,6 +55,10 @@ for i = 0, (#KEYS - 2) / 5 - 1 do
     local item = cjson.decode(item_json)
     redis.call('HSET', run, unpack(item.r))
     redis.call('ZADD', runs, now, token)
+    redis.call('ZADD', queued_index, now, token)
+    redis.call('ZADD', task_index, now, token)
+    redis.call('ZADD', queue_index, now, token)
+    redis.call('SADD', tasks, item.n)
     redis.call('HSET', job, 'data', data, 'description', item.d, unpack(shared[item.t]))
     redis.call('RPUSH', queue, item.id)
     pushed[queue] = true
@@ -121,6 +130,7 @@ class Enqueuer:
         at = datetime.fromtimestamp(now, UTC)
         stamp = at.isoformat().replace("+00:00", "Z")
         keys = [self.keys.runs, Queue.redis_queues_keys]
+        keys += [self.keys.by_state(RunState.QUEUED), self.keys.tasks]
         args: list[Any] = []
         shared: dict[tuple[str, int], int] = {}  # (queue, timeout) -> 1-based index
         tokens = []
@@ -135,9 +145,11 @@ class Enqueuer:
                 "t": shared.setdefault((queue, timeout), len(shared) + 1),
                 "d": description(token, 1),
                 "e": queued_event(token, request.task, stamp, jid),
+                "n": request.task.name,
             }
             keys += [self.keys.run(token), self.keys.job(jid), job_key(jid)]
             keys += [self.jobs.queue(queue).key, self.keys.log(token)]
+            keys += [self.keys.by_task(request.task.name), self.keys.by_queue(queue)]
             args += [token, json.dumps(item, separators=(",", ":")), payload(token, 1)]
         fields = [
             [str(v) for pair in self.jobs.shared_fields(queue, timeout, at).items() for v in pair]
@@ -169,6 +181,7 @@ class Enqueuer:
                 "generation": 0,
                 "job_id": jid,
                 "created_at": now,
+                "queued_at": now,
                 "updated_at": now,
             }
         )

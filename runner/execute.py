@@ -191,7 +191,8 @@ class Executor:
         try:
             self.durable(
                 self.runs.release, record.token, holder, fields, events=events,
-                retention=self.settings.retention_seconds, retry_at=retry_at,
+                retention=self.settings.retention_seconds, version=self.version,
+                retry_at=retry_at,
             )  # fmt: skip
         except LeaseLost as exc:
             stream.give_back(events[:-1])

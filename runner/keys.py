@@ -62,6 +62,49 @@ class Keys:
         """String with a TTL: held by the one reaper doing a pass."""
         return f"{self.prefix}lock:reaper"
 
+    def by_state(self, state: str) -> str:
+        """Sorted set: tokens of the runs in `state`, scored by when they entered it; kept by
+        every script that changes a run's state (the console's listings, the reaper's
+        queued runs)."""
+        return f"{self.prefix}runs:state:{state}"
+
+    def by_task(self, task: str) -> str:
+        """Sorted set: tokens of a task's runs, scored by creation time."""
+        return f"{self.prefix}runs:task:{task}"
+
+    def by_queue(self, queue: str) -> str:
+        """Sorted set: tokens of the runs enqueued on `queue`, scored by creation time."""
+        return f"{self.prefix}runs:queue:{queue}"
+
+    @property
+    def tasks(self) -> str:
+        """Set: every task name that has a `by_task` index."""
+        return f"{self.prefix}runs:tasks"
+
+    @property
+    def figures_total(self) -> str:
+        """Hash: monotonic figures since the beginning, `task|queue|figure` -> count."""
+        return f"{self.prefix}fig:total"
+
+    def figures_window(self, shape: str, start: int) -> str:
+        """Hash with a TTL: figures of one minute ('m') or hour ('h') starting at `start`
+        (epoch seconds), `task|queue|version|figure` -> count."""
+        return f"{self.prefix}fig:{shape}:{start}"
+
+    def figures_version(self, version: str) -> str:
+        """Hash with a TTL: figures of one code version, `task|queue|figure` -> count."""
+        return f"{self.prefix}fig:v:{version}"
+
+    @property
+    def deploys(self) -> str:
+        """Sorted set: deploy marks (JSON {version, label, at, by}) scored by time."""
+        return f"{self.prefix}deploys"
+
+    @property
+    def queued_lost_seen(self) -> str:
+        """Hash: token -> when the reaper first saw its queued run without its RQ job."""
+        return f"{self.prefix}lost"
+
     def cron_last(self, entry: str) -> str:
         """String: the last slot (ISO minute) a cron entry handled: fired, or skipped."""
         return f"{self.prefix}cron:last:{entry}"

@@ -5,6 +5,8 @@ Each names its keys and arguments as locals first; the state strings are `RunSta
 
 from __future__ import annotations
 
+from runner.figures import RECORD_FIGURES
+
 # Appends ARGV[first..#ARGV] (JSON events) to the stream `log`, capped at about `cap`.
 LOG_EVENTS = """
 local function log_events(log, cap, first)
@@ -17,13 +19,25 @@ end
 
 # Claim the token for an attempt and read the run and its finished steps, in one call; the
 # job id leaves its intermediate list here, so a delivery is always in that list or leased.
-# Returns {status, run pairs, step pairs}; status 'ok' or why the body must not run.
-BEGIN_ATTEMPT = """
+# The attempt's `started` and queue wait are counted here (runner.figures). A failed run's
+# own last job, requeued by RQ's tools (`rq requeue`), begins its next attempt: a rerun from
+# the checkpoint, status 'rerun'. Returns {status, run pairs, step pairs}; status 'ok',
+# 'rerun', or why the body must not run.
+BEGIN_ATTEMPT = (
+    RECORD_FIGURES
+    + """
 local run = KEYS[1]           -- the run hash
 local lease = KEYS[2]         -- the token's lease (holds the attempt's job id)
 local running = KEYS[3]       -- set of tokens marked running
 local steps = KEYS[4]         -- the run's finished steps
 local delivery = KEYS[5]      -- the intermediate list the job id was dequeued into
+local queued_index = KEYS[6]  -- tokens of queued runs by when they were queued
+local running_index = KEYS[7] -- tokens of running runs by when they started
+local failed_index = KEYS[8]  -- tokens of failed runs by when they failed
+local log = KEYS[9]           -- the run's log stream
+local fig_total, fig_minute = KEYS[10], KEYS[11]  -- the figure hashes (runner.figures)
+local fig_hour, fig_version = KEYS[12], KEYS[13]
+local ttl_minute, ttl_hour, ttl_version = ARGV[8], ARGV[9], ARGV[10]  -- and their TTLs
 local attempt = ARGV[1]       -- the attempt this job is for
 local holder = ARGV[2]        -- the job id, the lease's holder
 local lease_ms = ARGV[3]      -- the lease's TTL
@@ -31,21 +45,40 @@ local now = ARGV[4]           -- epoch seconds
 local worker = ARGV[5]        -- the worker's name
 local token = ARGV[6]
 local version = ARGV[7]       -- the code version running the attempt
+local fig = {total = fig_total, minute = fig_minute, hour = fig_hour, version = fig_version,
+             ttl = {ttl_minute, ttl_hour, ttl_version}}
 
 redis.call('LREM', delivery, 1, holder)
 if redis.call('EXISTS', run) == 0 then return {'missing', {}, {}} end
-local seen = redis.call('HMGET', run, 'state', 'attempt')
+local seen = redis.call('HMGET', run, 'state', 'attempt', 'job_id', 'task', 'queue',
+                        'queued_at', 'created_at')
 local status = 'ok'
 if tonumber(seen[2]) ~= tonumber(attempt) then status = 'stale'
+elseif seen[1] == 'failed' and seen[3] == holder then status = 'rerun'
 elseif seen[1] ~= 'queued' then status = seen[1]
-elseif not redis.call('SET', lease, holder, 'NX', 'PX', lease_ms) then status = 'leased'
-else
+end
+if (status == 'ok' or status == 'rerun')
+   and not redis.call('SET', lease, holder, 'NX', 'PX', lease_ms) then status = 'leased' end
+if status == 'rerun' then
+  local next_attempt = tonumber(attempt) + 1
+  redis.call('HSET', run, 'attempt', next_attempt, 'attempt_base', attempt,
+             'finished_at', '', 'retry_at', '')
+  for _, key in ipairs({run, steps, log}) do redis.call('PERSIST', key) end
+  redis.call('ZREM', failed_index, token)
+end
+if status == 'ok' or status == 'rerun' then
   redis.call('HSET', run, 'state', 'running', 'started_at', now, 'updated_at', now,
              'worker', worker, 'job_id', holder, 'code_version', version)
   redis.call('SADD', running, token)
+  redis.call('ZREM', queued_index, token)
+  redis.call('ZADD', running_index, now, token)
+  local observed = {}
+  if status == 'ok' then observed.wait = tonumber(now) - tonumber(seen[6] or seen[7] or now) end
+  record_figures(fig, seen[4], seen[5], version, {started = 1}, observed)
 end
 return {status, redis.call('HGETALL', run), redis.call('HGETALL', steps)}
 """
+)
 
 RENEW_LEASE = """
 local lease = KEYS[1]         -- the token's lease
@@ -79,9 +112,11 @@ return 1
 """
 )
 
-# Returns 1, or 0 (nothing written) when `holder` no longer holds the lease.
+# Returns 1, or 0 (nothing written) when `holder` no longer holds the lease. The attempt's
+# outcome and duration are counted here (runner.figures): no round trip of their own.
 RELEASE_ATTEMPT = (
     LOG_EVENTS
+    + RECORD_FIGURES
     + """
 local lease = KEYS[1]         -- the token's lease
 local run = KEYS[2]           -- the run hash
@@ -89,24 +124,40 @@ local running = KEYS[3]       -- set of tokens marked running
 local delayed = KEYS[4]       -- retries by due time
 local steps = KEYS[5]         -- the run's finished steps
 local log = KEYS[6]           -- the run's log stream
+local running_index = KEYS[7] -- tokens of running runs by when they started
+local state_index = KEYS[8]   -- tokens of runs in the state written, by when they got there
+local fig_total, fig_minute = KEYS[9], KEYS[10]  -- the figure hashes (runner.figures)
+local fig_hour, fig_version = KEYS[11], KEYS[12]
+local ttl_minute, ttl_hour, ttl_version = ARGV[7], ARGV[8], ARGV[9]  -- and their TTLs
 local holder = ARGV[1]        -- the attempt's job id
 local token = ARGV[2]
 local retention = ARGV[3]     -- seconds a finished run is kept
 local retry_at = ARGV[4]      -- due time of the retry; '' unless retrying
 local cap = ARGV[5]           -- the log stream's cap
-local nrun = tonumber(ARGV[6])  -- then nrun run field/value pairs (the state among them)
-local events_from = 7 + 2*nrun  -- then the log events, to the end
+local now = tonumber(ARGV[6]) -- epoch seconds
+local nrun = tonumber(ARGV[10])  -- then nrun run field/value pairs (the state among them)
+local events_from = 11 + 2*nrun  -- then the log events, to the end
+local fig = {total = fig_total, minute = fig_minute, hour = fig_hour, version = fig_version,
+             ttl = {ttl_minute, ttl_hour, ttl_version}}
 
 if redis.call('GET', lease) ~= holder then return 0 end
 redis.call('DEL', lease)
 redis.call('SREM', running, token)
-redis.call('HSET', run, unpack(ARGV, 7, events_from - 1))
+redis.call('HSET', run, unpack(ARGV, 11, events_from - 1))
 log_events(log, cap, events_from)
+redis.call('ZREM', running_index, token)
+redis.call('ZADD', state_index, now, token)
 if retry_at ~= '' then
   redis.call('ZADD', delayed, retry_at, token)
 else
   for _, key in ipairs({run, steps, log}) do redis.call('EXPIRE', key, retention) end
+  redis.call('ZREMRANGEBYSCORE', state_index, '-inf', now - tonumber(retention))
 end
+local seen = redis.call('HMGET', run, 'state', 'task', 'queue', 'code_version', 'started_at')
+local outcome = seen[1]
+if outcome == 'retrying' then outcome = 'retried' end
+local started = tonumber(seen[5]) or now
+record_figures(fig, seen[2], seen[3], seen[4] or '', {[outcome] = 1}, {dur = now - started})
 return 1
 """
 )
@@ -124,14 +175,17 @@ local job = KEYS[7]           -- the new attempt's RQ job hash
 local queue = KEYS[8]         -- the RQ queue it goes to
 local queues = KEYS[9]        -- RQ's set of queues
 local log = KEYS[10]          -- the run's log stream
+local from_index = KEYS[11]   -- tokens of runs in `seen_state`
+local to_index = KEYS[12]     -- tokens of runs in the state it moves to
 local token = ARGV[1]
 local seen_state = ARGV[2]    -- the state the caller saw
 local seen_attempt = ARGV[3]  -- the attempt the caller saw
 local lease_gone = ARGV[4]    -- '1': move only if no attempt holds the lease
 local wipe_steps = ARGV[5]    -- '1': forget the finished steps (rerun from scratch)
 local retention = ARGV[6]     -- seconds a finished run is kept
-local nrun = tonumber(ARGV[7])  -- then nrun run field/value pairs
-local run_from = 8
+local now = tonumber(ARGV[7]) -- epoch seconds
+local nrun = tonumber(ARGV[8])  -- then nrun run field/value pairs
+local run_from = 9
 local njob = tonumber(ARGV[run_from + 2*nrun])  -- then njob job field/value pairs (none: the
 local job_from = run_from + 2*nrun + 1          -- run ends here and starts expiring)
 
@@ -142,7 +196,10 @@ redis.call('SREM', running, token)
 redis.call('ZREM', delayed, token)
 if wipe_steps == '1' then redis.call('DEL', steps) end
 redis.call('HSET', run, unpack(ARGV, run_from, job_from - 2))
+redis.call('ZREM', from_index, token)
+redis.call('ZADD', to_index, now, token)
 if njob > 0 then
+  redis.call('HSET', run, 'queued_at', now)
   for _, key in ipairs({run, steps, log}) do redis.call('PERSIST', key) end
   redis.call('HSET', job, unpack(ARGV, job_from, job_from + 2*njob - 1))
   redis.call('RPUSH', queue, redis.call('HGET', run, 'job_id'))
@@ -150,6 +207,7 @@ if njob > 0 then
   redis.call('SET', job_index, token, 'EX', retention)
 else
   for _, key in ipairs({run, steps, log}) do redis.call('EXPIRE', key, retention) end
+  redis.call('ZREMRANGEBYSCORE', to_index, '-inf', now - tonumber(retention))
 end
 return 1
 """

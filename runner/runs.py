@@ -14,6 +14,7 @@ from rq import Queue
 
 from runner.config import Settings
 from runner.errors import LeaseLost, UnknownRun
+from runner.figures import FIGURE_TTLS, figure_keys
 from runner.keys import Keys
 from runner.lua import registered
 from runner.record import RunRecord, RunState, encode, texts
@@ -119,11 +120,18 @@ class Runs:
     ) -> tuple[str, RunRecord | None, dict[str, Any]]:  # fmt: skip
         """Claim the token for `attempt` and read its run and finished steps, atomically, and
         take job `holder` out of the intermediate list `delivery` (see runner.delivery).
-        The status is 'ok', or why the body must not run ('stale', 'running', 'succeeded',
-        'leased', 'missing', ...): a duplicate or stale delivery never runs the body twice."""
+        The status is 'ok'; 'rerun' when `holder` is the last job of a failed run, requeued
+        by RQ's tools (the run is now at its next attempt, from its checkpoint); or why the
+        body must not run ('stale', 'running', 'succeeded', 'leased', 'missing', ...): a
+        duplicate or stale delivery never runs the body twice."""
+        now = time.time()
         keys = [self.keys.run(token), self.keys.lease(token), self.keys.running]
         keys += [self.keys.steps(token), delivery or self.keys.no_delivery]
-        args: list[Any] = [attempt, holder, self.lease_ms, time.time(), worker, token, version]
+        keys += [self._index(RunState.QUEUED), self._index(RunState.RUNNING)]
+        keys += [self._index(RunState.FAILED), self.keys.log(token)]
+        keys += figure_keys(self.keys, version, now)
+        args: list[Any] = [attempt, holder, self.lease_ms, now, worker, token, version]
+        args += FIGURE_TTLS
         status, run, steps = cast(list[Any], self._begin(keys=keys, args=args))
         record = RunRecord.from_hash(_pairs(run)) if run else None
         decoded = {k.decode(): json.loads(v) for k, v in _pairs(steps).items()}
@@ -160,18 +168,24 @@ class Runs:
         fields: Mapping[str, Any],
         *,
         retention: int,
+        version: str,
         retry_at: float | None = None,
         events: Sequence[str] = (),
     ) -> None:
-        """End the attempt: write its outcome and events, drop the lease; a terminal run
+        """End the attempt: write its outcome (`fields['state']`) and events, drop the lease,
+        count the outcome and duration in the figures of code `version`; a terminal run
         starts expiring. Raises LeaseLost (then nothing is written)."""
+        now = time.time()
         keys = [
             self.keys.lease(token), self.keys.run(token), self.keys.running,
             self.keys.delayed, self.keys.steps(token), self.keys.log(token),
+            self._index(RunState.RUNNING), self._index(RunState(fields["state"])),
+            *figure_keys(self.keys, version, now),
         ]  # fmt: skip
-        flat = encode({**fields, "updated_at": time.time()})
+        flat = encode({**fields, "updated_at": now})
         retry = "" if retry_at is None else retry_at
-        args = [holder, token, retention, retry, self.log_cap, len(flat) // 2, *flat, *events]
+        args = [holder, token, retention, retry, self.log_cap, now, *FIGURE_TTLS]
+        args += [len(flat) // 2, *flat, *events]
         if not self._release(keys=keys, args=args):
             raise LeaseLost(f"attempt {holder} lost the lease of {token}; its outcome is dropped")
 
@@ -191,9 +205,12 @@ class Runs:
         wipe_steps: bool = False,
     ) -> bool:
         """Move a run on from (seen_state, seen_attempt), atomically: with `queue`, push attempt
-        `run_fields['attempt']` as a new RQ job; without, just write the fields. False if the
-        run changed meanwhile (someone else moved it first)."""
-        flat = encode({**run_fields, "updated_at": time.time()})
+        `run_fields['attempt']` as a new RQ job; without, just write the fields (the new state
+        among them). The state indexes follow. False if the run changed meanwhile (someone
+        else moved it first)."""
+        now = time.time()
+        flat = encode({**run_fields, "updated_at": now})
+        to_state = RunState.QUEUED if queue is not None else RunState(run_fields["state"])
         job_fields: list[Any] = []
         new_job = queue_key = self.keys.job("-")
         if queue is not None:
@@ -207,13 +224,17 @@ class Runs:
             self.keys.run(token), self.keys.lease(token), self.keys.running, self.keys.delayed,
             self.keys.steps(token), self.keys.job(job_id(token, int(run_fields.get("attempt", 0)))),
             new_job, queue_key, Queue.redis_queues_keys, self.keys.log(token),
+            self._index(seen_state), self._index(to_state),
         ]  # fmt: skip
         args = [
             token, seen_state, seen_attempt, int(lease_gone), int(wipe_steps),
-            self.settings.retention_seconds,
+            self.settings.retention_seconds, now,
             len(flat) // 2, *flat, len(job_fields) // 2, *job_fields,
         ]  # fmt: skip
         return bool(self._advance(keys=keys, args=args))
+
+    def _index(self, state: RunState) -> str:
+        return self.keys.by_state(state)
 
 
 def _pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:

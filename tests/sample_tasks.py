@@ -105,3 +105,8 @@ def broken(run: Run, *, permanent: bool = True) -> None:
     if permanent:
         raise PermanentError("the source does not exist (simulated)")
     raise RuntimeError("still broken (simulated)")
+
+
+@registry.task()
+def noop(run: Run) -> None:
+    """Does nothing: what the runner itself costs per job."""
