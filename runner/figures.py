@@ -27,6 +27,7 @@ from redis import Redis
 
 from runner.config import Settings
 from runner.keys import Keys
+from runner.record import RunState
 
 BOUNDS: tuple[float, ...] = (
     0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0,
@@ -37,7 +38,9 @@ HOUR = 3600
 MINUTE_TTL = 48 * HOUR
 HOUR_TTL = 30 * 24 * HOUR
 VERSION_TTL = 30 * 24 * HOUR
-COUNTS = ("started", "succeeded", "failed", "retried", "cancelled")
+RETRIED = "retried"  # an attempt that ended `retrying`
+OUTCOMES = (RunState.SUCCEEDED, RunState.FAILED, RETRIED, RunState.CANCELLED)
+COUNTS = ("started", *OUTCOMES)
 HISTOGRAMS = ("wait", "dur")  # queue wait (enqueued or requeued -> started), duration
 
 # Lua: `record_figures(fig, task, queue, version, counts, observed)` adds `counts` (name ->
@@ -139,13 +142,18 @@ class TaskFigures:
     @property
     def finished(self) -> int:
         """Attempts that ended with an outcome (a retried attempt counts as one)."""
-        return sum(self.counts[n] for n in ("succeeded", "failed", "retried", "cancelled"))
+        return sum(self.counts[n] for n in OUTCOMES)
+
+    @property
+    def runs_ended(self) -> int:
+        """Runs that succeeded or failed for good (retried attempts are not runs ending)."""
+        return self.counts[RunState.SUCCEEDED] + self.counts[RunState.FAILED]
 
     @property
     def failure_rate(self) -> float | None:
-        """Failed and retried attempts over finished ones; None when none finished."""
-        done = self.finished
-        return (self.counts["failed"] + self.counts["retried"]) / done if done else None
+        """Runs failed for good over runs ended; None when none ended."""
+        ended = self.runs_ended
+        return self.counts[RunState.FAILED] / ended if ended else None
 
     def add(self, other: TaskFigures) -> None:
         for name, n in other.counts.items():

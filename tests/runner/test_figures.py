@@ -92,7 +92,8 @@ def test_totals_windows_and_versions_count_every_outcome(
     assert (flaky.counts["started"], flaky.counts["retried"], flaky.counts["succeeded"]) == (
         2, 1, 1,
     )  # fmt: skip
-    assert flaky.failure_rate == 0.5
+    assert flaky.failure_rate == 0.0
+    assert total[("broken", "default")].failure_rate == 1.0
     version = Executor(redis, settings, load_registry(settings.tasks_module), "w").version
     by_version = figures.version(version)
     assert by_version["noop"].counts["succeeded"] == 3
