@@ -8,6 +8,7 @@ after it: fires them, or skips them while the entry's previous run is active ('s
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
@@ -115,6 +116,7 @@ class Cron:
         ]
         fired = {r.token: r for r in self.enqueuer.enqueue_many(requests)}
         self._move_marks(plans, fires)
+        self.redis.set(self.keys.last_tick, time.time())  # health: is the clock ticking?
         return [self._report(p, minute, fired) for p in plans]
 
     def marks(self) -> dict[str, tuple[datetime | None, datetime | None]]:

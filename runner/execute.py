@@ -7,7 +7,6 @@ import time
 from contextvars import ContextVar
 from dataclasses import dataclass
 from enum import StrEnum
-from importlib import metadata
 from typing import Any
 
 import structlog
@@ -19,6 +18,7 @@ import runner.logs as logs
 from runner.config import Settings
 from runner.context import Run
 from runner.delivery import delivery_key
+from runner.deploys import code_version
 from runner.enqueue import Enqueued, Enqueuer, Request
 from runner.errors import LeaseLost, PermanentError, RunnerError, UnknownTask
 from runner.keys import Keys
@@ -31,14 +31,6 @@ from runner.tasks import Task, TaskRegistry
 
 log = structlog.get_logger("runner.execute")
 _executor: ContextVar[Executor | None] = ContextVar("runner_executor", default=None)
-
-
-def code_version(settings: Settings) -> str:
-    """What code ran an attempt: `RUNNER_CODE_VERSION` (a deploy's git sha) or the package's."""
-    try:
-        return settings.code_version or metadata.version("site-runner")
-    except metadata.PackageNotFoundError:
-        return "unknown"
 
 
 class AttemptOutcome(StrEnum):

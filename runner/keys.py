@@ -114,6 +114,11 @@ class Keys:
         policy checks that run (`cron_last` also moves past skipped slots)."""
         return f"{self.prefix}cron:fired:{entry}"
 
+    @property
+    def last_tick(self) -> str:
+        """String: when (epoch seconds) the last cron tick, of any clock or crontab, ended."""
+        return f"{self.prefix}cron:last_tick"
+
     def clock(self, name: str) -> str:
         """String with a TTL: a live cron clock's heartbeat."""
         return f"{self.prefix}clock:{name}"

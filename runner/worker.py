@@ -28,6 +28,7 @@ from rq.serializers import JSONSerializer
 import runner.logs as logs
 from runner.config import Settings
 from runner.delivery import DeliveryQueue
+from runner.deploys import mark_deploy
 from runner.execute import Executor
 from runner.reaper import Reaper
 from runner.redis import connect
@@ -137,6 +138,7 @@ class Supervisor:
         signal.signal(signal.SIGTERM, self._request_stop)
         signal.signal(signal.SIGINT, self._request_stop)
         log.info("worker.started", name=self.options.worker_name(), queues=self.options.queues)
+        mark_deploy(self.reaper.redis, self.settings, by=f"worker {self.options.worker_name()}")
         while True:
             if self.horse is None:
                 if self.stopping:

@@ -4,6 +4,7 @@ commands the site's task module adds (`import`, `db`, `cron`)."""
 from __future__ import annotations
 
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -14,6 +15,7 @@ from runner.cli.app import App, finish_waiting, json_line, parse_args, pass_app
 from runner.cli.cron import cron_group
 from runner.cli.runs import RUN_COMMANDS
 from runner.config import Settings
+from runner.deploys import DeployMarks, code_version
 from runner.enqueue import Request
 from runner.errors import (
     ConfigError,
@@ -128,6 +130,26 @@ def health(app: App, as_json: bool) -> None:
         click.echo(json_line(name=c.name, ok=c.ok, detail=c.detail) if as_json else
                    f"{'ok  ' if c.ok else 'FAIL'} {c.name}: {c.detail}")  # fmt: skip
     sys.exit(0 if all(c.ok for c in checks) else 1)
+
+
+@cli.group("deploy")
+def deploy_group() -> None:
+    """Deploy marks: when each code version started running (health compares around them)."""
+
+
+@deploy_group.command("mark")
+@click.argument("label", required=False, default="")
+@click.option("--version", "version", help="The code version (default: this deployment's).")
+@pass_app
+def deploy_mark(app: App, label: str, version: str | None) -> None:
+    """Record a deploy mark now, for this code version (RUNNER_CODE_VERSION, else the git
+    short sha), even when the latest mark has the same version."""
+    version = version or code_version(app.settings)
+    mark = DeployMarks(app.redis, app.settings).mark(version, by="operator", label=label,
+                                                      always=True)  # fmt: skip
+    assert mark is not None
+    stamp = datetime.fromtimestamp(mark.at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    click.echo(f"marked {mark.version} at {stamp}" + (f": {label}" if label else ""))
 
 
 @cli.group("redis")

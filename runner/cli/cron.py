@@ -22,6 +22,7 @@ import runner.logs as logs
 from runner.cli.app import App, json_line, pass_app
 from runner.cli.views import table
 from runner.cron import Cron, Firing, FiringOutcome
+from runner.deploys import mark_deploy
 from runner.redis import REDIS_DOWN, connect
 from runner.schedule import MINUTE, CronEntry, floor_minute, slot_text, to_utc
 from runner.tokens import slot_token
@@ -89,6 +90,7 @@ class CronClock:
         signal.signal(signal.SIGTERM, self._request_stop)
         signal.signal(signal.SIGINT, self._request_stop)
         log.info("cron.clock.started", clock=self.name, now=self.clock.now().isoformat())
+        mark_deploy(self.cron.redis, self.cron.settings, by=f"clock {self.name}")
         done, backoff, due = 0, 0.5, self.clock.now()
         while ticks is None or done < ticks:
             if self.stopping.wait(self.clock.real_seconds_until(due)):
