@@ -4,13 +4,25 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from runner.errors import ConfigError
 
 DAY = 86_400
+
+
+@dataclass(frozen=True, slots=True)
+class HealthThresholds:
+    """When `runner health` says a question is not ok (README, Monitoring)."""
+
+    min_runs: int = 20  # runs per side before a rate or a comparison makes a verdict
+    failure_rate: float = 0.05  # a task failing more than this in the last hour fails
+    slower: float = 0.25  # a p50/p95 more than this much higher is a change
+    wait_p95_seconds: float = 60.0  # a queue's wait p95 in the last hour above this is slow
+    stuck_seconds: float = 600.0  # queued this long with no live worker on its queue
+    clock_seconds: float = 180.0  # no cron tick for this long while the schedule has entries
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +41,8 @@ class Settings:
     tasks_module: str = "jobs"
     redis_outage_seconds: float = 60.0
     inbox: Path | None = None  # where `poll_inbox` looks; None: `home / "inbox"`
-    code_version: str | None = None  # a deploy's git sha; None: the package's version
+    code_version: str | None = None  # a deploy's git sha; None: the git short sha, or the package's
+    health: HealthThresholds = field(default_factory=lambda: HealthThresholds())
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -49,6 +62,14 @@ class Settings:
             tasks_module=env.get("RUNNER_TASKS", "jobs"),
             inbox=Path(env["RUNNER_INBOX"]).expanduser() if env.get("RUNNER_INBOX") else None,
             code_version=env.get("RUNNER_CODE_VERSION") or None,
+            health=HealthThresholds(
+                min_runs=int(_number(env, "RUNNER_HEALTH_MIN_RUNS", 20, low=1)),
+                failure_rate=_number(env, "RUNNER_HEALTH_FAILURE_RATE", 0.05, low=0.0),
+                slower=_number(env, "RUNNER_HEALTH_SLOWER", 0.25, low=0.0),
+                wait_p95_seconds=_number(env, "RUNNER_HEALTH_WAIT_P95_SECONDS", 60.0, low=0.0),
+                stuck_seconds=_number(env, "RUNNER_HEALTH_STUCK_SECONDS", 600.0, low=0.0),
+                clock_seconds=_number(env, "RUNNER_HEALTH_CLOCK_SECONDS", 180.0, low=1.0),
+            ),
         )
 
     def with_changes(self, **changes: Any) -> Settings:

@@ -41,3 +41,8 @@ class TransientError(TaskError):
 
 class PermanentError(TaskError):
     """A fault that retrying cannot fix; the run fails at once with this message."""
+
+
+class RunFailed(RunnerError):
+    """Raised out of an attempt's RQ job when its run failed for good, so RQ files the job in
+    its failed job registry with the run's error (a retried attempt raises nothing)."""

@@ -20,7 +20,7 @@ from runner.context import Run
 from runner.delivery import delivery_key
 from runner.deploys import code_version
 from runner.enqueue import Enqueued, Enqueuer, Request
-from runner.errors import LeaseLost, PermanentError, RunnerError, UnknownTask
+from runner.errors import LeaseLost, PermanentError, RunFailed, RunnerError, UnknownTask
 from runner.keys import Keys
 from runner.lease import LeaseRenewer
 from runner.logs import RunStream, event_json, streaming_to
@@ -88,10 +88,13 @@ class Executor:
         stream = RunStream(
             self.redis, self.keys.log(token), maxlen=self.settings.log_max_events, buffered=True
         )
-        context = {"token": token, "task": record.task, "attempt": attempt, "job_id": holder}
-        with bound_contextvars(**context), streaming_to(stream):
+        context = {"token": token, "task": record.task, "attempt": record.attempt}
+        with bound_contextvars(**context, job_id=holder), streaming_to(stream):
             try:
-                if status != "ok":
+                if status == "rerun":  # the failed run's job, requeued with RQ's own tools
+                    log.info("run.rerun", via="rq requeue", from_scratch=False,
+                             state=RunState.RUNNING)  # fmt: skip
+                elif status != "ok":
                     log.info("attempt.skipped", reason=f"not runnable: {status}")
                     return Outcome(AttemptOutcome.SKIPPED, status)
                 log.info("run.state", state=RunState.RUNNING, worker=self.worker, pid=os.getpid())
@@ -192,7 +195,9 @@ class Executor:
             return Outcome(AttemptOutcome.ABANDONED, str(exc))
         with streaming_to(None):  # the stream has it already
             log.info(event, state=fields["state"], **details)
-        return Outcome(AttemptOutcome(fields["state"]))
+        error = fields.get("error") or {}
+        detail = f"{error.get('type')}: {error.get('message')}" if error else ""
+        return Outcome(AttemptOutcome(fields["state"]), detail)
 
 
 def _transient(exc: Exception, task: Task) -> bool:
@@ -212,4 +217,6 @@ def perform_attempt(token: str, attempt: int) -> dict[str, str]:
         outcome = executor.perform(token, attempt, f"local-{os.getpid()}-{time.time_ns()}")
     else:
         outcome = executor.perform(token, attempt, job.id, delivery_key(job.origin))
+    if outcome.state == AttemptOutcome.FAILED:  # for good: RQ's tools show it as failed
+        raise RunFailed(f"run {token} failed: {outcome.detail}")
     return {"outcome": outcome.state, "detail": outcome.detail}

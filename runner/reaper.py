@@ -1,7 +1,9 @@
-"""The reaper: inside every worker, it requeues runs whose lease expired (their worker died)
-or whose job was taken off its queue by a worker that died before starting it, and pushes
-retries that came due. One reaper acts at a time (a lock with a TTL), and every move is
-conditional on the run being as the reaper saw it, so nothing is requeued twice."""
+"""The reaper: inside every worker, it requeues runs whose lease expired (their worker died),
+whose job was taken off its queue by a worker that died before starting it, or whose RQ job
+is gone (deleted or emptied from outside), pushes retries that came due, and removes dead
+workers' registrations from RQ's (runner.liveness). One reaper acts at a time (a lock with a
+TTL), and every move is conditional on the run being as the reaper saw it, so nothing is
+requeued twice."""
 
 from __future__ import annotations
 
@@ -10,17 +12,23 @@ import uuid
 
 import structlog
 from redis import Redis
+from rq.exceptions import NoSuchJobError
 from rq.job import Job
+from rq.job_lifecycle import record_job_failure
+from rq.serializers import JSONSerializer
 
 from runner.config import Settings
-from runner.delivery import Limbo
+from runner.delivery import Limbo, delivery_key
 from runner.keys import Keys
+from runner.liveness import Liveness
 from runner.logs import into_run_log
 from runner.lua import registered
 from runner.record import RunRecord, RunState, texts
+from runner.rqjobs import AttemptJobs
 from runner.runs import Runs
 
 log = structlog.get_logger("runner.reaper")
+LOST_BATCH = 200  # queued runs looked at per pass, oldest first
 
 _UNLOCK_REAPER = """
 local lock = KEYS[1]          -- the reaper lock
@@ -39,6 +47,8 @@ class Reaper:
         self.keys = Keys(settings.prefix)
         self.runs = Runs(redis, settings)
         self.limbo = Limbo(redis, settings)
+        self.liveness = Liveness(redis, settings)
+        self.jobs = AttemptJobs(redis, failure_ttl=settings.retention_seconds)
         self.identity = uuid.uuid4().hex
         self._unlock = registered(redis, _UNLOCK_REAPER)
 
@@ -48,7 +58,9 @@ class Reaper:
         if not self.redis.set(self.keys.reaper_lock, self.identity, nx=True, px=lock_ms):
             return 0
         try:
-            return self.requeue_expired() + self.requeue_undelivered() + self.promote_due()
+            self.liveness.bury_dead()
+            moved = self.requeue_expired() + self.requeue_undelivered() + self.promote_due()
+            return moved + self.requeue_lost()
         finally:
             self._unlock(keys=[self.keys.reaper_lock], args=[self.identity])
 
@@ -83,6 +95,35 @@ class Reaper:
             self.limbo.release(name, job_id, drop_job=bool(moved_on))
         return moved
 
+    def requeue_lost(self) -> int:
+        """Runs queued for over a lease whose RQ job is in no queue and no intermediate list
+        (deleted with rq-dashboard, `rq empty`...): still wanted, so give them the next
+        attempt. Read from the queued runs' index, oldest first, never a scan of all runs."""
+        since = time.time() - self.settings.lease_seconds
+        tokens = texts(self.redis.zrangebyscore(self.keys.by_state(RunState.QUEUED), "-inf",
+                                                since, start=0, num=LOST_BATCH))  # fmt: skip
+        moved = 0
+        for token in tokens:
+            record = self.runs.get(token)
+            if record is None:
+                self.redis.zrem(self.keys.by_state(RunState.QUEUED), token)
+            elif record.state == RunState.QUEUED and self._job_gone(record):
+                moved += self._next_attempt(
+                    record, seen=RunState.QUEUED, reason="its RQ job is gone (deleted or emptied)"
+                )
+        return moved
+
+    def _job_gone(self, record: RunRecord) -> bool:
+        """Neither its queue nor its queue's intermediate list holds the run's job id, or the
+        job hash is gone (read in one MULTI: a job moving between them is seen once)."""
+        queue = self.jobs.queue(record.queue)
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.exists(Job.key_for(record.job_id))
+            pipe.lpos(queue.key, record.job_id)
+            pipe.lpos(delivery_key(record.queue), record.job_id)
+            exists, in_queue, in_delivery = pipe.execute()
+        return not exists or (in_queue is None and in_delivery is None)
+
     def promote_due(self) -> int:
         """Runs waiting to retry whose time has come: push their next attempt."""
         due = self.redis.zrangebyscore(self.keys.delayed, "-inf", time.time())
@@ -111,6 +152,7 @@ class Reaper:
                 run_fields=fields, lease_gone=True,
             ):  # fmt: skip
                 self._log(record, "run.failed", reason=error["message"], state=RunState.FAILED)
+                self._file_failed(record, f"WorkerLost: {error['message']}")
                 return 1
             return 0
         return self._push(record, seen=seen, attempt=record.attempt + 1, reason=reason)
@@ -130,6 +172,17 @@ class Reaper:
                 record, "run.requeued", reason=reason, next_attempt=attempt, state=RunState.QUEUED
             )
         return int(moved)
+
+    def _file_failed(self, record: RunRecord, text: str) -> None:
+        """Leave the run's last job in RQ's failed job registry, as RQ itself would."""
+        try:
+            job = Job.fetch(record.job_id, connection=self.redis, serializer=JSONSerializer)
+        except NoSuchJobError:
+            return
+        with self.redis.pipeline() as pipe:
+            record_job_failure(job, f"runner.errors.RunFailed: run {record.token} failed: {text}",
+                               pipe)  # fmt: skip
+            pipe.execute()
 
     def _log(self, record: RunRecord, event: str, **details: object) -> None:
         key = self.keys.log(record.token)

@@ -95,6 +95,11 @@ class Horse(SimpleWorker):
         self._last_heartbeat = now
 
 
+def horse_name(options: WorkerOptions, pid: int) -> str:
+    """The RQ worker name of a supervisor's horse: the worker's name and the horse's pid."""
+    return f"{options.worker_name()}.horse{pid}"
+
+
 def die_with_parent(parent: int) -> None:
     """Ask Linux to SIGKILL this process when its parent dies; exit now if it already has."""
     if sys.platform.startswith("linux"):
@@ -114,7 +119,7 @@ def horse_main(settings: Settings, options: WorkerOptions, parent: int) -> int:
     horse = Horse(
         list(options.queues),
         connection=redis,
-        name=f"{options.worker_name()}.horse{os.getpid()}",
+        name=horse_name(options, os.getpid()),
         serializer=JSONSerializer,
     )
     Executor(redis, settings, registry, worker=horse.name).install()
@@ -187,6 +192,8 @@ class Supervisor:
 
     def _sweep(self) -> int:
         try:
+            if self.horse is not None:  # its heartbeat, even while a job holds it for hours
+                self.reaper.liveness.beat(horse_name(self.options, self.horse))
             return self.reaper.sweep()
         except RedisError as exc:
             log.warning("reaper.redis_unreachable", error=str(exc))

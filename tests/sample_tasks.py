@@ -110,3 +110,9 @@ def broken(run: Run, *, permanent: bool = True) -> None:
 @registry.task()
 def noop(run: Run) -> None:
     """Does nothing: what the runner itself costs per job."""
+
+
+@registry.task()
+def sleepy(run: Run, *, seconds: float = 1.0) -> None:
+    """Busy for `seconds` without a checkpoint (its worker must still count as alive)."""
+    time.sleep(seconds)
