@@ -53,15 +53,15 @@ if redis.call('EXISTS', run) == 0 then return {'missing', {}, {}} end
 local seen = redis.call('HMGET', run, 'state', 'attempt', 'job_id', 'task', 'queue',
                         'queued_at', 'created_at')
 local status = 'ok'
-if tonumber(seen[2]) ~= tonumber(attempt) then status = 'stale'
-elseif seen[1] == 'failed' and seen[3] == holder then status = 'rerun'
+if seen[1] == 'failed' and seen[3] == holder then status = 'rerun'
+elseif tonumber(seen[2]) ~= tonumber(attempt) then status = 'stale'
 elseif seen[1] ~= 'queued' then status = seen[1]
 end
 if (status == 'ok' or status == 'rerun')
    and not redis.call('SET', lease, holder, 'NX', 'PX', lease_ms) then status = 'leased' end
 if status == 'rerun' then
-  local next_attempt = tonumber(attempt) + 1
-  redis.call('HSET', run, 'attempt', next_attempt, 'attempt_base', attempt,
+  local next_attempt = tonumber(seen[2]) + 1
+  redis.call('HSET', run, 'attempt', next_attempt, 'attempt_base', seen[2],
              'finished_at', '', 'retry_at', '')
   for _, key in ipairs({run, steps, log}) do redis.call('PERSIST', key) end
   redis.call('ZREM', failed_index, token)
