@@ -116,3 +116,15 @@ def noop(run: Run) -> None:
 def sleepy(run: Run, *, seconds: float = 1.0) -> None:
     """Busy for `seconds` without a checkpoint (its worker must still count as alive)."""
     time.sleep(seconds)
+
+
+@registry.task(retry=RetryPolicy(attempts=1))
+def deployed(run: Run, *, n: int = 0) -> int:
+    """Behaves as the Redis hash `probe:behaviour` says (the code of the version deployed):
+    sleep `seconds`, and fail runs whose n is a multiple of `fail_every` (0: never)."""
+    behaviour = {k.decode(): float(v) for k, v in _redis().hgetall("probe:behaviour").items()}
+    time.sleep(behaviour.get("seconds", 0.0))
+    every = int(behaviour.get("fail_every", 0))
+    if every and n % every == 0:
+        raise RuntimeError(f"run {n} broke (simulated)")
+    return n

@@ -1,0 +1,94 @@
+"""`runner health` answers the four questions; here: did the last deploy change anything."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+
+import pytest
+from click.testing import Result
+from redis import Redis
+
+from runner.config import Settings
+from runner.enqueue import Enqueued
+from tests.conftest import ROOT, worker_env
+
+RUNS = 30
+
+
+def deploy(
+    settings: Settings, redis: Redis, enqueue: Callable[..., Enqueued], *, version: str,
+    seconds: float = 0.0, fail_every: int = 0,
+) -> None:  # fmt: skip
+    """Workers of `version` (real processes, in burst mode) run RUNS runs of `deployed`."""
+    redis.hset("probe:behaviour", mapping={"seconds": seconds, "fail_every": fail_every})
+    for n in range(RUNS):
+        enqueue("deployed", token=f"{version}-{n}", n=n)
+    env = worker_env(settings, RUNNER_CODE_VERSION=version)
+    command = [sys.executable, "-m", "runner", "worker", "--burst"]
+    workers = [subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL) for _ in range(2)]  # fmt: skip
+    for worker in workers:
+        assert worker.wait(timeout=120) == 0
+
+
+@pytest.mark.slow
+def test_health_names_the_deploy_that_made_a_task_slower_and_failing(
+    settings: Settings, redis: Redis, enqueue: Callable[..., Enqueued],
+    invoke: Callable[..., Result],
+) -> None:  # fmt: skip
+    deploy(settings, redis, enqueue, version="A")
+    deploy(settings, redis, enqueue, version="B", seconds=0.15, fail_every=3)
+
+    result = invoke("health")
+    print(result.output)
+    answers = {line.split()[0]: line for line in result.output.splitlines()}
+
+    assert result.exit_code == 1
+    line = answers["deploy"]
+    assert line.split()[1] == "warn"
+    assert "B marked" in line and "(after A)" in line
+    assert "deployed" in line and "p95 +" in line and "failures 0.0% -> 33.3%" in line
+    assert answers["failing"].split()[1] == "FAIL"
+    assert "deployed: 10 of 60 runs failed in the last hour" in answers["failing"]
+    as_json = json.loads(invoke("health", "--json").output)
+    assert as_json["ok"] is False and as_json["deploy"]["figures"]["changed"] == ["deployed"]
+
+
+@pytest.mark.slow
+def test_health_says_unchanged_for_a_deploy_that_changed_nothing(
+    settings: Settings, redis: Redis, enqueue: Callable[..., Enqueued],
+    invoke: Callable[..., Result],
+) -> None:  # fmt: skip
+    deploy(settings, redis, enqueue, version="A")
+    deploy(settings, redis, enqueue, version="B")
+
+    line = next(x for x in invoke("health").output.splitlines() if x.startswith("deploy"))
+
+    assert line.split()[1] == "ok"
+    assert "B marked" in line and line.endswith("(after A): unchanged")
+
+
+def test_few_runs_never_make_a_verdict(
+    settings: Settings, redis: Redis, enqueue: Callable[..., Enqueued],
+    drain: Callable[..., None], invoke: Callable[..., Result],
+) -> None:  # fmt: skip
+    from runner.deploys import DeployMarks
+
+    marks = DeployMarks(redis, settings)
+    marks.mark("A", by="t")
+    redis.hset("probe:behaviour", mapping={"fail_every": 1})  # every run fails
+    for n in range(3):
+        enqueue("deployed", token=f"x-{n}", n=n)
+    drain()
+
+    result = invoke("health", "--json")
+    report = json.loads(result.output)
+
+    assert result.exit_code == 1
+    assert report["failing"]["verdict"] == "warn"  # named, though too few for a rate
+    assert report["failing"]["figures"]["tasks"] == ["deployed"]
+    assert len(report["failing"]["figures"]["recent"]) == 3
+    assert report["deploy"]["verdict"] == "ok"
