@@ -65,6 +65,7 @@ class TaskRegistry:
         self._tasks: dict[str, Task] = {}
         self.commands: list[click.Command] = []  # the site's own CLI commands (`runner import`)
         self.schedule: list[Any] = []  # the site's cron entries (runner.schedule.CronEntry)
+        self.web_routers: list[Any] = []  # the site's console pages (fastapi.APIRouter)
         self.register(Task(name="noop", fn=noop, queue="default", timeout=60))
 
     def register(self, task: Task) -> Task:

@@ -1,0 +1,81 @@
+"""The console's FastAPI app: one router per area, the site's own pages, the guard in front."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import structlog
+from fastapi import APIRouter, FastAPI
+from fastapi.staticfiles import StaticFiles
+from redis import Redis
+
+from runner import logs
+from runner.config import Settings
+from runner.redis import connect
+from runner.tasks import TaskRegistry, load_registry
+from runner.web import actions, cron, live, overview, runs, signin
+from runner.web.console import Console
+from runner.web.guard import Guard
+from runner.web.pages import make_environment
+
+STATIC = Path(__file__).parent / "static"
+
+# The console's own areas, in the order their routes are matched. Add a router here.
+ROUTERS: tuple[APIRouter, ...] = (
+    overview.router,
+    runs.router,
+    live.router,
+    actions.router,
+    cron.router,
+    signin.router,
+)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    redis: Redis | None = None,
+    registry: TaskRegistry | None = None,
+    routers: Sequence[APIRouter] = (),
+) -> FastAPI:
+    """The console for `settings`; the site's pages come from `registry.web_routers`.
+    Raises ConfigError when the task module does not load."""
+    if registry is None:
+        registry = load_registry(settings.tasks_module)
+    if redis is None:
+        redis = connect(settings, check=False)
+    if not structlog.is_configured():
+        logs.configure(stream=sys.stderr)  # actions log into the runs' streams
+    app = FastAPI(title="runner console", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.console = Console(settings, redis, registry)
+    app.state.templates = make_environment()
+    app.state.site_templates = {}
+    app.state.site_pages = [(r.title, r.path) for r in _site_links(registry)]
+    for router in (*ROUTERS, *routers, *registry.web_routers):
+        app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    login = app.state.templates.get_template("login.html")
+    app.add_middleware(
+        Guard,
+        settings=settings,
+        sign_in_page=lambda path: login.render(next=path, wrong=False, readonly=True),
+    )
+    return app
+
+
+class _Link:
+    def __init__(self, title: str, path: str) -> None:
+        self.title, self.path = title, path
+
+
+def _site_links(registry: TaskRegistry) -> list[_Link]:
+    """The site's pages in the navigation: each router's `tags[0]` names it, its first GET
+    route is where the link goes."""
+    links = []
+    for router in registry.web_routers:
+        paths = [r.path for r in router.routes if "GET" in getattr(r, "methods", set())]
+        if paths and router.tags:
+            links.append(_Link(str(router.tags[0]), paths[0]))
+    return links
