@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from playwright.sync_api import expect
+from redis import Redis
 
 from runner.config import Settings
 from runner.runs import Runs
@@ -79,3 +80,122 @@ def test_a_vanished_feed_fails_shows_on_the_overview_and_a_rerun_succeeds_live(
     assert page.evaluate("window.stillTheSamePage") is True
     assert state_of(runs, token) == "succeeded"
     assert not page.errors
+
+
+HOSTILE = "<script>alert(1)</script>"
+
+
+def test_hostile_names_arguments_errors_live_log_fields_and_deploy_labels_render_as_text(
+    page: Any, serve: Callable[..., LiveConsole], settings: Settings, invoke: Callable[..., Any],
+    work: Callable[[], None], redis: Redis, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    # Given a feed whose name is markup, which vanished (so the error text carries it too),
+    # run by a worker whose code version is markup (a deploy mark labelled with it)
+    feed = tmp_path / HOSTILE / f"{HOSTILE}.jsonl"
+    feed.parent.mkdir(parents=True)
+    write_feed(feed, 1)
+    first = tmp_path / "calm.jsonl"
+    write_feed(first, 2)
+    invoke("import", str(first))
+    work()
+    monkeypatch.setenv("RUNNER_CODE_VERSION", HOSTILE)
+    token = invoke("import", str(feed)).output.strip()
+    feed.unlink()
+    work()
+    console = serve(settings)
+
+    overview = page.goto(console.url + "/")
+    assert HOSTILE not in overview.text()
+    expect(page.locator("text.mark-label").last).to_have_text(HOSTILE[:24])
+    run_page = page.goto(f"{console.url}/runs/{token}")
+    html = run_page.text()
+    assert HOSTILE not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    expect(page.locator("#error")).to_contain_text(HOSTILE)
+    expect(page.locator("pre.args")).to_contain_text(HOSTILE)
+
+    # When a hostile log field arrives live, after the page loaded (a queued run's page)
+    queued = invoke("enqueue", "noop", "--arg", f"label={HOSTILE}").output.strip()
+    page.goto(f"{console.url}/runs/{queued}")
+    expect(page.locator("#live-status")).to_contain_text("following")
+    event = {"event": "feed.note", "level": "warning", "attempt": 1, "title": HOSTILE}
+    redis.xadd(f"{settings.prefix}log:{queued}", {"e": json.dumps(event)})
+
+    # Then it shows as text: the DOM holds no script element, and no script ran
+    expect(page.locator("#log tr.live")).to_contain_text(f"title={HOSTILE}")
+    assert page.locator("#log script").count() == 0
+    assert HOSTILE not in page.locator("#log").inner_html()
+    assert not page.dialogs
+
+
+def test_without_javascript_the_overview_runs_and_a_run_page_read_fully(
+    browser: Any, serve: Callable[..., LiveConsole], settings: Settings,
+    invoke: Callable[..., Any], work: Callable[[], None], tmp_path: Path,
+) -> None:  # fmt: skip
+    feed = tmp_path / "autumn.jsonl"
+    write_feed(feed, 4)
+    token = invoke("import", str(feed)).output.strip()
+    work()
+    console = serve(settings)
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    try:
+        page.goto(console.url + "/")
+        expect(page.locator("#answer-up")).to_be_visible()
+        expect(page.locator("figure.chart svg").first).to_be_visible()
+        page.get_by_role("link", name="Runs", exact=True).click()
+        page.locator("select[name=state]").select_option("succeeded")
+        page.get_by_role("button", name="Show").click()
+        expect(page).to_have_url(re.compile(r"/runs\?.*state=succeeded"))
+        page.get_by_role("link", name=token).click()
+        expect(page.locator("#run .state")).to_have_text("succeeded")
+        expect(page.locator("#counters")).to_contain_text("inserted=4")
+        expect(page.locator("#log")).to_contain_text("run.succeeded")
+        page.locator("select[name=level]").select_option("warning")
+        page.get_by_role("button", name="Filter").click()
+        expect(page.locator("#log tbody tr")).to_have_count(0)
+    finally:
+        context.close()
+
+
+def test_bulk_rerun_previews_the_failed_runs_and_reruns_exactly_those(
+    page: Any, serve: Callable[..., LiveConsole], settings: Settings, invoke: Callable[..., Any],
+    work: Callable[[], None], runs: Runs, tmp_path: Path,
+) -> None:  # fmt: skip
+    def vanished_import(name: str) -> str:
+        feed = tmp_path / name
+        write_feed(feed, 1 + len(name))
+        token: str = invoke("import", str(feed)).output.strip()
+        feed.unlink()
+        return token
+
+    previewed = [vanished_import("a.jsonl"), vanished_import("bb.jsonl")]
+    work()
+    console = serve(settings)
+    page.goto(console.url + "/runs?task=import_posts")
+    page.get_by_role("link", name=re.compile("Rerun the failed runs")).click()
+    expect(page.locator("#preview-count")).to_contain_text("2 failed runs")
+
+    # Meanwhile another import fails: it is not in the preview, so it is not rerun
+    later = vanished_import("ccc.jsonl")
+    work()
+    page.get_by_role("button", name="Rerun these 2 runs").click()
+    expect(page.locator("#done-count")).to_have_text("2 of 2 runs requeued.")
+    assert [state_of(runs, t) for t in previewed] == ["queued", "queued"]
+    assert state_of(runs, later) == "failed"
+
+
+def test_the_cron_page_says_when_each_entry_fires_and_links_its_last_run(
+    page: Any, serve: Callable[..., LiveConsole], settings: Settings, invoke: Callable[..., Any],
+) -> None:  # fmt: skip
+    ticked = invoke("cron", "tick", "--json")
+    assert ticked.exit_code == 0, ticked.output
+    console = serve(settings)
+    page.goto(console.url + "/cron")
+    row = page.locator("#cron-poll_inbox")
+    expect(row).to_contain_text("every minute")
+    expect(page.locator("#cron-build_sitemap")).to_contain_text("daily at 03:30 UTC")
+    expect(row.locator("time")).to_have_count(3)
+    row.get_by_role("link", name=re.compile("poll_inbox@")).click()
+    expect(page.locator("h1 .task")).to_have_text("poll_inbox")
+    expect(page.locator("#run .state")).to_have_text("queued")
