@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,6 +14,7 @@ from redis import Redis
 
 from runner import logs
 from runner.config import Settings
+from runner.errors import ConfigError
 from runner.redis import connect
 from runner.tasks import TaskRegistry, load_registry
 from runner.web import actions, cron, live, overview, runs, signin
@@ -52,8 +54,9 @@ def create_app(
     app.state.console = Console(settings, redis, registry)
     app.state.templates = make_environment()
     app.state.site_templates = {}
-    app.state.site_pages = [(r.title, r.path) for r in _site_links(registry)]
-    for router in (*ROUTERS, *routers, *registry.web_routers):
+    site = [_router(r) for r in registry.web_routers]
+    app.state.site_pages = _site_links(site)
+    for router in (*ROUTERS, *routers, *site):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     login = app.state.templates.get_template("login.html")
@@ -65,17 +68,29 @@ def create_app(
     return app
 
 
-class _Link:
-    def __init__(self, title: str, path: str) -> None:
-        self.title, self.path = title, path
+def _router(entry: APIRouter | str) -> APIRouter:
+    """A router of the site's, or the one a 'module:name' string names; raises ConfigError."""
+    if isinstance(entry, APIRouter):
+        return entry
+    module, _, name = str(entry).partition(":")
+    try:
+        found = getattr(importlib.import_module(module), name or "router")
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"cannot load the console pages {entry!r}: {exc}") from None
+    if not isinstance(found, APIRouter):
+        raise ConfigError(f"{entry!r} is not a fastapi.APIRouter")
+    return found
 
 
-def _site_links(registry: TaskRegistry) -> list[_Link]:
-    """The site's pages in the navigation: each router's `tags[0]` names it, its first GET
-    route is where the link goes."""
+def _site_links(routers: Sequence[APIRouter]) -> list[tuple[str, str]]:
+    """The site's pages in the navigation: (title, path) from each router's first tag and
+    first GET route."""
     links = []
-    for router in registry.web_routers:
-        paths = [r.path for r in router.routes if "GET" in getattr(r, "methods", set())]
+    for router in routers:
+        paths = [
+            str(getattr(r, "path", "")) for r in router.routes
+            if "GET" in getattr(r, "methods", set())
+        ]  # fmt: skip
         if paths and router.tags:
-            links.append(_Link(str(router.tags[0]), paths[0]))
+            links.append((str(router.tags[0]), paths[0]))
     return links
