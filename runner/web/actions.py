@@ -6,17 +6,18 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Annotated, Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from structlog.contextvars import bound_contextvars
 
 from runner.rerun import rerun
-from runner.web.console import Console, ConsoleDep
+from runner.web.console import ConsoleDep
 from runner.web.listing import RunFilter, runs_page
-from runner.web.pages import render
+from runner.web.pages import render, run_path
 
 router = APIRouter()
 BULK_MAX = 500  # runs one bulk rerun may name
@@ -24,7 +25,7 @@ ORIGIN = "web"  # every action's log event says where it came from
 
 
 def run_url(token: str, **query: str) -> str:
-    return f"/runs/{quote(token, safe='')}" + (f"?{urlencode(query)}" if query else "")
+    return run_path(token) + (f"?{urlencode(query)}" if query else "")
 
 
 @router.post("/actions/rerun")
@@ -78,9 +79,7 @@ async def bulk_rerun(request: Request, console: ConsoleDep) -> Response:
 
 
 def _failed(flt: RunFilter) -> RunFilter:
-    from dataclasses import replace
-
-    return replace(flt, state="failed", limit=200, before="")
+    return replace(flt, state="failed", limit=BULK_MAX, before="")
 
 
 def cancel_function() -> Callable[..., Any] | None:
@@ -94,6 +93,3 @@ def cancel_function() -> Callable[..., Any] | None:
 
 def cancel_available() -> bool:
     return cancel_function() is not None
-
-
-__all__ = ["Console", "router"]

@@ -14,7 +14,8 @@ PALETTE = ("#2563eb", "#d97706", "#7c3aed", "#0d9488", "#db2777", "#4b5563")
 
 @dataclass(frozen=True, slots=True)
 class Shape:
-    """One drawn thing: a rect (x, y, w, h), a polyline (points) or a text (x, y, text)."""
+    """One drawn thing: a rect (x, y, w, h), a line (x, y to w, h), a polyline (points), a
+    dot (x, y) or a text (x, y, text)."""
 
     kind: str
     css: str = ""
@@ -113,7 +114,10 @@ def lines(
         run: list[str] = []
         for i, value in enumerate([*values, None]):
             if value is None:
-                if run:
+                if len(run) == 1:  # a lone bucket: a dot, as a line of one point is invisible
+                    cx, cy = run[0].split(",")
+                    shapes.append(Shape("dot", "series", x=float(cx), y=float(cy), color=color))
+                elif run:
                     shapes.append(Shape("polyline", "series", points=" ".join(run), color=color))
                 run = []
                 continue

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from runner.runs import TERMINAL
+from runner.runs import TERMINAL, RunRecord
 from runner.web.console import Console, ConsoleDep
 from runner.web.runview import LEVELS, event_row, run_summary, shown
 
@@ -65,13 +65,15 @@ async def _events(
             await asyncio.sleep(POLL_SECONDS)
 
 
-def _read(console: Console, token: str, after: str) -> tuple[Any, list[tuple[str, Any]]]:
+def _read(
+    console: Console, token: str, after: str
+) -> tuple[RunRecord | None, list[tuple[str, Any]]]:
     """The run record and up to BATCH events after stream id `after`."""
     pipe = console.redis.pipeline(transaction=False)
     pipe.hgetall(console.keys.run(token))
     pipe.xrange(console.keys.log(token), min=f"({after}", count=BATCH)
     raw, entries = pipe.execute()
-    record = console.runs.get(token) if raw else None
+    record = RunRecord.from_hash(raw) if raw else None
     events = [
         (eid.decode(), json.loads(fields[b"e"]))
         for eid, fields in cast(list[tuple[bytes, dict[bytes, bytes]]], entries)

@@ -115,7 +115,8 @@ def last_tick(console: Console) -> float | None:
     keys = [console.keys.cron_last(e.name) for e in console.registry.schedule]
     if not keys:
         return None
-    marks = [parse_slot(v) for v in texts(console.redis.mget(keys)) if v and v != "None"]
+    raw: list[bytes | None] = console.redis.mget(keys)  # type: ignore[assignment]
+    marks = [parse_slot(v.decode()) for v in raw if v]
     return max(m.timestamp() for m in marks) if marks else None
 
 

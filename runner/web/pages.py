@@ -7,6 +7,7 @@ import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
@@ -57,6 +58,11 @@ def seconds(value: float | None) -> str:
     return f"{int(value // 3600)}h {int(value % 3600 // 60):02d}m"
 
 
+def run_path(token: str) -> str:
+    """The path of a run's page: the token, percent-encoded where a URL path needs it."""
+    return "/runs/" + quote(token, safe="/:@!$'()*+,;=-._~")
+
+
 def as_json(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=True, default=str)
 
@@ -69,7 +75,7 @@ def make_environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(ago=ago, when=when, seconds=seconds, as_json=as_json)
+    env.filters.update(ago=ago, when=when, seconds=seconds, as_json=as_json, run_path=run_path)
     env.globals["state_words"] = STATE_WORDS
     return env
 

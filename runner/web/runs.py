@@ -9,8 +9,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from runner.errors import UnknownRun
-from runner.runs import RunRecord
-from runner.web.console import ConsoleDep
+from runner.web.actions import cancel_available
+from runner.web.console import Console, ConsoleDep
 from runner.web.listing import PAGE_SIZES, RANGES, STATES, RunFilter, runs_page
 from runner.web.pages import render
 from runner.web.runview import EVENTS_SHOWN, LEVELS, attempts, event_row, run_summary, shown
@@ -62,12 +62,12 @@ def run_page(request: Request, console: ConsoleDep, token: str) -> Response:
         "args_json": json.dumps(record.args, indent=2, sort_keys=True, default=str),
         "done": sum((record.counters or {}).values()),
         "can_rerun": record.state in ("failed", "cancelled"),
-        "can_cancel": record.state in ("queued", "running", "retrying") and _cancel_ready(),
+        "can_cancel": record.state in ("queued", "running", "retrying") and cancel_available(),
     }
     return render(request, "run.html", context)
 
 
-def newest_events(console: ConsoleDep, token: str) -> list[tuple[str, dict[str, Any]]]:
+def newest_events(console: Console, token: str) -> list[tuple[str, dict[str, Any]]]:
     """The run's newest EVENTS_SHOWN events, oldest first."""
     raw = cast(
         list[tuple[bytes, dict[bytes, bytes]]],
@@ -81,12 +81,3 @@ def _int(raw: str | None) -> int | None:
         return int(raw) if raw else None
     except ValueError:
         return None
-
-
-def _cancel_ready() -> bool:
-    from runner.web.actions import cancel_available
-
-    return cancel_available()
-
-
-__all__ = ["RunRecord", "router"]
