@@ -48,7 +48,6 @@ def populate(settings: Settings, home: Path) -> str:
     feeds.mkdir(parents=True)
     tokens = []
     for version, sizes in (("4f2a9c1", (400, 1500, 120)), ("8d03e77", (2500, 60))):
-        os.environ["RUNNER_CODE_VERSION"] = version
         for n, size in enumerate(sizes):
             path = feeds / f"{version}-{n}.jsonl"
             with path.open("w") as out:
@@ -60,7 +59,8 @@ def populate(settings: Settings, home: Path) -> str:
         enqueuer.enqueue(Request(task, {"source": str(gone)}))
         gone.unlink()
         horse = Horse(list(settings.queues), connection=redis, serializer=JSONSerializer)
-        Executor(redis, settings, registry, worker=f"web-1.{version}").install()
+        deployed = replace(settings, code_version=version)
+        Executor(redis, deployed, registry, worker=f"web-1.{version}").install()
         horse.work(burst=True, logging_level="WARNING")
     return tokens[3]
 

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from structlog.contextvars import bound_contextvars
 
+from runner.record import RunState
 from runner.rerun import rerun
 from runner.web.console import ConsoleDep
 from runner.web.listing import RunFilter, runs_page
@@ -79,7 +80,7 @@ async def bulk_rerun(request: Request, console: ConsoleDep) -> Response:
 
 
 def _failed(flt: RunFilter) -> RunFilter:
-    return replace(flt, state="failed", limit=BULK_MAX, before="")
+    return replace(flt, state=RunState.FAILED, limit=BULK_MAX, before="")
 
 
 def cancel_function() -> Callable[..., Any] | None:

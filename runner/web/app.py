@@ -12,9 +12,9 @@ from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
 from redis import Redis
 
-from runner import logs
 from runner.config import Settings
 from runner.errors import ConfigError
+from runner.logs import configure as configure_logs
 from runner.redis import connect
 from runner.tasks import TaskRegistry, load_registry
 from runner.web import actions, cron, live, overview, runs, signin
@@ -49,7 +49,7 @@ def create_app(
     if redis is None:
         redis = connect(settings, check=False)
     if not structlog.is_configured():
-        logs.configure(stream=sys.stderr)  # actions log into the runs' streams
+        configure_logs(stream=sys.stderr)  # actions log into the runs' streams
     app = FastAPI(title="runner console", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.console = Console(settings, redis, registry)
     app.state.templates = make_environment()

@@ -27,7 +27,7 @@ class Console:
     def __post_init__(self) -> None:
         keys = Keys(self.settings.prefix)
         object.__setattr__(self, "keys", keys)
-        runs = Runs(self.redis, keys, lease_ms=self.settings.lease_ms)
+        runs = Runs(self.redis, self.settings)
         object.__setattr__(self, "runs", runs)
 
     @property

@@ -8,7 +8,7 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from runner.runs import texts
+from runner.record import RunState, texts
 from runner.web.console import Console
 from runner.web.listing import SCAN_CAP
 
@@ -74,13 +74,13 @@ def day_figures(console: Console, *, now: float) -> Figures:
     versions: list[tuple[float, str]] = []
     for raw in pipe.execute():
         state, task, created, started, finished, version = texts([v or b"" for v in raw])
-        if state not in ("succeeded", "failed") or not finished:
+        if state not in (RunState.SUCCEEDED, RunState.FAILED) or not finished:
             continue
         end = float(finished)
         i = int((end - start) // STEP)
         if not 0 <= i < BUCKETS:
             continue
-        (figures.succeeded if state == "succeeded" else figures.failed)[i] += 1
+        (figures.succeeded if state == RunState.SUCCEEDED else figures.failed)[i] += 1
         if started:
             durations[task][i].append(end - float(started))
             waits[task][i].append(max(0.0, float(started) - float(created or started)))

@@ -12,9 +12,9 @@ from urllib.parse import urlencode
 from redis import Redis
 
 from runner.keys import Keys
-from runner.runs import RunRecord, texts
+from runner.record import RunRecord, RunState, texts
 
-STATES = ("queued", "running", "retrying", "succeeded", "failed", "cancelled")
+STATES = tuple(str(s) for s in RunState)
 RANGES = {"1h": 3600, "6h": 6 * 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
 PAGE_SIZES = (25, 50, 100, 200)
 SCAN_CAP = 20_000  # runs examined per request at most: a page never reads all history
@@ -158,5 +158,5 @@ def _records(redis: Redis, keys: Keys, tokens: list[str]) -> list[RunRecord]:
 
 def recent_failures(redis: Redis, keys: Keys, *, within: float, limit: int = 10) -> list[RunRecord]:
     """The newest failed runs created within `within` seconds (overview's failing line)."""
-    flt = RunFilter(state="failed", limit=limit)
+    flt = RunFilter(state=RunState.FAILED, limit=limit)
     return runs_page(redis, keys, flt, after=time.time() - within).runs

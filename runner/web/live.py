@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from runner.runs import TERMINAL, RunRecord
+from runner.record import TERMINAL, RunRecord
 from runner.web.console import Console, ConsoleDep
 from runner.web.runview import LEVELS, event_row, run_summary, shown
 
@@ -58,7 +58,7 @@ async def _events(
         if summary != last_summary:
             last_summary = summary
             yield f"event: run\ndata: {summary}\n\n"
-        if not entries and record.state in TERMINAL | {"cancelled"}:
+        if not entries and record.state in TERMINAL:
             yield _message("end", {"state": record.state})
             return
         if len(entries) < BATCH:

@@ -12,7 +12,7 @@ from fastapi.responses import Response
 from rq import Queue, Worker
 
 from runner.health import check_health
-from runner.runs import texts
+from runner.record import RunState, texts
 from runner.schedule import parse_slot
 from runner.web.charts import Chart, lines, stacked_bars
 from runner.web.console import Console, ConsoleDep
@@ -79,7 +79,8 @@ def charts(figures: Figures) -> list[Chart]:
     return [
         stacked_bars(
             "Runs finished per 10 minutes", start=figures.start, step=figures.step,
-            series={"succeeded": figures.succeeded, "failed": figures.failed}, marks=marks,
+            series={RunState.SUCCEEDED: figures.succeeded, RunState.FAILED: figures.failed},
+            marks=marks,
         ),
         lines(
             "p95 duration per task", start=figures.start, step=figures.step,

@@ -13,14 +13,9 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, Template, select_autoescape
 
-STATE_WORDS = {
-    "queued": "queued",
-    "running": "running",
-    "retrying": "retrying",
-    "succeeded": "succeeded",
-    "failed": "failed",
-    "cancelled": "cancelled",
-}
+from runner.record import RunState
+
+STATE_WORDS = {str(s): str(s) for s in RunState}  # a state in colour and in words
 
 
 def ago(ts: float | None, *, now: float | None = None) -> str:

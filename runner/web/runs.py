@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from runner.errors import UnknownRun
+from runner.record import ACTIVE, RunState
 from runner.web.actions import cancel_available
 from runner.web.console import Console, ConsoleDep
 from runner.web.listing import PAGE_SIZES, RANGES, STATES, RunFilter, runs_page
@@ -61,8 +62,8 @@ def run_page(request: Request, console: ConsoleDep, token: str) -> Response:
         "summary": json.dumps(run_summary(record)),
         "args_json": json.dumps(record.args, indent=2, sort_keys=True, default=str),
         "done": sum((record.counters or {}).values()),
-        "can_rerun": record.state in ("failed", "cancelled"),
-        "can_cancel": record.state in ("queued", "running", "retrying") and cancel_available(),
+        "can_rerun": record.state in (RunState.FAILED, RunState.CANCELLED),
+        "can_cancel": record.state in ACTIVE and cancel_available(),
     }
     return render(request, "run.html", context)
 

@@ -7,18 +7,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from runner.runs import RunRecord
+from runner.record import RunRecord, RunState
 
 LEVELS = ("debug", "info", "warning", "error")
 EVENTS_SHOWN = 1_000  # the newest events of a run page (streams are capped at 2,000 anyway)
 _CONTEXT = {"timestamp", "event", "level", "token", "task", "attempt", "step", "job_id", "logger"}
 _ENDINGS = {
-    "run.succeeded": "succeeded",
-    "run.failed": "failed",
+    "run.succeeded": RunState.SUCCEEDED,
+    "run.failed": RunState.FAILED,
     "run.retrying": "failed, retried",
     "attempt.abandoned": "abandoned (lease lost)",
     "run.requeued": "lost (worker died), requeued",
-    "run.cancelled": "cancelled",
+    "run.cancelled": RunState.CANCELLED,
 }
 
 
@@ -54,7 +54,7 @@ def attempts(record: RunRecord, events: list[dict[str, Any]]) -> list[Attempt]:
         if not isinstance(number, int):
             continue
         name = event.get("event")
-        if name == "run.state" and event.get("state") == "running":
+        if name == "run.state" and event.get("state") == RunState.RUNNING:
             found[number] = Attempt(
                 number, worker=str(event.get("worker", "")),
                 code_version=str(event.get("code_version", "")), started=stamp(event),
@@ -109,5 +109,5 @@ def run_summary(record: RunRecord) -> dict[str, Any]:
         "counters": counters,
         "done": done,
         "total": record.total,
-        "error": (record.error or {}).get("message") if record.state == "failed" else None,
+        "error": (record.error or {}).get("message") if record.state == RunState.FAILED else None,
     }

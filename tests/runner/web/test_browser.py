@@ -13,9 +13,13 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 from redis import Redis
+from rq.serializers import JSONSerializer
 
 from runner.config import Settings
+from runner.execute import Executor
 from runner.runs import Runs
+from runner.tasks import load_registry
+from runner.worker import Horse
 from tests.conftest import state_of
 from tests.runner.web.conftest import LiveConsole
 
@@ -85,9 +89,16 @@ def test_a_vanished_feed_fails_shows_on_the_overview_and_a_rerun_succeeds_live(
 HOSTILE = "<script>alert(1)</script>"
 
 
+def work_as(settings: Settings, redis: Redis) -> None:
+    """Drain the queues in this process as a worker of `settings` (its code version)."""
+    horse = Horse(list(settings.queues), connection=redis, serializer=JSONSerializer)
+    Executor(redis, settings, load_registry(settings.tasks_module), worker=horse.name).install()
+    horse.work(burst=True, logging_level="WARNING")
+
+
 def test_hostile_names_arguments_errors_live_log_fields_and_deploy_labels_render_as_text(
     page: Any, serve: Callable[..., LiveConsole], settings: Settings, invoke: Callable[..., Any],
-    work: Callable[[], None], redis: Redis, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    work: Callable[[], None], redis: Redis, tmp_path: Path,
 ) -> None:  # fmt: skip
     # Given a feed whose name is markup, which vanished (so the error text carries it too),
     # run by a worker whose code version is markup (a deploy mark labelled with it)
@@ -98,10 +109,9 @@ def test_hostile_names_arguments_errors_live_log_fields_and_deploy_labels_render
     write_feed(first, 2)
     invoke("import", str(first))
     work()
-    monkeypatch.setenv("RUNNER_CODE_VERSION", HOSTILE)
     token = invoke("import", str(feed)).output.strip()
     feed.unlink()
-    work()
+    work_as(replace(settings, code_version=HOSTILE), redis)
     console = serve(settings)
 
     overview = page.goto(console.url + "/")
