@@ -41,4 +41,5 @@ def web_command(app: App, host: str, port: int) -> None:
     uvicorn.run(
         console, host=host, port=port, proxy_headers=False, server_header=False,
         log_level="warning", access_log=False,
+        timeout_graceful_shutdown=3,  # live-log streams would hold a stop for ever
     )  # fmt: skip

@@ -78,7 +78,8 @@ class Guard:
         if not signed_in and not path.startswith("/static/") and path not in SIGN_IN:
             if path in PROBES:
                 return _refuse(401, "unauthorized: send Authorization: Bearer $RUNNER_WEB_TOKEN")
-            return HTMLResponse(self.sign_in_page(path), status_code=401)
+            query = scope.get("query_string", b"").decode("latin-1")[:1000]
+            return HTMLResponse(self.sign_in_page(path + (f"?{query}" if query else "")), 401)
         if method not in SAFE_METHODS:
             if not self._same_origin(scope, headers):
                 return _refuse(403, "refused: a state change must come from the console's own "

@@ -3,6 +3,7 @@ site's real import task and a SQLite content store: what an operator clicks thro
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 from collections.abc import Callable
@@ -20,7 +21,9 @@ from runner.execute import Executor
 from runner.runs import Runs
 from runner.tasks import load_registry
 from runner.worker import Horse
-from tests.conftest import state_of
+from scripts.gen_posts import generate_posts
+from scripts.gen_posts import write_feed as write_posts
+from tests.conftest import state_of, wait_for
 from tests.runner.web.conftest import LiveConsole
 
 pytestmark = pytest.mark.browser
@@ -209,3 +212,43 @@ def test_the_cron_page_says_when_each_entry_fires_and_links_its_last_run(
     row.get_by_role("link", name=re.compile("poll_inbox@")).click()
     expect(page.locator("h1 .task")).to_have_text("poll_inbox")
     expect(page.locator("#run .state")).to_have_text("queued")
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("runner.cancel") is None, reason="runner cancel is not built yet"
+)
+def test_cancelling_a_running_import_stops_it_at_a_checkpoint_and_it_can_be_rerun(
+    page: Any, serve: Callable[..., LiveConsole], settings: Settings, invoke: Callable[..., Any],
+    start_worker: Callable[..., Any], runs: Runs, redis: Redis, tmp_path: Path,
+) -> None:  # fmt: skip
+    # Given an import of many small batches, running on a real worker
+    feed = tmp_path / "long.jsonl"
+    with feed.open("w") as out:
+        write_posts(generate_posts(20_000, seed=3), out)
+    args = ["--arg", f"source={feed}", "--arg", "batch_size=10"]
+    token = invoke("enqueue", "import_posts", *args).output.strip()
+    start_worker()
+    wait_for(lambda: _counters(runs, token), what="the import to pass a checkpoint")
+    console = serve(settings)
+    page.goto(f"{console.url}/runs/{token}")
+    expect(page.locator("#run .state")).to_have_text("running")
+
+    # When the operator cancels it
+    page.get_by_role("button", name="Cancel").click()
+    expect(page.locator(".notice")).to_contain_text("stopping")
+
+    # Then it stops at its next checkpoint, shown live: cancelled, with what it had done
+    expect(page.locator("#run .state")).to_have_text("cancelled", timeout=20_000)
+    record = runs.get(token)
+    assert record is not None and record.state == "cancelled"
+    done = sum((record.counters or {}).values())
+    assert 0 < done < 20_000
+    expect(page.locator("#log")).to_contain_text("run.cancel_requested")
+    expect(page.locator("#log")).to_contain_text("origin=web")
+    page.reload()
+    expect(page.get_by_role("button", name="Rerun from checkpoint")).to_be_visible()
+
+
+def _counters(runs: Runs, token: str) -> dict[str, int] | None:
+    record = runs.get(token)
+    return record.counters if record else None
