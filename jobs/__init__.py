@@ -13,3 +13,4 @@ inbox.register(registry)
 upkeep.register(registry)
 registry.schedule.extend(schedule.SCHEDULE)
 registry.commands.extend(commands.COMMANDS)
+registry.web_routers.append("jobs.web:router")  # imported by `runner web` only

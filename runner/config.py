@@ -43,6 +43,10 @@ class Settings:
     inbox: Path | None = None  # where `poll_inbox` looks; None: `home / "inbox"`
     code_version: str | None = None  # a deploy's git sha; None: the git short sha, or the package's
     health: HealthThresholds = field(default_factory=lambda: HealthThresholds())
+    web_token: str | None = field(default=None, repr=False)  # never printed
+    web_origin: str | None = None
+    web_readonly: bool = False
+    web_protect_metrics: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -70,6 +74,10 @@ class Settings:
                 stuck_seconds=_number(env, "RUNNER_HEALTH_STUCK_SECONDS", 600.0, low=0.0),
                 clock_seconds=_number(env, "RUNNER_HEALTH_CLOCK_SECONDS", 180.0, low=1.0),
             ),
+            web_token=env.get("RUNNER_WEB_TOKEN") or None,
+            web_origin=_origin(env.get("RUNNER_WEB_ORIGIN") or None),
+            web_readonly=_flag(env, "RUNNER_WEB_READONLY"),
+            web_protect_metrics=_flag(env, "RUNNER_WEB_PROTECT_METRICS"),
         )
 
     def with_changes(self, **changes: Any) -> Settings:
@@ -103,3 +111,25 @@ def _number(env: Mapping[str, str], name: str, default: float, *, low: float) ->
     if value < low:
         raise ConfigError(f"{name}={raw!r} is too small; it must be at least {low:g}")
     return value
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigError(f"{name}={raw!r} is not a flag; set it to 1 or 0")
+
+
+def _origin(raw: str | None) -> str | None:
+    """`https://jobs.example.com` (scheme and host, no path): what browsers send as Origin."""
+    if raw is None:
+        return None
+    origin = raw.strip().rstrip("/")
+    scheme, sep, host = origin.partition("://")
+    if scheme not in ("http", "https") or not sep or not host or "/" in host:
+        raise ConfigError(
+            f"RUNNER_WEB_ORIGIN={raw!r} is not an origin; set it to e.g. https://jobs.example.com"
+        )
+    return origin

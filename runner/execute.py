@@ -97,7 +97,10 @@ class Executor:
                 elif status != "ok":
                     log.info("attempt.skipped", reason=f"not runnable: {status}")
                     return Outcome(AttemptOutcome.SKIPPED, status)
-                log.info("run.state", state=RunState.RUNNING, worker=self.worker, pid=os.getpid())
+                log.info(
+                    "run.state", state=RunState.RUNNING, worker=self.worker, pid=os.getpid(),
+                    code_version=self.version,
+                )  # fmt: skip
                 return self._run_task(record, holder, steps, stream)
             finally:
                 stream.flush()

@@ -66,14 +66,18 @@ class RunnerCollector(Collector):
         yield from self._deploy()
 
     def _figures(self) -> Iterator[Metric]:
-        runs = CounterMetricFamily("runner_runs", "Attempts ended, by outcome ('retried': the "
-                                   "run tries again).", labels=["task", "queue", "outcome"])  # fmt: skip
-        started = CounterMetricFamily("runner_attempts_started", "Attempts begun.",
-                                      labels=["task", "queue"])  # fmt: skip
-        duration = HistogramMetricFamily("runner_run_duration_seconds", "Attempt durations.",
-                                         labels=["task", "queue"])  # fmt: skip
-        wait = HistogramMetricFamily("runner_queue_wait_seconds", "Enqueued or requeued to "
-                                     "started.", labels=["task", "queue"])  # fmt: skip
+        per_task = ["task", "queue"]
+        runs = CounterMetricFamily(
+            "runner_runs", "Attempts ended, by outcome ('retried': the run tries again).",
+            labels=[*per_task, "outcome"],
+        )  # fmt: skip
+        started = CounterMetricFamily("runner_attempts_started", "Attempts begun.", labels=per_task)
+        duration = HistogramMetricFamily(
+            "runner_run_duration_seconds", "Attempt durations.", labels=per_task
+        )
+        wait = HistogramMetricFamily(
+            "runner_queue_wait_seconds", "Enqueued or requeued to started.", labels=per_task
+        )
         for (task, queue), figures in sorted(Figures(self.redis, self.settings).totals().items()):
             for outcome in OUTCOMES:
                 runs.add_metric([task, queue, str(outcome)], figures.counts.get(outcome, 0))

@@ -65,6 +65,9 @@ class TaskRegistry:
         self._tasks: dict[str, Task] = {}
         self.commands: list[click.Command] = []  # the site's own CLI commands (`runner import`)
         self.schedule: list[Any] = []  # the site's cron entries (runner.schedule.CronEntry)
+        # The site's console pages: fastapi.APIRouter objects, or 'module:name' of one (so
+        # workers and the CLI never import the web stack).
+        self.web_routers: list[Any] = []
         self.register(Task(name="noop", fn=noop, queue="default", timeout=60))
 
     def register(self, task: Task) -> Task:

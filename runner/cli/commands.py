@@ -14,6 +14,7 @@ import runner.logs as logs
 from runner.cli.app import App, finish_waiting, json_line, parse_args, pass_app
 from runner.cli.cron import cron_group
 from runner.cli.runs import RUN_COMMANDS
+from runner.cli.web import web_command
 from runner.config import Settings
 from runner.deploys import DeployMarks, code_version
 from runner.enqueue import Request
@@ -180,6 +181,7 @@ def redis_url_command(app: App) -> None:
 
 
 cli.add_command(cron_group)
+cli.add_command(web_command)
 for command in RUN_COMMANDS:
     cli.add_command(command)
 

@@ -6,6 +6,7 @@ import sys
 import time
 
 import click
+from structlog.contextvars import bound_contextvars
 
 import runner.logs as logs
 from runner.cli.app import App, json_line, pass_app
@@ -105,10 +106,11 @@ def rerun(
         tokens = [r.token for r in app.runs.list(state=RunState.FAILED, task=task, since=after)]
     else:
         tokens = [app.runs.resolve(ref) for ref in run_refs]
-    results = [
-        rerun_one(app.redis, app.settings, t, from_scratch=from_scratch, dry_run=dry_run)
-        for t in tokens
-    ]
+    with bound_contextvars(origin="cli"):  # the run's log says who reran it
+        results = [
+            rerun_one(app.redis, app.settings, t, from_scratch=from_scratch, dry_run=dry_run)
+            for t in tokens
+        ]
     for r in results:
         if as_json:
             click.echo(

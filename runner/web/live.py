@@ -1,0 +1,86 @@
+"""Live run pages: the run's new log events and state as server-sent events (/live/{token})."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any, cast
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from runner.record import TERMINAL, RunRecord
+from runner.web.console import Console, ConsoleDep
+from runner.web.runview import LEVELS, event_row, run_summary, shown
+
+router = APIRouter()
+POLL_SECONDS = 0.3
+STREAM_SECONDS = 300.0  # then the browser reconnects (EventSource does, with Last-Event-ID)
+BATCH = 200
+
+
+@router.get("/live/{token:path}")
+async def live_events(request: Request, console: ConsoleDep, token: str) -> Response:
+    """`event: log` per new event after `after` (or Last-Event-ID), `event: run` when the run's
+    state or counters change, `event: end` once it is finished and every event was sent."""
+    after = request.headers.get("last-event-id") or request.query_params.get("after", "0-0")
+    level = request.query_params.get("level", "")
+    attempt_raw = request.query_params.get("attempt", "")
+    attempt = int(attempt_raw) if attempt_raw.isdigit() else None
+    stream = _events(
+        request, console, token, after=after, level=level if level in LEVELS else "",
+        attempt=attempt,
+    )  # fmt: skip
+    headers = {"cache-control": "no-store", "x-accel-buffering": "no"}
+    return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
+
+
+async def _events(
+    request: Request, console: Console, token: str, *, after: str, level: str,
+    attempt: int | None,
+) -> AsyncIterator[str]:  # fmt: skip
+    deadline = time.monotonic() + STREAM_SECONDS
+    last_summary = ""
+    yield "retry: 1000\n\n"
+    while time.monotonic() < deadline and not await request.is_disconnected():
+        record, entries = await run_in_threadpool(_read, console, token, after)
+        for event_id, event in entries:
+            after = event_id
+            if shown(event, level=level, attempt=attempt):
+                yield _message("log", event_row(event_id, event), event_id=event_id)
+        if record is None:
+            yield _message("end", {"reason": "expired"})
+            return
+        summary = json.dumps(run_summary(record), sort_keys=True)
+        if summary != last_summary:
+            last_summary = summary
+            yield f"event: run\ndata: {summary}\n\n"
+        if not entries and record.state in TERMINAL:
+            yield _message("end", {"state": record.state})
+            return
+        if len(entries) < BATCH:
+            await asyncio.sleep(POLL_SECONDS)
+
+
+def _read(
+    console: Console, token: str, after: str
+) -> tuple[RunRecord | None, list[tuple[str, Any]]]:
+    """The run record and up to BATCH events after stream id `after`."""
+    pipe = console.redis.pipeline(transaction=False)
+    pipe.hgetall(console.keys.run(token))
+    pipe.xrange(console.keys.log(token), min=f"({after}", count=BATCH)
+    raw, entries = pipe.execute()
+    record = RunRecord.from_hash(raw) if raw else None
+    events = [
+        (eid.decode(), json.loads(fields[b"e"]))
+        for eid, fields in cast(list[tuple[bytes, dict[bytes, bytes]]], entries)
+    ]
+    return record, events
+
+
+def _message(kind: str, data: dict[str, Any], *, event_id: str | None = None) -> str:
+    head = f"id: {event_id}\n" if event_id else ""
+    return f"{head}event: {kind}\ndata: {json.dumps(data)}\n\n"

@@ -1,0 +1,84 @@
+"""/runs (filters, counts per state, pages) and /runs/{token} (one run and its log)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, cast
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from runner.errors import UnknownRun
+from runner.record import ACTIVE, RunState
+from runner.web.actions import cancel_available
+from runner.web.console import Console, ConsoleDep
+from runner.web.listing import PAGE_SIZES, RANGES, STATES, RunFilter, runs_page
+from runner.web.pages import render
+from runner.web.runview import EVENTS_SHOWN, LEVELS, attempts, event_row, run_summary, shown
+
+router = APIRouter()
+
+
+@router.get("/runs")
+def runs_list(request: Request, console: ConsoleDep) -> Response:
+    flt = RunFilter.from_query(request.query_params)
+    page = runs_page(console.redis, console.keys, flt)
+    context = {
+        "flt": flt,
+        "page": page,
+        "states": STATES,
+        "ranges": RANGES,
+        "page_sizes": PAGE_SIZES,
+        "tasks": [t.name for t in console.registry],
+        "queues": sorted({t.queue for t in console.registry} | set(console.settings.queues)),
+    }
+    return render(request, "runs.html", context)
+
+
+@router.get("/runs/{token:path}")
+def run_page(request: Request, console: ConsoleDep, token: str) -> Response:
+    """One run; `?level=warning&attempt=2` filters its log (and the live events)."""
+    try:
+        token = console.runs.resolve(token)
+    except UnknownRun as exc:
+        return render(request, "missing.html", {"message": str(exc)}, status=404)
+    record = console.runs.get(token)
+    if record is None:
+        return render(request, "missing.html", {"message": f"run {token} expired"}, status=404)
+    level = request.query_params.get("level", "")
+    level = level if level in LEVELS else ""
+    attempt = _int(request.query_params.get("attempt"))
+    events = newest_events(console, token)
+    rows = [event_row(i, e) for i, e in events if shown(e, level=level, attempt=attempt)]
+    context = {
+        "run": record,
+        "steps": console.runs.steps(token),
+        "attempts": attempts(record, [e for _, e in events]),
+        "rows": rows,
+        "last_id": events[-1][0] if events else "0-0",
+        "level": level,
+        "attempt": attempt,
+        "levels": LEVELS,
+        "summary": json.dumps(run_summary(record)),
+        "args_json": json.dumps(record.args, indent=2, sort_keys=True, default=str),
+        "done": sum((record.counters or {}).values()),
+        "can_rerun": record.state in (RunState.FAILED, RunState.CANCELLED),
+        "can_cancel": record.state in ACTIVE and cancel_available(),
+    }
+    return render(request, "run.html", context)
+
+
+def newest_events(console: Console, token: str) -> list[tuple[str, dict[str, Any]]]:
+    """The run's newest EVENTS_SHOWN events, oldest first."""
+    raw = cast(
+        list[tuple[bytes, dict[bytes, bytes]]],
+        console.redis.xrevrange(console.keys.log(token), count=EVENTS_SHOWN),
+    )
+    return [(eid.decode(), json.loads(fields[b"e"])) for eid, fields in reversed(raw)]
+
+
+def _int(raw: str | None) -> int | None:
+    try:
+        return int(raw) if raw else None
+    except ValueError:
+        return None

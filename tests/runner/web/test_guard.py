@@ -1,0 +1,168 @@
+"""The console's security rules, over HTTP against real Redis: token, proxies, Origin checks
+of state changes, read-only mode, headers, bounded inputs."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from runner.runs import Runs
+from tests.conftest import state_of
+from tests.runner.web.conftest import BASE
+
+TOKEN = "s3cret-console-token-for-tests"
+SAME_SITE = {"origin": BASE, "sec-fetch-site": "same-origin"}
+
+
+def failed_run(enqueue: Callable[..., Any], drain: Callable[..., None]) -> str:
+    token: str = enqueue("broken").token
+    drain()
+    return token
+
+
+def test_a_cross_site_form_post_is_refused_and_changes_nothing(
+    client: TestClient, enqueue: Callable[..., Any], drain: Callable[..., None], runs: Runs
+) -> None:
+    token = failed_run(enqueue, drain)
+    for headers in (
+        {"origin": "https://evil.example", "sec-fetch-site": "cross-site"},
+        {"origin": "https://evil.example"},
+        {"sec-fetch-site": "same-site"},
+        {"origin": "null"},
+    ):
+        answer = client.post("/actions/rerun", data={"token": token}, headers=headers)
+        assert answer.status_code == 403, headers
+        assert "Origin" in answer.text
+    assert state_of(runs, token) == "failed"
+    answer = client.post("/actions/rerun", data={"token": token}, headers=SAME_SITE)
+    assert answer.status_code == 303
+    assert state_of(runs, token) == "queued"
+
+
+def test_the_public_origin_setting_is_what_origin_is_checked_against(
+    client_for: Callable[..., TestClient], enqueue: Callable[..., Any],
+    drain: Callable[..., None], runs: Runs,
+) -> None:  # fmt: skip
+    token = failed_run(enqueue, drain)
+    client = client_for(web_origin="https://jobs.example.com")
+    own_host = client.post("/actions/rerun", data={"token": token}, headers={"origin": BASE})
+    assert own_host.status_code == 403
+    public = {"origin": "https://jobs.example.com", "sec-fetch-site": "same-origin"}
+    assert client.post("/actions/rerun", data={"token": token}, headers=public).status_code == 303
+    assert state_of(runs, token) == "queued"
+
+
+def test_state_changes_are_never_gets(client: TestClient) -> None:
+    for path in ("/actions/rerun", "/actions/cancel"):
+        assert client.get(path).status_code == 405
+
+
+def test_with_a_token_every_page_needs_it_by_bearer_or_by_the_sign_in_cookie(
+    client_for: Callable[..., TestClient],
+) -> None:
+    client = client_for(web_token=TOKEN)
+    for path in ("/", "/runs", "/cron", "/runs/anything", "/live/x", "/rerun"):
+        answer = client.get(path)
+        assert answer.status_code == 401, path
+        assert TOKEN not in answer.text
+    assert client.get("/", headers={"authorization": "Bearer wrong"}).status_code == 401
+    assert client.get("/", headers={"authorization": f"Bearer {TOKEN}"}).status_code == 200
+
+    wrong = client.post("/login", data={"token": "nope", "next": "/runs"}, headers=SAME_SITE)
+    assert wrong.status_code == 401
+    assert "set-cookie" not in wrong.headers
+    signed = client.post("/login", data={"token": TOKEN, "next": "/runs"}, headers=SAME_SITE)
+    assert signed.status_code == 303
+    assert signed.headers["location"] == "/runs"
+    cookie = signed.headers["set-cookie"]
+    assert "HttpOnly" in cookie
+    assert "SameSite=strict" in cookie or "SameSite=Strict" in cookie
+    assert TOKEN not in cookie  # the cookie is derived from the token, not the token
+    assert client.get("/runs").status_code == 200  # the client now sends the cookie
+    client.post("/logout", headers=SAME_SITE)
+    client.cookies.clear()
+    assert client.get("/runs").status_code == 401
+
+
+def test_sign_in_redirects_only_to_the_consoles_own_pages(
+    client_for: Callable[..., TestClient],
+) -> None:
+    client = client_for(web_token=TOKEN)
+    for target in ("//evil.example/x", "https://evil.example", "/\\evil.example"):
+        data = {"token": TOKEN, "next": target}
+        answer = client.post("/login", data=data, headers=SAME_SITE)
+        assert answer.headers["location"] == "/"
+
+
+def test_probes_stay_open_without_the_token_unless_protected(
+    client_for: Callable[..., TestClient],
+) -> None:
+    open_probes = client_for(web_token=TOKEN)
+    for path in ("/health", "/metrics"):
+        assert open_probes.get(path).status_code != 401
+        assert open_probes.get(path, headers={"x-forwarded-for": "1.2.3.4"}).status_code != 403
+    protected = client_for(web_token=TOKEN, web_protect_metrics=True)
+    for path in ("/health", "/metrics"):
+        assert protected.get(path).status_code == 401
+        bearer = {"authorization": f"Bearer {TOKEN}"}
+        assert protected.get(path, headers=bearer).status_code != 401
+
+
+def test_a_forwarded_request_is_refused_unless_a_token_is_set(
+    client_for: Callable[..., TestClient],
+) -> None:
+    bare = client_for()
+    for header in ({"x-forwarded-for": "203.0.113.9"}, {"forwarded": "for=203.0.113.9"}):
+        answer = bare.get("/", headers=header)
+        assert answer.status_code == 403
+        assert "RUNNER_WEB_TOKEN" in answer.text
+    assert bare.get("/").status_code == 200
+    guarded = client_for(web_token=TOKEN)
+    forwarded = {"x-forwarded-for": "203.0.113.9", "authorization": f"Bearer {TOKEN}"}
+    assert guarded.get("/", headers=forwarded).status_code == 200
+
+
+def test_read_only_hides_the_actions_and_refuses_them(
+    client_for: Callable[..., TestClient], enqueue: Callable[..., Any],
+    drain: Callable[..., None], runs: Runs,
+) -> None:  # fmt: skip
+    token = failed_run(enqueue, drain)
+    client = client_for(web_readonly=True)
+    page = client.get(f"/runs/{token}").text
+    assert "/actions/rerun" not in page
+    assert "read-only" in page
+    assert "/rerun?" not in client.get("/runs").text
+    for path, data in (("/actions/rerun", {"token": token}), ("/rerun", {"token": token}),
+                       ("/actions/cancel", {"token": token})):  # fmt: skip
+        answer = client.post(path, data=data, headers=SAME_SITE)
+        assert answer.status_code == 403
+        assert "read-only" in answer.text
+    assert client.get("/rerun?state=failed").status_code == 403
+    assert state_of(runs, token) == "failed"
+
+
+def test_every_page_has_a_strict_csp_and_no_inline_script(
+    client: TestClient, enqueue: Callable[..., Any], drain: Callable[..., None]
+) -> None:
+    token = failed_run(enqueue, drain)
+    for path in ("/", "/runs", f"/runs/{token}", "/cron", "/rerun?state=failed", "/login"):
+        answer = client.get(path)
+        csp = answer.headers["content-security-policy"]
+        assert "script-src 'self'" in csp
+        assert "unsafe-inline" not in csp
+        assert answer.headers["x-frame-options"] == "DENY"
+        html = answer.text
+        assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html), path
+        assert not re.search(r"\son[a-z]+\s*=", html), path
+
+
+def test_page_sizes_and_ranges_are_bounded(client: TestClient, enqueue: Callable[..., Any]) -> None:
+    for i in range(230):
+        enqueue("noop", token=f"bulk-{i:03d}")
+    rows = client.get("/runs?limit=100000").text.count('class="token" href="/runs/')
+    assert rows == 200
+    assert client.get("/runs?since=9999d&limit=abc").status_code == 200
+    assert client.get("/runs?before=garbage").status_code == 200
