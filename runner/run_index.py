@@ -113,7 +113,8 @@ class RunIndex:
                 raise ValueError(f"page cursor {query.after!r} is not 'score:token'")
             newest = repr(float(score))
         oldest = "-inf" if query.since is None else repr(query.since)
-        args = [newest, oldest, cursor_token, max(1, query.limit), query.token_prefix, SCAN_CAP]
+        args: list[Any] = [newest, oldest, cursor_token, max(1, query.limit), query.token_prefix]
+        args.append(SCAN_CAP)
         tokens, _scores, next_score, next_token = cast(
             list[Any], self._page(keys=[primary, *indexes], args=args)
         )
