@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from typing import Any
 
 from redis import Redis
+from rq import Queue
 
 from runner.config import Settings
 from runner.keys import Keys
 from runner.lua import registered
-from runner.record import texts
+from runner.record import RunState, texts
 
 CHUNK = 500
 
@@ -56,12 +56,34 @@ def prune_runs(redis: Redis, settings: Settings, *, now: float | None = None) ->
     # ZSCAN may return a member twice; judge each token once.
     tokens = sorted({texts([member])[0] for member, _ in redis.zscan_iter(keys.runs)})
     counts: Counter[str] = Counter({"expired": 0, "orphaned": 0, "kept": 0, "active": 0})
+    indexes = _indexes(redis, settings)
     for start in range(0, len(tokens), CHUNK):
         pipe = redis.pipeline(transaction=False)
-        for token in tokens[start : start + CHUNK]:
+        chunk = tokens[start : start + CHUNK]
+        for token in chunk:
             run_keys = [keys.runs, keys.run(token), keys.steps(token), keys.log(token)]
             script(keys=run_keys, args=[token, cutoff], client=pipe)
-        outcomes: list[Any] = pipe.execute()
-        counts.update(texts(outcomes))
+        outcomes = texts(pipe.execute())
+        counts.update(outcomes)
+        removed = [t for t, o in zip(chunk, outcomes, strict=True) if o in ("expired", "orphaned")]
+        if removed:  # out of the listings' indexes too
+            pipe = redis.pipeline(transaction=False)
+            for index in indexes:
+                pipe.zrem(index, *removed)
+            pipe.execute()
     counts.pop("gone", None)
     return dict(counts)
+
+
+def _indexes(redis: Redis, settings: Settings) -> list[str]:
+    """Every index a run's token may be in: per state, per task, per queue."""
+    keys = Keys(settings.prefix)
+    tasks = texts(redis.smembers(keys.tasks))
+    rq_queues = texts(redis.smembers(Queue.redis_queues_keys))
+    queues = {q.removeprefix(Queue.redis_queue_namespace_prefix) for q in rq_queues}
+    queues |= set(settings.queues)
+    return [
+        *(keys.by_state(s) for s in RunState),
+        *(keys.by_task(t) for t in tasks),
+        *(keys.by_queue(q) for q in sorted(queues)),
+    ]
