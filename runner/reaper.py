@@ -98,31 +98,32 @@ class Reaper:
     def requeue_lost(self) -> int:
         """Runs queued for over a lease whose RQ job is in no queue and no intermediate list
         (deleted with rq-dashboard, `rq empty`...): still wanted, so give them the next
-        attempt. Read from the queued runs' index, oldest first, never a scan of all runs."""
+        attempt. Reads the oldest LOST_BATCH of the queued runs' index (never a scan of all
+        runs) in two round trips."""
+        index = self.keys.by_state(RunState.QUEUED)
         since = time.time() - self.settings.lease_seconds
-        tokens = texts(self.redis.zrangebyscore(self.keys.by_state(RunState.QUEUED), "-inf",
-                                                since, start=0, num=LOST_BATCH))  # fmt: skip
-        moved = 0
+        tokens = texts(self.redis.zrangebyscore(index, "-inf", since, start=0, num=LOST_BATCH))
+        pipe = self.redis.pipeline(transaction=False)
         for token in tokens:
-            record = self.runs.get(token)
-            if record is None:
-                self.redis.zrem(self.keys.by_state(RunState.QUEUED), token)
-            elif record.state == RunState.QUEUED and self._job_gone(record):
-                moved += self._next_attempt(
-                    record, seen=RunState.QUEUED, reason="its RQ job is gone (deleted or emptied)"
-                )
+            pipe.hgetall(self.keys.run(token))
+        records = [RunRecord.from_hash(raw) if raw else None for raw in pipe.execute()]
+        if gone := [t for t, r in zip(tokens, records, strict=True) if r is None]:
+            self.redis.zrem(index, *gone)
+        queued = [r for r in records if r is not None and r.state == RunState.QUEUED]
+        # One MULTI: a job moving from its queue to the intermediate list is seen in one.
+        with self.redis.pipeline(transaction=True) as multi:
+            for record in queued:
+                multi.exists(Job.key_for(record.job_id))
+                multi.lpos(self.jobs.queue(record.queue).key, record.job_id)
+                multi.lpos(delivery_key(record.queue), record.job_id)
+            seen = multi.execute()
+        moved = 0
+        for i, record in enumerate(queued):
+            exists, in_queue, in_delivery = seen[3 * i : 3 * i + 3]
+            if not exists or (in_queue is None and in_delivery is None):
+                why = "its RQ job is gone (deleted or emptied)"
+                moved += self._next_attempt(record, seen=RunState.QUEUED, reason=why)
         return moved
-
-    def _job_gone(self, record: RunRecord) -> bool:
-        """Neither its queue nor its queue's intermediate list holds the run's job id, or the
-        job hash is gone (read in one MULTI: a job moving between them is seen once)."""
-        queue = self.jobs.queue(record.queue)
-        with self.redis.pipeline(transaction=True) as pipe:
-            pipe.exists(Job.key_for(record.job_id))
-            pipe.lpos(queue.key, record.job_id)
-            pipe.lpos(delivery_key(record.queue), record.job_id)
-            exists, in_queue, in_delivery = pipe.execute()
-        return not exists or (in_queue is None and in_delivery is None)
 
     def promote_due(self) -> int:
         """Runs waiting to retry whose time has come: push their next attempt."""
