@@ -5,14 +5,20 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import pytest
 from click.testing import Result
 from redis import Redis
 
 from runner.config import Settings
+from runner.cron import Cron
+from runner.deploys import DeployMarks
 from runner.enqueue import Enqueued
+from runner.health import check_health
+from runner.tasks import TaskRegistry, load_registry
 from tests.conftest import ROOT, worker_env
 
 RUNS = 30
@@ -75,8 +81,6 @@ def test_few_runs_never_make_a_verdict(
     settings: Settings, redis: Redis, enqueue: Callable[..., Enqueued],
     drain: Callable[..., None], invoke: Callable[..., Result],
 ) -> None:  # fmt: skip
-    from runner.deploys import DeployMarks
-
     marks = DeployMarks(redis, settings)
     marks.mark("A", by="t")
     redis.hset("probe:behaviour", mapping={"fail_every": 1})  # every run fails
@@ -92,3 +96,31 @@ def test_few_runs_never_make_a_verdict(
     assert report["failing"]["figures"]["tasks"] == ["deployed"]
     assert len(report["failing"]["figures"]["recent"]) == 3
     assert report["deploy"]["verdict"] == "ok"
+
+
+def test_the_clock_is_part_of_up_when_the_schedule_has_entries(
+    redis: Redis, settings: Settings
+) -> None:
+    scheduled = load_registry("tests.cron_tasks")
+    assert "clock never ticked" in check_health(redis, settings, registry=scheduled).up.text
+
+    Cron(redis, settings, registry=scheduled).tick(datetime.now(UTC))
+    ticked = check_health(redis, settings, registry=scheduled).up.text
+    assert "clock ticked" in ticked
+
+    later = check_health(redis, settings, registry=scheduled, now=time.time() + 200)
+    assert later.up.verdict == "FAIL" and "clock last ticked 3.3 min ago" in later.up.text
+    unscheduled = check_health(redis, settings, registry=TaskRegistry(), now=time.time() + 200)
+    assert "the clock stopped" not in unscheduled.up.text and "clock ticked" in unscheduled.up.text
+
+
+def test_runs_queued_long_on_a_queue_no_live_worker_serves_are_counted(
+    redis: Redis, settings: Settings, enqueue: Callable[..., Enqueued]
+) -> None:
+
+    enqueue("noop", token="waiting")
+    fresh = check_health(redis, settings)
+    assert "queued over" not in fresh.up.text
+
+    later = check_health(redis, settings, now=time.time() + settings.health.stuck_seconds + 1)
+    assert "1 runs queued over 10.0 min with no live worker on their queue" in later.up.text
