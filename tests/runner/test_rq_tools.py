@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from redis import Redis
+from rq import Queue
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
 
 from runner.config import Settings
 from runner.enqueue import Enqueued
+from runner.keys import Keys
 from runner.logs import read_events
+from runner.reaper import Reaper
 from runner.rerun import RerunAction, rerun
 from runner.runs import Runs
 
@@ -106,3 +110,24 @@ def test_the_rq_cli_requeues_with_the_json_serializer(
     drain()
     record = runs.get("f")
     assert record is not None and record.state == "succeeded" and record.attempt == 6
+
+
+def test_a_run_failed_by_the_reaper_is_a_failed_job_too(
+    redis: Redis, settings: Settings, runs: Runs, enqueue: Callable[..., Enqueued],
+) -> None:  # fmt: skip
+    # Given a run on its last attempt whose worker died (its lease gone)
+    one_attempt = replace(settings, max_attempts=1)
+    run = enqueue("slow_steps", steps=1)
+    redis.hset(Keys(settings.prefix).run(run.token), "max_attempts", 1)
+    assert Queue("default", connection=redis).pop_job_id() == run.job_id
+    assert runs.begin(run.token, 1, holder=run.job_id, worker="w", version="t")[0] == "ok"
+    redis.delete(Keys(settings.prefix).lease(run.token))
+
+    # When the reaper fails it (no attempt left)
+    Reaper(redis, one_attempt).sweep()
+
+    # Then RQ's failed registry holds its job, with the reason
+    assert runs.get(run.token).state == "failed"  # type: ignore[union-attr]
+    assert failed_registry(redis).get_job_ids() == [run.job_id]
+    job = Job.fetch(run.job_id, connection=redis, serializer=JSONSerializer)
+    assert "WorkerLost" in str(job.latest_result().exc_string)  # type: ignore[union-attr]
