@@ -12,7 +12,7 @@ from click.testing import Result
 from redis import Redis
 
 from runner.config import Settings
-from runner.deploys import PROJECT, DeployMarks, code_version
+from runner.deploys import PROJECT, DeployMarks, _git_short_sha, code_version
 from tests.conftest import ROOT, worker_env
 
 
@@ -67,6 +67,7 @@ def test_the_code_version_is_the_setting_else_the_git_short_sha() -> None:
             ["git", "-C", str(PROJECT), "rev-parse", "--short", "HEAD"],
             capture_output=True, text=True, check=True,
         ).stdout.strip()  # fmt: skip
+        _git_short_sha.cache_clear()  # cached per process: its code does not change under it
         assert code_version(Settings()) == sha
 
 
