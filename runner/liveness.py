@@ -11,6 +11,7 @@ dashboards stop showing ghosts.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 
@@ -28,6 +29,7 @@ from runner.lua import registered
 from runner.record import texts
 
 log = structlog.get_logger("runner.liveness")
+HORSE_NAME = re.compile(r"\.horse\d+$")  # runner.worker.horse_name
 
 # The supervisor's beat for its horse: refresh the heartbeat of a registration that exists
 # (never recreate one the reaper removed).
@@ -67,8 +69,11 @@ class Liveness:
         self._beat = registered(redis, _BEAT)
 
     def registered(self) -> list[WorkerBeat]:
-        """Every worker in RQ's registry (alive or not), by name."""
-        keys = sorted(texts(self.redis.smembers(Worker.redis_workers_keys)))
+        """Every runner horse in RQ's worker registry (alive or not), by name; workers that
+        are not the runner's (a plain `rq worker` sharing this Redis) are left to RQ."""
+        prefix = Worker.redis_worker_namespace_prefix
+        members = texts(self.redis.smembers(Worker.redis_workers_keys))
+        keys = sorted(k for k in members if HORSE_NAME.search(k.removeprefix(prefix)))
         pipe = self.redis.pipeline(transaction=False)
         for key in keys:
             pipe.hmget(key, "last_heartbeat", "queues", "state")

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from click.testing import Result
 from redis import Redis
 from rq import Queue, Worker
 from rq.registry import StartedJobRegistry
+from rq.serializers import JSONSerializer
+from rq.utils import utcformat
 
 from runner.config import Settings
 from runner.enqueue import Enqueued
@@ -117,3 +120,18 @@ def test_a_queued_run_whose_rq_job_was_deleted_finishes_once(
     assert events.count("run.requeued") == 1 and events.count("run.succeeded") == 1
     requeued = next(e for e in logged if e["event"] == "run.requeued")
     assert "RQ job is gone" in str(requeued["reason"])
+
+
+def test_the_reaper_buries_only_dead_runner_horses(redis: Redis, settings: Settings) -> None:
+
+    long_ago = utcformat(datetime.now(UTC) - timedelta(seconds=10 * settings.lease_seconds))
+    for name in ("W.horse41", "W.horse42", "someone-elses-rq-worker"):
+        Worker(["default"], connection=redis, name=name, serializer=JSONSerializer).register_birth()
+    for name in ("W.horse41", "someone-elses-rq-worker"):
+        redis.hset(f"rq:worker:{name}", "last_heartbeat", long_ago)
+
+    buried = Liveness(redis, settings).bury_dead()
+
+    assert buried == ["W.horse41"]
+    assert names(redis) == {"W.horse42", "someone-elses-rq-worker"}
+    assert [w.name for w in Liveness(redis, settings).alive()] == ["W.horse42"]
