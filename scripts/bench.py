@@ -28,7 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `scripts.*` when run as a file
 
-from scripts import bench_console, bench_imports, bench_queue
+from scripts import bench_console, bench_imports, bench_index, bench_queue
 from scripts.bench_env import POSTGRES_ENV, BenchEnv, machine
 
 LEASE_SECONDS = 5.0
@@ -188,6 +188,20 @@ def console_row(env: BenchEnv, sizes: Sizes, notes: list[str]) -> Row:
     )  # fmt: skip
 
 
+def index_row(env: BenchEnv, notes: list[str]) -> Row:
+    times = bench_index.page_vs_list(env)
+    notes.append(
+        f"run index: a page of {bench_index.LIMIT} failed import_posts runs among"
+        f" {times.runs:,}: RunIndex.page (the state/task indexes, one Lua call)"
+        f" {times.index_ms:.1f} ms against Runs.list (reads records to filter)"
+        f" {times.list_ms:.1f} ms; median of 7"
+    )
+    return Row(
+        "index_page_vs_list", f"{times.index_ms:.1f} ms", f"{times.list_ms:.1f} ms",
+        round(times.speedup, 1), ">= 5", times.speedup >= 5,
+    )  # fmt: skip
+
+
 def section(name: str, keys: list[str], measure: Callable[[], list[Row]]) -> list[Row]:
     """Run one measurement; an error is reported and becomes failed rows, the rest still runs."""
     started = time.monotonic()
@@ -224,6 +238,7 @@ def run(env: BenchEnv, sizes: Sizes) -> tuple[list[Row], list[str]]:
     rows += section(
         "console runs page", ["console_runs_page_ms"], lambda: [console_row(env, sizes, notes)]
     )
+    rows += section("run index page", ["index_page_vs_list"], lambda: [index_row(env, notes)])
     return rows, notes
 
 
@@ -249,7 +264,7 @@ def summary(rows: list[Row]) -> dict[str, Any]:
     keys = (
         "noop_vs_simpleworker", "noop_vs_worker", "enqueue_vs_rq", "bulk_enqueue_vs_rq",
         "import_vs_raw_sqlite", "import_vs_raw_postgres", "recovery_s", "redo_batches",
-        "peak_rss_mb", "console_runs_page_ms",
+        "peak_rss_mb", "console_runs_page_ms", "index_page_vs_list",
     )  # fmt: skip
     values = {r.key: r.value for r in rows}
     return {key: values.get(key) for key in keys}
