@@ -29,6 +29,7 @@ import runner.logs as logs
 from runner.config import Settings
 from runner.delivery import DeliveryQueue
 from runner.deploys import mark_deploy
+from runner.errors import RunFailed
 from runner.execute import Executor
 from runner.reaper import Reaper
 from runner.redis import connect
@@ -82,6 +83,11 @@ class Horse(SimpleWorker):
 
     def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
         super().prepare_job_execution(job, remove_from_intermediate_queue=False)
+
+    def handle_exception(self, job: Job, *exc_info: Any) -> None:
+        if isinstance(exc_info[1], RunFailed):
+            return  # the run's own failure: logged as `run.failed` already, no traceback
+        super().handle_exception(job, *exc_info)
 
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
         now = time.monotonic()
