@@ -20,6 +20,7 @@ from runner.errors import (
     TaskError,
     TransientError,
 )
+from runner.health import Check as HealthCheck
 from runner.record import RunState
 from runner.redis import connect, redact
 from runner.retention import prune_runs
@@ -31,6 +32,7 @@ __all__ = [
     "ConfigError",
     "CronEntry",
     "Enqueued",
+    "HealthCheck",
     "InvalidArguments",
     "LeaseLost",
     "PermanentError",

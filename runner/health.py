@@ -11,7 +11,7 @@ code version against the version before it, by version: runner.compare says what
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -29,7 +29,6 @@ from runner.keys import Keys
 from runner.liveness import Liveness
 from runner.record import RunState, texts
 from runner.runs import Runs
-from runner.tasks import TaskRegistry
 
 DAY = 24 * HOUR
 
@@ -77,16 +76,28 @@ class Report:
         return {"ok": self.ok, **{a.question: asdict(a) for a in self.answers}}
 
 
-# A site check (`TaskRegistry.health_checks`, added by the site: the content store...): a
-# callable returning (ok, one-line detail); it counts as part of "up".
-SiteCheck = Callable[[], tuple[bool, str]]
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One site check's result (exported as `runner.HealthCheck`): its name, whether it
+    passed, and a one-line detail."""
+
+    name: str
+    ok: bool
+    detail: str
+
+
+# The site's own checks (`TaskRegistry.health_checks`: its content store, say): each takes the
+# settings and returns a Check; they are part of "up".
+SiteCheck = Callable[[Settings], Check]
 
 
 def check_health(
-    redis: Redis, settings: Settings, *, registry: TaskRegistry | None = None,
-    now: float | None = None,
+    redis: Redis, settings: Settings, *, site_checks: Sequence[SiteCheck] = (),
+    scheduled: bool = False, now: float | None = None,
 ) -> Report:  # fmt: skip
-    """The four answers; "up" fails (and the rest are not asked) when Redis does not answer."""
+    """The four answers (`scheduled`: the schedule has entries, so the clock must tick; the
+    site's checks are part of "up"); "up" fails, and the rest are unknown, when Redis does
+    not answer."""
     now = time.time() if now is None else now
     try:
         started = time.perf_counter()
@@ -96,18 +107,20 @@ def check_health(
         down = Answer("up", Verdict.FAIL, f"redis unreachable: {exc}")
         return Report((down, *(Answer(q, Verdict.WARN, "unknown: Redis is down") for q in
                                ("slow", "failing", "deploy"))))  # fmt: skip
-    health = _Health(redis, settings, registry, now)
+    health = _Health(redis, settings, site_checks=site_checks, scheduled=scheduled, now=now)
     return Report((health.up(latency), health.slow(), health.failing(), health.deploy()))
 
 
 class _Health:
     def __init__(
-        self, redis: Redis, settings: Settings, registry: TaskRegistry | None, now: float
-    ) -> None:
+        self, redis: Redis, settings: Settings, *, site_checks: Sequence[SiteCheck],
+        scheduled: bool, now: float,
+    ) -> None:  # fmt: skip
         self.redis = redis
         self.settings = settings
         self.limits = settings.health
-        self.registry = registry
+        self.site_checks = site_checks
+        self.scheduled = scheduled
         self.now = now
         self.keys = Keys(settings.prefix)
         self.figures = Figures(redis, settings)
@@ -131,17 +144,17 @@ class _Health:
             parts.append(f"{stuck} runs queued over {seconds_text(self.limits.stuck_seconds)} "
                          "with no live worker on their queue")  # fmt: skip
             problems.append("stuck runs")
-        for ok, detail in self._site_checks():
-            parts.append(detail)
-            if not ok:
-                problems.append(detail)
+        for check in self._site_checks():
+            parts.append(f"{check.name} {'ok' if check.ok else 'FAIL'}: {check.detail}")
+            if not check.ok:
+                problems.append(check.name)
         figures = {"redis_ms": round(latency * 1000, 3), "workers": len(workers), "stuck": stuck}
         verdict = Verdict.FAIL if problems else Verdict.OK
         return Answer("up", verdict, "; ".join(parts), figures)
 
     def _clock(self, problems: list[str]) -> str:
         raw = self.redis.get(self.keys.last_tick)
-        scheduled = bool(self.registry is not None and self.registry.schedule)
+        scheduled = self.scheduled
         if raw is None:
             if scheduled:
                 problems.append("the clock never ticked")
@@ -168,14 +181,13 @@ class _Health:
             pipe.hget(self.keys.run(token), "queue")
         return sum(1 for q in pipe.execute() if q is not None and q.decode() not in served)
 
-    def _site_checks(self) -> Iterable[tuple[bool, str]]:
-        # The site's own checks (the content store, ...) hang on the registry: see SiteCheck.
-        checks: Iterable[SiteCheck] = getattr(self.registry, "health_checks", ()) or ()
-        for check in checks:
+    def _site_checks(self) -> Iterable[Check]:
+        for site_check in self.site_checks:
             try:
-                yield check()
+                yield site_check(self.settings)
             except Exception as exc:  # a site check must not take health down with it
-                yield False, f"{getattr(check, '__name__', 'site check')} raised {exc!r}"
+                name = getattr(site_check, "__name__", "site")
+                yield Check(name, False, f"the check itself failed: {exc!r}"[:300])
 
     def slow(self) -> Answer:
         hour = self._windows(since=self.now - HOUR)

@@ -13,6 +13,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from runner.errors import ConfigError, TransientError, UnknownTask
+from runner.health import SiteCheck
 
 TaskFunction = Callable[..., Any]
 _T = TypeVar("_T")
@@ -65,6 +66,9 @@ class TaskRegistry:
         self._tasks: dict[str, Task] = {}
         self.commands: list[click.Command] = []  # the site's own CLI commands (`runner import`)
         self.schedule: list[Any] = []  # the site's cron entries (runner.schedule.CronEntry)
+        # The site's own checks for `runner health` (its database, say): each takes the
+        # settings and returns a `HealthCheck` (name, ok, one-line detail).
+        self.health_checks: list[SiteCheck] = []
         # The site's console pages: fastapi.APIRouter objects, or 'module:name' of one (so
         # workers and the CLI never import the web stack).
         self.web_routers: list[Any] = []

@@ -129,7 +129,10 @@ def health(app: App, as_json: bool) -> None:
             registry: TaskRegistry | None = app.registry
         except RunnerError:
             registry = None  # health still answers; the worker's start says what is wrong
-        report = check_health(redis, app.settings, registry=registry)
+        report = check_health(
+            redis, app.settings, site_checks=registry.health_checks if registry else (),
+            scheduled=bool(registry and registry.schedule),
+        )  # fmt: skip
     if as_json:
         click.echo(json_line(**report.as_dict()))
     else:

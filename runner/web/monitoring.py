@@ -34,9 +34,11 @@ def _console(request: Request) -> _Console:
 @router.get("/health")
 async def health(request: Request) -> JSONResponse:
     console = _console(request)
+    registry = console.registry
     report = await run_in_threadpool(
-        check_health, console.redis, console.settings, registry=console.registry
-    )
+        check_health, console.redis, console.settings, site_checks=registry.health_checks,
+        scheduled=bool(registry.schedule),
+    )  # fmt: skip
     body: dict[str, Any] = report.as_dict()
     return JSONResponse(body, status_code=200 if report.up.ok else 503)
 

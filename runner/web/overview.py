@@ -60,7 +60,11 @@ def overview(request: Request, console: ConsoleDep) -> Response:
 def answers(console: Console, figures: Figures, failures: list[Any]) -> list[Answer]:
     """The four questions: up as `runner health` answers it (runner.health); failing from
     the runs of the last 24 hours; slow and deploy from the same figures."""
-    up = check_health(console.redis, console.settings, registry=console.registry).up
+    registry = console.registry
+    up = check_health(
+        console.redis, console.settings, site_checks=registry.health_checks,
+        scheduled=bool(registry.schedule),
+    ).up  # fmt: skip
     found = [Answer("up", str(up.verdict), up.text)]
     found.append(Answer("slow", "ok" if figures.finished else "-", figures.slow_text()))
     failed, finished = figures.failed_total, figures.finished

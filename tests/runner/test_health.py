@@ -17,8 +17,9 @@ from runner.config import Settings
 from runner.cron import Cron
 from runner.deploys import DeployMarks
 from runner.enqueue import Enqueued
+from runner.health import Check as HealthCheck
 from runner.health import check_health
-from runner.tasks import TaskRegistry, load_registry
+from runner.tasks import load_registry
 from tests.conftest import ROOT, worker_env
 
 RUNS = 30
@@ -102,15 +103,16 @@ def test_the_clock_is_part_of_up_when_the_schedule_has_entries(
     redis: Redis, settings: Settings
 ) -> None:
     scheduled = load_registry("tests.cron_tasks")
-    assert "clock never ticked" in check_health(redis, settings, registry=scheduled).up.text
+    assert scheduled.schedule
+    assert "clock never ticked" in check_health(redis, settings, scheduled=True).up.text
 
     Cron(redis, settings, registry=scheduled).tick(datetime.now(UTC))
-    ticked = check_health(redis, settings, registry=scheduled).up.text
+    ticked = check_health(redis, settings, scheduled=True).up.text
     assert "clock ticked" in ticked
 
-    later = check_health(redis, settings, registry=scheduled, now=time.time() + 200)
+    later = check_health(redis, settings, scheduled=True, now=time.time() + 200)
     assert later.up.verdict == "FAIL" and "clock last ticked 3.3 min ago" in later.up.text
-    unscheduled = check_health(redis, settings, registry=TaskRegistry(), now=time.time() + 200)
+    unscheduled = check_health(redis, settings, scheduled=False, now=time.time() + 200)
     assert "the clock stopped" not in unscheduled.up.text and "clock ticked" in unscheduled.up.text
 
 
@@ -124,3 +126,17 @@ def test_runs_queued_long_on_a_queue_no_live_worker_serves_are_counted(
 
     later = check_health(redis, settings, now=time.time() + settings.health.stuck_seconds + 1)
     assert "1 runs queued over 10.0 min with no live worker on their queue" in later.up.text
+
+
+def test_the_sites_own_checks_are_part_of_up(redis: Redis, settings: Settings) -> None:
+    def store(settings: Settings) -> HealthCheck:
+        return HealthCheck("content store", False, "schema behind: run `runner db init`")
+
+    def broken(settings: Settings) -> HealthCheck:
+        raise OSError("disk on fire")
+
+    up = check_health(redis, settings, site_checks=[store, broken]).up
+
+    assert up.verdict == "FAIL"
+    assert "content store FAIL: schema behind: run `runner db init`" in up.text
+    assert "broken FAIL: the check itself failed: OSError('disk on fire')" in up.text
