@@ -7,7 +7,8 @@ The rules (the README's Monitoring section states them too):
 - the failure rate changed when the two-proportion z statistic is at least 3 and the rates
   differ by at least one percentage point;
 - a p50 or p95 (duration, queue wait) changed when it moved by more than `slower` (25 %) of
-  the earlier value and by at least 50 ms (below that, bucket interpolation is noise).
+  the earlier value and by at least 100 ms (below that, scheduling jitter and bucket
+  interpolation are noise).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from runner.record import RunState
 
 Z_CHANGED = 3.0
 RATE_POINTS = 0.01
-SECONDS_FLOOR = 0.05
+SECONDS_FLOOR = 0.1
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ import click
 from redis.exceptions import RedisError
 
 import runner.logs as logs
+from runner.answers import Answer, Verdict
 from runner.cli.app import App, finish_waiting, json_line, parse_args, pass_app
 from runner.cli.cron import cron_group
 from runner.cli.runs import RUN_COMMANDS
@@ -26,7 +27,7 @@ from runner.errors import (
     UnknownRun,
     UnknownTask,
 )
-from runner.health import Answer, Report, Verdict, check_health
+from runner.health import Report, check_health
 from runner.redis import EmbeddedRedis, redact
 from runner.tasks import TaskRegistry, load_registry
 from runner.worker import WorkerOptions, run_worker

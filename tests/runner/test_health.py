@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -19,35 +17,39 @@ from runner.deploys import DeployMarks
 from runner.enqueue import Enqueued
 from runner.health import Check as HealthCheck
 from runner.health import check_health
+from runner.liveness import Liveness
+from runner.runs import Runs
 from runner.tasks import load_registry
-from tests.conftest import ROOT, worker_env
+from tests.conftest import WorkerProcess, state_of, wait_for
 
 RUNS = 30
 
 
 def deploy(
-    settings: Settings, redis: Redis, enqueue: Callable[..., Enqueued], *, version: str,
-    seconds: float = 0.0, fail_every: int = 0,
+    settings: Settings, redis: Redis, enqueue: Callable[..., Enqueued],
+    start_worker: Callable[..., WorkerProcess], *, version: str, seconds: float = 0.02,
+    fail_every: int = 0,
 ) -> None:  # fmt: skip
-    """Workers of `version` (real processes, in burst mode) run RUNS runs of `deployed`."""
+    """Two workers of `version` (real processes), started before the work arrives so the
+    queue wait is the queue's and not a process start-up, run RUNS runs of `deployed`."""
     redis.hset("probe:behaviour", mapping={"seconds": seconds, "fail_every": fail_every})
-    for n in range(RUNS):
-        enqueue("deployed", token=f"{version}-{n}", n=n)
-    env = worker_env(settings, RUNNER_CODE_VERSION=version)
-    command = [sys.executable, "-m", "runner", "worker", "--burst"]
-    workers = [subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL) for _ in range(2)]  # fmt: skip
+    workers = [start_worker(RUNNER_CODE_VERSION=version) for _ in range(2)]
+    wait_for(lambda: len(Liveness(redis, settings).alive()) == 2, what=f"two {version} workers")
+    tokens = [enqueue("deployed", token=f"{version}-{n}", n=n).token for n in range(RUNS)]
+    runs = Runs(redis, settings)
+    wait_for(lambda: all(state_of(runs, t) in ("succeeded", "failed") for t in tokens),
+             timeout=60, what=f"the {version} runs")  # fmt: skip
     for worker in workers:
-        assert worker.wait(timeout=120) == 0
+        worker.stop()
 
 
 @pytest.mark.slow
 def test_health_names_the_deploy_that_made_a_task_slower_and_failing(
     settings: Settings, redis: Redis, enqueue: Callable[..., Enqueued],
-    invoke: Callable[..., Result],
+    invoke: Callable[..., Result], start_worker: Callable[..., WorkerProcess],
 ) -> None:  # fmt: skip
-    deploy(settings, redis, enqueue, version="A")
-    deploy(settings, redis, enqueue, version="B", seconds=0.15, fail_every=3)
+    deploy(settings, redis, enqueue, start_worker, version="A")
+    deploy(settings, redis, enqueue, start_worker, version="B", seconds=0.15, fail_every=3)
 
     result = invoke("health")
     print(result.output)
@@ -67,10 +69,10 @@ def test_health_names_the_deploy_that_made_a_task_slower_and_failing(
 @pytest.mark.slow
 def test_health_says_unchanged_for_a_deploy_that_changed_nothing(
     settings: Settings, redis: Redis, enqueue: Callable[..., Enqueued],
-    invoke: Callable[..., Result],
+    invoke: Callable[..., Result], start_worker: Callable[..., WorkerProcess],
 ) -> None:  # fmt: skip
-    deploy(settings, redis, enqueue, version="A")
-    deploy(settings, redis, enqueue, version="B")
+    deploy(settings, redis, enqueue, start_worker, version="A")
+    deploy(settings, redis, enqueue, start_worker, version="B")
 
     line = next(x for x in invoke("health").output.splitlines() if x.startswith("deploy"))
 

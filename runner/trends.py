@@ -1,0 +1,125 @@
+"""Health's questions answered from the workers' figures: is it slow, are jobs failing, did
+the last deploy change anything (runner.compare says what is noise)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from redis import Redis
+
+from runner.answers import Answer, Verdict
+from runner.compare import compare
+from runner.config import Settings
+from runner.deploys import DeployMarks
+from runner.figures import HOUR, Figures, Histogram, TaskFigures, seconds_text
+from runner.keys import Keys
+from runner.record import RunState, texts
+
+DAY = 24 * HOUR
+
+
+class Trends:
+    """The slow, failing and deploy answers at `now`."""
+
+    def __init__(self, redis: Redis, settings: Settings, *, now: float) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.limits = settings.health
+        self.now = now
+        self.keys = Keys(settings.prefix)
+        self.figures = Figures(redis, settings)
+
+    def slow(self) -> Answer:
+        hour = self._windows(since=self.now - HOUR)
+        week = self.figures.per_task(since=self.now - 7 * DAY, until=self.now)
+        waits: dict[str, Histogram] = {}
+        for (_task, queue, _v), f in hour:
+            waits.setdefault(queue, Histogram()).add(f.wait)
+        by_task = _sum_tasks(hour)
+        slow: list[str] = []
+        wait_text = ", ".join(
+            f"{q} {seconds_text(h.quantile(0.95))}" for q, h in sorted(waits.items())
+        )
+        slow += [q for q, h in waits.items()
+                 if (h.quantile(0.95) or 0) > self.limits.wait_p95_seconds]  # fmt: skip
+        task_texts = []
+        for task, f in sorted(by_task.items()):
+            now_p95, week_p95 = f.duration.quantile(0.95), week.get(task, TaskFigures()).duration
+            task_texts.append(f"{task} p95 {seconds_text(now_p95)} "
+                              f"(last 7 days {seconds_text(week_p95.quantile(0.95))})")  # fmt: skip
+            c = compare(task, week.get(task, TaskFigures()), f, self.limits)
+            if c.enough and any(ch.worse and ch.name == "p95" for ch in c.changes):
+                slow.append(task)
+        text = f"wait p95: {wait_text or 'no runs in the last hour'}"
+        if task_texts:
+            text += "; " + ", ".join(task_texts)
+        verdict = Verdict.WARN if slow else Verdict.OK
+        return Answer("slow", verdict, text + (f"; slower: {', '.join(slow)}" if slow else ""),
+                      {"slow": slow})  # fmt: skip
+
+    def failing(self) -> Answer:
+        hour = _sum_tasks(self._windows(since=self.now - HOUR))
+        day_before = self.figures.per_task(since=self.now - 25 * HOUR, until=self.now - HOUR)
+        failed_index = self.keys.by_state(RunState.FAILED)
+        recent = texts(self.redis.zrevrangebyscore(failed_index, "+inf", self.now - HOUR,
+                                                   start=0, num=3))  # fmt: skip
+        failing, lines, worst = [], [], Verdict.OK
+        for task, f in sorted(hour.items()):
+            failed, ended = f.counts[RunState.FAILED], f.runs_ended
+            if not failed:
+                continue
+            before = day_before.get(task, TaskFigures()).failure_rate
+            rate = f"{failed / ended:.1%}; {before or 0:.1%} the day before" if ended else ""
+            lines.append(f"{task}: {failed} of {ended} runs failed in the last hour ({rate})")
+            if ended >= self.limits.min_runs and failed / ended > self.limits.failure_rate:
+                worst = Verdict.FAIL
+            elif worst == Verdict.OK:
+                worst = Verdict.WARN  # too few runs for a rate, but runs did fail: named
+            failing.append(task)
+        if not lines:
+            return Answer("failing", Verdict.OK, "no run failed in the last hour", {})
+        text = "; ".join(lines) + ("; latest: " + ", ".join(recent) if recent else "")
+        return Answer("failing", worst, text, {"tasks": failing, "recent": recent})
+
+    def deploy(self) -> Answer:
+        marks = DeployMarks(self.redis, self.settings)
+        latest = next(iter(marks.latest(1)), None)
+        if latest is None:
+            return Answer("deploy", Verdict.OK, "no deploy marked yet", {})
+        stamp = datetime.fromtimestamp(latest.at, UTC).strftime("%H:%M")
+        head = f"{latest.version} marked {stamp} ({seconds_text(self.now - latest.at)} ago)"
+        previous = marks.previous_version(latest)
+        figures: dict[str, Any] = {"version": latest.version, "at": latest.at}
+        if previous is None:
+            return Answer("deploy", Verdict.OK, f"{head}: no earlier version to compare", figures)
+        after, before = self.figures.version(latest.version), self.figures.version(previous.version)
+        comparisons = [compare(t, before.get(t, TaskFigures()), after[t], self.limits)
+                       for t in sorted(after)]  # fmt: skip
+        changed = [c for c in comparisons if c.enough and c.changes]
+        few = [c for c in comparisons if not c.enough]
+        parts = [c.text() for c in changed]
+        if few:
+            parts.append("too few runs for a verdict: " + ", ".join(c.task for c in few))
+        rest = len(comparisons) - len(changed) - len(few)
+        if rest or not comparisons:
+            parts.append("others unchanged" if changed else "unchanged")
+        figures |= {"previous": previous.version, "changed": [c.task for c in changed]}
+        verdict = Verdict.WARN if any(c.worse for c in changed) else Verdict.OK
+        return Answer("deploy", verdict, f"{head} (after {previous.version}): " + "; ".join(parts),
+                      figures)  # fmt: skip
+
+    def _windows(self, *, since: float) -> list[tuple[tuple[str, str, str], TaskFigures]]:
+        return [
+            (key, f)
+            for _, window in self.figures.windows(since=since, until=self.now)
+            for key, f in window.items()
+        ]
+
+
+def _sum_tasks(items: Iterable[tuple[tuple[str, str, str], TaskFigures]]) -> dict[str, TaskFigures]:
+    out: dict[str, TaskFigures] = {}
+    for (task, _queue, _version), figures in items:
+        out.setdefault(task, TaskFigures()).add(figures)
+    return out
