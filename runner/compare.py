@@ -7,8 +7,9 @@ The rules (the README's Monitoring section states them too):
 - the failure rate changed when the two-proportion z statistic is at least 3 and the rates
   differ by at least one percentage point;
 - a p50 or p95 (duration, queue wait) changed when it moved by more than `slower` (25 %) of
-  the earlier value and by at least 100 ms (below that, scheduling jitter and bucket
-  interpolation are noise).
+  the earlier value and by at least 100 ms, and the whole distribution moved the same way:
+  a Mann-Whitney rank test over the histogram buckets gives |z| >= 3 (so a few runs stalled
+  by a busy machine do not make a change; every run slower does).
 """
 
 from __future__ import annotations
@@ -82,6 +83,20 @@ def seconds_changed(before: float | None, after: float | None, slower: float) ->
     return abs(after - before) >= max(SECONDS_FLOOR, slower * before)
 
 
+def shift_z(before: Histogram, after: Histogram) -> float:
+    """Mann-Whitney's z of `after` against `before`, from bucket counts (observations in one
+    bucket count as ties); positive when `after` is larger. 0 without observations."""
+    n1, n2 = before.count, after.count
+    if not n1 or not n2:
+        return 0.0
+    u, below = 0.0, 0
+    for a, b in zip(before.buckets, after.buckets, strict=True):
+        u += b * (below + a / 2)
+        below += a
+    spread = math.sqrt(n1 * n2 * (n1 + n2 + 1) / 12)
+    return (u - n1 * n2 / 2) / spread
+
+
 def compare(
     task: str, before: TaskFigures, after: TaskFigures, limits: HealthThresholds
 ) -> Comparison:
@@ -97,8 +112,12 @@ def compare(
     for name, histogram_of, q in (
         ("p50", _duration, 0.5), ("p95", _duration, 0.95), ("wait p95", _wait, 0.95),
     ):  # fmt: skip
-        b, a = histogram_of(before).quantile(q), histogram_of(after).quantile(q)
-        if b is not None and a is not None and seconds_changed(b, a, limits.slower):
+        earlier, later = histogram_of(before), histogram_of(after)
+        b, a = earlier.quantile(q), later.quantile(q)
+        if b is None or a is None or not seconds_changed(b, a, limits.slower):
+            continue
+        z = shift_z(earlier, later)
+        if abs(z) >= Z_CHANGED and (z > 0) == (a > b):
             changes.append(Change(name, b, a, worse=a > b))
     return Comparison(task, enough=True, runs=runs, changes=tuple(changes))
 

@@ -129,6 +129,9 @@ def horse_main(settings: Settings, options: WorkerOptions, parent: int) -> int:
         serializer=JSONSerializer,
     )
     Executor(redis, settings, registry, worker=horse.name).install()
+    # Here, not in the supervisor: finding the version may run `git`, and the supervisor's
+    # only child should be its horse.
+    mark_deploy(redis, settings, by=f"worker {options.worker_name()}")
     horse.work(burst=options.burst, logging_level="WARNING", with_scheduler=False)
     return 0 if options.burst or horse._stop_requested else 1
 
@@ -149,7 +152,6 @@ class Supervisor:
         signal.signal(signal.SIGTERM, self._request_stop)
         signal.signal(signal.SIGINT, self._request_stop)
         log.info("worker.started", name=self.options.worker_name(), queues=self.options.queues)
-        mark_deploy(self.reaper.redis, self.settings, by=f"worker {self.options.worker_name()}")
         while True:
             if self.horse is None:
                 if self.stopping:
