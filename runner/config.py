@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ class Settings:
     redis_outage_seconds: float = 60.0
     inbox: Path | None = None  # where `poll_inbox` looks; None: `home / "inbox"`
     code_version: str | None = None  # a deploy's git sha; None: the package's version
+    redis_sentinel_password: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -40,6 +41,7 @@ class Settings:
         return cls(
             home=home,
             redis_url=env.get("RUNNER_REDIS_URL") or None,
+            redis_sentinel_password=env.get("RUNNER_REDIS_SENTINEL_PASSWORD") or None,
             database_url=env.get("RUNNER_DATABASE_URL") or None,
             queues=queues or ("imports", "cron", "default"),
             lease_seconds=_number(env, "RUNNER_LEASE_SECONDS", 30.0, low=0.5),
