@@ -14,10 +14,12 @@ and retries; the retry connects to the new master.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote, unquote
 
 from redis import Redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 from runner.errors import ConfigError
@@ -61,7 +63,7 @@ def parse_sentinel_url(url: str) -> SentinelURL:
         user, colon, secret = userinfo.partition(":")
         username = unquote(user) or None
         password = unquote(secret) if colon else None
-    shown = f"{SCHEME}://{userinfo.partition(':')[0]}:***@{hosts}/{path}" if password is not None else url
+    shown = url if password is None else f"{SCHEME}://{username or ''}:***@{hosts}/{path}"
     if "?" in path or "#" in path:
         raise _malformed(shown, "query parameters are not supported")
     sentinels = tuple(_host_port(part, shown) for part in hosts.split(","))
@@ -84,12 +86,16 @@ def master_client(
     """A client of `parsed`'s current master (found again after each failover); `connection`
     holds the master connections' options (timeouts, keepalive), also used for the sentinels."""
     sentinel_kwargs = {k: v for k, v in connection.items() if k.startswith("socket_")}
+    # One try per sentinel: the client asks the next one, and callers retry the whole question.
+    sentinel_kwargs["retry"] = Retry(NoBackoff(), 0)
     if sentinel_password:
         sentinel_kwargs["password"] = sentinel_password
-    sentinel = Sentinel(list(parsed.sentinels), sentinel_kwargs=sentinel_kwargs, **connection)
-    return sentinel.master_for(
+    sentinels = list(parsed.sentinels)
+    sentinel = Sentinel(sentinels, sentinel_kwargs=sentinel_kwargs, **connection)  # type: ignore[no-untyped-call]
+    master = sentinel.master_for(  # type: ignore[no-untyped-call]
         parsed.service, db=parsed.db, username=parsed.username, password=parsed.password
     )
+    return cast(Redis, master)
 
 
 def _host_port(part: str, shown: str) -> tuple[str, int]:

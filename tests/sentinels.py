@@ -66,7 +66,7 @@ class Topology:
 
     def master(self) -> Node:
         """The data node the sentinels name as master now."""
-        host, port = self.sentinels[0].client().sentinel_get_master_addr_by_name(SERVICE)
+        _, port = self.sentinels[0].client().sentinel_get_master_addr_by_name(SERVICE)
         return next(n for n in self.nodes.values() if n.port == int(port))
 
     def replica_of(self, master: Node) -> Node:
@@ -109,7 +109,8 @@ def _spawn(topology: Topology, name: str, *args: str, sentinel: bool = False) ->
     workdir.mkdir()
     config = workdir / ("sentinel.conf" if sentinel else "redis.conf")
     password = topology.sentinel_password if sentinel else None
-    config.write_text(f"requirepass {password}\nsentinel sentinel-pass {password}\n" if password else "")
+    auth = f"requirepass {password}\nsentinel sentinel-pass {password}\n" if password else ""
+    config.write_text(auth)
     command = [redis_server_binary(), str(config)]
     if sentinel:
         command.append("--sentinel")
