@@ -31,6 +31,7 @@ class Settings:
     inbox: Path | None = None  # where `poll_inbox` looks; None: `home / "inbox"`
     code_version: str | None = None  # a deploy's git sha; None: the package's version
     redis_sentinel_password: str | None = field(default=None, repr=False)
+    redis_min_replicas: int | None = None  # None: 1 behind Sentinel, else 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -51,6 +52,7 @@ class Settings:
             tasks_module=env.get("RUNNER_TASKS", "jobs"),
             inbox=Path(env["RUNNER_INBOX"]).expanduser() if env.get("RUNNER_INBOX") else None,
             code_version=env.get("RUNNER_CODE_VERSION") or None,
+            redis_min_replicas=_optional_int(env, "RUNNER_REDIS_MIN_REPLICAS"),
         )
 
     def with_changes(self, **changes: Any) -> Settings:
@@ -69,6 +71,14 @@ class Settings:
         return min(5.0, max(0.2, self.lease_seconds / 4))
 
     @property
+    def min_replicas(self) -> int:
+        """How many replicas must confirm a claim or an enqueue before the runner relies on
+        it: 1 behind Sentinel (a failover promotes a replica), 0 for a single server."""
+        if self.redis_min_replicas is not None:
+            return self.redis_min_replicas
+        return 1 if (self.redis_url or "").lower().startswith("redis+sentinel://") else 0
+
+    @property
     def lease_ms(self) -> int:
         return int(self.lease_seconds * 1000)
 
@@ -84,3 +94,12 @@ def _number(env: Mapping[str, str], name: str, default: float, *, low: float) ->
     if value < low:
         raise ConfigError(f"{name}={raw!r} is too small; it must be at least {low:g}")
     return value
+
+
+def _optional_int(env: Mapping[str, str], name: str) -> int | None:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return None
+    if not raw.strip().isdigit():
+        raise ConfigError(f"{name}={raw!r} is not a whole number; set it to e.g. 1 (or 0)")
+    return int(raw)

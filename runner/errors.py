@@ -41,3 +41,7 @@ class TransientError(TaskError):
 
 class PermanentError(TaskError):
     """A fault that retrying cannot fix; the run fails at once with this message."""
+
+
+class NotReplicated(RunnerError, ConnectionError):
+    """No replica confirmed a write in time, so a failover could lose it; retried as an outage."""

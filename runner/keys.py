@@ -24,7 +24,7 @@ class Keys:
         return f"{self.prefix}log:{token}"
 
     def lease(self, token: str) -> str:
-        """String with a TTL: the job id of the attempt holding the token."""
+        """String with a TTL: the holder (job id and a nonce of its execution) of the token."""
         return f"{self.prefix}lease:{token}"
 
     def job(self, job_id: str) -> str:
@@ -61,6 +61,11 @@ class Keys:
     def reaper_lock(self) -> str:
         """String with a TTL: held by the one reaper doing a pass."""
         return f"{self.prefix}lock:reaper"
+
+    @property
+    def replication_probe(self) -> str:
+        """Counter: written before waiting for replicas, so the wait covers every earlier write."""
+        return f"{self.prefix}replication-probe"
 
     def cron_last(self, entry: str) -> str:
         """String: the last slot (ISO minute) a cron entry handled: fired, or skipped."""

@@ -17,31 +17,36 @@ end
 
 # Claim the token for an attempt and read the run and its finished steps, in one call; the
 # job id leaves its intermediate list here, so a delivery is always in that list or leased.
-# Returns {status, run pairs, step pairs}; status 'ok' or why the body must not run.
+# Returns {status, run pairs, step pairs}; status 'ok' or why the body must not run ('ok'
+# again for the holder that claimed it already: a retry after a reply lost to a failover).
+# The holder is unique to one execution, not the job id: a job delivered twice (its first
+# claim lost in a failover) is two holders, fenced apart.
 BEGIN_ATTEMPT = """
 local run = KEYS[1]           -- the run hash
-local lease = KEYS[2]         -- the token's lease (holds the attempt's job id)
+local lease = KEYS[2]         -- the token's lease (holds the attempt's holder)
 local running = KEYS[3]       -- set of tokens marked running
 local steps = KEYS[4]         -- the run's finished steps
 local delivery = KEYS[5]      -- the intermediate list the job id was dequeued into
 local attempt = ARGV[1]       -- the attempt this job is for
-local holder = ARGV[2]        -- the job id, the lease's holder
+local holder = ARGV[2]        -- the job id and a nonce of this execution, the lease's holder
 local lease_ms = ARGV[3]      -- the lease's TTL
 local now = ARGV[4]           -- epoch seconds
 local worker = ARGV[5]        -- the worker's name
 local token = ARGV[6]
 local version = ARGV[7]       -- the code version running the attempt
+local job_id = ARGV[8]        -- the RQ job id
 
-redis.call('LREM', delivery, 1, holder)
+redis.call('LREM', delivery, 1, job_id)
 if redis.call('EXISTS', run) == 0 then return {'missing', {}, {}} end
 local seen = redis.call('HMGET', run, 'state', 'attempt')
 local status = 'ok'
 if tonumber(seen[2]) ~= tonumber(attempt) then status = 'stale'
+elseif seen[1] == 'running' and redis.call('GET', lease) == holder then status = 'ok'
 elseif seen[1] ~= 'queued' then status = seen[1]
 elseif not redis.call('SET', lease, holder, 'NX', 'PX', lease_ms) then status = 'leased'
 else
   redis.call('HSET', run, 'state', 'running', 'started_at', now, 'updated_at', now,
-             'worker', worker, 'job_id', holder, 'code_version', version)
+             'worker', worker, 'job_id', job_id, 'code_version', version)
   redis.call('SADD', running, token)
 end
 return {status, redis.call('HGETALL', run), redis.call('HGETALL', steps)}
@@ -49,7 +54,7 @@ return {status, redis.call('HGETALL', run), redis.call('HGETALL', steps)}
 
 RENEW_LEASE = """
 local lease = KEYS[1]         -- the token's lease
-local holder = ARGV[1]        -- the attempt's job id
+local holder = ARGV[1]        -- the attempt's holder (see BEGIN_ATTEMPT)
 local lease_ms = ARGV[2]      -- the new TTL
 if redis.call('GET', lease) ~= holder then return 0 end
 return redis.call('PEXPIRE', lease, lease_ms)
@@ -63,7 +68,7 @@ local lease = KEYS[1]         -- the token's lease
 local run = KEYS[2]           -- the run hash
 local steps = KEYS[3]         -- the run's finished steps
 local log = KEYS[4]           -- the run's log stream
-local holder = ARGV[1]        -- the attempt's job id
+local holder = ARGV[1]        -- the attempt's holder (see BEGIN_ATTEMPT)
 local cap = ARGV[2]           -- the log stream's cap
 local nrun = tonumber(ARGV[3])  -- then nrun run field/value pairs
 local run_from = 4
@@ -89,7 +94,7 @@ local running = KEYS[3]       -- set of tokens marked running
 local delayed = KEYS[4]       -- retries by due time
 local steps = KEYS[5]         -- the run's finished steps
 local log = KEYS[6]           -- the run's log stream
-local holder = ARGV[1]        -- the attempt's job id
+local holder = ARGV[1]        -- the attempt's holder (see BEGIN_ATTEMPT)
 local token = ARGV[2]
 local retention = ARGV[3]     -- seconds a finished run is kept
 local retry_at = ARGV[4]      -- due time of the retry; '' unless retrying

@@ -115,15 +115,17 @@ class Runs:
 
     def begin(
         self, token: str, attempt: int, *, holder: str, worker: str, version: str,
-        delivery: str | None = None,
+        delivery: str | None = None, job_id: str | None = None,
     ) -> tuple[str, RunRecord | None, dict[str, Any]]:  # fmt: skip
-        """Claim the token for `attempt` and read its run and finished steps, atomically, and
-        take job `holder` out of the intermediate list `delivery` (see runner.delivery).
+        """Claim the token for `attempt` as `holder` and read its run and finished steps,
+        atomically, and take RQ job `job_id` (default: `holder`) out of the intermediate
+        list `delivery` (see runner.delivery).
         The status is 'ok', or why the body must not run ('stale', 'running', 'succeeded',
         'leased', 'missing', ...): a duplicate or stale delivery never runs the body twice."""
         keys = [self.keys.run(token), self.keys.lease(token), self.keys.running]
         keys += [self.keys.steps(token), delivery or self.keys.no_delivery]
         args: list[Any] = [attempt, holder, self.lease_ms, time.time(), worker, token, version]
+        args.append(job_id or holder)
         status, run, steps = cast(list[Any], self._begin(keys=keys, args=args))
         record = RunRecord.from_hash(_pairs(run)) if run else None
         decoded = {k.decode(): json.loads(v) for k, v in _pairs(steps).items()}
