@@ -20,7 +20,7 @@ from urllib.parse import quote, unquote
 from redis import Redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-from redis.sentinel import Sentinel
+from redis.sentinel import Sentinel, SentinelManagedConnection
 
 from runner.errors import ConfigError
 
@@ -93,9 +93,28 @@ def master_client(
     sentinels = list(parsed.sentinels)
     sentinel = Sentinel(sentinels, sentinel_kwargs=sentinel_kwargs, **connection)  # type: ignore[no-untyped-call]
     master = sentinel.master_for(  # type: ignore[no-untyped-call]
-        parsed.service, db=parsed.db, username=parsed.username, password=parsed.password
+        parsed.service,
+        db=parsed.db,
+        username=parsed.username,
+        password=parsed.password,
+        connection_class=ClosingSentinelConnection,
     )
     return cast(Redis, master)
+
+
+class ClosingSentinelConnection(SentinelManagedConnection):
+    """redis-py's Sentinel connection, closed when a read is interrupted, as a plain one is.
+
+    redis-py's own keeps the socket after a read fails midway (its `disconnect_on_error`
+    defaults to False there, True everywhere else), so the next command on it reads the
+    stale reply: a worker stopped by SIGTERM in its blocking dequeue hung, then crashed."""
+
+    def read_response(  # type: ignore[override]
+        self, disable_decoding: bool = False, *, disconnect_on_error: bool = True, **options: Any
+    ) -> Any:
+        return super().read_response(
+            disable_decoding, disconnect_on_error=disconnect_on_error, **options
+        )
 
 
 def _host_port(part: str, shown: str) -> tuple[str, int]:

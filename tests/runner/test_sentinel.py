@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 
 from runner.config import Settings
@@ -95,3 +97,31 @@ def test_a_client_follows_the_master_through_a_failover_and_the_sentinels_passwo
         # Then the same client, retrying through the outage, writes to the new master
         Durable(30)(client.set, "after", "2")
         assert new.client().get("after") == b"2" and new.client().get("before") == b"1"
+
+
+class Interrupted(Exception):
+    """Raised by a signal handler in the middle of a blocking read (as RQ's StopRequested)."""
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise Interrupted
+
+
+@pytest.mark.slow
+def test_a_read_interrupted_midway_does_not_leave_its_reply_for_the_next_command() -> None:
+    with sentinel_topology() as topology:
+        client = connect(Settings(redis_url=topology.url))
+        other = topology.master().client()
+        # Given a blocking pop interrupted by a signal while it waits (a worker's SIGTERM)
+        previous = signal.signal(signal.SIGALRM, _interrupt)
+        try:
+            signal.setitimer(signal.ITIMER_REAL, 0.3)
+            with pytest.raises(Interrupted):
+                client.blpop(["queue"], timeout=3)
+        finally:
+            signal.signal(signal.SIGALRM, previous)
+        # When a job is pushed, then taken by the same client
+        other.rpush("queue", "job-1")
+        # Then the job goes to this pop, not to the abandoned one on a stale connection
+        assert client.lpop("queue") == b"job-1"
+        assert other.llen("queue") == 0
