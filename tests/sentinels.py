@@ -175,9 +175,23 @@ def _wait_for_sentinels_to_know_each_other(topology: Topology, timeout: float = 
 
 
 def pause_replication(replica: Node) -> None:
-    """Freeze the replica (SIGSTOP): the master keeps acknowledging writes it never gets."""
+    """Freeze the replica (SIGSTOP): the master keeps acknowledging writes it does not apply
+    (they wait in its socket, unread, until `lose_unread_replication`)."""
     os.kill(replica.process.pid, signal.SIGSTOP)
 
 
-def resume(replica: Node) -> None:
+def lose_unread_replication(master: Node, replica: Node) -> None:
+    """Destroy the frozen replica's connection to the (dead) master with the data it has not
+    read (`ss -K`), then let it run: what the master acknowledged since the freeze is lost."""
+    command = ["ss", "-K", "dst", "127.0.0.1", "dport", "=", f":{master.port}"]
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     os.kill(replica.process.pid, signal.SIGCONT)
+
+
+def can_lose_writes() -> str:
+    """Why `lose_unread_replication` cannot work here ('' when it can): `ss -K` needs root."""
+    if os.geteuid() != 0:
+        return "destroying a socket (ss -K) needs root"
+    if shutil.which("ss") is None:
+        return "no `ss` (iproute2) to destroy the replica's socket"
+    return ""
