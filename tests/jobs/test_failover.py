@@ -19,7 +19,6 @@ from jobs.store import engine_for, imports, posts
 from runner.config import Settings
 from runner.cron import Cron, Firing
 from runner.enqueue import Enqueuer, Request
-from runner.keys import Keys
 from runner.record import ACTIVE
 from runner.redis import Durable, connect
 from runner.runs import Runs
@@ -60,7 +59,7 @@ def client(settings: Settings) -> Redis:
 
 @pytest.fixture
 def runs(client: Redis, settings: Settings) -> Runs:
-    return Runs(client, Keys(settings.prefix), lease_ms=settings.lease_ms)
+    return Runs(client, settings)
 
 
 def enqueue_imports(tmp_path: Path, client: Redis, settings: Settings) -> list[str]:
