@@ -50,9 +50,10 @@ def make_engine(url: str) -> Engine:
 PG_SESSION_SETTINGS = {
     "idle_in_transaction_session_timeout": "6s",
     "lock_timeout": "15s",
-    "tcp_keepalives_idle": "5",
-    "tcp_keepalives_interval": "2",
+    "tcp_keepalives_idle": "3",
+    "tcp_keepalives_interval": "1",
     "tcp_keepalives_count": "3",
+    "tcp_user_timeout": "6000",  # ms: results a vanished client never acknowledges end it
 }
 PG_CLIENT_OPTIONS = {
     "connect_timeout": 5,
