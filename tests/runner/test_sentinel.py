@@ -5,11 +5,14 @@ from __future__ import annotations
 import signal
 
 import pytest
+from redis.sentinel import SentinelConnectionPool
+from rq.serializers import JSONSerializer
 
 from runner.config import Settings
 from runner.errors import ConfigError, RedisUnavailable
 from runner.redis import Durable, connect, redact, redis_url
-from runner.sentinel import SentinelURL, parse_sentinel_url
+from runner.sentinel import ClosingSentinelConnection, SentinelURL, parse_sentinel_url
+from runner.worker import Horse
 from tests.sentinels import sentinel_topology
 
 
@@ -125,3 +128,19 @@ def test_a_read_interrupted_midway_does_not_leave_its_reply_for_the_next_command
         # Then the job goes to this pop, not to the abandoned one on a stale connection
         assert client.lpop("queue") == b"job-1"
         assert other.llen("queue") == 0
+
+
+@pytest.mark.slow
+def test_rq_works_through_the_sentinel_managed_connections() -> None:
+    with sentinel_topology() as topology:
+        # Given a horse built as `runner worker` builds it, on a Sentinel URL
+        settings = Settings(redis_url=topology.url, queues=("a", "b"))
+        redis = connect(settings, check=False)
+        horse = Horse(list(settings.queues), connection=redis, serializer=JSONSerializer)
+        # Then RQ's own connection objects (worker, queues, its pubsub) share that one pool,
+        # whose connections ask the sentinels for the master and close when a read breaks
+        pool = horse.connection.connection_pool
+        assert isinstance(pool, SentinelConnectionPool)
+        assert pool.connection_class is ClosingSentinelConnection
+        assert all(queue.connection.connection_pool is pool for queue in horse.queues)
+        assert horse.connection.pubsub().connection_pool is pool
