@@ -84,18 +84,14 @@ def inserted(record: RunRecord | None) -> int:
     return int(((record.counters if record else None) or {}).get("inserted", 0))
 
 
-def enqueue_import(tmp_path: Path, settings: Settings) -> str:
+def enqueue_import(tmp_path: Path, redis: Redis, settings: Settings) -> str:
     path = tmp_path / "feed.jsonl"
     with path.open("w") as out:
         write_feed(generate_posts(POSTS, seed=23), out)
     [source] = resolve(str(path))
     task = load_registry("jobs").get("import_posts")
     request = Request(task, {"source": source.location, "batch_size": 400}, source.token)
-    return Enqueuer(Redis.from_url(net_url(settings)), settings).enqueue(request).token
-
-
-def net_url(settings: Settings) -> str:
-    return settings.redis_url or ""
+    return Enqueuer(redis, settings).enqueue(request).token
 
 
 def host_of(record: RunRecord | None) -> str | None:
@@ -157,7 +153,7 @@ def test_a_worker_host_cut_off_mid_import_is_fenced_out_and_rejoins(
 ) -> None:
     # Given an import running on one of two worker hosts
     runs = Runs(net.redis(), settings)
-    token = enqueue_import(tmp_path, settings)
+    token = enqueue_import(tmp_path, net.redis(), settings)
     workers = start_workers(net, settings, tmp_path)
     logs = {host: log for host, (_, log) in workers.items()}
     first = str(wait_for(lambda: host_of(runs.get(token)), timeout=60, what="the import to run"))
