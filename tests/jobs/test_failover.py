@@ -137,9 +137,11 @@ def test_a_failover_mid_import_loses_no_post_no_count_and_no_cron_slot(
         assert info["master_repl_offset"] > info["slave0"]["offset"], "nothing to lose"
     # When the master is SIGKILLed and a sentinel promotes the replica
     old.kill()
+    killed_at = time.monotonic()
     if lagging:
         lose_unread_replication(old, replica)
     topology.wait_for_failover(old)
+    print(f"\nfailover: a new master {time.monotonic() - killed_at:.1f}s after the kill")
 
     def describe() -> str:
         lines = [f"{r.token} {r.state} attempt={r.attempt} error={r.error}"
