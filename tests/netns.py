@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import pwd
 import random
 import secrets
 import shutil
@@ -44,6 +45,10 @@ def unavailable() -> str:
         return "no `ip` (iproute2)"
     if not glob.glob("/usr/lib/postgresql/*/bin/initdb"):
         return "no PostgreSQL server binaries under /usr/lib/postgresql/*/bin"
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        return "no `postgres` user to run initdb and postgres as"
     return ""
 
 
