@@ -36,9 +36,49 @@ def make_engine(url: str) -> Engine:
     if parsed.drivername in ("sqlite", "sqlite+pysqlite"):
         return _sqlite_engine(parsed)
     if parsed.drivername in ("postgresql", "postgresql+psycopg"):
-        return sa.create_engine(parsed.set(drivername="postgresql+psycopg"), pool_pre_ping=True)
+        return _postgres_engine(parsed.set(drivername="postgresql+psycopg"))
     shown = parsed.render_as_string(hide_password=True)
     raise ConfigError(f"RUNNER_DATABASE_URL={shown} is not supported; {ACCEPTED_URLS}")
+
+
+# A worker host that vanishes mid-transaction (network cut, host lost) must not keep its row
+# locks for long: PostgreSQL does not notice a silent client by itself, and the attempt that
+# takes over would wait on them for as long as the cut lasts. The server ends a session idle
+# in a transaction after a few seconds (no transaction of ours waits on its client that
+# long), a lock wait gives up after LOCK_TIMEOUT (the attempt then fails and is retried), and
+# keepalives on both ends find a dead peer in seconds instead of hours.
+PG_SESSION_SETTINGS = {
+    "idle_in_transaction_session_timeout": "6s",
+    "lock_timeout": "15s",
+    "tcp_keepalives_idle": "3",
+    "tcp_keepalives_interval": "1",
+    "tcp_keepalives_count": "3",
+    "tcp_user_timeout": "6000",  # ms: results a vanished client never acknowledges end it
+}
+PG_CLIENT_OPTIONS = {
+    "connect_timeout": 5,
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 10_000,  # ms: unacknowledged data to a vanished server fails then
+}
+
+
+def _postgres_engine(url: sa.URL) -> Engine:
+    """Create a PostgreSQL engine whose sessions cannot hold locks long after their client
+    vanished (PG_SESSION_SETTINGS, PG_CLIENT_OPTIONS); the URL's own options win."""
+    options = {k: v for k, v in PG_CLIENT_OPTIONS.items() if k not in url.query}
+    engine = sa.create_engine(url, pool_pre_ping=True, connect_args=options)
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        with dbapi_conn.cursor() as cursor:
+            for name, value in PG_SESSION_SETTINGS.items():
+                cursor.execute(f"SET {name} = '{value}'")
+        dbapi_conn.commit()
+
+    return engine
 
 
 def _sqlite_engine(url: sa.URL) -> Engine:

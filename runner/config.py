@@ -47,6 +47,8 @@ class Settings:
     web_origin: str | None = None
     web_readonly: bool = False
     web_protect_metrics: bool = False
+    redis_sentinel_password: str | None = field(default=None, repr=False)
+    redis_min_replicas: int | None = None  # None: 1 behind Sentinel, else 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -57,6 +59,7 @@ class Settings:
         return cls(
             home=home,
             redis_url=env.get("RUNNER_REDIS_URL") or None,
+            redis_sentinel_password=env.get("RUNNER_REDIS_SENTINEL_PASSWORD") or None,
             database_url=env.get("RUNNER_DATABASE_URL") or None,
             queues=queues or ("imports", "cron", "default"),
             lease_seconds=_number(env, "RUNNER_LEASE_SECONDS", 30.0, low=0.5),
@@ -78,6 +81,7 @@ class Settings:
             web_origin=_origin(env.get("RUNNER_WEB_ORIGIN") or None),
             web_readonly=_flag(env, "RUNNER_WEB_READONLY"),
             web_protect_metrics=_flag(env, "RUNNER_WEB_PROTECT_METRICS"),
+            redis_min_replicas=_optional_int(env, "RUNNER_REDIS_MIN_REPLICAS"),
         )
 
     def with_changes(self, **changes: Any) -> Settings:
@@ -94,6 +98,14 @@ class Settings:
     def reaper_interval(self) -> float:
         """How often a worker looks for expired leases and due retries."""
         return min(5.0, max(0.2, self.lease_seconds / 4))
+
+    @property
+    def min_replicas(self) -> int:
+        """How many replicas must confirm a claim or an enqueue before the runner relies on
+        it: 1 behind Sentinel (a failover promotes a replica), 0 for a single server."""
+        if self.redis_min_replicas is not None:
+            return self.redis_min_replicas
+        return 1 if (self.redis_url or "").lower().startswith("redis+sentinel://") else 0
 
     @property
     def lease_ms(self) -> int:
@@ -133,3 +145,12 @@ def _origin(raw: str | None) -> str | None:
             f"RUNNER_WEB_ORIGIN={raw!r} is not an origin; set it to e.g. https://jobs.example.com"
         )
     return origin
+
+
+def _optional_int(env: Mapping[str, str], name: str) -> int | None:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return None
+    if not raw.strip().isdigit():
+        raise ConfigError(f"{name}={raw!r} is not a whole number; set it to e.g. 1 (or 0)")
+    return int(raw)

@@ -17,9 +17,12 @@ from redis import Redis
 from rq import Queue
 
 from runner.config import Settings
+from runner.errors import NotReplicated
 from runner.keys import Keys
 from runner.lua import registered
 from runner.record import RunState, encode, texts
+from runner.redis import REDIS_DOWN, Durable
+from runner.replicas import Replicas
 from runner.rqjobs import AttemptJobs, description, job_key, payload
 from runner.tasks import Task
 from runner.tokens import canonical_json, check_token, derive_token, job_id
@@ -117,6 +120,8 @@ class Enqueuer:
         self.keys = Keys(settings.prefix)
         self._enqueue = registered(redis, _ENQUEUE_RUNS)
         self.jobs = AttemptJobs(redis, failure_ttl=settings.retention_seconds)
+        self.replicas = Replicas(redis, self.keys, needed=settings.min_replicas)
+        self.durable = Durable(settings.redis_outage_seconds)
 
     def enqueue(self, request: Request) -> Enqueued:
         """Enqueue one unit of work, or return its existing run (deduplicated)."""
@@ -157,12 +162,31 @@ class Enqueuer:
         ]
         head: list[Any] = [now, self.settings.retention_seconds, self.settings.log_max_events]
         head.append(json.dumps(fields, separators=(",", ":")))
-        replies = cast(list[list[Any]], self._enqueue(keys=keys, args=head + args))
+        replies = self._enqueue_replicated(keys, head + args)
         return [
             Enqueued(token, job_id=jid, state=RunState(state), deduplicated=not reply[2])
             for token, reply in zip(tokens, replies, strict=True)
             for state, jid in [texts(reply[:2])]
         ]
+
+    def _enqueue_replicated(self, keys: list[str], args: list[Any]) -> list[list[Any]]:
+        """Run the enqueue script; behind Sentinel, return only once a replica has its writes
+        (raises NotReplicated after the outage budget). A failover before that may have lost
+        them: the script runs again on the new master (a run that survived is deduplicated,
+        and still reported as new)."""
+        replies = cast(list[list[Any]], self._enqueue(keys=keys, args=args))
+        deadline = time.monotonic() + self.settings.redis_outage_seconds
+        while True:
+            try:
+                self.replicas.confirm()
+                return replies
+            except NotReplicated:
+                if time.monotonic() > deadline:
+                    raise
+            except REDIS_DOWN:
+                again = cast(list[list[Any]], self.durable(self._enqueue, keys=keys, args=args))
+                replies = [[*new[:2], max(int(old[2]), int(new[2]))]
+                           for old, new in zip(replies, again, strict=True)]  # fmt: skip
 
     def _new_run_fields(self, request: Request, token: str, now: float, jid: str) -> list[Any]:
         task = request.task

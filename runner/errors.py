@@ -46,3 +46,7 @@ class PermanentError(TaskError):
 class RunFailed(RunnerError):
     """Raised out of an attempt's RQ job when its run failed for good, so RQ files the job in
     its failed job registry with the run's error (a retried attempt raises nothing)."""
+
+
+class NotReplicated(RunnerError, ConnectionError):
+    """No replica confirmed a write in time, so a failover could lose it; retried as an outage."""

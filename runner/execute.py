@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import time
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -25,7 +26,8 @@ from runner.keys import Keys
 from runner.lease import LeaseRenewer
 from runner.logs import RunStream, event_json, streaming_to
 from runner.record import RunRecord, RunState
-from runner.redis import Durable
+from runner.redis import REDIS_DOWN, Durable
+from runner.replicas import Replicas
 from runner.runs import Runs
 from runner.tasks import Task, TaskRegistry
 
@@ -64,6 +66,7 @@ class Executor:
         self.leases = LeaseRenewer(self.runs)
         self.durable = Durable(settings.redis_outage_seconds)
         self.enqueuer = Enqueuer(redis, settings)
+        self.replicas = Replicas(redis, self.keys, needed=settings.min_replicas)
         self.version = code_version(settings)
 
     def install(self) -> None:
@@ -74,13 +77,14 @@ class Executor:
         _executor.set(self)
 
     def perform(
-        self, token: str, attempt: int, holder: str, delivery: str | None = None
+        self, token: str, attempt: int, job_id: str, delivery: str | None = None
     ) -> Outcome:
-        """Execute attempt `attempt` of `token` as RQ job `holder` (delivered through the
+        """Execute attempt `attempt` of `token` as RQ job `job_id` (delivered through the
         intermediate list `delivery`); never raises for task faults."""
+        holder = f"{job_id}.{secrets.token_hex(6)}"  # this execution's, should the job run twice
         status, record, steps = self.durable(
             self.runs.begin, token, attempt, holder=holder, worker=self.worker,
-            version=self.version, delivery=delivery,
+            version=self.version, delivery=delivery, job_id=job_id,
         )  # fmt: skip
         if record is None:
             log.warning("attempt.skipped", token=token, reason="run record is gone (expired?)")
@@ -89,7 +93,7 @@ class Executor:
             self.redis, self.keys.log(token), maxlen=self.settings.log_max_events, buffered=True
         )
         context = {"token": token, "task": record.task, "attempt": record.attempt}
-        with bound_contextvars(**context, job_id=holder), streaming_to(stream):
+        with bound_contextvars(**context, job_id=job_id), streaming_to(stream):
             try:
                 if status == "rerun":  # the failed run's job, requeued with RQ's own tools
                     log.info("run.rerun", via="rq requeue", from_scratch=False,
@@ -97,6 +101,9 @@ class Executor:
                 elif status != "ok":
                     log.info("attempt.skipped", reason=f"not runnable: {status}")
                     return Outcome(AttemptOutcome.SKIPPED, status)
+                if not self._claim_replicated(token, holder):
+                    log.warning("attempt.abandoned", reason="its claim was lost in a failover")
+                    return Outcome(AttemptOutcome.ABANDONED, "claim lost in a failover")
                 log.info(
                     "run.state", state=RunState.RUNNING, worker=self.worker, pid=os.getpid(),
                     code_version=self.version,
@@ -104,6 +111,19 @@ class Executor:
                 return self._run_task(record, holder, steps, stream)
             finally:
                 stream.flush()
+
+    def _claim_replicated(self, token: str, holder: str) -> bool:
+        """Wait until a replica has this attempt's claim, renewing its lease meanwhile (behind
+        Sentinel: a claim a failover loses could let a second delivery of the job run beside
+        this one); False when the claim is gone, lost in a failover that happened meanwhile."""
+        while True:
+            try:
+                self.replicas.confirm()
+                return True
+            except REDIS_DOWN as exc:
+                log.warning("redis.unreplicated", error=str(exc))
+            if not self.durable(self.runs.renew, token, holder):
+                return False
 
     def _run_task(
         self, record: RunRecord, holder: str, steps: dict[str, Any], stream: RunStream

@@ -24,7 +24,7 @@ class Keys:
         return f"{self.prefix}log:{token}"
 
     def lease(self, token: str) -> str:
-        """String with a TTL: the job id of the attempt holding the token."""
+        """String with a TTL: the holder (job id and a nonce of its execution) of the token."""
         return f"{self.prefix}lease:{token}"
 
     def job(self, job_id: str) -> str:
@@ -104,6 +104,11 @@ class Keys:
     def queued_lost_seen(self) -> str:
         """Hash: token -> when the reaper first saw its queued run without its RQ job."""
         return f"{self.prefix}lost"
+
+    @property
+    def replication_probe(self) -> str:
+        """Counter: written before waiting for replicas, so the wait covers every earlier write."""
+        return f"{self.prefix}replication-probe"
 
     def cron_last(self, entry: str) -> str:
         """String: the last slot (ISO minute) a cron entry handled: fired, or skipped."""

@@ -25,6 +25,9 @@ from redis.retry import Retry
 
 from runner.config import Settings
 from runner.errors import ConfigError, RedisUnavailable
+from runner.sentinel import FORM as SENTINEL_FORM
+from runner.sentinel import SCHEME as SENTINEL_SCHEME
+from runner.sentinel import is_sentinel_url, master_client, parse_sentinel_url
 
 T = TypeVar("T")
 SOCKET_PATH_MAX = 100  # sun_path is 108 bytes on Linux; keep a margin
@@ -33,6 +36,11 @@ REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 
 def redact(url: str) -> str:
     """The URL with any password replaced by `***`, safe to print and log."""
+    if is_sentinel_url(url):
+        try:
+            return parse_sentinel_url(url).redacted()
+        except ConfigError:
+            return f"{SENTINEL_SCHEME}://***"  # malformed: show nothing that may be secret
     parts = urlsplit(url)
     if parts.password is None:
         return url
@@ -45,11 +53,15 @@ def redact(url: str) -> str:
 def redis_url(settings: Settings) -> str:
     """The URL this process should use: the configured one, or the embedded server's socket."""
     if settings.redis_url:
+        if is_sentinel_url(settings.redis_url):
+            parse_sentinel_url(settings.redis_url)  # raises ConfigError when malformed
+            return settings.redis_url
         scheme = urlsplit(settings.redis_url).scheme
         if scheme not in ("redis", "rediss", "unix"):
             raise ConfigError(
                 f"RUNNER_REDIS_URL={redact(settings.redis_url)} is not a Redis URL; "
-                "use redis://[:password@]host:6379/0, rediss://... (TLS) or unix:///path.sock"
+                "use redis://[:password@]host:6379/0, rediss://... (TLS), unix:///path.sock"
+                f" or {SENTINEL_FORM}"
             )
         return settings.redis_url
     return EmbeddedRedis.for_home(settings.home).ensure_started()
@@ -59,7 +71,13 @@ def connect(settings: Settings, *, check: bool = True) -> Redis:
     """A client for the configured Redis; raises RedisUnavailable (one line, no password)."""
     url = redis_url(settings)
     tcp = {"socket_keepalive": True} if not url.startswith("unix:") else {}
-    client = Redis.from_url(url, socket_connect_timeout=5, **tcp)
+    if is_sentinel_url(url):
+        client = master_client(
+            parse_sentinel_url(url), sentinel_password=settings.redis_sentinel_password,
+            socket_connect_timeout=5, **tcp,
+        )  # fmt: skip
+    else:
+        client = Redis.from_url(url, socket_connect_timeout=5, **tcp)
     if check:
         try:
             client.ping()

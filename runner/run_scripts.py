@@ -22,12 +22,15 @@ end
 # The attempt's `started` and queue wait are counted here (runner.figures). A failed run's
 # own last job, requeued by RQ's tools (`rq requeue`), begins its next attempt: a rerun from
 # the checkpoint, status 'rerun'. Returns {status, run pairs, step pairs}; status 'ok',
-# 'rerun', or why the body must not run.
+# 'rerun', or why the body must not run ('ok' again for the holder that claimed it already:
+# a retry after a reply lost to a failover). The holder is unique to one execution, not the
+# job id: a job delivered twice (its first claim lost in a failover) is two holders, fenced
+# apart.
 BEGIN_ATTEMPT = (
     RECORD_FIGURES
     + """
 local run = KEYS[1]           -- the run hash
-local lease = KEYS[2]         -- the token's lease (holds the attempt's job id)
+local lease = KEYS[2]         -- the token's lease (holds the attempt's holder)
 local running = KEYS[3]       -- set of tokens marked running
 local steps = KEYS[4]         -- the run's finished steps
 local delivery = KEYS[5]      -- the intermediate list the job id was dequeued into
@@ -37,27 +40,30 @@ local failed_index = KEYS[8]  -- tokens of failed runs by when they failed
 local log = KEYS[9]           -- the run's log stream
 local fig_total, fig_minute = KEYS[10], KEYS[11]  -- the figure hashes (runner.figures)
 local fig_hour, fig_version = KEYS[12], KEYS[13]
-local ttl_minute, ttl_hour, ttl_version = ARGV[8], ARGV[9], ARGV[10]  -- and their TTLs
 local attempt = ARGV[1]       -- the attempt this job is for
-local holder = ARGV[2]        -- the job id, the lease's holder
+local holder = ARGV[2]        -- the job id and a nonce of this execution, the lease's holder
 local lease_ms = ARGV[3]      -- the lease's TTL
 local now = ARGV[4]           -- epoch seconds
 local worker = ARGV[5]        -- the worker's name
 local token = ARGV[6]
 local version = ARGV[7]       -- the code version running the attempt
+local job_id = ARGV[8]        -- the RQ job id
+local ttl_minute, ttl_hour, ttl_version = ARGV[9], ARGV[10], ARGV[11]  -- the figures' TTLs
 local fig = {total = fig_total, minute = fig_minute, hour = fig_hour, version = fig_version,
              ttl = {ttl_minute, ttl_hour, ttl_version}}
 
-redis.call('LREM', delivery, 1, holder)
+redis.call('LREM', delivery, 1, job_id)
 if redis.call('EXISTS', run) == 0 then return {'missing', {}, {}} end
 local seen = redis.call('HMGET', run, 'state', 'attempt', 'job_id', 'task', 'queue',
                         'queued_at', 'created_at')
 local status = 'ok'
-if seen[1] == 'failed' and seen[3] == holder then status = 'rerun'
+local claimed = false         -- this holder claimed it already: nothing to write again
+if seen[1] == 'failed' and seen[3] == job_id then status = 'rerun'
 elseif tonumber(seen[2]) ~= tonumber(attempt) then status = 'stale'
+elseif seen[1] == 'running' and redis.call('GET', lease) == holder then claimed = true
 elseif seen[1] ~= 'queued' then status = seen[1]
 end
-if (status == 'ok' or status == 'rerun')
+if not claimed and (status == 'ok' or status == 'rerun')
    and not redis.call('SET', lease, holder, 'NX', 'PX', lease_ms) then status = 'leased' end
 if status == 'rerun' then
   local next_attempt = tonumber(seen[2]) + 1
@@ -66,9 +72,9 @@ if status == 'rerun' then
   for _, key in ipairs({run, steps, log}) do redis.call('PERSIST', key) end
   redis.call('ZREM', failed_index, token)
 end
-if status == 'ok' or status == 'rerun' then
+if not claimed and (status == 'ok' or status == 'rerun') then
   redis.call('HSET', run, 'state', 'running', 'started_at', now, 'updated_at', now,
-             'worker', worker, 'job_id', holder, 'code_version', version)
+             'worker', worker, 'job_id', job_id, 'code_version', version)
   redis.call('SADD', running, token)
   redis.call('ZREM', queued_index, token)
   redis.call('ZADD', running_index, now, token)
@@ -82,7 +88,7 @@ return {status, redis.call('HGETALL', run), redis.call('HGETALL', steps)}
 
 RENEW_LEASE = """
 local lease = KEYS[1]         -- the token's lease
-local holder = ARGV[1]        -- the attempt's job id
+local holder = ARGV[1]        -- the attempt's holder (see BEGIN_ATTEMPT)
 local lease_ms = ARGV[2]      -- the new TTL
 if redis.call('GET', lease) ~= holder then return 0 end
 return redis.call('PEXPIRE', lease, lease_ms)
@@ -96,7 +102,7 @@ local lease = KEYS[1]         -- the token's lease
 local run = KEYS[2]           -- the run hash
 local steps = KEYS[3]         -- the run's finished steps
 local log = KEYS[4]           -- the run's log stream
-local holder = ARGV[1]        -- the attempt's job id
+local holder = ARGV[1]        -- the attempt's holder (see BEGIN_ATTEMPT)
 local cap = ARGV[2]           -- the log stream's cap
 local nrun = tonumber(ARGV[3])  -- then nrun run field/value pairs
 local run_from = 4
@@ -129,7 +135,7 @@ local state_index = KEYS[8]   -- tokens of runs in the state written, by when th
 local fig_total, fig_minute = KEYS[9], KEYS[10]  -- the figure hashes (runner.figures)
 local fig_hour, fig_version = KEYS[11], KEYS[12]
 local ttl_minute, ttl_hour, ttl_version = ARGV[7], ARGV[8], ARGV[9]  -- and their TTLs
-local holder = ARGV[1]        -- the attempt's job id
+local holder = ARGV[1]        -- the attempt's holder (see BEGIN_ATTEMPT)
 local token = ARGV[2]
 local retention = ARGV[3]     -- seconds a finished run is kept
 local retry_at = ARGV[4]      -- due time of the retry; '' unless retrying

@@ -116,11 +116,12 @@ class Runs:
 
     def begin(
         self, token: str, attempt: int, *, holder: str, worker: str, version: str,
-        delivery: str | None = None,
+        delivery: str | None = None, job_id: str | None = None,
     ) -> tuple[str, RunRecord | None, dict[str, Any]]:  # fmt: skip
-        """Claim the token for `attempt` and read its run and finished steps, atomically, and
-        take job `holder` out of the intermediate list `delivery` (see runner.delivery).
-        The status is 'ok'; 'rerun' when `holder` is the last job of a failed run, requeued
+        """Claim the token for `attempt` as `holder` and read its run and finished steps,
+        atomically, and take RQ job `job_id` (default: `holder`) out of the intermediate
+        list `delivery` (see runner.delivery).
+        The status is 'ok'; 'rerun' when `job_id` is the last job of a failed run, requeued
         by RQ's tools (the run is now at its next attempt, from its checkpoint); or why the
         body must not run ('stale', 'running', 'succeeded', 'leased', 'missing', ...): a
         duplicate or stale delivery never runs the body twice."""
@@ -131,7 +132,7 @@ class Runs:
         keys += [self._index(RunState.FAILED), self.keys.log(token)]
         keys += figure_keys(self.keys, version, now)
         args: list[Any] = [attempt, holder, self.lease_ms, now, worker, token, version]
-        args += FIGURE_TTLS
+        args += [job_id or holder, *FIGURE_TTLS]
         status, run, steps = cast(list[Any], self._begin(keys=keys, args=args))
         record = RunRecord.from_hash(_pairs(run)) if run else None
         decoded = {k.decode(): json.loads(v) for k, v in _pairs(steps).items()}

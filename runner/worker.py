@@ -181,7 +181,7 @@ class Supervisor:
             try:
                 code = horse_main(self.settings, self.options, parent)
             except BaseException as exc:  # the horse must never return into the supervisor's loop
-                log.error("horse.crashed", error=repr(exc))
+                log.error("horse.crashed", error=repr(exc), exc_info=exc)
             finally:
                 os._exit(code)
         log.info("horse.started", pid=pid)

@@ -60,3 +60,17 @@ def test_the_inbox_and_the_code_version_come_from_the_environment_too() -> None:
     settings = Settings.from_env({"RUNNER_INBOX": "/srv/in", "RUNNER_CODE_VERSION": "abc123"})
     assert settings.inbox == Path("/srv/in") and settings.code_version == "abc123"
     assert Settings.from_env({}).inbox is None and Settings.from_env({}).code_version is None
+
+
+def test_sentinel_urls_wait_for_one_replica_unless_told_otherwise() -> None:
+    sentinel = {"RUNNER_REDIS_URL": "redis+sentinel://s1,s2,s3/site/0"}
+    assert Settings.from_env(sentinel).min_replicas == 1
+    assert Settings.from_env({"RUNNER_REDIS_URL": "redis://cache/0"}).min_replicas == 0
+    assert Settings.from_env({}).min_replicas == 0
+    assert Settings.from_env({**sentinel, "RUNNER_REDIS_MIN_REPLICAS": "0"}).min_replicas == 0
+    assert Settings.from_env({"RUNNER_REDIS_MIN_REPLICAS": "2"}).min_replicas == 2
+
+
+def test_a_malformed_replica_count_names_the_variable() -> None:
+    with pytest.raises(ConfigError, match="RUNNER_REDIS_MIN_REPLICAS"):
+        Settings.from_env({"RUNNER_REDIS_MIN_REPLICAS": "one"})

@@ -125,6 +125,21 @@ def test_a_duplicate_delivery_of_a_running_token_does_not_run_the_body(
     assert runs.begin(token, 0, holder="j-0", worker="w2", version="t")[0] == "stale"
 
 
+def test_a_claim_retried_by_its_own_holder_is_ok_again_and_the_job_id_is_kept(
+    enqueue: Callable[..., Enqueued], runs: Runs
+) -> None:
+    # Given a claim whose reply was lost (a failover): the worker sends it again
+    queued = enqueue("counting", items=1)
+    args = {"holder": f"{queued.job_id}.a1", "worker": "w", "version": "t"}
+    assert runs.begin(queued.token, 1, job_id=queued.job_id, **args)[0] == "ok"
+    status, record, _ = runs.begin(queued.token, 1, job_id=queued.job_id, **args)
+    # Then it is its own claim still, the run names the RQ job, not the holder
+    assert status == "ok" and record is not None and record.job_id == queued.job_id
+    # ... while another execution of the same job (a second delivery) is refused
+    other = {**args, "holder": f"{queued.job_id}.b2"}
+    assert runs.begin(queued.token, 1, job_id=queued.job_id, **other)[0] == "running"
+
+
 def test_a_task_this_worker_does_not_know_fails_the_run_at_once(
     redis: Redis, settings: Settings, drain: Callable[..., None], runs: Runs
 ) -> None:
