@@ -100,10 +100,6 @@ class Keys:
         """Sorted set: deploy marks (JSON {version, label, at, by}) scored by time."""
         return f"{self.prefix}deploys"
 
-    @property
-    def queued_lost_seen(self) -> str:
-        """Hash: token -> when the reaper first saw its queued run without its RQ job."""
-        return f"{self.prefix}lost"
 
     @property
     def replication_probe(self) -> str:
