@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -19,6 +19,7 @@ from redis import Redis
 
 from runner.config import Settings
 from runner.enqueue import Enqueued, Enqueuer, Request
+from runner.errors import InvalidArguments
 from runner.keys import Keys
 from runner.logs import into_run_log
 from runner.lua import registered
@@ -100,11 +101,19 @@ class Cron:
         self.enqueuer = Enqueuer(redis, settings)
         self._move_marks_script = registered(redis, _MOVE_CRON_MARKS)
 
-    def tick(self, at: datetime) -> list[Firing]:
+    def tick(self, at: datetime, *, now: datetime | None = None) -> list[Firing]:
         """Handle every slot due at `at`'s minute, and the missed ones within each entry's
-        catch-up; raises RedisError when Redis fails (a later tick catches the slots up)."""
+        catch-up; raises InvalidArguments for a minute after `now` (default: the wall clock),
+        whose marks would make the real slots up to it look handled, and RedisError when
+        Redis fails (a later tick catches the slots up)."""
         minute = floor_minute(at)
-        marks = self.marks()
+        current = floor_minute(now or datetime.now(UTC))
+        if minute > current:
+            raise InvalidArguments(
+                f"--at {slot_text(minute)} is in the future (now {slot_text(current)}); a tick"
+                " fires minutes up to now, and a later one would mark the slots before it handled"
+            )
+        marks = self.marks(now=current)
         busy = self._running_by_task()
         plans = [self._plan(e, minute, marks[e.name], busy) for e in self.entries]
         fires = [p for p in plans if p.slots and p.blocker is None]
@@ -117,12 +126,18 @@ class Cron:
         self._move_marks(plans, fires)
         return [self._report(p, minute, fired) for p in plans]
 
-    def marks(self) -> dict[str, tuple[datetime | None, datetime | None]]:
-        """Each entry's last handled slot and last fired slot (None: never)."""
+    def marks(
+        self, *, now: datetime | None = None
+    ) -> dict[str, tuple[datetime | None, datetime | None]]:
+        """Each entry's last handled slot and last fired slot (None: never). A mark after
+        `now` (left by an older runner's tick in the future) counts as never, so it cannot
+        make the real slots before it look handled."""
+        current = floor_minute(now or datetime.now(UTC))
         names = [e.name for e in self.entries]
         keys = [k for n in names for k in (self.keys.cron_last(n), self.keys.cron_fired(n))]
         values: list[bytes | None] = self.redis.mget(keys) if keys else []  # type: ignore[assignment]
-        raw = [parse_slot(v.decode()) if v else None for v in values]
+        slots = [parse_slot(v.decode()) if v else None for v in values]
+        raw = [s if s is not None and s <= current else None for s in slots]
         return {n: (raw[2 * i], raw[2 * i + 1]) for i, n in enumerate(names)}
 
     def _running_by_task(self) -> dict[str, list[str]]:

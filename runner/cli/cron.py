@@ -191,7 +191,10 @@ def run_command(
     minutes of clock time in about two real seconds."""
     logs.configure()  # JSON lines on stdout, like a worker
     cron = Cron(connect(app.settings, check=False), app.settings, registry=app.registry)
-    clock = ClockTime(start=parse_time(start) if start else None, speed=speed)
+    began = parse_time(start) if start else None
+    if began and floor_minute(began) > datetime.now(UTC):
+        raise click.BadParameter("the clock cannot start in the future", param_hint="--at-start")
+    clock = ClockTime(start=began, speed=speed)
     name = name or f"{socket.gethostname()}.{os.getpid()}"
     sys.exit(CronClock(cron, clock, name=name).run(ticks=1 if once else ticks))
 
