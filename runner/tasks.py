@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterator
+import inspect
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -12,7 +13,7 @@ import tenacity
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from runner.errors import ConfigError, TransientError, UnknownTask
+from runner.errors import ConfigError, InvalidArguments, TransientError, UnknownTask
 
 TaskFunction = Callable[..., Any]
 _T = TypeVar("_T")
@@ -56,6 +57,28 @@ class Task:
     queue: str = "default"
     timeout: int = 3600
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+    def check_args(self, args: Mapping[str, Any]) -> None:
+        """Raise InvalidArguments when `args` lack a required parameter of `fn` (after `run`)
+        or name one it does not take, before a run is queued that could only fail."""
+        params = list(inspect.signature(self.fn).parameters.values())[1:]
+        named = [p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        listing = ", ".join(
+            p.name if p.default is p.empty else f"{p.name}={p.default!r}" for p in named
+        )
+        listing = listing or "none"
+        for p in named:
+            if p.default is p.empty and p.name not in args:
+                raise InvalidArguments(
+                    f"task {self.name} needs argument {p.name!r}; its parameters: {listing}"
+                )
+        if any(p.kind is p.VAR_KEYWORD for p in params):
+            return
+        for name in args:
+            if name not in {p.name for p in named}:
+                raise InvalidArguments(
+                    f"task {self.name} has no argument {name!r}; its parameters: {listing}"
+                )
 
 
 class TaskRegistry:

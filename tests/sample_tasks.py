@@ -105,3 +105,20 @@ def broken(run: Run, *, permanent: bool = True) -> None:
     if permanent:
         raise PermanentError("the source does not exist (simulated)")
     raise RuntimeError("still broken (simulated)")
+
+
+@registry.task(retry=FAST_RETRY)
+def greet(run: Run, *, name: str, loud: bool = False) -> str:
+    """A task with a required argument: for the argument checks of enqueue."""
+    return name.upper() if loud else name
+
+
+@registry.task(retry=FAST_RETRY)
+def spawn(run: Run, **child_args: Any) -> str:
+    """Enqueues `greet` with its own arguments; returns the error it got, if any."""
+    from runner.errors import InvalidArguments
+
+    try:
+        return run.enqueue("greet", child_args).token
+    except InvalidArguments as exc:
+        return f"refused: {exc}"
