@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from jobs import commands, imports, inbox, schedule, upkeep
+from jobs import commands, imports, inbox, rejects, schedule, upkeep
 from runner import TaskRegistry
 
 registry = TaskRegistry()
@@ -13,3 +13,4 @@ inbox.register(registry)
 upkeep.register(registry)
 registry.schedule.extend(schedule.SCHEDULE)
 registry.commands.extend(commands.COMMANDS)
+registry.notes.append(rejects.rejects_note)

@@ -19,8 +19,9 @@ from runner.errors import (
     RunnerError,
     TaskError,
     TransientError,
+    UnknownRun,
 )
-from runner.record import RunState
+from runner.record import RunRecord, RunState
 from runner.redis import connect, redact
 from runner.retention import prune_runs
 from runner.schedule import CronEntry
@@ -37,6 +38,7 @@ __all__ = [
     "Request",
     "RetryPolicy",
     "Run",
+    "RunRecord",
     "RunState",
     "RunnerError",
     "Settings",
@@ -44,6 +46,7 @@ __all__ = [
     "TaskError",
     "TaskRegistry",
     "TransientError",
+    "UnknownRun",
     "canonical_json",
     "connect",
     "content_token",

@@ -6,7 +6,7 @@ import importlib
 import inspect
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import click
 import tenacity
@@ -14,6 +14,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from runner.errors import ConfigError, InvalidArguments, TransientError, UnknownTask
+
+if TYPE_CHECKING:
+    from runner.record import RunRecord
 
 TaskFunction = Callable[..., Any]
 _T = TypeVar("_T")
@@ -88,6 +91,8 @@ class TaskRegistry:
         self._tasks: dict[str, Task] = {}
         self.commands: list[click.Command] = []  # the site's own CLI commands (`runner import`)
         self.schedule: list[Any] = []  # the site's cron entries (runner.schedule.CronEntry)
+        # lines `runner show` adds about a run, e.g. where its rejected lines are listed
+        self.notes: list[Callable[[RunRecord], str | None]] = []
         self.register(Task(name="noop", fn=noop, queue="default", timeout=60))
 
     def register(self, task: Task) -> Task:

@@ -58,7 +58,11 @@ def show(app: App, run: str, as_json: bool) -> None:
     if record is None:
         raise UnknownRun(f"run {token!r} expired while reading it")
     steps = app.runs.steps(token)
-    click.echo(json_line(**run_detail(record, steps)) if as_json else detail_text(record, steps))
+    notes = [n for note in app.registry.notes if (n := note(record))]
+    if as_json:
+        click.echo(json_line(**run_detail(record, steps), notes=notes))
+    else:
+        click.echo("\n".join([detail_text(record, steps), *notes]))
 
 
 @click.command("logs")
