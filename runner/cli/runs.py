@@ -10,6 +10,7 @@ import click
 import runner.logs as logs
 from runner.cli.app import App, json_line, pass_app
 from runner.cli.views import (
+    Tracebacks,
     detail_text,
     event_line,
     parse_duration,
@@ -68,9 +69,13 @@ def show(app: App, run: str, as_json: bool) -> None:
 @click.command("logs")
 @click.argument("run")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new events until the run ends.")
+@click.option(
+    "--traceback", "every_traceback", is_flag=True,
+    help="Every error's full traceback (default: an unexpected error's, once).",
+)  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="The events as JSON lines.")
 @pass_app
-def logs_command(app: App, run: str, follow: bool, as_json: bool) -> None:
+def logs_command(app: App, run: str, follow: bool, every_traceback: bool, as_json: bool) -> None:
     """The run's log events, every attempt, oldest first."""
     token = app.runs.resolve(run)
     if follow:
@@ -82,8 +87,10 @@ def logs_command(app: App, run: str, follow: bool, as_json: bool) -> None:
         events = logs.follow_events(app.redis, app.keys, token, is_done=done)
     else:
         events = (e for _, e in logs.read_events(app.redis, app.keys, token))
+    tracebacks = Tracebacks(every=every_traceback)
     for event in events:
-        click.echo(json_line(**event) if as_json else event_line(event))
+        shown = tracebacks.shows(event)
+        click.echo(json_line(**event) if as_json else event_line(event, traceback=shown))
 
 
 @click.command()
