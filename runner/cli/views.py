@@ -203,11 +203,8 @@ def event_line(event: dict[str, Any], *, traceback: bool = True) -> str:
     rest = " ".join(f"{k}={json.dumps(v) if not isinstance(v, str) else v}"
                     for k, v in event.items() if k not in skip)  # fmt: skip
     step = f" [{event['step']}]" if event.get("step") else ""
-    stamp = (
-        str(event.get("timestamp") or "-")[:23].ljust(23, "0") + "Z"
-        if event.get("timestamp")
-        else "-"
-    )
+    raw = str(event.get("timestamp") or "")
+    stamp = raw[:23].ljust(23, "0") + "Z" if raw else "-"
     line = f"{stamp} #{event.get('attempt', '-')}{step} {event.get('event')} {rest}".rstrip()
     if traceback and event.get("exception"):
         line += "\n" + "\n".join(f"    {t}" for t in str(event["exception"]).splitlines())
