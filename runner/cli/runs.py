@@ -8,7 +8,7 @@ import time
 import click
 
 import runner.logs as logs
-from runner.cli.app import App, json_line, pass_app
+from runner.cli.app import App, json_line, pass_app, stopped_waiting
 from runner.cli.views import (
     Tracebacks,
     detail_text,
@@ -88,9 +88,12 @@ def logs_command(app: App, run: str, follow: bool, every_traceback: bool, as_jso
     else:
         events = (e for _, e in logs.read_events(app.redis, app.keys, token))
     tracebacks = Tracebacks(every=every_traceback)
-    for event in events:
-        shown = tracebacks.shows(event)
-        click.echo(json_line(**event) if as_json else event_line(event, traceback=shown))
+    try:
+        for event in events:
+            shown = tracebacks.shows(event)
+            click.echo(json_line(**event) if as_json else event_line(event, traceback=shown))
+    except KeyboardInterrupt:
+        stopped_waiting([token])
 
 
 @click.command()
