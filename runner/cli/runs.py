@@ -105,13 +105,15 @@ def logs_command(app: App, run: str, follow: bool, every_traceback: bool, as_jso
 @click.option("--since", help="With --failed: only runs created within this long.")
 @click.option("--from-scratch", is_flag=True, help="Forget finished steps and the cursor.")
 @click.option("--dry-run", is_flag=True, help="Say what would be rerun; change nothing.")
+@click.option("--force", is_flag=True, help="Also rerun a succeeded RUN (logged as deliberate).")
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
 def rerun(
     app: App, run_refs: tuple[str, ...], all_failed: bool, task: str | None, since: str | None,
-    from_scratch: bool, dry_run: bool, as_json: bool,
+    from_scratch: bool, dry_run: bool, force: bool, as_json: bool,
 ) -> None:  # fmt: skip
-    """Rerun failed runs, from their last checkpoint (default) or from scratch."""
+    """Rerun failed runs, from their last checkpoint (default) or from scratch; with --force,
+    a succeeded run named as RUN too."""
     if bool(run_refs) == all_failed:
         raise click.UsageError("name RUN(s) or use --failed, not both and not neither")
     if all_failed:
@@ -120,7 +122,14 @@ def rerun(
     else:
         tokens = [app.runs.resolve(ref) for ref in run_refs]
     results = [
-        rerun_one(app.redis, app.settings, t, from_scratch=from_scratch, dry_run=dry_run)
+        rerun_one(
+            app.redis,
+            app.settings,
+            t,
+            from_scratch=from_scratch,
+            dry_run=dry_run,
+            force=force and bool(run_refs),
+        )
         for t in tokens
     ]
     for r in results:
