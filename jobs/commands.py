@@ -45,6 +45,7 @@ def import_command(
 @pass_app
 def rejects_command(app: App, run: str, after: int, limit: int, as_json: bool) -> None:
     """The lines an import rejected: position, source id and reason, in position order."""
+    app.reading()
     engine = engine_for(app.settings.store_url)
     try:
         token = app.runs.resolve(run)

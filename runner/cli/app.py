@@ -15,10 +15,10 @@ from rq import Worker
 
 from runner.config import Settings
 from runner.enqueue import Enqueued, Enqueuer
-from runner.errors import InvalidArguments
+from runner.errors import InvalidArguments, RedisUnavailable
 from runner.keys import Keys
 from runner.record import TERMINAL, RunRecord, RunState
-from runner.redis import connect
+from runner.redis import EmbeddedRedis, connect
 from runner.runs import Runs
 from runner.tasks import TaskRegistry, load_registry
 
@@ -31,9 +31,22 @@ class App:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.keys = Keys(settings.prefix)
+        self.starts_redis = True
+
+    def reading(self) -> None:
+        """Mark this command read-only: it never starts a stopped embedded Redis."""
+        self.starts_redis = False
 
     @cached_property
     def redis(self) -> Redis:
+        """The client; raises RedisUnavailable when Redis cannot be reached, or (for a
+        read-only command) when the embedded Redis is stopped, without starting it."""
+        reading = not self.starts_redis and self.settings.redis_url is None
+        if reading and not EmbeddedRedis.for_home(self.settings.home).is_running():
+            raise RedisUnavailable(
+                "the embedded Redis is stopped (`runner redis stop`); a command that does"
+                " work starts it again, e.g. `runner worker`"
+            )
         return connect(self.settings)
 
     @cached_property

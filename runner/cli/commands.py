@@ -50,6 +50,10 @@ class RunnerGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:  # one line, not Click's usage block
+            where = exc.ctx.command_path if exc.ctx else "runner"
+            click.echo(f"error: {exc.format_message()} (see `{where} -h`)", err=True)
+            ctx.exit(2)
         except USAGE_ERRORS as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(2)
@@ -65,7 +69,8 @@ class RunnerGroup(click.Group):
             ctx.exit(1)
 
 
-@click.group(cls=RunnerGroup)
+@click.group("runner", cls=RunnerGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="site-runner", prog_name="runner")
 @click.pass_context
 def cli(ctx: click.Context) -> None:
     """An idempotent background job runner: RQ workers on Redis, one run per token."""
@@ -116,6 +121,7 @@ def enqueue(
 @pass_app
 def health(app: App, as_json: bool) -> None:
     """Exit 0 when healthy, 1 when not, saying what is wrong."""
+    app.reading()
     try:
         checks = check_health(app.redis, app.settings)
     except RedisUnavailable as exc:

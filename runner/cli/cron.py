@@ -204,6 +204,7 @@ def run_command(
 @pass_app
 def list_command(app: App, as_json: bool) -> None:
     """Each entry: its schedule in words, next fire time, last slot and its last run's state."""
+    app.reading()
     cron = cron_for(app)
     marks = cron.marks()
     now = datetime.now(UTC)

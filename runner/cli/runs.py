@@ -10,10 +10,10 @@ import click
 import runner.logs as logs
 from runner.cli.app import App, json_line, pass_app, stopped_waiting
 from runner.cli.views import (
+    Duration,
     Tracebacks,
     detail_text,
     event_line,
-    parse_duration,
     run_detail,
     run_summary,
     runs_table,
@@ -27,15 +27,17 @@ from runner.rerun import rerun as rerun_one
 @click.command()
 @click.option("--state", type=click.Choice([state.value for state in RunState]))
 @click.option("--task", help="Only runs of this task.")
-@click.option("--since", help="Only runs created within this long (30m, 2h, 7d).")
-@click.option("--limit", default=50, show_default=True, help="At most this many (0: all).")
+@click.option("--since", type=Duration(), help="Only runs created within this long (30m, 2h, 7d).")
+@click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True,
+              help="At most this many (0: all).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per run.")
 @pass_app
 def runs(
-    app: App, state: str | None, task: str | None, since: str | None, limit: int, as_json: bool
+    app: App, state: str | None, task: str | None, since: float | None, limit: int, as_json: bool
 ) -> None:
     """List runs, newest first."""
-    after = time.time() - parse_duration(since) if since else None
+    app.reading()
+    after = time.time() - since if since else None
     found = app.runs.list(
         state=RunState(state) if state else None, task=task, since=after, limit=limit
     )
@@ -54,6 +56,7 @@ def runs(
 @pass_app
 def show(app: App, run: str, as_json: bool) -> None:
     """One run: state, attempts, steps, cursor, counters, error."""
+    app.reading()
     token = app.runs.resolve(run)
     record = app.runs.get(token)
     if record is None:
@@ -77,6 +80,7 @@ def show(app: App, run: str, as_json: bool) -> None:
 @pass_app
 def logs_command(app: App, run: str, follow: bool, every_traceback: bool, as_json: bool) -> None:
     """The run's log events, every attempt, oldest first."""
+    app.reading()
     token = app.runs.resolve(run)
     if follow:
 
@@ -102,14 +106,14 @@ def logs_command(app: App, run: str, follow: bool, every_traceback: bool, as_jso
     "--failed", "all_failed", is_flag=True, help="Every failed run (see --task, --since)."
 )
 @click.option("--task", help="With --failed: only this task's runs.")
-@click.option("--since", help="With --failed: only runs created within this long.")
+@click.option("--since", type=Duration(), help="With --failed: only runs created within this long.")
 @click.option("--from-scratch", is_flag=True, help="Forget finished steps and the cursor.")
 @click.option("--dry-run", is_flag=True, help="Say what would be rerun; change nothing.")
 @click.option("--force", is_flag=True, help="Also rerun a succeeded RUN (logged as deliberate).")
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
 def rerun(
-    app: App, run_refs: tuple[str, ...], all_failed: bool, task: str | None, since: str | None,
+    app: App, run_refs: tuple[str, ...], all_failed: bool, task: str | None, since: float | None,
     from_scratch: bool, dry_run: bool, force: bool, as_json: bool,
 ) -> None:  # fmt: skip
     """Rerun failed runs, from their last checkpoint (default) or from scratch; with --force,
@@ -117,7 +121,7 @@ def rerun(
     if bool(run_refs) == all_failed:
         raise click.UsageError("name RUN(s) or use --failed, not both and not neither")
     if all_failed:
-        after = time.time() - parse_duration(since) if since else None
+        after = time.time() - since if since else None
         tokens = [r.token for r in app.runs.list(state=RunState.FAILED, task=task, since=after)]
     else:
         tokens = [app.runs.resolve(ref) for ref in run_refs]

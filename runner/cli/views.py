@@ -18,6 +18,22 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
+class Duration(click.ParamType[float]):
+    """A click type for `--since`: `30s`, `15m`, `2h`, `7d` or `1w`, in seconds."""
+
+    name = "duration"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, float):
+            return value
+        try:
+            return parse_duration(str(value))
+        except click.BadParameter as exc:
+            self.fail(exc.message, param, ctx)
+
+
 def parse_duration(text: str) -> float:
     """Seconds in `30s`, `15m`, `2h`, `7d` or `1w`; raises click.BadParameter otherwise."""
     match = _DURATION.match(text)
@@ -161,13 +177,22 @@ def cut(text: str, width: int, *, keep_end: bool = False) -> str:
     return "…" + text[-(width - 1) :] if keep_end else text[: width - 1] + "…"
 
 
+def attempts_text(run: RunRecord) -> str:
+    """The attempt number and what is left of this run's allowance (a rerun starts a new one)."""
+    left = max(0, run.attempts_left)
+    text = f"{run.attempt}, {left or 'none'} left"
+    if run.attempt_base:
+        text += f" (of {run.max_attempts} since the rerun at attempt {run.attempt_base + 1})"
+    return text
+
+
 def detail_text(run: RunRecord, steps: dict[str, Any]) -> str:
     """`show` for people: one field a line, then the steps and the error."""
     lines = [
         f"token:      {run.token}",
         f"task:       {run.task}  args={json.dumps(run.args)}",
         f"state:      {run.state}",
-        f"attempts:   {run.attempt} of {run.attempt_base + run.max_attempts}"
+        f"attempts:   {attempts_text(run)}"
         + (f"  (generation {run.generation})" if run.generation else ""),
         f"job id:     {run.job_id}",
         f"worker:     {run.worker or '-'}  code {run.code_version or '-'}",
