@@ -3,6 +3,7 @@ commands the site's task module adds (`import`, `db`, `cron`)."""
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -71,8 +72,11 @@ class RunnerGroup(click.Group):
 
 @click.group("runner", cls=RunnerGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="site-runner", prog_name="runner")
+@click.option(
+    "--log-json", is_flag=True, help="Log events as JSON on stderr (terminal: results only)."
+)
 @click.pass_context
-def cli(ctx: click.Context) -> None:
+def cli(ctx: click.Context, log_json: bool) -> None:
     """An idempotent background job runner: RQ workers on Redis, one run per token."""
     try:
         ctx.obj = App(Settings.from_env())
@@ -80,7 +84,10 @@ def cli(ctx: click.Context) -> None:
         click.echo(f"error: {exc}", err=True)
         ctx.exit(2)
     if ctx.invoked_subcommand != "worker":
-        logs.configure(stream=sys.stderr)  # stdout is for results (and --json)
+        # stdout is for results (and --json). On a terminal the result lines say it all; the
+        # events still reach the runs' log streams, which the renderer feeds.
+        quiet = sys.stderr.isatty() and not log_json
+        logs.configure(stream=open(os.devnull, "w") if quiet else sys.stderr, console=False)  # noqa: SIM115
 
 
 @cli.command()
