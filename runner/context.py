@@ -144,8 +144,9 @@ class Run:
         self.log.debug("checkpoint", cursor=self._cursor, counters=self._counters)
         rate = self.pace.due(self._counters)
         if rate is not None:
+            known = {"total": self._total} if self._total is not None else {}
             self.log.info("step.progress", position=self._cursor, counters=self._counters,
-                          total=self._total, **rate)  # fmt: skip
+                          **known, **rate)  # fmt: skip
 
     def enqueue(self, task: str, args: dict[str, Any], *, token: str | None = None) -> Enqueued:
         """Enqueue follow-up work; as everywhere, a token already queued or done is not redone."""

@@ -148,7 +148,8 @@ def table(rows: Sequence[Sequence[str]], headers: Sequence[str]) -> str:
 RUNS_HEADERS = ("TOKEN", "TASK", "STATE", "TRIES", "DURATION", "ARGUMENT", "ERROR", "CREATED")
 # The columns cut when the table is wider than the terminal, in this order, to their least widths.
 # A token cut short is still a prefix, which every command takes for RUN.
-SHRINK = ((0, 16), (5, 10), (1, 10), (6, 12))
+ARGUMENT = 5
+SHRINK = ((0, 16), (ARGUMENT, 10), (1, 10), (6, 12))
 
 
 def runs_table(runs: Sequence[RunRecord], *, width: int | None = None) -> str:
@@ -158,7 +159,10 @@ def runs_table(runs: Sequence[RunRecord], *, width: int | None = None) -> str:
          error_text(r) or "-", ago(r.created_at)]
         for r in runs
     ]  # fmt: skip
-    width = width or shutil.get_terminal_size().columns
+    # COLUMNS, else the terminal's width; piped into a file or a program: nothing is cut
+    width = width or shutil.get_terminal_size(fallback=(0, 0)).columns
+    if not width:
+        return table(rows, RUNS_HEADERS)
     widths = [max(len(c) for c in col) for col in zip(RUNS_HEADERS, *rows, strict=False)]
     for column, least in SHRINK:
         over = sum(widths) + 2 * (len(widths) - 1) - width
@@ -166,7 +170,8 @@ def runs_table(runs: Sequence[RunRecord], *, width: int | None = None) -> str:
             widths[column] = max(least, widths[column] - over)
     for row in rows:
         for column, _ in SHRINK:
-            row[column] = cut(row[column], widths[column], keep_end="/" in row[column])
+            path = column == ARGUMENT and "/" in row[column]  # a path's end says most
+            row[column] = cut(row[column], widths[column], keep_end=path)
     return table(rows, RUNS_HEADERS)
 
 
