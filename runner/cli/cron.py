@@ -88,7 +88,7 @@ class CronClock:
         """Tick until stopped, or until `ticks` ticks succeeded; returns the exit code (0)."""
         signal.signal(signal.SIGTERM, self._request_stop)
         signal.signal(signal.SIGINT, self._request_stop)
-        log.info("cron.clock.started", clock=self.name, now=self.clock.now().isoformat())
+        log.info("cron.clock.started", clock=self.name, now=slot_text(self.clock.now()))
         done, backoff, due = 0, 0.5, self.clock.now()
         while ticks is None or done < ticks:
             if self.stopping.wait(self.clock.real_seconds_until(due)):
@@ -124,6 +124,22 @@ class CronClock:
         self.stopping.set()
 
 
+class IsoTime(click.ParamType[datetime]):
+    """A click type for `--at` and `--at-start`: an ISO time, UTC unless it has an offset."""
+
+    name = "iso-time"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        try:
+            return parse_time(str(value))
+        except click.BadParameter as exc:
+            self.fail(exc.message, param, ctx)
+
+
 def parse_time(text: str) -> datetime:
     """An ISO time (UTC unless it has an offset); raises click.BadParameter otherwise."""
     try:
@@ -156,15 +172,17 @@ def cron_group() -> None:
 
 
 @cron_group.command("tick")
-@click.option("--at", "at", metavar="ISO-TIME", help="Tick at this minute instead of now (UTC).")
+@click.option(
+    "--at", "at", type=IsoTime(), metavar="ISO-TIME", help="Tick at this past minute (UTC)."
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per entry.")
 @pass_app
-def tick_command(app: App, at: str | None, as_json: bool) -> None:
+def tick_command(app: App, at: datetime | None, as_json: bool) -> None:
     """Enqueue every slot due this minute, and the missed ones each entry catches up.
 
     For a system crontab (`* * * * * runner cron tick`). Each slot's token is task@slot, so
     running it twice, beside other ticks or beside `runner cron run`, fires each slot once."""
-    when = parse_time(at) if at else datetime.now(UTC)
+    when = at or datetime.now(UTC)
     for firing in cron_for(app).tick(when):
         click.echo(json_line(**firing.as_dict()) if as_json else firing_text(firing))
 
@@ -172,7 +190,7 @@ def tick_command(app: App, at: str | None, as_json: bool) -> None:
 @cron_group.command("run")
 @click.option("--once", is_flag=True, help="Tick once, at start-up, and exit.")
 @click.option("--ticks", type=click.IntRange(min=1), help="Exit after this many ticks.")
-@click.option("--at-start", "--start", "start", metavar="ISO-TIME",
+@click.option("--at-start", "--start", "start", type=IsoTime(), metavar="ISO-TIME",
               help="Test hook: the clock's time at start-up (simulated from then on).")  # fmt: skip
 @click.option("--speed", type=click.FloatRange(min=0, min_open=True), default=1.0,
               envvar="RUNNER_CLOCK_SPEED", show_default=True,
@@ -180,7 +198,7 @@ def tick_command(app: App, at: str | None, as_json: bool) -> None:
 @click.option("--name", default="", help="Clock name for its heartbeat (default: host.pid).")
 @pass_app
 def run_command(
-    app: App, once: bool, ticks: int | None, start: str | None, speed: float, name: str
+    app: App, once: bool, ticks: int | None, start: datetime | None, speed: float, name: str
 ) -> None:
     """Run the clock (Procfile: `clock: runner cron run`): tick now, then at the start of
     every minute, until SIGTERM or SIGINT. Several clocks may run at once; a Redis outage is
@@ -191,7 +209,7 @@ def run_command(
     minutes of clock time in about two real seconds."""
     logs.configure()  # JSON lines on stdout, like a worker
     cron = Cron(connect(app.settings, check=False), app.settings, registry=app.registry)
-    began = parse_time(start) if start else None
+    began = start
     if began and floor_minute(began) > datetime.now(UTC):
         raise click.BadParameter("the clock cannot start in the future", param_hint="--at-start")
     clock = ClockTime(start=began, speed=speed)
