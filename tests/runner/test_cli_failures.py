@@ -81,6 +81,11 @@ def test_logs_show_an_unexpected_traceback_once_and_none_for_a_permanent_error(
     # And none for the permanent error, whose message says it all
     quiet = invoke("logs", permanent).stdout
     assert "Traceback" not in quiet and "the source does not exist (simulated)" in quiet
+    # And none for a transient error's retries
+    retried = enqueue("flaky", failures=2, mode="step").token
+    drain()
+    calm = invoke("logs", retried).stdout
+    assert calm.count("step.retry") == 2 and "Traceback" not in calm
     # And `--traceback` shows every attempt's full traceback
     full = invoke("logs", unexpected, "--traceback").stdout
     assert full.count("Traceback (most recent call last)") == 5
