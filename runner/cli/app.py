@@ -98,7 +98,7 @@ class App:
 
     def unworked_queues(self, records: Sequence[RunRecord]) -> set[str]:
         """The queues of runs still waiting to start that no live worker listens to."""
-        waiting = {r.queue for r in records if r.state in ("queued", "retrying")}
+        waiting = {r.queue for r in records if r.state in (RunState.QUEUED, RunState.RETRYING)}
         if not waiting:
             return set()
         worked = {q for w in Worker.all(connection=self.redis) for q in w.queue_names()}

@@ -62,7 +62,7 @@ def took(run: RunRecord) -> float | None:
     """Seconds the run's latest attempt took, or has taken so far while it runs."""
     if not run.started_at:
         return None
-    if run.state == "running":
+    if run.state == RunState.RUNNING:
         return max(0.0, time.time() - run.started_at)
     if run.finished_at and run.finished_at >= run.started_at:
         return run.finished_at - run.started_at
@@ -85,7 +85,7 @@ def seconds_text(seconds: float | None) -> str:
 
 def error_text(run: RunRecord) -> str:
     """The error's type and the first line of its message; '' when the run has none."""
-    if not run.error or run.state == "succeeded":
+    if not run.error or run.state == RunState.SUCCEEDED:
         return ""
     message = str(run.error.get("message") or "").strip().splitlines()
     return f"{run.error.get('type')}: {message[0] if message else ''}"
