@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 
 import runner.logs as logs
 from runner.cli.app import App, json_line, pass_app
+from runner.cli.types import IsoTime
 from runner.cli.views import table
 from runner.cron import Cron, Firing, FiringOutcome
 from runner.redis import REDIS_DOWN, connect
@@ -122,32 +123,6 @@ class CronClock:
     def _request_stop(self, signum: int, frame: FrameType | None) -> None:
         self.signal = signal.Signals(signum).name  # logged by the loop: no I/O in a handler
         self.stopping.set()
-
-
-class IsoTime(click.ParamType[datetime]):
-    """A click type for `--at` and `--at-start`: an ISO time, UTC unless it has an offset."""
-
-    name = "iso-time"
-
-    def convert(
-        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
-    ) -> datetime:
-        if isinstance(value, datetime):
-            return value
-        try:
-            return parse_time(str(value))
-        except click.BadParameter as exc:
-            self.fail(exc.message, param, ctx)
-
-
-def parse_time(text: str) -> datetime:
-    """An ISO time (UTC unless it has an offset); raises click.BadParameter otherwise."""
-    try:
-        return to_utc(datetime.fromisoformat(text))
-    except ValueError:
-        raise click.BadParameter(
-            f"{text!r} is not an ISO time; use e.g. 2026-11-27T06:00Z"
-        ) from None
 
 
 def firing_text(firing: Firing) -> str:

@@ -9,11 +9,10 @@ import click
 
 import runner.logs as logs
 from runner.cli.app import App, json_line, pass_app, stopped_waiting
+from runner.cli.events import Tracebacks, event_line
+from runner.cli.types import Duration
 from runner.cli.views import (
-    Duration,
-    Tracebacks,
     detail_text,
-    event_line,
     run_detail,
     run_summary,
     runs_table,

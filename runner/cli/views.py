@@ -3,43 +3,13 @@
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import click
-
 from runner.record import RunRecord, RunState
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
-_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-class Duration(click.ParamType[float]):
-    """A click type for `--since`: `30s`, `15m`, `2h`, `7d` or `1w`, in seconds."""
-
-    name = "duration"
-
-    def convert(
-        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
-    ) -> float:
-        if isinstance(value, float):
-            return value
-        try:
-            return parse_duration(str(value))
-        except click.BadParameter as exc:
-            self.fail(exc.message, param, ctx)
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in `30s`, `15m`, `2h`, `7d` or `1w`; raises click.BadParameter otherwise."""
-    match = _DURATION.match(text)
-    if not match:
-        raise click.BadParameter(f"{text!r} is not a duration; use e.g. 30s, 15m, 2h, 7d")
-    return float(match.group(1)) * _UNIT[match.group(2)]
 
 
 def ago(ts: float | None) -> str:
@@ -223,37 +193,3 @@ def detail_text(run: RunRecord, steps: dict[str, Any]) -> str:
     if run.result is not None and run.state == RunState.SUCCEEDED:
         lines.append(f"result:     {json.dumps(run.result)[:500]}")
     return "\n".join(lines)
-
-
-def event_line(event: dict[str, Any], *, traceback: bool = True) -> str:
-    """One log event for people: time (UTC), attempt, step, event, then the other fields;
-    an exception's traceback on the lines below unless `traceback` is false."""
-    skip = {"timestamp", "event", "level", "token", "task", "attempt", "step", "job_id", "logger",
-            "exception", "expected"}  # fmt: skip
-    rest = " ".join(f"{k}={json.dumps(v) if not isinstance(v, str) else v}"
-                    for k, v in event.items() if k not in skip)  # fmt: skip
-    step = f" [{event['step']}]" if event.get("step") else ""
-    raw = str(event.get("timestamp") or "")
-    stamp = raw[:23].ljust(23, "0") + "Z" if raw else "-"
-    line = f"{stamp} #{event.get('attempt', '-')}{step} {event.get('event')} {rest}".rstrip()
-    if traceback and event.get("exception"):
-        line += "\n" + "\n".join(f"    {t}" for t in str(event["exception"]).splitlines())
-    return line
-
-
-class Tracebacks:
-    """Which events of a log `runner logs` shows with their traceback: an unexpected error's,
-    the first time it appears; never a PermanentError's or a transient error's (retried)."""
-
-    def __init__(self, *, every: bool = False) -> None:
-        self.every = every
-        self.seen: set[str] = set()
-
-    def shows(self, event: dict[str, Any]) -> bool:
-        text = event.get("exception")
-        if not text or self.every:
-            return bool(text)
-        if event.get("expected") or text in self.seen:
-            return False
-        self.seen.add(str(text))
-        return True
