@@ -122,3 +122,11 @@ def spawn(run: Run, **child_args: Any) -> str:
         return run.enqueue("greet", child_args).token
     except InvalidArguments as exc:
         return f"refused: {exc}"
+
+
+@registry.task(retry=FAST_RETRY)
+def shaky(run: Run) -> str:
+    """Its first attempt fails with a TransientError (outside any step); the second succeeds."""
+    if _redis().incr(f"probe:tries:{run.token}") == 1:
+        raise TransientError("connection reset (simulated)")
+    return "ok"

@@ -81,10 +81,13 @@ def test_logs_show_an_unexpected_traceback_once_and_none_for_a_permanent_error(
     # And none for the permanent error, whose message says it all
     quiet = invoke("logs", permanent).stdout
     assert "Traceback" not in quiet and "the source does not exist (simulated)" in quiet
-    # And none for a transient error's retries
-    retried = enqueue("flaky", failures=2, mode="step").token
+    # And none for a transient error, retried as a new attempt or inside a step
+    retried = enqueue("shaky").token
+    in_step = enqueue("flaky", failures=2, mode="step").token
     drain()
     calm = invoke("logs", retried).stdout
+    assert "attempt.failed" in calm and "run.succeeded" in calm and "Traceback" not in calm
+    calm = invoke("logs", in_step).stdout
     assert calm.count("step.retry") == 2 and "Traceback" not in calm
     # And `--traceback` shows every attempt's full traceback
     full = invoke("logs", unexpected, "--traceback").stdout
