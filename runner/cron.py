@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -36,16 +36,22 @@ from runner.tasks import Task, TaskRegistry
 from runner.tokens import slot_token
 
 log = structlog.get_logger("runner.cron")
+# A mark further ahead of a tick's clock than this came from a tick in the future (before such
+# ticks were refused), not from a real tick on a host whose clock runs a little ahead.
+SKEW = timedelta(minutes=5)
 
 # Move each mark forward to its slot, never back (a tick that planned earlier may write
 # later). Slots are ISO minutes, so string order is time order.
 _MOVE_CRON_MARKS = """
 -- KEYS[i]: a mark (an entry's last handled or last fired slot)
 -- ARGV[i]: the slot to move KEYS[i] to; '' leaves it alone
+-- ARGV[#KEYS + 1]: the current minute plus SKEW; a mark past it (a tick in the future, from
+--   before such ticks were refused) is replaced, or it would hold every real slot until then
+local now = ARGV[#KEYS + 1]
 for i = 1, #KEYS do
   local mark, slot = KEYS[i], ARGV[i]
   local seen = redis.call('GET', mark)
-  if slot ~= '' and (not seen or seen < slot) then redis.call('SET', mark, slot) end
+  if slot ~= '' and (not seen or seen < slot or seen > now) then redis.call('SET', mark, slot) end
 end
 return 1
 """
@@ -123,21 +129,21 @@ class Cron:
             for s in p.slots
         ]
         fired = {r.token: r for r in self.enqueuer.enqueue_many(requests)}
-        self._move_marks(plans, fires)
+        self._move_marks(plans, fires, now=current)
         return [self._report(p, minute, fired) for p in plans]
 
     def marks(
         self, *, now: datetime | None = None
     ) -> dict[str, tuple[datetime | None, datetime | None]]:
-        """Each entry's last handled slot and last fired slot (None: never). A mark after
-        `now` (left by an older runner's tick in the future) counts as never, so it cannot
-        make the real slots before it look handled."""
+        """Each entry's last handled slot and last fired slot (None: never). A mark more than
+        SKEW after `now` (left by an older runner's tick in the future) counts as never, so it
+        cannot make the real slots before it look handled."""
         current = floor_minute(now or datetime.now(UTC))
         names = [e.name for e in self.entries]
         keys = [k for n in names for k in (self.keys.cron_last(n), self.keys.cron_fired(n))]
         values: list[bytes | None] = self.redis.mget(keys) if keys else []  # type: ignore[assignment]
         slots = [parse_slot(v.decode()) if v else None for v in values]
-        raw = [s if s is not None and s <= current else None for s in slots]
+        raw = [s if s is not None and s <= current + SKEW else None for s in slots]
         return {n: (raw[2 * i], raw[2 * i + 1]) for i, n in enumerate(names)}
 
     def _running_by_task(self) -> dict[str, list[str]]:
@@ -174,7 +180,7 @@ class Cron:
         task = self.registry.get(entry.task)
         return replace(task, queue=entry.queue) if entry.queue else task
 
-    def _move_marks(self, plans: Sequence[_Plan], fires: Sequence[_Plan]) -> None:
+    def _move_marks(self, plans: Sequence[_Plan], fires: Sequence[_Plan], *, now: datetime) -> None:
         keys: list[str] = []
         slots: list[str] = []
         for plan in (p for p in plans if p.slots):
@@ -182,7 +188,7 @@ class Cron:
             keys += [self.keys.cron_last(plan.entry.name), self.keys.cron_fired(plan.entry.name)]
             slots += [newest, newest if plan in fires else ""]
         if keys:
-            self._move_marks_script(keys=keys, args=slots)
+            self._move_marks_script(keys=keys, args=[*slots, slot_text(now + SKEW)])
 
     def _report(self, plan: _Plan, minute: datetime, fired: dict[str, Enqueued]) -> Firing:
         entry = plan.entry

@@ -390,12 +390,13 @@ def test_a_tick_in_the_future_is_refused_and_never_stops_the_real_ticks(
     tick = invoke("cron", "tick", "--at", slot_text(later))
     # Then it fires rather than saying an earlier tick handled it
     assert f"every_minute@{slot_text(later)} (new)" in tick.stdout, tick.stdout
-    # And `cron list` shows no last slot in the future, and the true next slot
+    # And the tick repaired the marks: `cron list` shows the real last slot and the next one
     listed = {
         row["name"]: row
         for row in map(json.loads, invoke("cron", "list", "--json").stdout.splitlines())
     }
-    assert listed["every_minute"]["last_slot"] in (None, slot_text(later))
+    assert listed["every_minute"]["last_slot"] == slot_text(later)
+    assert redis.get(keys.cron_last("every_minute")) == slot_text(later).encode()
     assert datetime.fromisoformat(listed["every_minute"]["next"]) > datetime.now(UTC)
 
 
