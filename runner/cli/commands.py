@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from redis.exceptions import RedisError
@@ -48,13 +48,17 @@ class RunnerGroup(click.Group):
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         return super().get_command(ctx, name) or self._site_commands().get(name)
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            usage_error(ctx, exc)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except click.UsageError as exc:  # one line, not Click's usage block
-            where = exc.ctx.command_path if exc.ctx else "runner"
-            click.echo(f"error: {exc.format_message()} (see `{where} -h`)", err=True)
-            ctx.exit(2)
+        except click.UsageError as exc:
+            usage_error(ctx, exc)
         except USAGE_ERRORS as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(2)
@@ -68,6 +72,13 @@ class RunnerGroup(click.Group):
                 f"error: Redis at {where} failed: {exc}; check it is up, then retry", err=True
             )
             ctx.exit(1)
+
+
+def usage_error(ctx: click.Context, exc: click.UsageError) -> NoReturn:
+    """A usage error in one line (not Click's usage block), exit 2."""
+    where = exc.ctx.command_path if exc.ctx else "runner"
+    click.echo(f"error: {exc.format_message()} (see `{where} -h`)", err=True)
+    ctx.exit(2)
 
 
 @click.group("runner", cls=RunnerGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -73,6 +73,8 @@ def test_bad_option_values_are_one_line_usage_errors(invoke: Callable[..., Resul
         (("runs", "--state", "sleeping"), "--state"),
         (("rerun", "--failed", "--since", "soon"), "--since"),
         (("cron", "tick", "--at", "noon"), "--at"),
+        (("--bogus",), "--bogus"),
+        (("nosuch",), "nosuch"),
     ):
         result = invoke(*args)
         assert result.exit_code == 2, (args, result.output)
