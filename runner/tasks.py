@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 from collections.abc import Callable, Iterator, Mapping
@@ -64,24 +65,30 @@ class Task:
     def check_args(self, args: Mapping[str, Any]) -> None:
         """Raise InvalidArguments when `args` lack a required parameter of `fn` (after `run`)
         or name one it does not take, before a run is queued that could only fail."""
-        params = list(inspect.signature(self.fn).parameters.values())[1:]
-        named = [p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-        listing = ", ".join(
-            p.name if p.default is p.empty else f"{p.name}={p.default!r}" for p in named
-        )
-        listing = listing or "none"
-        for p in named:
-            if p.default is p.empty and p.name not in args:
+        required, known, listing = _parameters(self.fn)
+        for name in required:
+            if name not in args:
                 raise InvalidArguments(
-                    f"task {self.name} needs argument {p.name!r}; its parameters: {listing}"
+                    f"task {self.name} needs argument {name!r}; its parameters: {listing}"
                 )
-        if any(p.kind is p.VAR_KEYWORD for p in params):
-            return
         for name in args:
-            if name not in {p.name for p in named}:
+            if known is not None and name not in known:
                 raise InvalidArguments(
                     f"task {self.name} has no argument {name!r}; its parameters: {listing}"
                 )
+
+
+@functools.lru_cache(maxsize=256)
+def _parameters(fn: TaskFunction) -> tuple[tuple[str, ...], frozenset[str] | None, str]:
+    """A task function's required keyword names, every name it takes (None: any, it has
+    **kwargs) and its parameters as text; once per function (enqueue checks every request)."""
+    params = list(inspect.signature(fn).parameters.values())[1:]
+    named = [p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    required = tuple(p.name for p in named if p.default is p.empty)
+    any_name = any(p.kind is p.VAR_KEYWORD for p in params)
+    known = None if any_name else frozenset(p.name for p in named)
+    shown = [p.name if p.default is p.empty else f"{p.name}={p.default!r}" for p in named]
+    return required, known, ", ".join(shown) or "none"
 
 
 class TaskRegistry:

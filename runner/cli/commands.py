@@ -3,9 +3,10 @@ commands the site's task module adds (`import`, `db`, `cron`)."""
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TextIO
 
 import click
 from redis.exceptions import RedisError
@@ -74,6 +75,12 @@ class RunnerGroup(click.Group):
             ctx.exit(1)
 
 
+@functools.cache
+def discard() -> TextIO:
+    """Where a command's log lines go when nobody wants them: one handle per process."""
+    return open(os.devnull, "w")
+
+
 def usage_error(ctx: click.Context, exc: click.UsageError) -> NoReturn:
     """A usage error in one line (not Click's usage block), exit 2."""
     where = exc.ctx.command_path if exc.ctx else "runner"
@@ -98,7 +105,7 @@ def cli(ctx: click.Context, log_json: bool) -> None:
         # stdout is for results (and --json). On a terminal the result lines say it all; the
         # events still reach the runs' log streams, which the renderer feeds.
         quiet = sys.stderr.isatty() and not log_json
-        logs.configure(stream=open(os.devnull, "w") if quiet else sys.stderr, console=False)  # noqa: SIM115
+        logs.configure(stream=discard() if quiet else sys.stderr, console=False)
 
 
 @cli.command()
