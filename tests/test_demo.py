@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from runner.redis import EmbeddedRedis
 from tests.conftest import ROOT
 
 
@@ -16,10 +17,13 @@ from tests.conftest import ROOT
 def test_the_demo_resumes_a_killed_import_and_reruns_a_failed_run(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNNER_")}
     env |= {"RUNNER_HOME": str(tmp_path / "home"), "DEMO_BIG_POSTS": "20000"}
-    done = subprocess.run(
-        [str(ROOT / "scripts" / "demo")], env=env, cwd=ROOT, capture_output=True, text=True,
-        timeout=300,
-    )  # fmt: skip
+    try:
+        done = subprocess.run(
+            [str(ROOT / "scripts" / "demo")], env=env, cwd=ROOT, capture_output=True,
+            text=True, timeout=300,
+        )  # fmt: skip
+    finally:  # the demo leaves its embedded Redis running, as a deployment would
+        EmbeddedRedis.for_home(tmp_path / "home").stop()
     out = done.stdout + done.stderr
     assert done.returncode == 0, out[-3000:]
     crash = out[out.index("a crash:") : out.index("a failed run:")]
