@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from jobs import commands, imports, inbox, schedule, upkeep
+from jobs import commands, imports, inbox, rejects, schedule, upkeep
 from runner import TaskRegistry
 
 registry = TaskRegistry()
@@ -14,3 +14,4 @@ upkeep.register(registry)
 registry.schedule.extend(schedule.SCHEDULE)
 registry.commands.extend(commands.COMMANDS)
 registry.web_routers.append("jobs.web:router")  # imported by `runner web` only
+registry.notes.append(rejects.rejects_note)

@@ -1,13 +1,14 @@
-"""The site's CLI commands, added to `runner`: `runner import` and `runner db init`."""
+"""The site's CLI commands, added to `runner`: `runner import`, `rejects` and `db init`."""
 
 from __future__ import annotations
 
 import click
 
+from jobs.rejects import PAGE, has_rejects, list_rejects
 from jobs.sources import TASK, resolve
 from jobs.store import engine_for
-from runner import InvalidArguments, Request
-from runner.cli import App, finish_waiting, pass_app
+from runner import InvalidArguments, Request, UnknownRun
+from runner.cli import App, finish_waiting, json_line, pass_app, table
 
 
 @click.command("import")
@@ -35,6 +36,36 @@ def import_command(
     finish_waiting(app, [r.token for r in results], wait=wait)
 
 
+@click.command("rejects")
+@click.argument("run")
+@click.option("--after", type=click.IntRange(min=0), default=0, help="Only past this position.")
+@click.option("--limit", type=click.IntRange(min=0), default=PAGE, show_default=True,
+              help="At most this many (0: all).")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per rejected line.")
+@pass_app
+def rejects_command(app: App, run: str, after: int, limit: int, as_json: bool) -> None:
+    """The lines an import rejected: position, source id and reason, in position order."""
+    app.reading()
+    engine = engine_for(app.settings.store_url)
+    try:
+        token = app.runs.resolve(run)
+    except UnknownRun:
+        if not has_rejects(engine, run):  # the run's record may have expired before its rejects
+            raise
+        token = run
+    rows = list_rejects(engine, token, after=after, limit=limit)
+    if as_json:
+        for row in rows:
+            click.echo(json_line(**row))
+    elif rows:
+        cells = [(str(r["position"]), r["source_id"] or "-", r["reason"]) for r in rows]
+        click.echo(table(cells, ("POSITION", "SOURCE ID", "REASON")))
+    if not rows and not as_json:
+        click.echo(f"no rejected lines in {token}" + (f" after {after}" if after else ""), err=True)
+    if limit and len(rows) == limit:
+        click.echo(f"more: runner rejects {token} --after {rows[-1]['position']}", err=True)
+
+
 @click.group("db")
 def db_group() -> None:
     """The content store (SQLite under RUNNER_HOME, or RUNNER_DATABASE_URL)."""
@@ -48,4 +79,4 @@ def db_init(app: App) -> None:
     click.echo(f"schema ready: {engine.url.render_as_string(hide_password=True)}")
 
 
-COMMANDS: list[click.Command] = [import_command, db_group]
+COMMANDS: list[click.Command] = [import_command, rejects_command, db_group]

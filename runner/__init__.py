@@ -19,9 +19,10 @@ from runner.errors import (
     RunnerError,
     TaskError,
     TransientError,
+    UnknownRun,
 )
 from runner.health import Check as HealthCheck
-from runner.record import RunState
+from runner.record import RunRecord, RunState
 from runner.redis import connect, redact
 from runner.retention import prune_runs
 from runner.schedule import CronEntry
@@ -39,6 +40,7 @@ __all__ = [
     "Request",
     "RetryPolicy",
     "Run",
+    "RunRecord",
     "RunState",
     "RunnerError",
     "Settings",
@@ -46,6 +48,7 @@ __all__ = [
     "TaskError",
     "TaskRegistry",
     "TransientError",
+    "UnknownRun",
     "canonical_json",
     "connect",
     "content_token",

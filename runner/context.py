@@ -16,6 +16,7 @@ from runner.enqueue import Enqueued
 from runner.errors import InvalidArguments, LeaseLost
 from runner.lease import Lease
 from runner.logs import RunStream
+from runner.pace import ProgressPace
 from runner.record import RunRecord, RunState
 from runner.redis import Durable
 from runner.runs import Runs
@@ -55,6 +56,8 @@ class Run:
         self._enqueue = enqueue
         self._cursor = record.cursor
         self._counters = dict(record.counters or {})
+        self._total = record.total
+        self.pace = ProgressPace(self._counters)
         self.log = structlog.get_logger("runner.task")
         self.failed_step: str | None = None  # the step an escaping exception came from
 
@@ -121,6 +124,8 @@ class Run:
         effects, and resume from there: the import does so with `imports.position`, so its
         counters are exact after any crash; the cursor it passes here is for `runner show`
         and the progress bar only.
+
+        Every so often (`self.pace`) it also logs `step.progress`: position, counters, rate.
         """
         fields: dict[str, Any] = {}
         if cursor is not UNSET:
@@ -134,7 +139,14 @@ class Run:
             self._cursor = cursor
         if counters is not None:
             self._counters = dict(counters)
+        if total is not None:
+            self._total = total
         self.log.debug("checkpoint", cursor=self._cursor, counters=self._counters)
+        rate = self.pace.due(self._counters)
+        if rate is not None:
+            known = {"total": self._total} if self._total is not None else {}
+            self.log.info("step.progress", position=self._cursor, counters=self._counters,
+                          **known, **rate)  # fmt: skip
 
     def enqueue(self, task: str, args: dict[str, Any], *, token: str | None = None) -> Enqueued:
         """Enqueue follow-up work; as everywhere, a token already queued or done is not redone."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -20,6 +20,7 @@ from redis import Redis
 
 from runner.config import Settings
 from runner.enqueue import Enqueued, Enqueuer, Request
+from runner.errors import InvalidArguments
 from runner.keys import Keys
 from runner.logs import into_run_log
 from runner.lua import registered
@@ -36,16 +37,22 @@ from runner.tasks import Task, TaskRegistry
 from runner.tokens import slot_token
 
 log = structlog.get_logger("runner.cron")
+# A mark further ahead of a tick's clock than this came from a tick in the future (before such
+# ticks were refused), not from a real tick on a host whose clock runs a little ahead.
+SKEW = timedelta(minutes=5)
 
 # Move each mark forward to its slot, never back (a tick that planned earlier may write
 # later). Slots are ISO minutes, so string order is time order.
 _MOVE_CRON_MARKS = """
 -- KEYS[i]: a mark (an entry's last handled or last fired slot)
 -- ARGV[i]: the slot to move KEYS[i] to; '' leaves it alone
+-- ARGV[#KEYS + 1]: the current minute plus SKEW; a mark past it (a tick in the future, from
+--   before such ticks were refused) is replaced, or it would hold every real slot until then
+local now = ARGV[#KEYS + 1]
 for i = 1, #KEYS do
   local mark, slot = KEYS[i], ARGV[i]
   local seen = redis.call('GET', mark)
-  if slot ~= '' and (not seen or seen < slot) then redis.call('SET', mark, slot) end
+  if slot ~= '' and (not seen or seen < slot or seen > now) then redis.call('SET', mark, slot) end
 end
 return 1
 """
@@ -101,11 +108,19 @@ class Cron:
         self.enqueuer = Enqueuer(redis, settings)
         self._move_marks_script = registered(redis, _MOVE_CRON_MARKS)
 
-    def tick(self, at: datetime) -> list[Firing]:
+    def tick(self, at: datetime, *, now: datetime | None = None) -> list[Firing]:
         """Handle every slot due at `at`'s minute, and the missed ones within each entry's
-        catch-up; raises RedisError when Redis fails (a later tick catches the slots up)."""
+        catch-up; raises InvalidArguments for a minute after `now` (default: the wall clock),
+        whose marks would make the real slots up to it look handled, and RedisError when
+        Redis fails (a later tick catches the slots up)."""
         minute = floor_minute(at)
-        marks = self.marks()
+        current = floor_minute(now or datetime.now(UTC))
+        if minute > current:
+            raise InvalidArguments(
+                f"--at {slot_text(minute)} is in the future (now {slot_text(current)}); a tick"
+                " fires minutes up to now, and a later one would mark the slots before it handled"
+            )
+        marks = self.marks(now=current)
         busy = self._running_by_task()
         plans = [self._plan(e, minute, marks[e.name], busy) for e in self.entries]
         fires = [p for p in plans if p.slots and p.blocker is None]
@@ -115,16 +130,22 @@ class Cron:
             for s in p.slots
         ]
         fired = {r.token: r for r in self.enqueuer.enqueue_many(requests)}
-        self._move_marks(plans, fires)
+        self._move_marks(plans, fires, now=current)
         self.redis.set(self.keys.last_tick, time.time())  # health: is the clock ticking?
         return [self._report(p, minute, fired) for p in plans]
 
-    def marks(self) -> dict[str, tuple[datetime | None, datetime | None]]:
-        """Each entry's last handled slot and last fired slot (None: never)."""
+    def marks(
+        self, *, now: datetime | None = None
+    ) -> dict[str, tuple[datetime | None, datetime | None]]:
+        """Each entry's last handled slot and last fired slot (None: never). A mark more than
+        SKEW after `now` (left by an older runner's tick in the future) counts as never, so it
+        cannot make the real slots before it look handled."""
+        current = floor_minute(now or datetime.now(UTC))
         names = [e.name for e in self.entries]
         keys = [k for n in names for k in (self.keys.cron_last(n), self.keys.cron_fired(n))]
         values: list[bytes | None] = self.redis.mget(keys) if keys else []  # type: ignore[assignment]
-        raw = [parse_slot(v.decode()) if v else None for v in values]
+        slots = [parse_slot(v.decode()) if v else None for v in values]
+        raw = [s if s is not None and s <= current + SKEW else None for s in slots]
         return {n: (raw[2 * i], raw[2 * i + 1]) for i, n in enumerate(names)}
 
     def _running_by_task(self) -> dict[str, list[str]]:
@@ -161,7 +182,7 @@ class Cron:
         task = self.registry.get(entry.task)
         return replace(task, queue=entry.queue) if entry.queue else task
 
-    def _move_marks(self, plans: Sequence[_Plan], fires: Sequence[_Plan]) -> None:
+    def _move_marks(self, plans: Sequence[_Plan], fires: Sequence[_Plan], *, now: datetime) -> None:
         keys: list[str] = []
         slots: list[str] = []
         for plan in (p for p in plans if p.slots):
@@ -169,7 +190,7 @@ class Cron:
             keys += [self.keys.cron_last(plan.entry.name), self.keys.cron_fired(plan.entry.name)]
             slots += [newest, newest if plan in fires else ""]
         if keys:
-            self._move_marks_script(keys=keys, args=slots)
+            self._move_marks_script(keys=keys, args=[*slots, slot_text(now + SKEW)])
 
     def _report(self, plan: _Plan, minute: datetime, fired: dict[str, Enqueued]) -> Firing:
         entry = plan.entry

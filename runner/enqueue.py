@@ -92,6 +92,10 @@ class Request:
     args: dict[str, Any]
     token: str | None = None
 
+    def __post_init__(self) -> None:
+        """Raises InvalidArguments when the arguments do not fit the task's signature."""
+        self.task.check_args(self.args)
+
     def resolved_token(self) -> str:
         """The caller's token (checked), or one derived from the task and its arguments;
         raises InvalidArguments for a malformed token or arguments that are not JSON."""

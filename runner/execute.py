@@ -182,8 +182,10 @@ class Executor:
             "step": step,
             "attempt": record.attempt,
         }
-        log.error("attempt.failed", error=error, exc_info=exc)
         permanent = isinstance(exc, PermanentError | RunnerError) and not _transient(exc, task)
+        # A classified error's message says it all: `runner logs` hides its traceback
+        expected = isinstance(exc, PermanentError) or _transient(exc, task)
+        log.error("attempt.failed", error=error, expected=expected, exc_info=exc)
         if permanent or record.attempts_left <= 0:
             why = "permanent error" if permanent else f"{record.max_attempts} attempts used"
             fields = {"state": RunState.FAILED, "error": error, "finished_at": time.time()}

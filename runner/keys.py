@@ -100,7 +100,6 @@ class Keys:
         """Sorted set: deploy marks (JSON {version, label, at, by}) scored by time."""
         return f"{self.prefix}deploys"
 
-
     @property
     def replication_probe(self) -> str:
         """Counter: written before waiting for replicas, so the wait covers every earlier write."""

@@ -43,16 +43,21 @@ def rerun(
     *,
     from_scratch: bool = False,
     dry_run: bool = False,
+    force: bool = False,
 ) -> Rerun:
-    """Give a failed run its next attempt; any other state is left alone and said why."""
+    """Give a failed run its next attempt (with `force`, a succeeded one too, logged as
+    deliberate); any other state is left alone and said why."""
     keys = Keys(settings.prefix)
     runs = Runs(redis, settings)
     record = runs.get(token)
     if record is None:
         why = "the run has expired or never existed"
         return Rerun(token, "?", "missing", RerunAction.SKIPPED, why)
-    if record.state != RunState.FAILED:
+    rerunnable = (RunState.FAILED, RunState.SUCCEEDED) if force else (RunState.FAILED,)
+    if record.state not in rerunnable:
         why = f"it is {record.state}; only failed runs are rerun"
+        if record.state == RunState.SUCCEEDED:
+            why += " (--force reruns a succeeded one; --from-scratch redoes its steps)"
         return Rerun(token, record.task, record.state, RerunAction.SKIPPED, why)
     if dry_run:
         where = _where(from_scratch)
@@ -67,7 +72,7 @@ def rerun(
         fields |= {"generation": record.generation + 1, "cursor": None, "counters": None}
     moved = runs.advance(
         token,
-        seen_state=RunState.FAILED,
+        seen_state=record.state,
         seen_attempt=record.attempt,
         run_fields=fields,
         queue=record.queue,
@@ -80,7 +85,8 @@ def rerun(
     with into_run_log(redis, keys.log(token), maxlen=settings.log_max_events):
         log.info(
             "run.rerun", token=token, task=record.task, attempt=record.attempt + 1,
-            from_scratch=from_scratch, state=RunState.QUEUED,
+            from_scratch=from_scratch, state=RunState.QUEUED, was=record.state,
+            forced=record.state != RunState.FAILED,
         )  # fmt: skip
     return Rerun(token, record.task, RunState.QUEUED, RerunAction.REQUEUED, _where(from_scratch))
 

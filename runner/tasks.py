@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
-from collections.abc import Callable, Iterator
+import inspect
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import click
 import tenacity
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from runner.errors import ConfigError, TransientError, UnknownTask
+from runner.errors import ConfigError, InvalidArguments, TransientError, UnknownTask
 from runner.health import SiteCheck
+
+if TYPE_CHECKING:
+    from runner.record import RunRecord
 
 TaskFunction = Callable[..., Any]
 _T = TypeVar("_T")
@@ -58,6 +63,34 @@ class Task:
     timeout: int = 3600
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
+    def check_args(self, args: Mapping[str, Any]) -> None:
+        """Raise InvalidArguments when `args` lack a required parameter of `fn` (after `run`)
+        or name one it does not take, before a run is queued that could only fail."""
+        required, known, listing = _parameters(self.fn)
+        for name in required:
+            if name not in args:
+                raise InvalidArguments(
+                    f"task {self.name} needs argument {name!r}; its parameters: {listing}"
+                )
+        for name in args:
+            if known is not None and name not in known:
+                raise InvalidArguments(
+                    f"task {self.name} has no argument {name!r}; its parameters: {listing}"
+                )
+
+
+@functools.lru_cache(maxsize=256)
+def _parameters(fn: TaskFunction) -> tuple[tuple[str, ...], frozenset[str] | None, str]:
+    """A task function's required keyword names, every name it takes (None: any, it has
+    **kwargs) and its parameters as text; once per function (enqueue checks every request)."""
+    params = list(inspect.signature(fn).parameters.values())[1:]
+    named = [p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    required = tuple(p.name for p in named if p.default is p.empty)
+    any_name = any(p.kind is p.VAR_KEYWORD for p in params)
+    known = None if any_name else frozenset(p.name for p in named)
+    shown = [p.name if p.default is p.empty else f"{p.name}={p.default!r}" for p in named]
+    return required, known, ", ".join(shown) or "none"
+
 
 class TaskRegistry:
     """Name -> Task. A site module exposes one as `registry`; `noop` is always there."""
@@ -72,6 +105,8 @@ class TaskRegistry:
         # The site's console pages: fastapi.APIRouter objects, or 'module:name' of one (so
         # workers and the CLI never import the web stack).
         self.web_routers: list[Any] = []
+        # lines `runner show` adds about a run, e.g. where its rejected lines are listed
+        self.notes: list[Callable[[RunRecord], str | None]] = []
         self.register(Task(name="noop", fn=noop, queue="default", timeout=60))
 
     def register(self, task: Task) -> Task:

@@ -152,6 +152,11 @@ class Supervisor:
         signal.signal(signal.SIGTERM, self._request_stop)
         signal.signal(signal.SIGINT, self._request_stop)
         log.info("worker.started", name=self.options.worker_name(), queues=self.options.queues)
+        self._tell(
+            f"worker {self.options.worker_name()} on {', '.join(self.options.queues)}."
+            " Ctrl-C: finish the current run, then stop. Ctrl-C twice: stop at once (the run"
+            " resumes from its last checkpoint on a worker, once its lease expires)."
+        )
         while True:
             if self.horse is None:
                 if self.stopping:
@@ -218,8 +223,20 @@ class Supervisor:
         first = not self.stopping
         self.stopping = True
         log.info("worker.stopping", signal=signal.Signals(signum).name, warm=first)
+        if first:
+            self._tell("stopping after the current run; Ctrl-C again to stop at once")
+        else:
+            self._tell("stopping at once; the run resumes from its last checkpoint")
         if self.horse is not None:
-            os.kill(self.horse, signal.SIGTERM)  # first: finish the job; second: stop it now
+            # First: the horse finishes its job. Second: it dies as in a crash, which every
+            # run survives (RQ's own cold stop raises SystemExit inside the task instead).
+            os.kill(self.horse, signal.SIGTERM if first else signal.SIGKILL)
+
+    @staticmethod
+    def _tell(text: str) -> None:
+        """A plain line for the person at the terminal (none when not on one)."""
+        if sys.stderr.isatty():
+            os.write(sys.stderr.fileno(), f"{text}\n".encode())  # safe in a signal handler
 
 
 def run_worker(settings: Settings, options: WorkerOptions) -> int:

@@ -128,3 +128,28 @@ def deployed(run: Run, *, n: int = 0) -> int:
     if every and n % every == 0:
         raise RuntimeError(f"run {n} broke (simulated)")
     return n
+
+
+@registry.task(retry=FAST_RETRY)
+def greet(run: Run, *, name: str, loud: bool = False) -> str:
+    """A task with a required argument: for the argument checks of enqueue."""
+    return name.upper() if loud else name
+
+
+@registry.task(retry=FAST_RETRY)
+def spawn(run: Run, **child_args: Any) -> str:
+    """Enqueues `greet` with its own arguments; returns the error it got, if any."""
+    from runner.errors import InvalidArguments
+
+    try:
+        return run.enqueue("greet", child_args).token
+    except InvalidArguments as exc:
+        return f"refused: {exc}"
+
+
+@registry.task(retry=FAST_RETRY)
+def shaky(run: Run) -> str:
+    """Its first attempt fails with a TransientError (outside any step); the second succeeds."""
+    if _redis().incr(f"probe:tries:{run.token}") == 1:
+        raise TransientError("connection reset (simulated)")
+    return "ok"

@@ -9,5 +9,6 @@ from __future__ import annotations
 
 from runner.cli.app import App, finish_waiting, json_line, pass_app
 from runner.cli.commands import cli, main
+from runner.cli.views import table
 
-__all__ = ["App", "cli", "finish_waiting", "json_line", "main", "pass_app"]
+__all__ = ["App", "cli", "finish_waiting", "json_line", "main", "pass_app", "table"]

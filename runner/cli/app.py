@@ -7,19 +7,22 @@ import sys
 import time
 from collections.abc import Sequence
 from functools import cached_property
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from redis import Redis
+from rq import Worker
 
 from runner.config import Settings
 from runner.enqueue import Enqueued, Enqueuer
-from runner.errors import InvalidArguments
+from runner.errors import InvalidArguments, RedisUnavailable
 from runner.keys import Keys
 from runner.record import TERMINAL, RunRecord, RunState
-from runner.redis import connect
+from runner.redis import EmbeddedRedis, connect
 from runner.runs import Runs
 from runner.tasks import TaskRegistry, load_registry
+
+NO_WORKER_SECONDS = 3.0  # how long `--wait` waits before it says no worker is alive
 
 
 class App:
@@ -28,9 +31,22 @@ class App:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.keys = Keys(settings.prefix)
+        self.starts_redis = True
+
+    def reading(self) -> None:
+        """Mark this command read-only: it never starts a stopped embedded Redis."""
+        self.starts_redis = False
 
     @cached_property
     def redis(self) -> Redis:
+        """The client; raises RedisUnavailable when Redis cannot be reached, or (for a
+        read-only command) when the embedded Redis is stopped, without starting it."""
+        reading = not self.starts_redis and self.settings.redis_url is None
+        if reading and not EmbeddedRedis.for_home(self.settings.home).is_running():
+            raise RedisUnavailable(
+                "the embedded Redis is stopped (`runner redis stop`); a command that does"
+                " work starts it again, e.g. `runner worker`"
+            )
         return connect(self.settings)
 
     @cached_property
@@ -59,8 +75,11 @@ class App:
                 click.echo(f"{r.token}{note}")
 
     def wait(self, tokens: Sequence[str], *, poll: float = 0.2) -> list[RunRecord]:
-        """Block until every run is succeeded or failed, with progress on a terminal."""
+        """Block until every run is succeeded or failed, with progress on a terminal; say so
+        (once per queue) when a run waits on a queue no live worker listens to."""
         show = sys.stderr.isatty()
+        told: set[str] = set()
+        check_at = time.monotonic() + NO_WORKER_SECONDS
         while True:
             records = [self.runs.get(t) for t in tokens]
             live = [r for r in records if r is not None]
@@ -68,9 +87,29 @@ class App:
                 if show:
                     click.echo("", err=True)
                 return live
+            if time.monotonic() >= check_at:
+                check_at = time.monotonic() + NO_WORKER_SECONDS
+                for queue in sorted(self.unworked_queues(live) - told):
+                    told.add(queue)
+                    click.echo(("\n" if show else "") + no_worker_text(queue), err=True)
             if show:
                 click.echo("\r" + progress_text(live), nl=False, err=True)
             time.sleep(poll)
+
+    def unworked_queues(self, records: Sequence[RunRecord]) -> set[str]:
+        """The queues of runs still waiting to start that no live worker listens to."""
+        waiting = {r.queue for r in records if r.state in (RunState.QUEUED, RunState.RETRYING)}
+        if not waiting:
+            return set()
+        worked = {q for w in Worker.all(connection=self.redis) for q in w.queue_names()}
+        return waiting - worked
+
+
+def no_worker_text(queue: str) -> str:
+    return (
+        f"no worker is alive for queue {queue!r}: start one with `runner worker --queue {queue}`"
+        " (still waiting; Ctrl-C stops waiting, the run stays queued)"
+    )
 
 
 def progress_text(records: Sequence[RunRecord]) -> str:
@@ -112,9 +151,19 @@ def finish_waiting(app: App, tokens: list[str], *, wait: bool) -> None:
     """With --wait, block until the runs end; exit 1 if any failed."""
     if not wait:
         return
-    records = app.wait(tokens)
+    try:
+        records = app.wait(tokens)
+    except KeyboardInterrupt:
+        stopped_waiting(tokens)
     for r in records:
         if r.state == RunState.FAILED and r.error:
             click.echo(f"failed: {r.token}: {r.error.get('message')}", err=True)
     if any(r.state == RunState.FAILED for r in records):
         sys.exit(1)
+
+
+def stopped_waiting(tokens: Sequence[str]) -> NoReturn:
+    """After Ctrl-C on `--wait` or `--follow`: the runs go on; exit 130 (128 + SIGINT)."""
+    runs = "the run goes on" if len(tokens) == 1 else f"the {len(tokens)} runs go on"
+    click.echo(f"\nstopped waiting; {runs}: runner show {tokens[0]}", err=True)
+    sys.exit(130)

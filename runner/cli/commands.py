@@ -3,9 +3,11 @@ commands the site's task module adds (`import`, `db`, `cron`)."""
 
 from __future__ import annotations
 
+import functools
+import os
 import sys
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn, TextIO
 
 import click
 from redis.exceptions import RedisError
@@ -51,9 +53,17 @@ class RunnerGroup(click.Group):
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         return super().get_command(ctx, name) or self._site_commands().get(name)
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            usage_error(ctx, exc)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:
+            usage_error(ctx, exc)
         except USAGE_ERRORS as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(2)
@@ -69,9 +79,26 @@ class RunnerGroup(click.Group):
             ctx.exit(1)
 
 
-@click.group(cls=RunnerGroup)
+@functools.cache
+def discard() -> TextIO:
+    """Where a command's log lines go when nobody wants them: one handle per process."""
+    return open(os.devnull, "w")
+
+
+def usage_error(ctx: click.Context, exc: click.UsageError) -> NoReturn:
+    """A usage error in one line (not Click's usage block), exit 2."""
+    where = exc.ctx.command_path if exc.ctx else "runner"
+    click.echo(f"error: {exc.format_message()} (see `{where} -h`)", err=True)
+    ctx.exit(2)
+
+
+@click.group("runner", cls=RunnerGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="site-runner", prog_name="runner")
+@click.option(
+    "--log-json", is_flag=True, help="Log events as JSON on stderr (terminal: results only)."
+)
 @click.pass_context
-def cli(ctx: click.Context) -> None:
+def cli(ctx: click.Context, log_json: bool) -> None:
     """An idempotent background job runner: RQ workers on Redis, one run per token."""
     try:
         ctx.obj = App(Settings.from_env())
@@ -79,7 +106,10 @@ def cli(ctx: click.Context) -> None:
         click.echo(f"error: {exc}", err=True)
         ctx.exit(2)
     if ctx.invoked_subcommand != "worker":
-        logs.configure(stream=sys.stderr)  # stdout is for results (and --json)
+        # stdout is for results (and --json). On a terminal the result lines say it all; the
+        # events still reach the runs' log streams, which the renderer feeds.
+        quiet = sys.stderr.isatty() and not log_json
+        logs.configure(stream=discard() if quiet else sys.stderr, console=False)
 
 
 @cli.command()
@@ -121,6 +151,7 @@ def enqueue(
 def health(app: App, as_json: bool) -> None:
     """Is it up, is it slow, are jobs failing, did the last deploy change anything: one line
     each with figures and a verdict. Exit 0 when all four are ok, 1 when any is not."""
+    app.reading()
     try:
         redis = app.redis
     except RedisUnavailable as exc:

@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 
 import runner.logs as logs
 from runner.cli.app import App, json_line, pass_app
+from runner.cli.types import IsoTime
 from runner.cli.views import table
 from runner.cron import Cron, Firing, FiringOutcome
 from runner.deploys import mark_deploy
@@ -89,7 +90,7 @@ class CronClock:
         """Tick until stopped, or until `ticks` ticks succeeded; returns the exit code (0)."""
         signal.signal(signal.SIGTERM, self._request_stop)
         signal.signal(signal.SIGINT, self._request_stop)
-        log.info("cron.clock.started", clock=self.name, now=self.clock.now().isoformat())
+        log.info("cron.clock.started", clock=self.name, now=slot_text(self.clock.now()))
         mark_deploy(self.cron.redis, self.cron.settings, by=f"clock {self.name}")
         done, backoff, due = 0, 0.5, self.clock.now()
         while ticks is None or done < ticks:
@@ -126,16 +127,6 @@ class CronClock:
         self.stopping.set()
 
 
-def parse_time(text: str) -> datetime:
-    """An ISO time (UTC unless it has an offset); raises click.BadParameter otherwise."""
-    try:
-        return to_utc(datetime.fromisoformat(text))
-    except ValueError:
-        raise click.BadParameter(
-            f"{text!r} is not an ISO time; use e.g. 2026-11-27T06:00Z"
-        ) from None
-
-
 def firing_text(firing: Firing) -> str:
     """One line for people: outcome, entry, then the runs or the reason."""
     if firing.outcome == FiringOutcome.FIRED:
@@ -158,15 +149,17 @@ def cron_group() -> None:
 
 
 @cron_group.command("tick")
-@click.option("--at", "at", metavar="ISO-TIME", help="Tick at this minute instead of now (UTC).")
+@click.option(
+    "--at", "at", type=IsoTime(), metavar="ISO-TIME", help="Tick at this past minute (UTC)."
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per entry.")
 @pass_app
-def tick_command(app: App, at: str | None, as_json: bool) -> None:
+def tick_command(app: App, at: datetime | None, as_json: bool) -> None:
     """Enqueue every slot due this minute, and the missed ones each entry catches up.
 
     For a system crontab (`* * * * * runner cron tick`). Each slot's token is task@slot, so
     running it twice, beside other ticks or beside `runner cron run`, fires each slot once."""
-    when = parse_time(at) if at else datetime.now(UTC)
+    when = at or datetime.now(UTC)
     for firing in cron_for(app).tick(when):
         click.echo(json_line(**firing.as_dict()) if as_json else firing_text(firing))
 
@@ -174,7 +167,7 @@ def tick_command(app: App, at: str | None, as_json: bool) -> None:
 @cron_group.command("run")
 @click.option("--once", is_flag=True, help="Tick once, at start-up, and exit.")
 @click.option("--ticks", type=click.IntRange(min=1), help="Exit after this many ticks.")
-@click.option("--at-start", "--start", "start", metavar="ISO-TIME",
+@click.option("--at-start", "--start", "start", type=IsoTime(), metavar="ISO-TIME",
               help="Test hook: the clock's time at start-up (simulated from then on).")  # fmt: skip
 @click.option("--speed", type=click.FloatRange(min=0, min_open=True), default=1.0,
               envvar="RUNNER_CLOCK_SPEED", show_default=True,
@@ -182,7 +175,7 @@ def tick_command(app: App, at: str | None, as_json: bool) -> None:
 @click.option("--name", default="", help="Clock name for its heartbeat (default: host.pid).")
 @pass_app
 def run_command(
-    app: App, once: bool, ticks: int | None, start: str | None, speed: float, name: str
+    app: App, once: bool, ticks: int | None, start: datetime | None, speed: float, name: str
 ) -> None:
     """Run the clock (Procfile: `clock: runner cron run`): tick now, then at the start of
     every minute, until SIGTERM or SIGINT. Several clocks may run at once; a Redis outage is
@@ -193,7 +186,10 @@ def run_command(
     minutes of clock time in about two real seconds."""
     logs.configure()  # JSON lines on stdout, like a worker
     cron = Cron(connect(app.settings, check=False), app.settings, registry=app.registry)
-    clock = ClockTime(start=parse_time(start) if start else None, speed=speed)
+    began = start
+    if began and floor_minute(began) > datetime.now(UTC):
+        raise click.BadParameter("the clock cannot start in the future", param_hint="--at-start")
+    clock = ClockTime(start=began, speed=speed)
     name = name or f"{socket.gethostname()}.{os.getpid()}"
     sys.exit(CronClock(cron, clock, name=name).run(ticks=1 if once else ticks))
 
@@ -203,6 +199,7 @@ def run_command(
 @pass_app
 def list_command(app: App, as_json: bool) -> None:
     """Each entry: its schedule in words, next fire time, last slot and its last run's state."""
+    app.reading()
     cron = cron_for(app)
     marks = cron.marks()
     now = datetime.now(UTC)

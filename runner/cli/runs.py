@@ -9,11 +9,11 @@ import click
 from structlog.contextvars import bound_contextvars
 
 import runner.logs as logs
-from runner.cli.app import App, json_line, pass_app
+from runner.cli.app import App, json_line, pass_app, stopped_waiting
+from runner.cli.events import Tracebacks, event_line
+from runner.cli.types import Duration
 from runner.cli.views import (
     detail_text,
-    event_line,
-    parse_duration,
     run_detail,
     run_summary,
     runs_table,
@@ -27,15 +27,17 @@ from runner.rerun import rerun as rerun_one
 @click.command()
 @click.option("--state", type=click.Choice([state.value for state in RunState]))
 @click.option("--task", help="Only runs of this task.")
-@click.option("--since", help="Only runs created within this long (30m, 2h, 7d).")
-@click.option("--limit", default=50, show_default=True, help="At most this many (0: all).")
+@click.option("--since", type=Duration(), help="Only runs created within this long (30m, 2h, 7d).")
+@click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True,
+              help="At most this many (0: all).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per run.")
 @pass_app
 def runs(
-    app: App, state: str | None, task: str | None, since: str | None, limit: int, as_json: bool
+    app: App, state: str | None, task: str | None, since: float | None, limit: int, as_json: bool
 ) -> None:
     """List runs, newest first."""
-    after = time.time() - parse_duration(since) if since else None
+    app.reading()
+    after = time.time() - since if since else None
     found = app.runs.list(
         state=RunState(state) if state else None, task=task, since=after, limit=limit
     )
@@ -54,21 +56,31 @@ def runs(
 @pass_app
 def show(app: App, run: str, as_json: bool) -> None:
     """One run: state, attempts, steps, cursor, counters, error."""
+    app.reading()
     token = app.runs.resolve(run)
     record = app.runs.get(token)
     if record is None:
         raise UnknownRun(f"run {token!r} expired while reading it")
     steps = app.runs.steps(token)
-    click.echo(json_line(**run_detail(record, steps)) if as_json else detail_text(record, steps))
+    notes = [n for note in app.registry.notes if (n := note(record))]
+    if as_json:
+        click.echo(json_line(**run_detail(record, steps), notes=notes))
+    else:
+        click.echo("\n".join([detail_text(record, steps), *notes]))
 
 
 @click.command("logs")
 @click.argument("run")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new events until the run ends.")
+@click.option(
+    "--traceback", "every_traceback", is_flag=True,
+    help="Every error's full traceback (default: an unexpected error's, once).",
+)  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="The events as JSON lines.")
 @pass_app
-def logs_command(app: App, run: str, follow: bool, as_json: bool) -> None:
+def logs_command(app: App, run: str, follow: bool, every_traceback: bool, as_json: bool) -> None:
     """The run's log events, every attempt, oldest first."""
+    app.reading()
     token = app.runs.resolve(run)
     if follow:
 
@@ -79,8 +91,13 @@ def logs_command(app: App, run: str, follow: bool, as_json: bool) -> None:
         events = logs.follow_events(app.redis, app.keys, token, is_done=done)
     else:
         events = (e for _, e in logs.read_events(app.redis, app.keys, token))
-    for event in events:
-        click.echo(json_line(**event) if as_json else event_line(event))
+    tracebacks = Tracebacks(every=every_traceback)
+    try:
+        for event in events:
+            shown = tracebacks.shows(event)
+            click.echo(json_line(**event) if as_json else event_line(event, traceback=shown))
+    except KeyboardInterrupt:
+        stopped_waiting([token])
 
 
 @click.command()
@@ -89,26 +106,35 @@ def logs_command(app: App, run: str, follow: bool, as_json: bool) -> None:
     "--failed", "all_failed", is_flag=True, help="Every failed run (see --task, --since)."
 )
 @click.option("--task", help="With --failed: only this task's runs.")
-@click.option("--since", help="With --failed: only runs created within this long.")
+@click.option("--since", type=Duration(), help="With --failed: only runs created within this long.")
 @click.option("--from-scratch", is_flag=True, help="Forget finished steps and the cursor.")
 @click.option("--dry-run", is_flag=True, help="Say what would be rerun; change nothing.")
+@click.option("--force", is_flag=True, help="Also rerun a succeeded RUN (logged as deliberate).")
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
 def rerun(
-    app: App, run_refs: tuple[str, ...], all_failed: bool, task: str | None, since: str | None,
-    from_scratch: bool, dry_run: bool, as_json: bool,
+    app: App, run_refs: tuple[str, ...], all_failed: bool, task: str | None, since: float | None,
+    from_scratch: bool, dry_run: bool, force: bool, as_json: bool,
 ) -> None:  # fmt: skip
-    """Rerun failed runs, from their last checkpoint (default) or from scratch."""
+    """Rerun failed runs, from their last checkpoint (default) or from scratch; with --force,
+    a succeeded run named as RUN too."""
     if bool(run_refs) == all_failed:
         raise click.UsageError("name RUN(s) or use --failed, not both and not neither")
     if all_failed:
-        after = time.time() - parse_duration(since) if since else None
+        after = time.time() - since if since else None
         tokens = [r.token for r in app.runs.list(state=RunState.FAILED, task=task, since=after)]
     else:
         tokens = [app.runs.resolve(ref) for ref in run_refs]
     with bound_contextvars(origin="cli"):  # the run's log says who reran it
         results = [
-            rerun_one(app.redis, app.settings, t, from_scratch=from_scratch, dry_run=dry_run)
+            rerun_one(
+                app.redis,
+                app.settings,
+                t,
+                from_scratch=from_scratch,
+                dry_run=dry_run,
+                force=force and bool(run_refs),
+            )
             for t in tokens
         ]
     for r in results:

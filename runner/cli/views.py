@@ -3,26 +3,13 @@
 from __future__ import annotations
 
 import json
-import re
+import shutil
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import click
-
 from runner.record import RunRecord, RunState
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
-_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in `30s`, `15m`, `2h`, `7d` or `1w`; raises click.BadParameter otherwise."""
-    match = _DURATION.match(text)
-    if not match:
-        raise click.BadParameter(f"{text!r} is not a duration; use e.g. 30s, 15m, 2h, 7d")
-    return float(match.group(1)) * _UNIT[match.group(2)]
 
 
 def ago(ts: float | None) -> str:
@@ -37,7 +24,48 @@ def ago(ts: float | None) -> str:
 
 
 def iso(ts: float | None) -> str | None:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds") if ts else None
+    """A Unix time as UTC ISO 8601 with a `Z` (the one time format of logs and JSON)."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if ts else None
+
+
+def took(run: RunRecord) -> float | None:
+    """Seconds the run's latest attempt took, or has taken so far while it runs."""
+    if not run.started_at:
+        return None
+    if run.state == RunState.RUNNING:
+        return max(0.0, time.time() - run.started_at)
+    if run.finished_at and run.finished_at >= run.started_at:
+        return run.finished_at - run.started_at
+    return None
+
+
+def seconds_text(seconds: float | None) -> str:
+    """`0.31s`, `12s`, `3m04s`, `2h05m`; '-' when unknown."""
+    if seconds is None:
+        return "-"
+    if seconds < 10:
+        return f"{seconds:.2f}s"
+    whole = int(seconds)
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+
+
+def error_text(run: RunRecord) -> str:
+    """The error's type and the first line of its message; '' when the run has none."""
+    if not run.error or run.state == RunState.SUCCEEDED:
+        return ""
+    message = str(run.error.get("message") or "").strip().splitlines()
+    return f"{run.error.get('type')}: {message[0] if message else ''}"
+
+
+def argument_text(run: RunRecord) -> str:
+    """The run's source (an import's file or URL) or else its arguments as k=v."""
+    if isinstance(run.args.get("source"), str):
+        return str(run.args["source"])
+    return " ".join(f"{k}={json.dumps(v)}" for k, v in run.args.items())
 
 
 def counters_text(counters: dict[str, int] | None) -> str:
@@ -52,8 +80,12 @@ def run_summary(run: RunRecord) -> dict[str, Any]:
         "state": run.state,
         "attempts": run.attempt,
         "job_id": run.job_id,
+        "args": run.args,
         "created_at": iso(run.created_at),
         "updated_at": iso(run.updated_at),
+        "started_at": iso(run.started_at),
+        "finished_at": iso(run.finished_at),
+        "error": run.error,
     }
 
 
@@ -61,20 +93,16 @@ def run_detail(run: RunRecord, steps: dict[str, Any]) -> dict[str, Any]:
     """`show --json`: the summary plus counters, cursor, steps, error, result and times."""
     return {
         **run_summary(run),
-        "args": run.args,
         "queue": run.queue,
         "generation": run.generation,
         "max_attempts": run.max_attempts,
         "worker": run.worker,
         "code_version": run.code_version,
-        "started_at": iso(run.started_at),
-        "finished_at": iso(run.finished_at),
         "retry_at": iso(run.retry_at),
         "counters": run.counters,
         "total": run.total,
         "cursor": run.cursor,
         "steps": steps,
-        "error": run.error,
         "result": run.result,
     }
 
@@ -87,12 +115,50 @@ def table(rows: Sequence[Sequence[str]], headers: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
-def runs_table(runs: Sequence[RunRecord]) -> str:
+RUNS_HEADERS = ("TOKEN", "TASK", "STATE", "TRIES", "DURATION", "ARGUMENT", "ERROR", "CREATED")
+# The columns cut when the table is wider than the terminal, in this order, to their least widths.
+# A token cut short is still a prefix, which every command takes for RUN.
+ARGUMENT = 5
+SHRINK = ((0, 16), (ARGUMENT, 10), (1, 10), (6, 12))
+
+
+def runs_table(runs: Sequence[RunRecord], *, width: int | None = None) -> str:
+    """`runs` for people: cut to the terminal's width (error, argument, token first)."""
     rows = [
-        (r.token, r.task, r.state, str(r.attempt), counters_text(r.counters), ago(r.created_at))
+        [r.token, r.task, r.state, str(r.attempt), seconds_text(took(r)), argument_text(r),
+         error_text(r) or "-", ago(r.created_at)]
         for r in runs
-    ]
-    return table(rows, ("TOKEN", "TASK", "STATE", "ATTEMPTS", "COUNTERS", "CREATED"))
+    ]  # fmt: skip
+    # COLUMNS, else the terminal's width; piped into a file or a program: nothing is cut
+    width = width or shutil.get_terminal_size(fallback=(0, 0)).columns
+    if not width:
+        return table(rows, RUNS_HEADERS)
+    widths = [max(len(c) for c in col) for col in zip(RUNS_HEADERS, *rows, strict=False)]
+    for column, least in SHRINK:
+        over = sum(widths) + 2 * (len(widths) - 1) - width
+        if over > 0:
+            widths[column] = max(least, widths[column] - over)
+    for row in rows:
+        for column, _ in SHRINK:
+            path = column == ARGUMENT and "/" in row[column]  # a path's end says most
+            row[column] = cut(row[column], widths[column], keep_end=path)
+    return table(rows, RUNS_HEADERS)
+
+
+def cut(text: str, width: int, *, keep_end: bool = False) -> str:
+    """`text` in at most `width` characters, '…' marking what was cut (the start or the end)."""
+    if len(text) <= width:
+        return text
+    return "…" + text[-(width - 1) :] if keep_end else text[: width - 1] + "…"
+
+
+def attempts_text(run: RunRecord) -> str:
+    """The attempt number and what is left of this run's allowance (a rerun starts a new one)."""
+    left = max(0, run.attempts_left)
+    text = f"{run.attempt}, {left or 'none'} left"
+    if run.attempt_base:
+        text += f" (of {run.max_attempts} since the rerun at attempt {run.attempt_base + 1})"
+    return text
 
 
 def detail_text(run: RunRecord, steps: dict[str, Any]) -> str:
@@ -101,12 +167,16 @@ def detail_text(run: RunRecord, steps: dict[str, Any]) -> str:
         f"token:      {run.token}",
         f"task:       {run.task}  args={json.dumps(run.args)}",
         f"state:      {run.state}",
-        f"attempts:   {run.attempt} of {run.attempt_base + run.max_attempts}"
+        f"attempts:   {attempts_text(run)}"
         + (f"  (generation {run.generation})" if run.generation else ""),
         f"job id:     {run.job_id}",
         f"worker:     {run.worker or '-'}  code {run.code_version or '-'}",
         f"created:    {iso(run.created_at)}  ({ago(run.created_at)})",
         f"updated:    {iso(run.updated_at)}  ({ago(run.updated_at)})",
+        f"started:    {iso(run.started_at) or '-'}"
+        + (" (latest attempt)" if run.attempt > 1 else ""),
+        f"finished:   {iso(run.finished_at) or '-'}"
+        + (f"  took {seconds_text(took(run))}" if took(run) is not None else ""),
         f"counters:   {counters_text(run.counters)}" + (f"  of {run.total}" if run.total else ""),
         f"cursor:     {json.dumps(run.cursor)}",
     ]
@@ -123,13 +193,3 @@ def detail_text(run: RunRecord, steps: dict[str, Any]) -> str:
     if run.result is not None and run.state == RunState.SUCCEEDED:
         lines.append(f"result:     {json.dumps(run.result)[:500]}")
     return "\n".join(lines)
-
-
-def event_line(event: dict[str, Any]) -> str:
-    """One log event for people: time, attempt, step, event, then the other fields."""
-    skip = {"timestamp", "event", "level", "token", "task", "attempt", "step", "job_id", "logger"}
-    rest = " ".join(f"{k}={json.dumps(v) if not isinstance(v, str) else v}"
-                    for k, v in event.items() if k not in skip)  # fmt: skip
-    step = f" [{event['step']}]" if event.get("step") else ""
-    stamp = str(event.get("timestamp", ""))[:23]
-    return f"{stamp} #{event.get('attempt', '-')}{step} {event.get('event')} {rest}".rstrip()

@@ -24,7 +24,7 @@ from runner.cron import Cron
 from runner.enqueue import Enqueued
 from runner.errors import ConfigError, UnknownTask
 from runner.runs import Runs
-from runner.schedule import CronEntry, check_schedule
+from runner.schedule import CronEntry, check_schedule, slot_text
 from runner.tasks import load_registry
 from runner.tokens import slot_token
 from tests.conftest import ROOT, RedisServer, WorkerProcess, wait_for, worker_env
@@ -339,8 +339,10 @@ class _SlowTick(Cron):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.meanwhile = meanwhile
 
-    def marks(self) -> dict[str, tuple[datetime | None, datetime | None]]:
-        seen = super().marks()
+    def marks(
+        self, *, now: datetime | None = None
+    ) -> dict[str, tuple[datetime | None, datetime | None]]:
+        seen = super().marks(now=now)
         self.meanwhile()
         return seen
 
@@ -359,3 +361,57 @@ def test_a_tick_that_planned_early_and_writes_late_never_moves_the_marks_back(
     behind.tick(at(0))
     # Then the marks stay at 06:05 (a mark only moves forward), so 06:01..06:05 are not refired
     assert ahead.marks()[entry.name] == (at(5), at(5))
+
+
+def test_a_tick_in_the_future_is_refused_and_never_stops_the_real_ticks(
+    invoke: Callable[..., Result], runs: Runs, redis: Redis, settings: Settings
+) -> None:
+    # Given a `cron tick --at` years ahead (the backfill of issue 14, point 1)
+    future = invoke("cron", "tick", "--at", "2030-01-01T03:30Z")
+    # Then it is refused in one line, as a usage error, and no mark moved
+    assert future.exit_code == 2, future.output
+    assert "in the future" in future.stderr and len(future.stderr.splitlines()) == 1
+    assert runs.list() == []
+    # And a real tick now fires the current minute's slot
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    real = invoke("cron", "tick", "--at", slot_text(now))
+    assert f"every_minute@{slot_text(now)} (new)" in real.stdout, real.stdout
+    # Given marks already pushed past now by an older runner (the damaged state of the issue)
+    from runner.keys import Keys
+
+    keys = Keys(settings.prefix)
+    redis.set(keys.cron_last("every_minute"), "2030-01-01T03:30Z")
+    redis.set(keys.cron_fired("every_minute"), "2030-01-01T03:30Z")
+    # When the next real minute is ticked
+    later = now + timedelta(minutes=1)
+    if later > datetime.now(UTC):
+        later = now  # the minute has not turned yet: tick the same one again
+        redis.delete(keys.run(slot_token("every_minute", now)))
+    tick = invoke("cron", "tick", "--at", slot_text(later))
+    # Then it fires rather than saying an earlier tick handled it
+    assert f"every_minute@{slot_text(later)} (new)" in tick.stdout, tick.stdout
+    # And the tick repaired the marks: `cron list` shows the real last slot and the next one
+    listed = {
+        row["name"]: row
+        for row in map(json.loads, invoke("cron", "list", "--json").stdout.splitlines())
+    }
+    assert listed["every_minute"]["last_slot"] == slot_text(later)
+    assert redis.get(keys.cron_last("every_minute")) == slot_text(later).encode()
+    assert datetime.fromisoformat(listed["every_minute"]["next"]) > datetime.now(UTC)
+
+
+def test_a_backfill_of_a_past_minute_leaves_the_real_marks_alone(
+    invoke: Callable[..., Result], runs: Runs
+) -> None:
+    # Given a real tick at the current minute
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    assert invoke("cron", "tick", "--at", slot_text(now)).exit_code == 0
+    # When an operator backfills 06:00 four days ago
+    backfill = invoke("cron", "tick", "--at", iso(SIX))
+    assert backfill.exit_code == 0
+    # Then the entries' last slots are still the real minute, so the next minute fires
+    listed = {
+        row["name"]: row
+        for row in map(json.loads, invoke("cron", "list", "--json").stdout.splitlines())
+    }
+    assert listed["every_minute"]["last_slot"] == slot_text(now)

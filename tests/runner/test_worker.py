@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -35,8 +36,18 @@ def running_on(runs: Runs, token: str, worker: str, attempt: int) -> bool:
 
 
 def horse_of(worker: WorkerProcess) -> psutil.Process:
-    children = wait_for(lambda: psutil.Process(worker.process.pid).children(), what="a horse")
-    return children[0]  # type: ignore[index,no-any-return]
+    """The worker's horse: its forked child, not a passing subprocess (at import, croniter
+    runs `file -b python` through platform.architecture())."""
+
+    def horses() -> list[psutil.Process]:
+        found = []
+        for child in psutil.Process(worker.process.pid).children():
+            with contextlib.suppress(psutil.Error):
+                if "runner" in child.cmdline():
+                    found.append(child)
+        return found
+
+    return wait_for(horses, what="a horse")[0]  # type: ignore[index,no-any-return]
 
 
 def gone(pid: int) -> bool:
