@@ -1,4 +1,8 @@
-"""The Run context handed to a task: steps, checkpoints, progress and a bound logger."""
+"""The Run context handed to a task: steps, checkpoints, progress and a bound logger.
+
+`Run.step` and `Run.checkpoint` are where a task yields control: an attempt asked to stop
+(its run cancelled, its worker stopping) raises `AttemptStopped` there, after its progress
+is recorded, and the executor ends or hands over the run."""
 
 from __future__ import annotations
 
@@ -13,13 +17,13 @@ from structlog.contextvars import bound_contextvars
 
 from runner.config import Settings
 from runner.enqueue import Enqueued
-from runner.errors import InvalidArguments, LeaseLost
-from runner.lease import Lease
+from runner.errors import AttemptStopped, InvalidArguments, LeaseLost
+from runner.lease import Lease, StopReason
 from runner.logs import RunStream
 from runner.pace import ProgressPace
 from runner.record import RunRecord, RunState
 from runner.redis import Durable
-from runner.runs import Runs
+from runner.runs import Hold, Runs
 from runner.tasks import RetryPolicy
 from runner.tokens import canonical_json
 
@@ -92,6 +96,7 @@ class Run:
                 self.log.info("step.skipped", reason="finished", in_attempt=done.get("attempt"))
                 return done["result"]  # type: ignore[no-any-return]
             self.ensure_lease()
+            self._stop_if_asked()
             self.log.info("step.started")
             started = time.monotonic()
             self.failed_step = name
@@ -147,6 +152,7 @@ class Run:
             known = {"total": self._total} if self._total is not None else {}
             self.log.info("step.progress", position=self._cursor, counters=self._counters,
                           **known, **rate)  # fmt: skip
+        self._stop_if_asked()
 
     def enqueue(self, task: str, args: dict[str, Any], *, token: str | None = None) -> Enqueued:
         """Enqueue follow-up work; as everywhere, a token already queued or done is not redone."""
@@ -162,16 +168,24 @@ class Run:
         if self._lease.lost:
             raise LeaseLost(f"attempt {self._holder} lost the lease of {self.token}")
 
+    def _stop_if_asked(self) -> None:
+        """Raise AttemptStopped when the attempt was asked to stop (checked where the task's
+        progress is recorded, so the next attempt continues from right here)."""
+        if self._lease.stop is not None:
+            raise AttemptStopped(self._lease.stop)
+
     def _fenced(self, fields: Mapping[str, Any], *, step: tuple[str, Any] | None = None) -> None:
         self.ensure_lease()
         events = self._stream.take()
         try:
-            self._durable(
+            hold = self._durable(
                 self._runs.write, self.token, self._holder, fields, step=step, events=events
             )
         except LeaseLost:
             self._stream.give_back(events)  # logs are not progress: keep them
             raise
+        if hold == Hold.CANCEL:  # the cancel request rode back on the write's reply
+            self._lease.must_stop(StopReason.CANCEL)
 
     def _call_with_retries(self, fn: Callable[[], T], policy: RetryPolicy) -> T:
         return _retrying(policy)(fn)

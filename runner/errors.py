@@ -31,6 +31,14 @@ class LeaseLost(RunnerError):
     """This attempt no longer holds its token's lease: another attempt took over or it expired."""
 
 
+class AttemptStopped(RunnerError):
+    """At a checkpoint or step boundary: the attempt must stop (run cancelled, worker stopping)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"the attempt stops at this checkpoint ({reason})")
+        self.reason = reason
+
+
 class TaskError(RunnerError):
     """Base for errors a task raises to steer the runner's retry decision."""
 

@@ -21,9 +21,16 @@ from runner.context import Run
 from runner.delivery import delivery_key
 from runner.deploys import code_version
 from runner.enqueue import Enqueued, Enqueuer, Request
-from runner.errors import LeaseLost, PermanentError, RunFailed, RunnerError, UnknownTask
+from runner.errors import (
+    AttemptStopped,
+    LeaseLost,
+    PermanentError,
+    RunFailed,
+    RunnerError,
+    UnknownTask,
+)
 from runner.keys import Keys
-from runner.lease import LeaseRenewer
+from runner.lease import LeaseRenewer, StopReason
 from runner.logs import RunStream, event_json, streaming_to
 from runner.record import RunRecord, RunState
 from runner.redis import REDIS_DOWN, Durable
@@ -41,6 +48,8 @@ class AttemptOutcome(StrEnum):
     SUCCEEDED = "succeeded"
     RETRYING = "retrying"
     FAILED = "failed"
+    CANCELLED = "cancelled"  # it stopped at a checkpoint: an operator cancelled the run
+    HANDED_OVER = "handed_over"  # it stopped at a checkpoint: its worker is stopping
     ABANDONED = "abandoned"  # it lost its lease: a newer attempt owns the run
     SKIPPED = "skipped"  # the body did not run: the delivery was stale or a duplicate
 
@@ -75,6 +84,11 @@ class Executor:
         if not structlog.is_configured():
             logs.configure()
         _executor.set(self)
+
+    def hand_over_soon(self) -> None:
+        """The worker is stopping: the running attempt (and any that begins now) stops at
+        its next checkpoint or step boundary and hands its run over. Signal-handler safe."""
+        self.leases.hand_over_all()
 
     def perform(
         self, token: str, attempt: int, job_id: str, delivery: str | None = None
@@ -137,6 +151,8 @@ class Executor:
                 record, holder, {**fields, "finished_at": time.time()}, stream=stream,
                 event="run.failed", reason="unknown task",
             )  # fmt: skip
+        if record.cancel_requested:  # cancelled while its previous attempt was ending
+            return self._cancelled(record, holder, stream)
         started = time.monotonic()
         lease = self.leases.hold(record.token, holder, stream)
         try:
@@ -158,6 +174,10 @@ class Executor:
             except LeaseLost as exc:
                 log.warning("attempt.abandoned", reason=str(exc))
                 return Outcome(AttemptOutcome.ABANDONED, str(exc))
+            except AttemptStopped as exc:
+                if exc.reason == StopReason.CANCEL:
+                    return self._cancelled(record, holder, stream)
+                return self._hand_over(record, holder, stream)
             except Exception as exc:
                 return self._failed(record, holder, task, exc, step=run.failed_step, stream=stream)
             seconds = round(time.monotonic() - started, 6)
@@ -168,6 +188,28 @@ class Executor:
             )  # fmt: skip
         finally:
             self.leases.release(lease)
+
+    def _cancelled(self, record: RunRecord, holder: str, stream: RunStream) -> Outcome:
+        fields = {"state": RunState.CANCELLED, "finished_at": time.time()}
+        return self._release(
+            record, holder, fields, stream=stream, event="run.cancelled",
+            reason="an operator cancelled it; its checkpoints are kept (`runner rerun`)",
+        )  # fmt: skip
+
+    def _hand_over(self, record: RunRecord, holder: str, stream: RunStream) -> Outcome:
+        """Requeue the run at once as its next attempt, with this attempt's last events."""
+        details: dict[str, Any] = {
+            "next_attempt": record.attempt + 1, "by": "worker", "worker": self.worker
+        }  # fmt: skip
+        closing = event_json("attempt.handed_over", state=RunState.QUEUED, **details)
+        events = [*stream.take(), closing]
+        if not self.durable(self.runs.hand_over, record, holder=holder, events=events):
+            stream.give_back(events[:-1])
+            log.warning("attempt.abandoned", reason="lost the lease while handing over")
+            return Outcome(AttemptOutcome.ABANDONED, "lease lost while handing over")
+        with streaming_to(None):  # the stream has it already
+            log.info("attempt.handed_over", state=RunState.QUEUED, **details)
+        return Outcome(AttemptOutcome.HANDED_OVER)
 
     def _enqueue(self, task: str, args: dict[str, Any], token: str | None) -> Enqueued:
         return self.enqueuer.enqueue(Request(self.registry.get(task), args, token))

@@ -1,29 +1,45 @@
-"""Lease renewal: one background thread per process renews the leases of its running attempts."""
+"""Lease renewal: one background thread per process renews the leases of its running attempts,
+and the lease is where an attempt learns that it must stop at its next checkpoint."""
 
 from __future__ import annotations
 
 import threading
 import time
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 import structlog
 from redis.exceptions import RedisError
 
 from runner.logs import RunStream
-from runner.runs import Runs
+from runner.runs import Hold, Runs
 
 log = structlog.get_logger("runner.lease")
 
 
+class StopReason(StrEnum):
+    """Why an attempt stops at its next checkpoint or step boundary (`Run` raises there)."""
+
+    CANCEL = "cancel"  # an operator cancelled the run: it ends `cancelled`
+    HANDOVER = "handover"  # its worker is stopping: the run goes on as its next attempt
+
+
 @dataclass
 class Lease:
-    """An attempt's hold on its token; `lost` turns true when the renewer sees it go."""
+    """An attempt's hold on its token; `lost` turns true when the renewer sees it go, `stop`
+    is set when the attempt must stop at its next checkpoint (a cancel outranks a handover)."""
 
     token: str
     holder: str
     stream: RunStream | None = None  # its buffered log events, flushed by the renewer too
     renewed_at: float = field(default_factory=time.monotonic)
     lost: bool = False
+    stop: StopReason | None = None
+
+    def must_stop(self, reason: StopReason) -> None:
+        """Ask the attempt to stop at its next checkpoint (a cancel is never downgraded)."""
+        if self.stop != StopReason.CANCEL:
+            self.stop = reason
 
 
 class LeaseRenewer:
@@ -40,16 +56,26 @@ class LeaseRenewer:
         self._held: dict[str, Lease] = {}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self.stopping = False  # the process is stopping: every attempt hands its run over
 
     def hold(self, token: str, holder: str, stream: RunStream | None = None) -> Lease:
         """Start renewing `holder`'s lease on `token` (taken just now)."""
         lease = Lease(token, holder, stream)
+        if self.stopping:
+            lease.must_stop(StopReason.HANDOVER)
         with self._lock:
             self._held[holder] = lease
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, daemon=True, name="leases")
                 self._thread.start()
         return lease
+
+    def hand_over_all(self) -> None:
+        """The worker is stopping: each attempt, now or later in this process, hands its run
+        over at its next checkpoint. Safe in a signal handler (no lock, no I/O)."""
+        self.stopping = True
+        for lease in list(self._held.values()):
+            lease.must_stop(StopReason.HANDOVER)
 
     def release(self, lease: Lease) -> None:
         """Stop renewing (the attempt ended, or gave up)."""
@@ -70,8 +96,11 @@ class LeaseRenewer:
 
     def _renew(self, lease: Lease) -> None:
         try:
-            if self.runs.renew(lease.token, lease.holder):
+            hold = self.runs.renew(lease.token, lease.holder)
+            if hold != Hold.LOST:
                 lease.renewed_at = time.monotonic()
+                if hold == Hold.CANCEL:
+                    lease.must_stop(StopReason.CANCEL)
             elif lease.holder in self._held:
                 self._lose(lease, "lease taken over or expired")
         except RedisError as exc:

@@ -140,6 +140,15 @@ class Reaper:
         return moved
 
     def _next_attempt(self, record: RunRecord, *, seen: RunState, reason: str) -> int:
+        if record.cancel_requested:  # its attempt died before it could stop: it ends here
+            fields = {"state": RunState.CANCELLED, "finished_at": time.time()}
+            if self.runs.advance(
+                record.token, seen_state=seen, seen_attempt=record.attempt,
+                run_fields=fields, lease_gone=True,
+            ):  # fmt: skip
+                self._log(record, "run.cancelled", reason=reason, state=RunState.CANCELLED)
+                return 1
+            return 0
         if record.attempts_left <= 0:
             error = {
                 "type": "WorkerLost",

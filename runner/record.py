@@ -24,11 +24,18 @@ class RunState(StrEnum):
                   no attempt is left          lease expired: the worker died)
     queued        queued (next attempt),      `Runs.advance`: `Reaper.requeue_undelivered`
                   or failed                   (the job was lost between dequeue and claim)
-    failed        queued                      `Runs.advance`: `rerun` (an operator)
+    running       queued (next attempt)       `Runs.advance` fenced by the lease: a handover
+                                              (`Executor`, or the `Supervisor` that killed
+                                              its horse at the stop deadline)
+    queued,       cancelled                   `Runs.cancel` (`CANCEL_RUN`): `runner cancel`
+    retrying
+    running       cancelled                   `Runs.release`: the attempt stopped at its
+                                              checkpoint after `Runs.cancel` asked it to
+    failed,       queued                      `Runs.advance`: `rerun` (an operator)
+    cancelled
     ============  ==========================  ===============================================
 
-    `cancelled` is reserved for `runner cancel`: like `failed`, a cancelled run keeps its
-    checkpoints and can be rerun.
+    Like `failed`, a cancelled run keeps its checkpoints and can be rerun.
     """
 
     QUEUED = "queued"
@@ -72,6 +79,8 @@ class RunRecord:
     cursor: Any = None
     counters: dict[str, int] | None = None
     total: int | None = None
+    cancel_requested: str = ""  # who asked a running run to stop ('cli', 'web'); '' if nobody
+    handovers: int = 0  # attempts that stopped to hand the run over (a deploy, not a failure)
 
     @classmethod
     def from_hash(cls, raw: Mapping[bytes, bytes]) -> RunRecord:
@@ -108,6 +117,8 @@ class RunRecord:
             cursor=loads("cursor"),
             counters=loads("counters"),
             total=int(f["total"]) if f.get("total") else None,
+            cancel_requested=f.get("cancel_requested", ""),
+            handovers=int(f.get("handovers") or 0),
         )
 
     @property

@@ -1,4 +1,5 @@
-"""Operator reruns: a failed run gets a new attempt, from its checkpoint or from scratch."""
+"""Operator reruns: a failed or cancelled run gets a new attempt, from its checkpoint or from
+scratch."""
 
 from __future__ import annotations
 
@@ -45,17 +46,17 @@ def rerun(
     dry_run: bool = False,
     force: bool = False,
 ) -> Rerun:
-    """Give a failed run its next attempt (with `force`, a succeeded one too, logged as
-    deliberate); any other state is left alone and said why."""
+    """Give a failed or cancelled run its next attempt (with `force`, a succeeded one too,
+    logged as deliberate); any other state is left alone and said why."""
     keys = Keys(settings.prefix)
     runs = Runs(redis, settings)
     record = runs.get(token)
     if record is None:
         why = "the run has expired or never existed"
         return Rerun(token, "?", "missing", RerunAction.SKIPPED, why)
-    rerunnable = (RunState.FAILED, RunState.SUCCEEDED) if force else (RunState.FAILED,)
+    rerunnable = {RunState.FAILED, RunState.CANCELLED} | ({RunState.SUCCEEDED} if force else set())
     if record.state not in rerunnable:
-        why = f"it is {record.state}; only failed runs are rerun"
+        why = f"it is {record.state}; only failed and cancelled runs are rerun"
         if record.state == RunState.SUCCEEDED:
             why += " (--force reruns a succeeded one; --from-scratch redoes its steps)"
         return Rerun(token, record.task, record.state, RerunAction.SKIPPED, why)
@@ -67,6 +68,7 @@ def rerun(
         "attempt_base": record.attempt,
         "finished_at": None,
         "retry_at": None,
+        "cancel_requested": "",
     }
     if from_scratch:
         fields |= {"generation": record.generation + 1, "cursor": None, "counters": None}
@@ -86,7 +88,7 @@ def rerun(
         log.info(
             "run.rerun", token=token, task=record.task, attempt=record.attempt + 1,
             from_scratch=from_scratch, state=RunState.QUEUED, was=record.state,
-            forced=record.state != RunState.FAILED,
+            forced=record.state == RunState.SUCCEEDED,
         )  # fmt: skip
     return Rerun(token, record.task, RunState.QUEUED, RerunAction.REQUEUED, _where(from_scratch))
 

@@ -86,17 +86,35 @@ return {status, redis.call('HGETALL', run), redis.call('HGETALL', steps)}
 """
 )
 
-RENEW_LEASE = """
+# Is an operator asking the run to stop? Rides along with the writes an attempt makes anyway.
+CANCEL_ASKED = """
+local function cancel_asked(run)
+  local origin = redis.call('HGET', run, 'cancel_requested')
+  return origin and origin ~= ''
+end
+"""
+
+# Returns 0 when `holder` lost the lease, 2 when it holds it and the run is to be cancelled,
+# else 1.
+RENEW_LEASE = (
+    CANCEL_ASKED
+    + """
 local lease = KEYS[1]         -- the token's lease
+local run = KEYS[2]           -- the run hash (read for a cancel request)
 local holder = ARGV[1]        -- the attempt's holder (see BEGIN_ATTEMPT)
 local lease_ms = ARGV[2]      -- the new TTL
 if redis.call('GET', lease) ~= holder then return 0 end
-return redis.call('PEXPIRE', lease, lease_ms)
+redis.call('PEXPIRE', lease, lease_ms)
+if cancel_asked(run) then return 2 end
+return 1
 """
+)
 
-# Returns 1, or 0 (nothing written) when `holder` no longer holds the lease.
+# Returns 1, 2 when the run is also to be cancelled, or 0 (nothing written) when `holder`
+# no longer holds the lease.
 FENCED_WRITE = (
     LOG_EVENTS
+    + CANCEL_ASKED
     + """
 local lease = KEYS[1]         -- the token's lease
 local run = KEYS[2]           -- the run hash
@@ -114,6 +132,7 @@ if redis.call('GET', lease) ~= holder then return 0 end
 if nrun > 0 then redis.call('HSET', run, unpack(ARGV, run_from, step_from - 2)) end
 if nstep > 0 then redis.call('HSET', steps, unpack(ARGV, step_from, events_from - 1)) end
 log_events(log, cap, events_from)
+if cancel_asked(run) then return 2 end
 return 1
 """
 )
@@ -168,9 +187,12 @@ return 1
 """
 )
 
-# Move an existing run to its next attempt, if it is still as the caller saw it. Returns 1,
-# or 0 (nothing written) when the run moved on meanwhile.
-ADVANCE_RUN = """
+# Move an existing run to its next attempt, if it is still as the caller saw it (and, for a
+# handover, if `holder` still holds its lease). Returns 1, or 0 (nothing written) when the
+# run moved on meanwhile.
+ADVANCE_RUN = (
+    LOG_EVENTS
+    + """
 local run = KEYS[1]           -- the run hash
 local lease = KEYS[2]         -- the token's lease
 local running = KEYS[3]       -- set of tokens marked running
@@ -190,14 +212,22 @@ local lease_gone = ARGV[4]    -- '1': move only if no attempt holds the lease
 local wipe_steps = ARGV[5]    -- '1': forget the finished steps (rerun from scratch)
 local retention = ARGV[6]     -- seconds a finished run is kept
 local now = tonumber(ARGV[7]) -- epoch seconds
-local nrun = tonumber(ARGV[8])  -- then nrun run field/value pairs
-local run_from = 9
+local holder = ARGV[8]        -- '': no attempt involved; else the attempt handing the run
+                              -- over: it must hold the lease, which is dropped
+local cap = ARGV[9]           -- the log stream's cap
+local nrun = tonumber(ARGV[10])  -- then nrun run field/value pairs
+local run_from = 11
 local njob = tonumber(ARGV[run_from + 2*nrun])  -- then njob job field/value pairs (none: the
 local job_from = run_from + 2*nrun + 1          -- run ends here and starts expiring)
+local events_from = job_from + 2*njob           -- then log events, to the end
 
 local seen = redis.call('HMGET', run, 'state', 'attempt')
 if seen[1] ~= seen_state or seen[2] ~= seen_attempt then return 0 end
 if lease_gone == '1' and redis.call('EXISTS', lease) == 1 then return 0 end
+if holder ~= '' then
+  if redis.call('GET', lease) ~= holder then return 0 end
+  redis.call('DEL', lease)
+end
 redis.call('SREM', running, token)
 redis.call('ZREM', delayed, token)
 if wipe_steps == '1' then redis.call('DEL', steps) end
@@ -215,5 +245,51 @@ else
   for _, key in ipairs({run, steps, log}) do redis.call('EXPIRE', key, retention) end
   redis.call('ZREMRANGEBYSCORE', to_index, '-inf', now - tonumber(retention))
 end
+log_events(log, cap, events_from)
 return 1
 """
+)
+
+# An operator cancels a run, if it is still as they saw it: a queued or retrying run ends
+# `cancelled` here (its job leaves the queue; a copy already taken by a worker is refused by
+# BEGIN_ATTEMPT); a running one is asked to stop at its next checkpoint (`cancel_requested`),
+# which its attempt reads in the reply of its next write or lease renewal. Returns 1, or 0
+# (nothing written) when the run moved on meanwhile.
+CANCEL_RUN = (
+    LOG_EVENTS
+    + """
+local run = KEYS[1]           -- the run hash
+local running = KEYS[2]       -- set of tokens marked running
+local delayed = KEYS[3]       -- retries by due time
+local steps = KEYS[4]         -- the run's finished steps
+local log = KEYS[5]           -- the run's log stream
+local queue = KEYS[6]         -- the RQ queue its job waits in
+local job = KEYS[7]           -- its RQ job hash
+local from_index = KEYS[8]    -- tokens of runs in `seen_state`
+local to_index = KEYS[9]      -- tokens of cancelled runs
+local token = ARGV[1]
+local seen_state = ARGV[2]    -- the state the caller saw
+local seen_attempt = ARGV[3]  -- the attempt the caller saw
+local origin = ARGV[4]        -- who cancels: 'cli', 'web', ...
+local now = ARGV[5]           -- epoch seconds
+local retention = ARGV[6]     -- seconds a finished run is kept
+local cap = ARGV[7]           -- the log stream's cap
+local job_id = ARGV[8]        -- the job id of its current attempt
+-- then log events, to the end
+
+local seen = redis.call('HMGET', run, 'state', 'attempt')
+if seen[1] ~= seen_state or seen[2] ~= seen_attempt then return 0 end
+redis.call('HSET', run, 'cancel_requested', origin, 'updated_at', now)
+log_events(log, cap, 9)
+if seen_state == 'running' then return 1 end
+if redis.call('LREM', queue, 0, job_id) > 0 then redis.call('DEL', job) end
+redis.call('ZREM', delayed, token)
+redis.call('SREM', running, token)
+redis.call('HSET', run, 'state', 'cancelled', 'finished_at', now, 'retry_at', '')
+redis.call('ZREM', from_index, token)
+redis.call('ZADD', to_index, now, token)
+for _, key in ipairs({run, steps, log}) do redis.call('EXPIRE', key, retention) end
+redis.call('ZREMRANGEBYSCORE', to_index, '-inf', tonumber(now) - tonumber(retention))
+return 1
+"""
+)

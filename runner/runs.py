@@ -7,6 +7,7 @@ import json
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from enum import IntEnum
 from typing import Any, cast
 
 from redis import Redis
@@ -22,11 +23,20 @@ from runner.rqjobs import AttemptJobs, job_key
 from runner.run_scripts import (
     ADVANCE_RUN,
     BEGIN_ATTEMPT,
+    CANCEL_RUN,
     FENCED_WRITE,
     RELEASE_ATTEMPT,
     RENEW_LEASE,
 )
 from runner.tokens import job_id
+
+
+class Hold(IntEnum):
+    """What a fenced write or a lease renewal found (the scripts' replies)."""
+
+    LOST = 0  # another attempt holds the lease, or it expired
+    HELD = 1
+    CANCEL = 2  # held, and an operator asked the run to stop (`runner cancel`)
 
 
 class Runs:
@@ -45,6 +55,7 @@ class Runs:
         self._write = registered(redis, FENCED_WRITE)
         self._release = registered(redis, RELEASE_ATTEMPT)
         self._advance = registered(redis, ADVANCE_RUN)
+        self._cancel = registered(redis, CANCEL_RUN)
 
     def get(self, token: str) -> RunRecord | None:
         raw = self.redis.hgetall(self.keys.run(token))
@@ -138,9 +149,11 @@ class Runs:
         decoded = {k.decode(): json.loads(v) for k, v in _pairs(steps).items()}
         return texts([status])[0], record, decoded
 
-    def renew(self, token: str, holder: str) -> bool:
-        """Extend the lease; False when it was lost (expired or taken over)."""
-        return bool(self._renew(keys=[self.keys.lease(token)], args=[holder, self.lease_ms]))
+    def renew(self, token: str, holder: str) -> Hold:
+        """Extend the lease; LOST when it was lost (expired or taken over), CANCEL when it
+        holds and an operator asked the run to stop."""
+        keys = [self.keys.lease(token), self.keys.run(token)]
+        return Hold(int(self._renew(keys=keys, args=[holder, self.lease_ms])))
 
     def write(
         self,
@@ -150,17 +163,20 @@ class Runs:
         *,
         step: tuple[str, Any] | None = None,
         events: Sequence[str] = (),
-    ) -> None:
+    ) -> Hold:
         """Write fields (and a finished step, and log events) if `holder` holds the lease;
-        raises LeaseLost (then nothing is written)."""
+        returns HELD, or CANCEL when an operator asked the run to stop. Raises LeaseLost
+        (then nothing is written)."""
         run_args = encode({**fields, "updated_at": time.time()})
         step_args = [step[0], json.dumps(step[1], separators=(",", ":"))] if step else []
         keys = [self.keys.lease(token), self.keys.run(token), self.keys.steps(token)]
         keys.append(self.keys.log(token))
         args: list[Any] = [holder, self.log_cap, len(run_args) // 2, *run_args]
         args += [len(step_args) // 2, *step_args, *events]
-        if not self._write(keys=keys, args=args):
+        hold = Hold(int(self._write(keys=keys, args=args)))
+        if hold == Hold.LOST:
             raise LeaseLost(f"attempt {holder} lost the lease of {token}; another attempt owns it")
+        return hold
 
     def release(
         self,
@@ -204,11 +220,14 @@ class Runs:
         timeout: int = 3600,
         lease_gone: bool = False,
         wipe_steps: bool = False,
+        holder: str = "",
+        events: Sequence[str] = (),
     ) -> bool:
         """Move a run on from (seen_state, seen_attempt), atomically: with `queue`, push attempt
         `run_fields['attempt']` as a new RQ job; without, just write the fields (the new state
-        among them). The state indexes follow. False if the run changed meanwhile (someone
-        else moved it first)."""
+        among them); append `events` to its log. With `holder` (a handover), only while that
+        attempt holds the lease, which is dropped. The state indexes follow. False if the run
+        changed meanwhile (someone else moved it first)."""
         now = time.time()
         flat = encode({**run_fields, "updated_at": now})
         to_state = RunState.QUEUED if queue is not None else RunState(run_fields["state"])
@@ -229,10 +248,42 @@ class Runs:
         ]  # fmt: skip
         args = [
             token, seen_state, seen_attempt, int(lease_gone), int(wipe_steps),
-            self.settings.retention_seconds, now,
-            len(flat) // 2, *flat, len(job_fields) // 2, *job_fields,
+            self.settings.retention_seconds, now, holder, self.log_cap,
+            len(flat) // 2, *flat, len(job_fields) // 2, *job_fields, *events,
         ]  # fmt: skip
         return bool(self._advance(keys=keys, args=args))
+
+    def hand_over(self, run: RunRecord, *, holder: str, events: Sequence[str] = ()) -> bool:
+        """Requeue a running run as its next attempt at once, while attempt `holder` still
+        holds its lease (dropped here): a worker that stops hands its run over. The new
+        attempt does not count toward the run's attempts. False if the lease moved on."""
+        fields = {
+            "attempt": run.attempt + 1,
+            "attempt_base": run.attempt_base + 1,
+            "handovers": run.handovers + 1,
+            "retry_at": None,
+        }
+        return self.advance(
+            run.token, seen_state=RunState.RUNNING, seen_attempt=run.attempt,
+            run_fields=fields, queue=run.queue, timeout=run.timeout, holder=holder,
+            events=events,
+        )  # fmt: skip
+
+    def cancel(self, run: RunRecord, *, origin: str, events: Sequence[str] = ()) -> bool:
+        """Cancel a run as the caller saw it: a queued or retrying one ends `cancelled` now
+        (its job leaves the queue), a running one is asked to stop at its next checkpoint.
+        False if the run changed meanwhile."""
+        keys = [
+            self.keys.run(run.token), self.keys.running, self.keys.delayed,
+            self.keys.steps(run.token), self.keys.log(run.token),
+            self.jobs.queue(run.queue).key, job_key(run.job_id),
+            self._index(run.state), self._index(RunState.CANCELLED),
+        ]  # fmt: skip
+        args: list[Any] = [
+            run.token, run.state, run.attempt, origin, time.time(),
+            self.settings.retention_seconds, self.log_cap, run.job_id, *events,
+        ]  # fmt: skip
+        return bool(self._cancel(keys=keys, args=args))
 
     def _index(self, state: RunState) -> str:
         return self.keys.by_state(state)

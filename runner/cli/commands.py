@@ -15,6 +15,7 @@ from redis.exceptions import RedisError
 import runner.logs as logs
 from runner.answers import Answer, Verdict
 from runner.cli.app import App, finish_waiting, json_line, parse_args, pass_app
+from runner.cli.cancel import cancel_command
 from runner.cli.cron import cron_group
 from runner.cli.runs import RUN_COMMANDS
 from runner.cli.web import web_command
@@ -217,6 +218,7 @@ def redis_url_command(app: App) -> None:
 
 cli.add_command(cron_group)
 cli.add_command(web_command)
+cli.add_command(cancel_command)
 for command in RUN_COMMANDS:
     cli.add_command(command)
 
