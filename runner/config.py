@@ -49,6 +49,7 @@ class Settings:
     web_protect_metrics: bool = False
     redis_sentinel_password: str | None = field(default=None, repr=False)
     redis_min_replicas: int | None = None  # None: 1 behind Sentinel, else 0
+    stop_seconds: float = 10.0  # a stopping worker hands its run over and exits within this
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -82,6 +83,7 @@ class Settings:
             web_readonly=_flag(env, "RUNNER_WEB_READONLY"),
             web_protect_metrics=_flag(env, "RUNNER_WEB_PROTECT_METRICS"),
             redis_min_replicas=_optional_int(env, "RUNNER_REDIS_MIN_REPLICAS"),
+            stop_seconds=_number(env, "RUNNER_STOP_SECONDS", 10.0, low=1.0),
         )
 
     def with_changes(self, **changes: Any) -> Settings:

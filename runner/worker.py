@@ -4,6 +4,12 @@ The horse is RQ's `SimpleWorker` in a child process: jobs run in-process (no for
 yet a job that crashes its process (segfault, OOM kill, SIGKILL) takes down only the horse,
 which the supervisor replaces. The horse dies with the supervisor (PR_SET_PDEATHSIG), so no
 orphaned horse ever runs beside a new attempt.
+
+Stopping (SIGTERM or SIGINT, to the supervisor alone or to every process at once): the horse
+takes no more jobs, and its attempt hands its run over at its next checkpoint or step
+boundary (the run goes on at once as its next attempt, on another worker). A horse still
+busy `RUNNER_STOP_SECONDS` after the signal, or at a second signal to the supervisor, is
+killed, and the supervisor hands its run over itself (runner.handover).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from typing import Any
 import structlog
 from redis.exceptions import RedisError
 from rq import SimpleWorker
+from rq.exceptions import StopRequested
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
@@ -31,6 +38,7 @@ from runner.delivery import DeliveryQueue
 from runner.deploys import mark_deploy
 from runner.errors import RunFailed
 from runner.execute import Executor
+from runner.handover import hand_over_killed
 from runner.reaper import Reaper
 from runner.redis import connect
 from runner.tasks import load_registry
@@ -48,8 +56,9 @@ class WorkerOptions:
     burst: bool = False
     name: str = ""
 
-    def worker_name(self) -> str:
-        return self.name or f"{socket.gethostname()}.{os.getpid()}"
+    def worker_name(self, pid: int | None = None) -> str:
+        """The name given, or host.pid of the supervisor (`pid`; default: this process)."""
+        return self.name or f"{socket.gethostname()}.{pid or os.getpid()}"
 
 
 class Horse(SimpleWorker):
@@ -69,6 +78,36 @@ class Horse(SimpleWorker):
     suspension_every = 1.0
     _last_heartbeat = 0.0
     _last_suspension_check = 0.0
+    executor: Executor | None = None
+    _waiting = False  # blocked waiting for a job: a stop may interrupt the wait
+
+    def _install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self._stop_soon)
+        signal.signal(signal.SIGINT, self._stop_soon)
+
+    def _stop_soon(self, signum: int, frame: FrameType | None) -> None:
+        """Take no more jobs; the running attempt hands its run over at its next checkpoint.
+
+        Every signal means the same here: a platform that signals every process at once
+        reaches the horse directly and through its supervisor, and that is one stop. Only
+        the supervisor escalates (it kills the horse at the deadline or a second signal)."""
+        self._stop_requested = True
+        if self.executor is not None:
+            self.executor.hand_over_soon()
+        if self._waiting:  # idle: leave the blocking wait now (RQ does the same)
+            self._waiting = False
+            raise StopRequested()
+
+    def dequeue_job_and_maintain_ttl(
+        self, timeout: int | None, max_idle_time: int | None = None
+    ) -> tuple[Job, Any] | None:
+        if self._stop_requested:
+            return None
+        self._waiting = True
+        try:
+            return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+        finally:
+            self._waiting = False
 
     def set_state(self, state: str, pipeline: Any = None) -> None:
         if pipeline is None and state == self._state:
@@ -101,11 +140,6 @@ class Horse(SimpleWorker):
         self._last_heartbeat = now
 
 
-def horse_name(options: WorkerOptions, pid: int) -> str:
-    """The RQ worker name of a supervisor's horse: the worker's name and the horse's pid."""
-    return f"{options.worker_name()}.horse{pid}"
-
-
 def die_with_parent(parent: int) -> None:
     """Ask Linux to SIGKILL this process when its parent dies; exit now if it already has."""
     if sys.platform.startswith("linux"):
@@ -113,6 +147,12 @@ def die_with_parent(parent: int) -> None:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent:
         os._exit(1)
+
+
+def horse_name(options: WorkerOptions, *, horse: int, supervisor: int) -> str:
+    """The RQ worker name of a supervisor's horse (also the `worker` of its runs): the
+    worker's name (host.pid of the supervisor by default, in either process) and its pid."""
+    return f"{options.worker_name(supervisor)}.horse{horse}"
 
 
 def horse_main(settings: Settings, options: WorkerOptions, parent: int) -> int:
@@ -125,27 +165,31 @@ def horse_main(settings: Settings, options: WorkerOptions, parent: int) -> int:
     horse = Horse(
         list(options.queues),
         connection=redis,
-        name=horse_name(options, os.getpid()),
+        name=horse_name(options, horse=os.getpid(), supervisor=parent),
         serializer=JSONSerializer,
     )
-    Executor(redis, settings, registry, worker=horse.name).install()
+    horse.executor = Executor(redis, settings, registry, worker=horse.name)
+    horse.executor.install()
     # Here, not in the supervisor: finding the version may run `git`, and the supervisor's
     # only child should be its horse.
-    mark_deploy(redis, settings, by=f"worker {options.worker_name()}")
+    mark_deploy(redis, settings, by=f"worker {options.worker_name(parent)}")
     horse.work(burst=options.burst, logging_level="WARNING", with_scheduler=False)
     return 0 if options.burst or horse._stop_requested else 1
 
 
 class Supervisor:
-    """Keeps a horse running, restarts it with backoff when it dies, sweeps with the reaper."""
+    """Keeps a horse running, restarts it with backoff when it dies, sweeps with the reaper,
+    and stops within `RUNNER_STOP_SECONDS` of a SIGTERM/SIGINT (see the module docstring)."""
 
     def __init__(self, settings: Settings, options: WorkerOptions) -> None:
         self.settings = settings
         self.options = options
         self.horse: int | None = None
         self.stopping = False
+        self.stop_by: float | None = None  # monotonic time the horse must be gone by
         self.backoff = 1.0
-        self.reaper = Reaper(connect(settings, check=False), settings)
+        self.redis = connect(settings, check=False)
+        self.reaper = Reaper(self.redis, settings)
 
     def run(self) -> int:
         """Work until stopped (SIGTERM/SIGINT) or, in burst mode, until nothing is left."""
@@ -154,8 +198,9 @@ class Supervisor:
         log.info("worker.started", name=self.options.worker_name(), queues=self.options.queues)
         self._tell(
             f"worker {self.options.worker_name()} on {', '.join(self.options.queues)}."
-            " Ctrl-C: finish the current run, then stop. Ctrl-C twice: stop at once (the run"
-            " resumes from its last checkpoint on a worker, once its lease expires)."
+            " Ctrl-C: hand the current run over at its next checkpoint, then stop. Ctrl-C"
+            " twice: stop at once (either way the run goes on from its last checkpoint on"
+            " another worker, at once)."
         )
         while True:
             if self.horse is None:
@@ -163,14 +208,18 @@ class Supervisor:
                     break
                 started = time.monotonic()
                 self.horse = self._spawn()
-            moved = self._sweep()
+            moved = 0 if self.stopping else self._sweep()
             code = self._wait_for_horse(self.settings.reaper_interval)
             if code is None:
+                if self.stop_by is not None and time.monotonic() >= self.stop_by:
+                    self._kill_horse("the stop deadline passed before a checkpoint")
                 continue
-            self.horse = None
-            if self.stopping or (
-                self.options.burst and code == 0 and not moved and not self._sweep()
-            ):
+            horse, self.horse = self.horse, None
+            if self.stopping:
+                if code != 0:  # killed (deadline, second signal) or crashed while stopping
+                    self._hand_over_from(horse, code)
+                break
+            if self.options.burst and code == 0 and not moved and not self._sweep():
                 break
             if code != 0:
                 self._pause_before_restart(code, time.monotonic() - started)
@@ -193,20 +242,38 @@ class Supervisor:
         return pid
 
     def _wait_for_horse(self, seconds: float) -> int | None:
+        """The horse's exit code once it exits; None after `seconds` or at the stop deadline."""
         deadline = time.monotonic() + seconds
         while True:
             assert self.horse is not None
             pid, status = os.waitpid(self.horse, os.WNOHANG)
             if pid:
                 return os.waitstatus_to_exitcode(status)
-            if time.monotonic() >= deadline:
+            now = time.monotonic()
+            if now >= deadline or (self.stop_by is not None and now >= self.stop_by):
                 return None
             time.sleep(0.02)
+
+    def _kill_horse(self, why: str) -> None:
+        if self.horse is not None:
+            log.warning("horse.killed", pid=self.horse, reason=why)
+            os.kill(self.horse, signal.SIGKILL)
+
+    def _hand_over_from(self, horse: int, code: int) -> None:
+        """Move the dead horse's run on at once: no wait for its lease to expire."""
+        name = horse_name(self.options, horse=horse, supervisor=os.getpid())
+        why = "its horse was killed while the worker stopped" if code < 0 else "horse died"
+        try:
+            hand_over_killed(self.redis, self.settings, worker=name, why=why)
+        except RedisError as exc:  # the reaper moves it on after its lease instead
+            log.warning("worker.handover_failed", error=str(exc))
 
     def _sweep(self) -> int:
         try:
             if self.horse is not None:  # its heartbeat, even while a job holds it for hours
-                self.reaper.liveness.beat(horse_name(self.options, self.horse))
+                self.reaper.liveness.beat(
+                    horse_name(self.options, horse=self.horse, supervisor=os.getpid())
+                )
             return self.reaper.sweep()
         except RedisError as exc:
             log.warning("reaper.redis_unreachable", error=str(exc))
@@ -220,17 +287,24 @@ class Supervisor:
         self.backoff = min(self.backoff * 2, 30.0)
 
     def _request_stop(self, signum: int, frame: FrameType | None) -> None:
+        """First signal: the horse hands its run over at its next checkpoint, and is killed
+        if it has not exited by the stop deadline. A second: it is killed now. Either way the
+        run goes on at once on another worker."""
         first = not self.stopping
         self.stopping = True
         log.info("worker.stopping", signal=signal.Signals(signum).name, warm=first)
         if first:
-            self._tell("stopping after the current run; Ctrl-C again to stop at once")
+            self._tell(
+                "stopping: the current run is handed over at its next checkpoint;"
+                " Ctrl-C again to stop at once"
+            )
+            margin = min(1.0, self.settings.stop_seconds / 5)  # for the handover after a kill
+            self.stop_by = time.monotonic() + self.settings.stop_seconds - margin
+            if self.horse is not None:
+                os.kill(self.horse, signal.SIGTERM)
         else:
             self._tell("stopping at once; the run resumes from its last checkpoint")
-        if self.horse is not None:
-            # First: the horse finishes its job. Second: it dies as in a crash, which every
-            # run survives (RQ's own cold stop raises SystemExit inside the task instead).
-            os.kill(self.horse, signal.SIGTERM if first else signal.SIGKILL)
+            self._kill_horse("a second stop signal")
 
     @staticmethod
     def _tell(text: str) -> None:

@@ -97,12 +97,12 @@ def test_a_worker_on_a_terminal_says_what_ctrl_c_does_and_stops_without_a_traceb
     try:
         # Then it says in plain words what the first and the second Ctrl-C do
         intro = term.read_until(lambda t: "step.started" in t)
-        assert "Ctrl-C: finish the current run, then stop" in intro
+        assert "Ctrl-C: hand the current run over at its next checkpoint, then stop" in intro
         assert "Ctrl-C twice: stop at once" in intro
-        # When Ctrl-C is pressed once, it says it finishes the run first
+        # When Ctrl-C is pressed once, it says it hands the run over at its next checkpoint
         os.killpg(term.process.pid, signal.SIGINT)
         first = term.read_until(lambda t: "Ctrl-C again" in t)
-        assert "stopping after the current run" in first
+        assert "handed over at its next checkpoint" in first
         # And a second Ctrl-C stops it at once, without a traceback
         os.killpg(term.process.pid, signal.SIGINT)
         text = finished(term)
