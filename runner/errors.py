@@ -39,6 +39,10 @@ class AttemptStopped(RunnerError):
         self.reason = reason
 
 
+class ClockStopped(RunnerError):
+    """A stopping clock got a second signal, or passed its stop deadline: it stops at once."""
+
+
 class TaskError(RunnerError):
     """Base for errors a task raises to steer the runner's retry decision."""
 

@@ -24,6 +24,7 @@ from runner.cli.types import IsoTime
 from runner.cli.views import table
 from runner.cron import Cron, Firing, FiringOutcome
 from runner.deploys import mark_deploy
+from runner.errors import ClockStopped
 from runner.redis import REDIS_DOWN, connect
 from runner.schedule import MINUTE, CronEntry, floor_minute, slot_text, to_utc
 from runner.tokens import slot_token
@@ -77,7 +78,12 @@ class ClockTime:
 
 class CronClock:
     """Ticks `cron` at start-up and at the start of every minute until stopped (SIGTERM,
-    SIGINT). A tick Redis failed is retried with backoff; missed slots are caught up then."""
+    SIGINT). A tick Redis failed is retried with backoff; missed slots are caught up then.
+
+    It stops as a worker does: a signal lets the tick under way finish and starts no other;
+    a tick still not done `RUNNER_STOP_SECONDS` later (Redis hanging), or a second signal,
+    stops it at once. That is safe: a tick is one atomic call, and a slot it did not fire is
+    caught up by the next tick of any clock."""
 
     def __init__(self, cron: Cron, clock: ClockTime, *, name: str) -> None:
         self.cron = cron
@@ -90,8 +96,17 @@ class CronClock:
         """Tick until stopped, or until `ticks` ticks succeeded; returns the exit code (0)."""
         signal.signal(signal.SIGTERM, self._request_stop)
         signal.signal(signal.SIGINT, self._request_stop)
+        signal.signal(signal.SIGALRM, self._stop_now)
         log.info("cron.clock.started", clock=self.name, now=slot_text(self.clock.now()))
         mark_deploy(self.cron.redis, self.cron.settings, by=f"clock {self.name}")
+        try:
+            done = self._tick_until_stopped(ticks)
+        except ClockStopped:
+            done = -1
+        log.info("cron.clock.stopped", clock=self.name, ticks=done, signal=self.signal or None)
+        return 0
+
+    def _tick_until_stopped(self, ticks: int | None) -> int:
         done, backoff, due = 0, 0.5, self.clock.now()
         while ticks is None or done < ticks:
             if self.stopping.wait(self.clock.real_seconds_until(due)):
@@ -103,8 +118,7 @@ class CronClock:
                 break
             else:
                 backoff = min(backoff * 2, 30.0)
-        log.info("cron.clock.stopped", clock=self.name, ticks=done, signal=self.signal or None)
-        return 0
+        return done
 
     def _tick(self, at: datetime, *, retry_in: float) -> bool:
         try:
@@ -123,8 +137,15 @@ class CronClock:
         return True
 
     def _request_stop(self, signum: int, frame: FrameType | None) -> None:
+        if self.stopping.is_set():
+            self._stop_now(signum, frame)
         self.signal = signal.Signals(signum).name  # logged by the loop: no I/O in a handler
         self.stopping.set()
+        signal.setitimer(signal.ITIMER_REAL, self.cron.settings.stop_seconds)
+
+    def _stop_now(self, signum: int, frame: FrameType | None) -> None:
+        self.signal = f"{self.signal}, then {signal.Signals(signum).name}"
+        raise ClockStopped(self.signal)
 
 
 def firing_text(firing: Firing) -> str:

@@ -104,6 +104,8 @@ def run_detail(run: RunRecord, steps: dict[str, Any]) -> dict[str, Any]:
         "cursor": run.cursor,
         "steps": steps,
         "result": run.result,
+        "handovers": run.handovers,
+        "cancel_requested": run.cancel_requested or None,
     }
 
 
@@ -182,6 +184,11 @@ def detail_text(run: RunRecord, steps: dict[str, Any]) -> str:
     ]
     if run.retry_at and run.state == RunState.RETRYING:
         lines.append(f"retry at:   {iso(run.retry_at)}")
+    if run.handovers:
+        lines.append(f"handovers:  {run.handovers} (workers stopped and handed it on)")
+    if run.cancel_requested:
+        asked = "" if run.state == RunState.CANCELLED else ", stops at its next checkpoint"
+        lines.append(f"cancel:     asked by {run.cancel_requested}{asked}")
     lines.append("steps:" + ("" if steps else "      none finished"))
     for name, step in steps.items():
         lines.append(f"  - {name}: attempt {step.get('attempt')}, {step.get('seconds', 0):.3f}s")

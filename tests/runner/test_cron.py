@@ -14,6 +14,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psutil
 import pytest
 from click.testing import Result
 from redis import Redis
@@ -55,10 +56,12 @@ def clocks(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., subproc
     """Start `runner cron run ARGS...` processes (stdout and stderr to a file each)."""
     started: list[subprocess.Popen[str]] = []
 
-    def start(*args: str, speed: float = 60.0) -> subprocess.Popen[str]:
+    def start(
+        *args: str, speed: float = 60.0, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[str]:
         out = open(tmp_path / f"clock-{len(started)}.log", "w+")  # noqa: SIM115
         command = [sys.executable, "-m", "runner", "cron", "run", *args]
-        env = worker_env(settings, RUNNER_CLOCK_SPEED=str(speed))
+        env = worker_env(settings, RUNNER_CLOCK_SPEED=str(speed), **(env or {}))
         started.append(
             subprocess.Popen(
                 command, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, text=True
@@ -318,6 +321,28 @@ def test_the_clock_waits_out_a_redis_outage_and_stops_on_sigterm(
     assert clock.wait(timeout=10) == 0
     last = clock_events(settings, tmp_path, 0)[-1]
     assert last["event"] == "cron.clock.stopped" and last["signal"] == "SIGTERM"
+
+
+@pytest.mark.slow
+def test_a_clock_stuck_in_a_tick_stops_by_its_stop_deadline(
+    settings: Settings, redis_server: RedisServer, runs: Runs,
+    clocks: Callable[..., subprocess.Popen[str]], tmp_path: Path,
+) -> None:  # fmt: skip
+    # Given a running clock whose Redis hangs (SIGSTOP: no reply, no error) under a tick
+    clock = clocks("--at-start", iso(SIX), env={"RUNNER_STOP_SECONDS": "2"})
+    wait_for(lambda: tokens_of(runs, "overlapping"), what="a first slot")
+    server = psutil.Process(int((redis_server.server.directory / "redis.pid").read_text()))
+    server.suspend()
+    try:
+        time.sleep(1.5)  # the next tick (a clock minute is a real second) is stuck
+        # When it gets SIGTERM
+        clock.send_signal(signal.SIGTERM)
+        # Then it stops by its stop deadline all the same, saying why
+        assert clock.wait(timeout=10) == 0
+    finally:
+        server.resume()
+    last = clock_events(settings, tmp_path, 0)[-1]
+    assert last["event"] == "cron.clock.stopped" and last["signal"] == "SIGTERM, then SIGALRM"
 
 
 def test_cron_in_process_ticks_the_given_schedule(settings: Settings, redis: Redis) -> None:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import psutil
 import pytest
+from click.testing import Result
 from redis import Redis
 
 from runner.enqueue import Enqueued
@@ -39,7 +40,7 @@ def running_on(runs: Runs, token: str, worker: str) -> bool:
 
 def test_a_task_that_never_checkpoints_is_killed_at_the_deadline_and_continued_at_once(
     redis: Redis, runs: Runs, enqueue: Callable[..., Enqueued],
-    start_worker: Callable[..., WorkerProcess],
+    start_worker: Callable[..., WorkerProcess], invoke: Callable[..., Result],
 ) -> None:  # fmt: skip
     # Given a run inside one long step on worker A (30 s lease, 3 s to stop), B idle beside it
     token = enqueue("stubborn", seconds=120).token
@@ -60,6 +61,9 @@ def test_a_task_that_never_checkpoints_is_killed_at_the_deadline_and_continued_a
     assert record.handovers == 1 and record.error is None and record.attempts_left == 4
     [event] = handovers(redis, token)
     assert event["by"] == "supervisor" and event["next_attempt"] == 2
+    # And `runner show` and `runner logs` say so
+    assert "handovers:  1" in invoke("show", token).stdout
+    assert "attempt.handed_over" in invoke("logs", token).stdout
 
 
 def test_a_second_sigterm_stops_the_worker_at_once_and_still_hands_over(
