@@ -12,6 +12,7 @@ from runner.config import Settings
 from runner.context import Run
 from runner.enqueue import Enqueued, Request
 from runner.errors import (
+    AttemptStopped,
     ConfigError,
     InvalidArguments,
     LeaseLost,
@@ -30,6 +31,7 @@ from runner.tasks import RetryPolicy, Task, TaskRegistry
 from runner.tokens import canonical_json, content_token, derive_token, slot_token
 
 __all__ = [
+    "AttemptStopped",
     "ConfigError",
     "CronEntry",
     "Enqueued",

@@ -13,11 +13,11 @@ import runner.cli
 ROOT = Path(__file__).resolve().parents[1]
 
 PUBLIC = {
-    "ConfigError", "CronEntry", "Enqueued", "HealthCheck", "InvalidArguments", "LeaseLost",
-    "PermanentError", "Request", "RetryPolicy", "Run", "RunRecord", "RunState", "RunnerError",
-    "Settings", "Task", "TaskError", "TaskRegistry", "TransientError", "UnknownRun",
-    "canonical_json", "connect",
-    "content_token", "derive_token", "prune_runs", "redact", "slot_token",
+    "AttemptStopped", "ConfigError", "CronEntry", "Enqueued", "HealthCheck", "InvalidArguments",
+    "LeaseLost", "PermanentError", "Request", "RetryPolicy", "Run", "RunRecord", "RunState",
+    "RunnerError", "Settings", "Task", "TaskError", "TaskRegistry", "TransientError",
+    "UnknownRun", "canonical_json", "connect", "content_token", "derive_token", "prune_runs",
+    "redact", "slot_token",
 }  # fmt: skip
 PUBLIC_CLI = {"App", "cli", "finish_waiting", "json_line", "main", "pass_app", "table"}
 
