@@ -283,7 +283,9 @@ class Supervisor:
         if lived > HEALTHY_SECONDS:
             self.backoff = 1.0
         log.warning("horse.exited", code=code, restart_in_s=self.backoff)
-        time.sleep(self.backoff)
+        until = time.monotonic() + self.backoff
+        while not self.stopping and time.monotonic() < until:  # a stop cuts the pause short
+            time.sleep(0.05)
         self.backoff = min(self.backoff * 2, 30.0)
 
     def _request_stop(self, signum: int, frame: FrameType | None) -> None:

@@ -6,12 +6,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
+import pytest
 from click.testing import Result
 from redis import Redis
 
 from runner.cancel import CancelAction, cancel
 from runner.config import Settings
 from runner.enqueue import Enqueued
+from runner.errors import InvalidArguments
 from runner.keys import Keys
 from runner.logs import read_events
 from runner.reaper import Reaper
@@ -176,3 +178,12 @@ def test_a_finished_run_is_not_cancelled_and_the_cli_says_why(
     assert f"skipped: {token}" in result.output and "succeeded already" in result.output
     assert state_of(runs, token) == RunState.SUCCEEDED
     assert invoke("cancel", "no-such-run").exit_code == 2
+
+
+def test_an_origin_that_is_not_one_word_is_refused(
+    redis: Redis, settings: Settings, enqueue: Callable[..., Enqueued], runs: Runs
+) -> None:
+    token = enqueue("counting", items=1).token
+    with pytest.raises(InvalidArguments, match="one lowercase word"):
+        cancel(redis, settings, token, origin="<script>")
+    assert state_of(runs, token) == RunState.QUEUED

@@ -74,3 +74,10 @@ def test_sentinel_urls_wait_for_one_replica_unless_told_otherwise() -> None:
 def test_a_malformed_replica_count_names_the_variable() -> None:
     with pytest.raises(ConfigError, match="RUNNER_REDIS_MIN_REPLICAS"):
         Settings.from_env({"RUNNER_REDIS_MIN_REPLICAS": "one"})
+
+
+def test_the_stop_time_is_read_and_checked() -> None:
+    assert Settings.from_env({}).stop_seconds == 10.0
+    assert Settings.from_env({"RUNNER_STOP_SECONDS": "25"}).stop_seconds == 25.0
+    with pytest.raises(ConfigError, match=r"RUNNER_STOP_SECONDS=.* is too small"):
+        Settings.from_env({"RUNNER_STOP_SECONDS": "0.1"})
