@@ -212,6 +212,7 @@ class Supervisor:
             code = self._wait_for_horse(self.settings.reaper_interval)
             if code is None:
                 if self.stop_by is not None and time.monotonic() >= self.stop_by:
+                    self.stop_by = None  # once: then wait for the killed horse to be reaped
                     self._kill_horse("the stop deadline passed before a checkpoint")
                 continue
             horse, self.horse = self.horse, None
