@@ -24,13 +24,16 @@ class RunState(StrEnum):
                   no attempt is left          lease expired: the worker died)
     queued        queued (next attempt),      `Runs.advance`: `Reaper.requeue_undelivered`
                   or failed                   (the job was lost between dequeue and claim)
-    running       queued (next attempt)       `Runs.advance` fenced by the lease: a handover
-                                              (`Executor`, or the `Supervisor` that killed
-                                              its horse at the stop deadline)
-    queued,       cancelled                   `Runs.cancel` (`CANCEL_RUN`): `runner cancel`
-    retrying
+    running       queued (next attempt)       `Runs.hand_over` (`ADVANCE_RUN` fenced by the
+                                              lease): the `Executor` of a stopping worker,
+                                              or (`hand_over_killed`) the `Supervisor` that
+                                              killed its horse at the stop deadline
+    queued,       cancelled                   `Runs.cancel` (`CANCEL_RUN`): `runner.cancel`
+    retrying                                  (`runner cancel`, the console)
     running       cancelled                   `Runs.release`: the attempt stopped at its
-                                              checkpoint after `Runs.cancel` asked it to
+                                              checkpoint after `Runs.cancel` asked it to;
+                                              `Runs.advance` when the attempt died first
+                                              (`Reaper`, `hand_over_killed`)
     failed,       queued                      `Runs.advance`: `rerun` (an operator)
     cancelled
     ============  ==========================  ===============================================
