@@ -158,7 +158,11 @@ def shaky(run: Run) -> str:
 def stubborn(run: Run, *, seconds: float = 60.0) -> dict[str, Any]:
     """One long step that never checkpoints on its first attempt (a later one is quick): the
     task a stopping worker must kill at its deadline."""
-    r = _redis()
-    r.rpush(f"probe:exec:{run.token}", f"long:{run.attempt}:{os.getpid()}")
-    run.step("long", lambda: time.sleep(seconds if run.attempt == 1 else 0.05) or run.attempt)
+
+    def long() -> int:
+        _redis().rpush(f"probe:exec:{run.token}", f"long:{run.attempt}:{os.getpid()}")
+        time.sleep(seconds if run.attempt == 1 else 0.05)
+        return run.attempt
+
+    run.step("long", long)
     return {"attempt": run.attempt}

@@ -33,9 +33,10 @@ def handovers(redis: Redis, token: str) -> list[dict[str, object]]:
     return [e for _, e in read_events(redis, Keys(), token) if e["event"] == "attempt.handed_over"]
 
 
-def running_on(runs: Runs, token: str, worker: str) -> bool:
-    record = runs.get(token)
-    return bool(record and record.state == RunState.RUNNING and record.worker.startswith(worker))
+def in_long_step(redis: Redis, token: str) -> bool:
+    """Whether `stubborn`'s first attempt is inside its long step (past the step boundary,
+    where a stop would be graceful)."""
+    return redis.lindex(f"probe:exec:{token}", 0) is not None
 
 
 def test_a_task_that_never_checkpoints_is_killed_at_the_deadline_and_continued_at_once(
@@ -45,7 +46,7 @@ def test_a_task_that_never_checkpoints_is_killed_at_the_deadline_and_continued_a
     # Given a run inside one long step on worker A (30 s lease, 3 s to stop), B idle beside it
     token = enqueue("stubborn", seconds=120).token
     a = start_worker("--name", "A", RUNNER_LEASE_SECONDS=LONG_LEASE, RUNNER_STOP_SECONDS="3")
-    wait_for(lambda: running_on(runs, token, "A"), what="the run on A")
+    wait_for(lambda: in_long_step(redis, token), what="the long step on A")
     start_worker("--name", "B", RUNNER_LEASE_SECONDS=LONG_LEASE)
     # When A's supervisor gets SIGTERM
     a.process.send_signal(signal.SIGTERM)
@@ -73,7 +74,7 @@ def test_a_second_sigterm_stops_the_worker_at_once_and_still_hands_over(
     # Given a run in a long step on A, whose stop time is a minute
     token = enqueue("stubborn", seconds=120).token
     a = start_worker("--name", "A", RUNNER_LEASE_SECONDS=LONG_LEASE, RUNNER_STOP_SECONDS="60")
-    wait_for(lambda: running_on(runs, token, "A"), what="the run on A")
+    wait_for(lambda: in_long_step(redis, token), what="the long step on A")
     start_worker("--name", "B", RUNNER_LEASE_SECONDS=LONG_LEASE)
     # When A's supervisor gets SIGTERM, and a second one a moment later
     a.process.send_signal(signal.SIGTERM)
