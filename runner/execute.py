@@ -190,9 +190,11 @@ class Executor:
             self.leases.release(lease)
 
     def _cancelled(self, record: RunRecord, holder: str, stream: RunStream) -> Outcome:
+        now = self.durable(self.runs.get, record.token)  # who asked: for the log, once
         fields = {"state": RunState.CANCELLED, "finished_at": time.time()}
         return self._release(
             record, holder, fields, stream=stream, event="run.cancelled",
+            origin=now.cancel_requested if now else record.cancel_requested,
             reason="an operator cancelled it; its checkpoints are kept (`runner rerun`)",
         )  # fmt: skip
 

@@ -150,5 +150,5 @@ def test_a_cancelled_import_stops_stays_deduplicated_and_a_rerun_resumes_it(
     [resumed] = [e for e in events if e["event"] == "import.resumed"]
     assert resumed["attempt"] == 2 and resumed["position"] == record.cursor
     assert [(e["event"], e.get("origin")) for e in events if "cancel" in str(e["event"])] == [
-        ("run.cancel_requested", "web"), ("run.cancelled", None),
+        ("run.cancel_requested", "web"), ("run.cancelled", "web"),
     ]  # fmt: skip

@@ -118,7 +118,7 @@ def test_a_running_run_stops_at_its_next_checkpoint_and_a_rerun_resumes_there(
     stopped_at = record.cursor
     assert 3 <= stopped_at < 200 and record.counters == {"done": stopped_at}
     names = [(e["event"], e.get("origin")) for e in events_of(redis, token)]
-    assert ("run.cancel_requested", "web") in names and ("run.cancelled", None) in names
+    assert ("run.cancel_requested", "web") in names and ("run.cancelled", "web") in names
     # When it is rerun
     assert rerun(redis, settings, token).action == RerunAction.REQUEUED
     drain()
