@@ -13,14 +13,16 @@ import pytest
 from click.testing import Result
 from redis import Redis
 
+from runner.config import Settings
 from runner.enqueue import Enqueued
+from runner.handover import hand_over_killed
 from runner.keys import Keys
 from runner.logs import read_events
 from runner.record import RunState
 from runner.runs import Runs
+from runner.tokens import job_id
 from tests.conftest import WorkerProcess, state_of, wait_for
 
-pytestmark = pytest.mark.slow
 LONG_LEASE = "30"  # a handover that waited for the lease would blow every wait below
 
 
@@ -39,6 +41,7 @@ def in_long_step(redis: Redis, token: str) -> bool:
     return redis.lindex(f"probe:exec:{token}", 0) is not None
 
 
+@pytest.mark.slow
 def test_a_task_that_never_checkpoints_is_killed_at_the_deadline_and_continued_at_once(
     redis: Redis, runs: Runs, enqueue: Callable[..., Enqueued],
     start_worker: Callable[..., WorkerProcess], invoke: Callable[..., Result],
@@ -67,6 +70,7 @@ def test_a_task_that_never_checkpoints_is_killed_at_the_deadline_and_continued_a
     assert "attempt.handed_over" in invoke("logs", token).stdout
 
 
+@pytest.mark.slow
 def test_a_second_sigterm_stops_the_worker_at_once_and_still_hands_over(
     redis: Redis, runs: Runs, enqueue: Callable[..., Enqueued],
     start_worker: Callable[..., WorkerProcess],
@@ -88,6 +92,7 @@ def test_a_second_sigterm_stops_the_worker_at_once_and_still_hands_over(
     assert event["by"] == "supervisor"
 
 
+@pytest.mark.slow
 def test_an_idle_worker_signalled_with_its_horse_stops_cleanly(
     start_worker: Callable[..., WorkerProcess],
 ) -> None:
@@ -103,3 +108,25 @@ def test_an_idle_worker_signalled_with_its_horse_stops_cleanly(
     assert a.process.wait(timeout=10) == 0
     out = a.output()
     assert "worker.stopped" in out and "Traceback" not in out and "horse.killed" not in out
+
+
+def test_a_handover_is_fenced_by_the_lease_and_uses_no_attempt(
+    redis: Redis, runs: Runs, enqueue: Callable[..., Enqueued], settings: Settings,
+) -> None:  # fmt: skip
+    # Given a run whose attempt 1 holds the lease (claimed here, as a horse "w.horse1" would)
+    token = enqueue("counting", items=3).token
+    _, record, _ = runs.begin(token, 1, holder=job_id(token, 1), worker="w.horse1", version="v")
+    assert record is not None
+    # When someone that does not hold the lease tries to hand it over, nothing changes
+    assert not runs.hand_over(record, holder="someone-else")
+    assert state_of(runs, token) == RunState.RUNNING
+    # When the horse's supervisor hands over what the (dead) horse held
+    assert hand_over_killed(redis, settings, worker="w.horse1", why="test") == 1
+    # Then the run is queued as attempt 2 at once, with attempt 1 not counted, and only once
+    after = runs.get(token)
+    assert after is not None and after.state == RunState.QUEUED and after.attempt == 2
+    assert after.handovers == 1 and after.attempts_left == record.attempts_left
+    assert not redis.exists(Keys().lease(token))
+    assert hand_over_killed(redis, settings, worker="w.horse1", why="again") == 0
+    assert not runs.hand_over(record, holder=job_id(token, 1))
+    assert redis.lrange("rq:queue:default", 0, -1).count(job_id(token, 2).encode()) == 1
