@@ -30,7 +30,7 @@ from scripts.gen_posts import generate_posts, write_feed
 from tests.conftest import WorkerProcess, wait_for
 
 pytestmark = pytest.mark.slow
-POSTS = 30_000
+POSTS = 20_000
 LEASE = "30"  # the default: a handover that waited for the lease would miss every deadline
 STOP_SECONDS = 10.0  # RUNNER_STOP_SECONDS' default
 
@@ -41,13 +41,19 @@ def settings(settings: Settings) -> Settings:
     return settings.with_changes(tasks_module="jobs", queues=("imports", "cron", "default"))
 
 
-@pytest.fixture
-def import_feed(tmp_path: Path, redis: Redis, settings: Settings) -> Callable[[], Enqueued]:
-    """Enqueue (again) the import of one feed of POSTS posts, in batches of 100."""
-    path = tmp_path / "feed.jsonl"
+@pytest.fixture(scope="module")
+def feed_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One feed of POSTS posts, written once for the module's tests."""
+    path = tmp_path_factory.mktemp("feeds") / "feed.jsonl"
     with path.open("w") as out:
         write_feed(generate_posts(POSTS, seed=7), out)
-    [source] = resolve(str(path))
+    return path
+
+
+@pytest.fixture
+def import_feed(feed_file: Path, redis: Redis, settings: Settings) -> Callable[[], Enqueued]:
+    """Enqueue (again) the import of the feed, in batches of 100."""
+    [source] = resolve(str(feed_file))
     request = Request(
         load_registry("jobs").get("import_posts"), {"source": source.location, "batch_size": 100},
         source.token,
