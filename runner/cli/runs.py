@@ -116,8 +116,8 @@ def rerun(
     app: App, run_refs: tuple[str, ...], all_failed: bool, task: str | None, since: float | None,
     from_scratch: bool, dry_run: bool, force: bool, as_json: bool,
 ) -> None:  # fmt: skip
-    """Rerun failed runs, from their last checkpoint (default) or from scratch; with --force,
-    a succeeded run named as RUN too."""
+    """Rerun failed or cancelled runs, from their last checkpoint (default) or from scratch;
+    with --force, a succeeded run named as RUN too."""
     if bool(run_refs) == all_failed:
         raise click.UsageError("name RUN(s) or use --failed, not both and not neither")
     if all_failed:
