@@ -93,7 +93,9 @@ def test_a_second_sigterm_stops_the_worker_at_once_and_still_hands_over(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_an_idle_worker_signalled_with_its_horse_stops_cleanly(
+    signum: signal.Signals,
     start_worker: Callable[..., WorkerProcess],
 ) -> None:
     # Given an idle worker, its horse waiting for a job
@@ -101,9 +103,9 @@ def test_an_idle_worker_signalled_with_its_horse_stops_cleanly(
     horse = horse_of(a)
     wait_for(lambda: "horse.started" in a.output(), what="the horse")
     time.sleep(0.5)
-    # When every process of it gets SIGTERM at once (a platform's control-group stop)
+    # When every process of it gets the signal at once (a platform's control-group stop)
     for pid in (a.process.pid, horse.pid):
-        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, signum)
     # Then it exits cleanly and promptly, without a traceback or a killed horse
     assert a.process.wait(timeout=10) == 0
     out = a.output()
