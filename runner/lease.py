@@ -3,6 +3,7 @@ and the lease is where an attempt learns that it must stop at its next checkpoin
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -83,6 +84,9 @@ class LeaseRenewer:
             self._held.pop(lease.holder, None)
 
     def _run(self) -> None:
+        # Stop signals are for the main thread: it runs Python's handlers, and a signal this
+        # thread took would leave the main thread blocked where it waits.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
         tick = min(0.25, self.period / 3)
         while True:
             time.sleep(tick)

@@ -21,6 +21,8 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
@@ -46,6 +48,7 @@ from runner.tasks import load_registry
 log = structlog.get_logger("runner.worker")
 PR_SET_PDEATHSIG = 1
 HEALTHY_SECONDS = 30.0  # a horse that lived this long resets the restart backoff
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,10 +83,18 @@ class Horse(SimpleWorker):
     _last_suspension_check = 0.0
     executor: Executor | None = None
     _waiting = False  # blocked waiting for a job: a stop may interrupt the wait
+    stop_asked_early = False  # a stop signal came while the horse process was starting
+
+    @classmethod
+    def note_early_stop(cls, signum: int, frame: FrameType | None) -> None:
+        """The horse process's handler until the horse works (set first thing after fork)."""
+        cls.stop_asked_early = True
 
     def _install_signal_handlers(self) -> None:
         signal.signal(signal.SIGTERM, self._stop_soon)
         signal.signal(signal.SIGINT, self._stop_soon)
+        if self.stop_asked_early:
+            self._stop_soon(signal.SIGTERM, None)
 
     def _stop_soon(self, signum: int, frame: FrameType | None) -> None:
         """Take no more jobs; the running attempt hands its run over at its next checkpoint.
@@ -97,6 +108,12 @@ class Horse(SimpleWorker):
         if self._waiting:  # idle: leave the blocking wait now (RQ does the same)
             self._waiting = False
             raise StopRequested()
+
+    def subscribe(self) -> None:
+        # RQ's command listener is a thread: one that may take the process's stop signal
+        # would leave the main thread, which runs Python's handlers, blocked in its wait.
+        with stop_signals_blocked():
+            super().subscribe()  # type: ignore[no-untyped-call]
 
     def dequeue_job_and_maintain_ttl(
         self, timeout: int | None, max_idle_time: int | None = None
@@ -138,6 +155,18 @@ class Horse(SimpleWorker):
             return
         super().heartbeat(timeout, pipeline)
         self._last_heartbeat = now
+
+
+@contextmanager
+def stop_signals_blocked() -> Iterator[None]:
+    """Threads started in this block never receive SIGTERM/SIGINT (they inherit the mask), so
+    the kernel hands those to the main thread: Linux gives a process's signal to any thread
+    that does not block it, and only the main thread's blocking wait would be cut short."""
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 def die_with_parent(parent: int) -> None:
@@ -231,6 +260,10 @@ class Supervisor:
         parent = os.getpid()
         pid = os.fork()
         if pid == 0:
+            # Not the supervisor's handler: a stop signalled to every process at once may
+            # reach this horse before it works, and must still stop it.
+            for signum in STOP_SIGNALS:
+                signal.signal(signum, Horse.note_early_stop)
             os.setpgrp()  # the terminal's Ctrl-C reaches the supervisor, which stops the horse
             code = 1
             try:

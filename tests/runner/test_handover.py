@@ -100,8 +100,8 @@ def test_an_idle_worker_signalled_with_its_horse_stops_cleanly(
 ) -> None:
     # Given an idle worker, its horse waiting for a job
     a = start_worker("--name", "A")
-    horse = horse_of(a)
     wait_for(lambda: "horse.started" in a.output(), what="the horse")
+    horse = horse_of(a)
     time.sleep(0.5)
     # When every process of it gets the signal at once (a platform's control-group stop)
     for pid in (a.process.pid, horse.pid):
