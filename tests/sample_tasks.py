@@ -155,6 +155,7 @@ def shaky(run: Run) -> str:
     return "ok"
 
 
+@registry.task(retry=FAST_RETRY)
 def stubborn(run: Run, *, seconds: float = 60.0) -> dict[str, Any]:
     """One long step that never checkpoints on its first attempt (a later one is quick): the
     task a stopping worker must kill at its deadline."""
