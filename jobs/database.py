@@ -1,4 +1,5 @@
-"""The database: an engine for the content store's URL, SQLite or PostgreSQL.
+"""The database: an engine for the content store's URL (SQLite or PostgreSQL), the metadata
+every table joins, and the two ways to use a connection (`reading`, `retry_on_conflict`).
 
 SQLite is one file that several worker processes write through: WAL, and BEGIN IMMEDIATE so
 two writers never deadlock upgrading read locks. PostgreSQL goes through psycopg 3.
@@ -6,18 +7,33 @@ two writers never deadlock upgrading read locks. PostgreSQL goes through psycopg
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 import tenacity
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, IntegrityError
 
-from jobs.progress import SQLITE_BEGIN
 from runner import ConfigError
 
+T = TypeVar("T")
+
 ACCEPTED_URLS = "use sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DATABASE"
+# Execution option read by the store's SQLite begin hook: readers ask for a deferred
+# transaction, so a long read (a sitemap walk) never holds the write lock.
+SQLITE_BEGIN = "sqlite_begin"
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s_%(column_1_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
 SQLITE_BUSY_SECONDS = 30
 _SQLITE_LOCKED_RETRY = tenacity.Retrying(
     retry=tenacity.retry_if_exception(lambda exc: "locked" in str(exc)),
@@ -104,3 +120,24 @@ def _sqlite_engine(url: sa.URL) -> Engine:
         conn.exec_driver_sql(f"BEGIN {conn.get_execution_options().get(SQLITE_BEGIN, 'IMMEDIATE')}")
 
     return engine
+
+
+def reading(engine: Engine) -> Connection:
+    """Open a connection for reads only (a deferred transaction on SQLite)."""
+    return engine.connect().execution_options(**{SQLITE_BEGIN: "DEFERRED"})
+
+
+def retry_on_conflict(
+    work: Callable[[], T],
+    *,
+    errors: tuple[type[Exception], ...] = (IntegrityError,),
+    tries: int = 3,
+) -> T:
+    """Run `work` (one whole transaction) again if a concurrent writer made it fail with `errors`.
+
+    Raises the last error after `tries` runs.
+    """
+    for _ in range(tries - 1):
+        with suppress(*errors):
+            return work()
+    return work()

@@ -15,8 +15,9 @@ from sqlalchemy import Engine
 
 from jobs.feeds import detect_format, read_feed
 from jobs.posts import Item
+from jobs.progress import begin_import, finish_import
 from jobs.sources import TASK, fetch
-from jobs.store import Counters, apply_batch, begin_import, engine_for, finish_import
+from jobs.store import apply_batch, engine_for
 from runner import PermanentError, RetryPolicy, Run, Task, TaskRegistry
 
 BATCH_SIZE = 500
@@ -79,6 +80,3 @@ def register(registry: TaskRegistry) -> None:
     """Register `import_posts` on the `imports` queue."""
     registry.register(Task(TASK, import_posts, queue="imports", timeout=6 * 3600,
                            retry=RetryPolicy()))  # fmt: skip
-
-
-__all__ = ["Counters", "import_posts", "register"]

@@ -1,7 +1,7 @@
 """The content store: the `posts` table, its schema made ready, and applying one import batch.
 
 SQLite (one file, several worker processes) by default, PostgreSQL in production. An import's
-progress and fencing live in `jobs.progress`; its public names are re-exported here.
+progress and fencing live in `jobs.progress`.
 """
 
 from __future__ import annotations
@@ -18,42 +18,9 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError, ProgrammingError
 
-from jobs.database import make_engine
+from jobs.database import make_engine, metadata, reading, retry_on_conflict
 from jobs.posts import Item, Post, Rejected, version_key
-from jobs.progress import (
-    Counters,
-    ImportProgress,
-    begin_import,
-    finish_import,
-    import_rejects,
-    imports,
-    lock_import,
-    metadata,
-    read_import,
-    reading,
-    record_batch,
-    record_rejects,
-    retry_on_conflict,
-)
-
-__all__ = [
-    "Counters",
-    "ImportProgress",
-    "apply_batch",
-    "begin_import",
-    "count_posts",
-    "engine_for",
-    "finish_import",
-    "get_post",
-    "import_rejects",
-    "imports",
-    "init_schema",
-    "iter_post_urls",
-    "make_engine",
-    "metadata",
-    "posts",
-    "read_import",
-]
+from jobs.progress import Counters, lock_import, record_batch, record_rejects
 
 SELECT_CHUNK = 1_000
 

@@ -22,10 +22,11 @@ from typing import Any
 import psutil
 from psycopg.types.json import Jsonb
 
+from jobs.database import make_engine
 from jobs.feeds import read_feed
 from jobs.posts import Item, Parsed, Post
 from jobs.sources import resolve
-from jobs.store import init_schema, make_engine, posts
+from jobs.store import init_schema, posts
 from runner.config import Settings
 from runner.enqueue import Enqueuer, Request
 from runner.record import RunRecord

@@ -15,7 +15,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
-from jobs.store import init_schema, make_engine
+from jobs.database import make_engine
+from jobs.store import init_schema
 
 POSTGRES_ENV = "RUNNER_TEST_POSTGRES_URL"
 

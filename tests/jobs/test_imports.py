@@ -16,8 +16,9 @@ import pytest
 import sqlalchemy as sa
 from redis import Redis
 
+from jobs.progress import import_rejects, imports
 from jobs.sources import resolve
-from jobs.store import engine_for, get_post, import_rejects, imports, init_schema, posts
+from jobs.store import engine_for, get_post, init_schema, posts
 from runner.config import Settings
 from runner.enqueue import Enqueued, Enqueuer, Request
 from runner.runs import Runs

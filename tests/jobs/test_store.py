@@ -14,23 +14,18 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
+from jobs.database import make_engine
 from jobs.posts import Item, Parsed, Post, Rejected
-from jobs.store import (
+from jobs.progress import (
     Counters,
     ImportProgress,
-    apply_batch,
     begin_import,
-    count_posts,
     finish_import,
-    get_post,
     import_rejects,
     imports,
-    init_schema,
-    iter_post_urls,
-    make_engine,
-    posts,
     read_import,
 )
+from jobs.store import apply_batch, count_posts, get_post, init_schema, iter_post_urls, posts
 from runner.errors import LeaseLost, PermanentError
 
 SOURCE = "feeds/posts.jsonl"

@@ -18,8 +18,9 @@ from redis import Redis
 from sqlalchemy import Engine
 
 from jobs.posts import Post
+from jobs.progress import import_rejects
 from jobs.schedule import SCHEDULE
-from jobs.store import engine_for, get_post, import_rejects, posts
+from jobs.store import engine_for, get_post, posts
 from jobs.upkeep import freshness, refresh_batch
 from runner.cli.cron import describe
 from runner.config import Settings
