@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -27,9 +27,9 @@ from jobs.schema import MAX_SOURCE_ID_CHARS, Invalid, Record, check_source_id, s
 MAX_LINE_BYTES = 16 * 1024 * 1024
 
 
-@dataclass(frozen=True, slots=True)
-class Post:
-    """A validated post, ready for the store. `meta` holds every other field, JSON-able."""
+class Post(msgspec.Struct, frozen=True, gc=False):
+    """A validated post, ready for the store. `meta` holds every other field: JSON values or
+    the schema's Structs (msgspec encodes both; `meta_json` gives it as JSON)."""
 
     source_id: str
     title: str
@@ -42,8 +42,12 @@ class Post:
     revision_version: str | None = None
     last_reviewed: date | None = None
     needs_review: bool = False
-    meta: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = msgspec.field(default_factory=dict)
     content_hash: str = ""
+
+    def meta_json(self) -> str:
+        """`meta` as compact JSON text, as the store writes it."""
+        return _JSON.encode(self.meta).decode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +79,8 @@ _DECODER = msgspec.json.Decoder(Record)
 # (the bytes of `json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)`,
 # which made the hashes stored before msgspec: the same post keeps the same hash).
 _CANONICAL = msgspec.json.Encoder(order="sorted")
+_JSON = msgspec.json.Encoder()
+_META_FIELDS = tuple(name for name in Record.__struct_fields__ if name not in COLUMNS)
 _NUL_ESCAPE = b"\\u0000"
 
 
@@ -168,9 +174,7 @@ def _to_post(record: Record) -> Post:
     """Map a checked, normalized record to its `Post`."""
     revision, flags = record.revision, record.flags
     reviewed = revision.last_reviewed if revision is not None else None
-    meta: dict[str, Any] = msgspec.to_builtins(record)
-    for name in COLUMNS:
-        meta.pop(name, None)
+    meta = {name: value for name in _META_FIELDS if (value := getattr(record, name)) is not None}
     return Post(
         source_id=record.source_id,
         title=record.title,

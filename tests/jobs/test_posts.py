@@ -102,7 +102,9 @@ def test_a_full_record_maps_to_a_post_with_columns_and_meta() -> None:
     assert post.revision_version == "1.1.2"
     assert post.last_reviewed == date(2024, 1, 12)
     assert post.needs_review is True
-    # And meta holds every other field, JSON-able, with the date as an ISO string
+    # And meta holds every other field, as JSON the same as in the record
+    meta = json.loads(post.meta_json())
+    assert meta == {name: value for name, value in record.items() if name in post.meta}
     assert set(post.meta) == set(record) - {
         "source_id",
         "title",
@@ -113,8 +115,7 @@ def test_a_full_record_maps_to_a_post_with_columns_and_meta() -> None:
         "reading_time",
         "view_count",
     }
-    assert json.loads(json.dumps(post.meta)) == post.meta
-    assert post.meta["revision"]["last_reviewed"] == "2024-01-12"
+    assert meta["revision"]["last_reviewed"] == "2024-01-12"
     assert len(post.content_hash) == 64
 
 
@@ -136,7 +137,7 @@ def test_unknown_keys_and_null_optional_fields_are_left_out() -> None:
 def test_flags_accept_booleans_and_store_them_as_numbers() -> None:
     post = post_of(with_change("flags.needs_human_review", False))
     assert post.needs_review is False
-    assert post.meta["flags"]["needs_human_review"] == 0
+    assert json.loads(post.meta_json())["flags"]["needs_human_review"] == 0
     assert post_of(with_change("flags.needs_human_review", True)).needs_review is True
 
 

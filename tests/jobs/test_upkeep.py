@@ -8,10 +8,10 @@ import os
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
-from dataclasses import asdict
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import msgspec
 import pytest
 import sqlalchemy as sa
 from redis import Redis
@@ -67,7 +67,9 @@ def add_post(engine: Engine, source_id: str, *, reviewed: date | None, updated: 
                 content_hash=digest)  # fmt: skip
     with engine.begin() as conn:
         conn.execute(
-            sa.insert(posts).values(**asdict(post), imported_at=updated, updated_at=updated)
+            sa.insert(posts).values(
+                **msgspec.structs.asdict(post), imported_at=updated, updated_at=updated
+            )
         )
 
 
