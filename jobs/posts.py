@@ -22,7 +22,14 @@ from typing import Any
 import msgspec
 
 from jobs.reasons import reason_for
-from jobs.schema import MAX_SOURCE_ID_CHARS, Invalid, Record, check_source_id, show
+from jobs.schema import (
+    MAX_SOURCE_ID_CHARS,
+    Invalid,
+    Record,
+    check_source_id,
+    show,
+    trim,
+)
 
 MAX_LINE_BYTES = 16 * 1024 * 1024
 
@@ -94,14 +101,17 @@ def version_key(version: str | None) -> tuple[int, ...]:
 def decode_post(data: bytes, *, position: int, what: str = "line") -> Item:
     """Decode and check one UTF-8 JSON text; every failure becomes a `Rejected`, never raises.
 
-    The fast path is one typed msgspec decode. A text it refuses, or one with an escaped NUL
-    (which msgspec would decode), is decoded again by the stdlib to find the reason.
+    The fast path is one typed msgspec decode. A text msgspec refuses, or one with an escaped
+    NUL (which msgspec would decode), is decoded again by the stdlib to find the reason.
     """
     if _NUL_ESCAPE not in data:
         try:
-            return Parsed(position, _to_post(_DECODER.decode(data)))
+            record = _DECODER.decode(data)
         except (msgspec.MsgspecError, RecursionError):
             pass
+        else:
+            trim(record)
+            return Parsed(position, _to_post(record))
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -127,6 +137,7 @@ def validate_post(raw: object, *, position: int) -> Item:
         return Rejected(position, _known_source_id(raw), reason_for(error, raw))
     except RecursionError:
         return Rejected(position, None, "nesting too deep")
+    trim(record)
     unsafe = _unsafe_text(msgspec.to_builtins(record), "")
     if unsafe is not None:
         return Rejected(position, _known_source_id(raw), unsafe)

@@ -324,3 +324,27 @@ def test_decoding_a_line_and_checking_its_record_agree_on_every_broken_field() -
         item = decode_post(json.dumps(record, ensure_ascii=False).encode(), position=1)
         # Then it is rejected with the reason the record check gives
         assert item == validate_post(record, position=1), path
+
+
+SPACES = [chr(code) for code in range(0x110000) if chr(code).isspace()]
+
+
+@pytest.mark.parametrize("ensure_ascii", [True, False])
+@pytest.mark.parametrize("indent", [None, 2])
+def test_a_line_trims_every_kind_of_whitespace_as_the_record_check_does(
+    ensure_ascii: bool, indent: int | None
+) -> None:
+    for space in SPACES:
+        # Given texts with one kind of whitespace before or after them, at every depth
+        record = full_record()
+        record["topic"] = f"{space}topic"
+        record["stack"] = ["python", f"backend{space}"]
+        record["entities"] = [{"name": f"{space}name{space}", "type": "stack"}]
+        record["revision"]["version"] = f"1.2{space}"
+        record["payload"]["source_id"] = f"{space}x"
+        # When the line is decoded
+        line = json.dumps(record, ensure_ascii=ensure_ascii, indent=indent).encode()
+        decoded = decode_post(line, position=1)
+        # Then it is the post the record check gives, texts trimmed, hash and all
+        assert decoded == validate_post(record, position=1), repr(space)
+        assert isinstance(decoded, Parsed) and decoded.post.topic == "topic"
