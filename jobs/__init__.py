@@ -4,12 +4,13 @@
 
 from __future__ import annotations
 
-from jobs import commands, imports, inbox, rejects, schedule, upkeep
+from jobs import commands, imports, inbox, polling, rejects, schedule, upkeep
 from runner import TaskRegistry
 
 registry = TaskRegistry()
 imports.register(registry)
 inbox.register(registry)
+polling.register(registry)
 upkeep.register(registry)
 registry.schedule.extend(schedule.SCHEDULE)
 registry.commands.extend(commands.COMMANDS)

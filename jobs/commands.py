@@ -24,7 +24,8 @@ def import_command(
 
     One run per file, its token the file's content hash: the same content is never imported
     twice. A missing file or unreadable directory is refused before anything is queued."""
-    resolved = [source for location in sources for source in resolve(location)]
+    deadline = app.settings.download_deadline_seconds
+    resolved = [s for location in sources for s in resolve(location, deadline_s=deadline)]
     if token and len(resolved) != 1:
         raise InvalidArguments("--token needs exactly one source file or URL")
     if not resolved:

@@ -40,7 +40,6 @@ class Settings:
     log_max_events: int = 2_000
     tasks_module: str = "jobs"
     redis_outage_seconds: float = 60.0
-    inbox: Path | None = None  # where `poll_inbox` looks; None: `home / "inbox"`
     code_version: str | None = None  # a deploy's git sha; None: the git short sha, or the package's
     health: HealthThresholds = field(default_factory=lambda: HealthThresholds())
     web_token: str | None = field(default=None, repr=False)  # never printed
@@ -49,6 +48,12 @@ class Settings:
     web_protect_metrics: bool = False
     redis_sentinel_password: str | None = field(default=None, repr=False)
     redis_min_replicas: int | None = None  # None: 1 behind Sentinel, else 0
+    # The site's own settings, read here because this is the one place that reads the
+    # environment: where `poll_inbox` looks (None: `home / "inbox"`), the feed URLs
+    # `poll_feeds` checks, and the whole-time limit of a URL download.
+    inbox: Path | None = None
+    feeds: tuple[str, ...] = ()
+    download_deadline_seconds: float = 300.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -82,6 +87,10 @@ class Settings:
             web_readonly=_flag(env, "RUNNER_WEB_READONLY"),
             web_protect_metrics=_flag(env, "RUNNER_WEB_PROTECT_METRICS"),
             redis_min_replicas=_optional_int(env, "RUNNER_REDIS_MIN_REPLICAS"),
+            feeds=tuple(env.get("RUNNER_FEEDS", "").replace(",", " ").split()),
+            download_deadline_seconds=_number(
+                env, "RUNNER_DOWNLOAD_DEADLINE_SECONDS", 300.0, low=1.0
+            ),
         )
 
     def with_changes(self, **changes: Any) -> Settings:

@@ -257,6 +257,6 @@ def test_prune_removes_exactly_what_is_past_retention(
 def test_the_site_schedule_fires_its_tasks_every_minute_hourly_and_daily() -> None:
     entries = check_schedule(SCHEDULE, load_registry("jobs"))
     assert {e.name: describe(e.expression).split(" at ")[0] for e in entries} == {
-        "poll_inbox": "every minute", "refresh_freshness": "hourly",
+        "poll_inbox": "every minute", "poll_feeds": "hourly", "refresh_freshness": "hourly",
         "build_sitemap": "daily", "prune": "daily",
     }  # fmt: skip
