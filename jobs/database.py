@@ -17,7 +17,7 @@ import tenacity
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import ArgumentError, IntegrityError
 
-from runner import ConfigError
+from runner import ConfigError, RunnerError
 
 T = TypeVar("T")
 
@@ -41,6 +41,31 @@ _SQLITE_LOCKED_RETRY = tenacity.Retrying(
     wait=tenacity.wait_exponential_jitter(multiplier=0.01, max=0.5),
     reraise=True,
 )
+
+
+class StoreUnavailable(RunnerError):
+    """The content store cannot be opened: no such database, refused, or bad credentials."""
+
+
+def shown_url(url: str) -> str:
+    """The database URL with its password hidden."""
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(not a database URL)"
+
+
+def unreachable(url: str, error: Exception) -> str:
+    """One line for a failure to open the store: what the database said, password hidden."""
+    reason = str(getattr(error, "orig", None) or error).strip().splitlines()
+    said = reason[0] if reason else type(error).__name__
+    password = sa.make_url(url).password
+    if password:
+        said = said.replace(str(password), "***")
+    return (
+        f"cannot open the content store {shown_url(url)}: {said}; check RUNNER_DATABASE_URL"
+        " (the database must exist, and the server accept its user and password)"
+    )
 
 
 def make_engine(url: str) -> Engine:

@@ -16,11 +16,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.exc import IntegrityError, ProgrammingError
 
 from jobs.database import make_engine, metadata, reading, retry_on_conflict
 from jobs.posts import Item, Post, Rejected, version_key
 from jobs.progress import Counters, lock_import, record_batch, record_rejects
+from jobs.revisions import ensure_ready
 from jobs.rows import insert_posts, update_posts
 
 SELECT_CHUNK = 1_000
@@ -51,19 +51,15 @@ posts = sa.Table(
 
 @functools.cache
 def engine_for(url: str) -> Engine:
-    """This process's engine for `url`, created (and its schema made ready) on first use."""
+    """This process's engine for `url`, on first use checked to be at the schema's head
+    revision (an empty database is brought there); raises SchemaMismatch if it is not."""
     engine = make_engine(url)
-    init_schema(engine)
+    try:
+        ensure_ready(engine)
+    except Exception:
+        engine.dispose()
+        raise
     return engine
-
-
-def init_schema(engine: Engine) -> None:
-    """Create the missing tables and indexes; safe to run from several processes at once."""
-    # On PostgreSQL two processes may both see a table missing; the loser's CREATE fails
-    # and the retry finds everything in place.
-    retry_on_conflict(
-        lambda: metadata.create_all(engine), errors=(IntegrityError, ProgrammingError)
-    )
 
 
 def apply_batch(

@@ -26,8 +26,9 @@ from typing import Any
 import psutil
 
 from jobs.database import make_engine
+from jobs.revisions import upgrade
 from jobs.sources import resolve
-from jobs.store import init_schema, posts
+from jobs.store import posts
 from runner.config import Settings
 from runner.enqueue import Enqueuer, Request
 from runner.record import RunRecord
@@ -81,7 +82,7 @@ class Rss:
 def prepare_store(url: str, *, count_writes: bool = False) -> None:
     """Create the content schema (and, for SQLite, the bench's write counter) before a run."""
     engine = make_engine(url)
-    init_schema(engine)
+    upgrade(engine)
     if count_writes:
         with engine.begin() as conn:
             for statement in WRITE_COUNTER:

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from jobs.database import make_engine
-from jobs.store import init_schema
+from jobs.revisions import upgrade
 
 POSTGRES_ENV = "RUNNER_TEST_POSTGRES_URL"
 
@@ -34,7 +34,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 def engine(database_url: str) -> Iterator[Engine]:
     """An engine on a content store whose schema is initialised."""
     engine = make_engine(database_url)
-    init_schema(engine)
+    upgrade(engine)
     yield engine
     engine.dispose()
 

@@ -17,8 +17,9 @@ import sqlalchemy as sa
 from redis import Redis
 
 from jobs.progress import import_rejects, imports
+from jobs.revisions import upgrade
 from jobs.sources import resolve
-from jobs.store import engine_for, get_post, init_schema, posts
+from jobs.store import engine_for, get_post, posts
 from runner.config import Settings
 from runner.enqueue import Enqueued, Enqueuer, Request
 from runner.runs import Runs
@@ -189,7 +190,7 @@ def test_an_attempt_that_dies_between_its_last_batch_and_finishing_is_finished_b
     # Given an import whose first attempt commits every batch, then cannot finish the import
     # (the database refuses, as if the worker had died right there)
     engine = engine_for(settings.store_url)
-    init_schema(engine)
+    upgrade(engine)
     with engine.begin() as conn:
         conn.exec_driver_sql(
             "CREATE TRIGGER refuse_finish BEFORE UPDATE OF state ON imports"

@@ -1,0 +1,87 @@
+"""The content store's schema revision: Alembic upgrades under a lock, and a worker's check.
+
+`upgrade` brings a database to the head revision. A database made by `runner db init` before
+migrations (its tables, no `alembic_version`) is adopted first: stamped at revision 0001,
+which is that schema, without a change. Upgrades hold a lock for their whole transaction
+(SQLite: BEGIN IMMEDIATE; PostgreSQL: an advisory lock), so two at once are safe: the second
+finds the work done. A worker upgrades only an empty database (first use); one with tables
+at another revision makes its imports fail with one line saying to run `runner db upgrade`.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine
+
+from jobs.database import reading
+from runner import PermanentError
+
+MIGRATIONS = "jobs:migrations"
+FIRST = "0001"
+# The tables of revision 0001: a database that has them and no version was made by create_all.
+ADOPTED = frozenset({"posts", "imports", "import_rejects"})
+_LOCK_KEY = 0x6A6F6273  # "jobs": the advisory lock that serializes upgrades on PostgreSQL
+
+
+class SchemaMismatch(PermanentError):
+    """The content store's schema is not at the revision this code needs."""
+
+
+def _config(conn: Connection | None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", MIGRATIONS)
+    config.attributes["connection"] = conn
+    return config
+
+
+@functools.cache
+def head() -> str:
+    """The revision this code needs."""
+    found = ScriptDirectory.from_config(_config(None)).get_current_head()
+    assert found is not None, "jobs/migrations has no revision"
+    return found
+
+
+def current(conn: Connection) -> str | None:
+    """The database's revision (None: no `alembic_version`)."""
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # not a line per migration step
+    return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(engine: Engine) -> str:
+    """Bring the database to the head revision under the upgrade lock; return it."""
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
+        if current(conn) != head():
+            config = _config(conn)
+            tables = set(sa.inspect(conn).get_table_names())
+            if "alembic_version" not in tables and tables >= ADOPTED:
+                command.stamp(config, FIRST)
+            command.upgrade(config, "head")
+        return current(conn) or ""
+
+
+def ensure_ready(engine: Engine) -> None:
+    """Make sure the schema is at head before a worker writes: an empty database is upgraded;
+    raises SchemaMismatch (one line: what to run) for one at another revision."""
+    with reading(engine) as conn:
+        found = current(conn)
+        tables = set(sa.inspect(conn).get_table_names())
+    if found == head():
+        return
+    if found is None and not tables & ADOPTED:
+        upgrade(engine)
+        return
+    shown = found or "none (made before migrations)"
+    raise SchemaMismatch(
+        f"the content store's schema is at revision {shown}, this code needs {head()}:"
+        " run `runner db upgrade`, then rerun the failed imports"
+    )
