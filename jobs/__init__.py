@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from jobs import commands, imports, inbox, polling, rejects, schedule, upkeep
+from jobs import commands, imports, inbox, polling, rejects, revisions, schedule, upkeep
 from runner import TaskRegistry
 
 registry = TaskRegistry()
@@ -16,3 +16,4 @@ registry.schedule.extend(schedule.SCHEDULE)
 registry.commands.extend(commands.COMMANDS)
 registry.web_routers.append("jobs.web:router")  # imported by `runner web` only
 registry.notes.append(rejects.rejects_note)
+registry.health_checks.append(revisions.store_health)

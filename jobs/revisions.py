@@ -19,9 +19,10 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import InterfaceError, OperationalError
 
-from jobs.database import reading
-from runner import PermanentError
+from jobs.database import make_engine, reading, shown_url, unreachable
+from runner import ConfigError, HealthCheck, PermanentError, Settings
 
 MIGRATIONS = "jobs:migrations"
 FIRST = "0001"
@@ -84,4 +85,29 @@ def ensure_ready(engine: Engine) -> None:
     raise SchemaMismatch(
         f"the content store's schema is at revision {shown}, this code needs {head()}:"
         " run `runner db upgrade`, then rerun the failed imports"
+    )
+
+
+def store_health(settings: Settings) -> HealthCheck:
+    """`runner health`'s check of the content store: it opens, and its schema is at head."""
+    url = settings.store_url
+    try:
+        engine = make_engine(url)
+    except (ConfigError, OSError) as exc:
+        return HealthCheck("content store", False, str(exc))
+    try:
+        with reading(engine) as conn:
+            found = current(conn)
+    except (OperationalError, InterfaceError) as exc:
+        return HealthCheck("content store", False, unreachable(url, exc))
+    finally:
+        engine.dispose()
+    if found == head():
+        return HealthCheck("content store", True, f"{shown_url(url)} at revision {found}")
+    if found is None:
+        problem = "has no schema revision (empty, or made before migrations)"
+    else:
+        problem = f"is at revision {found}, this code needs {head()}"
+    return HealthCheck(
+        "content store", False, f"{shown_url(url)} {problem}: run `runner db upgrade`"
     )
