@@ -279,3 +279,9 @@ def test_a_site_check_that_raises_fails_under_its_name() -> None:
     [check] = site_health([broken], Settings())  # type: ignore[list-item]
     assert (check.name, check.ok) == ("broken", False)
     assert "boom" in check.detail
+
+
+def test_the_head_a_worker_checks_is_the_newest_migration_script() -> None:
+    from jobs.revisions import script_head
+
+    assert script_head() == head()
