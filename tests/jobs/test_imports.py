@@ -336,3 +336,24 @@ def test_reading_ahead_keeps_the_order_raises_the_readers_error_and_stops_early(
     next(ahead)
     ahead.close()
     assert not [t for t in threading.enumerate() if t.name == "import-reader"]
+
+
+def test_an_import_gives_wait_a_total_so_the_bar_shows_how_far_and_how_fast(
+    tmp_path: Path, import_feed: Callable[..., Enqueued], drain: Callable[..., None], runs: Runs
+) -> None:
+    from runner.cli.app import progress_text
+
+    # Given a 20-post feed with a blank line (21 lines), imported
+    posts_ = list(generate_posts(20, seed=4))
+    path = tmp_path / "feed.jsonl"
+    path.write_text("".join(json.dumps(p) + "\n" for p in posts_[:10]) + "\n"
+                    + "".join(json.dumps(p) + "\n" for p in posts_[10:]))  # fmt: skip
+    token = import_feed(path).token
+    drain()
+    # Then the run carries the feed's line count as its total
+    record = runs.get(token)
+    assert record is not None and record.total == 21
+    # And the progress line draws a bar against it, with the rate
+    line = progress_text([record], rate=1234.5)
+    assert line.startswith("[" + "#" * 28)
+    assert "20/21 items, 1,234/s, 1/1 runs finished" in line
