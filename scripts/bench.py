@@ -1,4 +1,4 @@
-"""Benchmark the runner against plain RQ and a raw import, side by side, on one machine.
+"""Benchmark the runner against plain RQ and a naive import script, side by side, on one machine.
 
     .venv/bin/python scripts/bench.py [--quick]      (from the repo root, after ./scripts/test)
 
