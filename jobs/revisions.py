@@ -38,6 +38,8 @@ class SchemaMismatch(PermanentError):
 
 
 def _config(conn: Connection | None) -> Config:
+    # Alembic logs each plugin and step at INFO, some on import: keep that out of our output.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     from alembic.config import Config  # only to upgrade: see HEAD
 
     config = Config()
@@ -71,10 +73,9 @@ def upgrade(engine: Engine) -> str:
         if conn.dialect.name == "postgresql":
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
         if current(conn) != head():
+            config = _config(conn)
             from alembic import command  # only to upgrade: see HEAD
 
-            logging.getLogger("alembic").setLevel(logging.WARNING)  # no line per step
-            config = _config(conn)
             tables = set(sa.inspect(conn).get_table_names())
             if "alembic_version" not in tables and tables >= ADOPTED:
                 command.stamp(config, FIRST)
