@@ -87,7 +87,7 @@ class Settings:
             web_readonly=_flag(env, "RUNNER_WEB_READONLY"),
             web_protect_metrics=_flag(env, "RUNNER_WEB_PROTECT_METRICS"),
             redis_min_replicas=_optional_int(env, "RUNNER_REDIS_MIN_REPLICAS"),
-            feeds=tuple(env.get("RUNNER_FEEDS", "").replace(",", " ").split()),
+            feeds=_urls(env, "RUNNER_FEEDS"),
             download_deadline_seconds=_number(
                 env, "RUNNER_DOWNLOAD_DEADLINE_SECONDS", 300.0, low=1.0
             ),
@@ -119,6 +119,15 @@ class Settings:
     @property
     def lease_ms(self) -> int:
         return int(self.lease_seconds * 1000)
+
+
+def _urls(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Comma- or space-separated http(s) URLs; raises ConfigError naming one that is not."""
+    urls = tuple(env.get(name, "").replace(",", " ").split())
+    for url in urls:
+        if not url.lower().startswith(("http://", "https://")):
+            raise ConfigError(f"{name}: {url!r} is not an http:// or https:// URL")
+    return urls
 
 
 def _number(env: Mapping[str, str], name: str, default: float, *, low: float) -> float:
