@@ -1,10 +1,13 @@
-"""The site's CLI commands, added to `runner`: `runner import`, `rejects` and `db init`."""
+"""The site's CLI commands, added to `runner`: `import`, `rejects` and `db upgrade|init`."""
 
 from __future__ import annotations
 
 import click
+from sqlalchemy.exc import InterfaceError, OperationalError
 
+from jobs.database import StoreUnavailable, make_engine, shown_url, unreachable
 from jobs.rejects import PAGE, has_rejects, list_rejects
+from jobs.revisions import upgrade
 from jobs.sources import TASK, resolve
 from jobs.store import engine_for
 from runner import InvalidArguments, Request, UnknownRun
@@ -24,7 +27,8 @@ def import_command(
 
     One run per file, its token the file's content hash: the same content is never imported
     twice. A missing file or unreadable directory is refused before anything is queued."""
-    resolved = [source for location in sources for source in resolve(location)]
+    deadline = app.settings.download_deadline_seconds
+    resolved = [s for location in sources for s in resolve(location, deadline_s=deadline)]
     if token and len(resolved) != 1:
         raise InvalidArguments("--token needs exactly one source file or URL")
     if not resolved:
@@ -71,12 +75,30 @@ def db_group() -> None:
     """The content store (SQLite under RUNNER_HOME, or RUNNER_DATABASE_URL)."""
 
 
-@db_group.command("init")
+@db_group.command("upgrade")
 @pass_app
-def db_init(app: App) -> None:
-    """Create or upgrade the content schema; safe to run any number of times."""
-    engine = engine_for(app.settings.store_url)
-    click.echo(f"schema ready: {engine.url.render_as_string(hide_password=True)}")
+def db_upgrade(app: App) -> None:
+    """Bring the content schema to this code's revision (Alembic), under a lock; a database
+    made before migrations is adopted without a change. Safe to run any number of times."""
+    url = app.settings.store_url
+    try:
+        engine = make_engine(url)
+    except OSError as exc:  # a SQLite file's directory that cannot be made
+        raise StoreUnavailable(unreachable(url, exc)) from None
+    try:
+        revision = upgrade(engine)
+    except (OperationalError, InterfaceError) as exc:
+        raise StoreUnavailable(unreachable(url, exc)) from None
+    finally:
+        engine.dispose()
+    click.echo(f"schema at revision {revision} (head): {shown_url(url)}")
+
+
+@db_group.command("init")
+@click.pass_context
+def db_init(ctx: click.Context) -> None:
+    """Create or upgrade the content schema: the same as `db upgrade`."""
+    ctx.invoke(db_upgrade)
 
 
 COMMANDS: list[click.Command] = [import_command, rejects_command, db_group]

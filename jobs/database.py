@@ -1,4 +1,5 @@
-"""The database: an engine for the content store's URL, SQLite or PostgreSQL.
+"""The database: an engine for the content store's URL (SQLite or PostgreSQL), the metadata
+every table joins, and the two ways to use a connection (`reading`, `retry_on_conflict`).
 
 SQLite is one file that several worker processes write through: WAL, and BEGIN IMMEDIATE so
 two writers never deadlock upgrading read locks. PostgreSQL goes through psycopg 3.
@@ -6,18 +7,33 @@ two writers never deadlock upgrading read locks. PostgreSQL goes through psycopg
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 import tenacity
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, IntegrityError
 
-from jobs.progress import SQLITE_BEGIN
-from runner import ConfigError
+from runner import ConfigError, RunnerError
+
+T = TypeVar("T")
 
 ACCEPTED_URLS = "use sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DATABASE"
+# Execution option read by the store's SQLite begin hook: readers ask for a deferred
+# transaction, so a long read (a sitemap walk) never holds the write lock.
+SQLITE_BEGIN = "sqlite_begin"
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s_%(column_1_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
 SQLITE_BUSY_SECONDS = 30
 _SQLITE_LOCKED_RETRY = tenacity.Retrying(
     retry=tenacity.retry_if_exception(lambda exc: "locked" in str(exc)),
@@ -25,6 +41,31 @@ _SQLITE_LOCKED_RETRY = tenacity.Retrying(
     wait=tenacity.wait_exponential_jitter(multiplier=0.01, max=0.5),
     reraise=True,
 )
+
+
+class StoreUnavailable(RunnerError):
+    """The content store cannot be opened: no such database, refused, or bad credentials."""
+
+
+def shown_url(url: str) -> str:
+    """The database URL with its password hidden."""
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(not a database URL)"
+
+
+def unreachable(url: str, error: Exception) -> str:
+    """One line for a failure to open the store: what the database said, password hidden."""
+    reason = str(getattr(error, "orig", None) or error).strip().splitlines()
+    said = reason[0] if reason else type(error).__name__
+    password = sa.make_url(url).password
+    if password:
+        said = said.replace(str(password), "***")
+    return (
+        f"cannot open the content store {shown_url(url)}: {said}; check RUNNER_DATABASE_URL"
+        " (the database must exist, and the server accept its user and password)"
+    )
 
 
 def make_engine(url: str) -> Engine:
@@ -104,3 +145,24 @@ def _sqlite_engine(url: sa.URL) -> Engine:
         conn.exec_driver_sql(f"BEGIN {conn.get_execution_options().get(SQLITE_BEGIN, 'IMMEDIATE')}")
 
     return engine
+
+
+def reading(engine: Engine) -> Connection:
+    """Open a connection for reads only (a deferred transaction on SQLite)."""
+    return engine.connect().execution_options(**{SQLITE_BEGIN: "DEFERRED"})
+
+
+def retry_on_conflict(
+    work: Callable[[], T],
+    *,
+    errors: tuple[type[Exception], ...] = (IntegrityError,),
+    tries: int = 3,
+) -> T:
+    """Run `work` (one whole transaction) again if a concurrent writer made it fail with `errors`.
+
+    Raises the last error after `tries` runs.
+    """
+    for _ in range(tries - 1):
+        with suppress(*errors):
+            return work()
+    return work()

@@ -7,7 +7,6 @@ Memory stays flat: at most one line or element (`MAX_LINE_BYTES`) is held at a t
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ from pathlib import Path
 from typing import BinaryIO, Literal
 
 from jobs.pages import parse_page
-from jobs.posts import MAX_LINE_BYTES, Item, Rejected, validate_post
+from jobs.posts import MAX_LINE_BYTES, Item, Rejected, decode_post, validate_post
 
 Format = Literal["jsonl", "json-array", "page"]
 
@@ -65,23 +64,6 @@ def _skip_blank(stream: BinaryIO) -> bytes:
     return chunk
 
 
-def _decode(position: int, data: bytes, *, what: str) -> Item:
-    """Decode one UTF-8 JSON text and validate it; every failure becomes a `Rejected`."""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        return Rejected(position, None, f"{what} {position}: invalid UTF-8 at byte {error.start}")
-    try:
-        value = json.loads(text)
-    except RecursionError:
-        return Rejected(position, None, "nesting too deep")
-    except json.JSONDecodeError as error:
-        return Rejected(position, None, f"invalid JSON: {error.msg} (column {error.colno})")
-    except ValueError as error:  # e.g. an integer with more than 4,300 digits
-        return Rejected(position, None, f"invalid JSON: {str(error)[:80]}")
-    return validate_post(value, position=position)
-
-
 def _too_long(size: int, *, what: str) -> str:
     return f"{what} too long: {size:,} bytes, the limit is {MAX_LINE_BYTES:,}"
 
@@ -105,7 +87,7 @@ def _read_lines(path: Path, after: int) -> Iterator[Item]:
             if len(line) > MAX_LINE_BYTES:
                 yield Rejected(number, None, _too_long(len(line), what="line"))
             elif line.strip(_WHITESPACE):
-                yield _decode(number, line, what="line")
+                yield decode_post(line, position=number, what="line")
 
 
 def _drain_line(stream: BinaryIO) -> int:
@@ -149,7 +131,7 @@ def _read_array(path: Path, after: int) -> Iterator[Item]:
             elif element.blank:
                 yield Rejected(element.index, None, "invalid JSON: empty element")
             else:
-                yield _decode(element.index, bytes(element.text), what="element")
+                yield decode_post(bytes(element.text), position=element.index, what="element")
 
 
 @dataclass(slots=True)

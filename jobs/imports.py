@@ -7,28 +7,37 @@ transaction, so the counters are exact after any number of crashes) and `record`
 
 from __future__ import annotations
 
+import contextlib
+import os
+import queue
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
 
+from jobs.downloads import DeadlinePassed, download
 from jobs.feeds import detect_format, read_feed
 from jobs.posts import Item
-from jobs.sources import TASK, fetch
-from jobs.store import Counters, apply_batch, begin_import, engine_for, finish_import
+from jobs.progress import begin_import, finish_import
+from jobs.sources import TASK, is_url, local_file, spool_path
+from jobs.store import apply_batch, engine_for
 from runner import PermanentError, RetryPolicy, Run, Task, TaskRegistry
 
 BATCH_SIZE = 500
+MAX_DEADLINES = 3  # downloads past the deadline, over all attempts of a run, before it fails
+DEADLINES = "download_deadlines"  # the run counter that keeps that count across attempts
 
 
 def import_posts(run: Run, *, source: str, batch_size: int = BATCH_SIZE) -> dict[str, Any]:
     """Import the feed at `source` (path or http(s) URL); returns the five outcome counters."""
     spool = run.settings.home / "spool"
-    local = run.step("fetch", lambda: _fetched(source, spool=spool, token=run.token))
+    local = run.step("fetch", lambda: _fetched(run, source, spool=spool))
     engine = engine_for(run.settings.store_url)
     counters = run.step(
-        "upsert", lambda: _upsert(run, engine, source, Path(local["path"]), batch_size)
+        "upsert",
+        lambda: _upsert(run, engine, source, Path(local["path"]), batch_size, local.get("records")),
     )
     run.step(
         "record", lambda: finish_import(engine, token=run.token, attempt=run.attempt).as_dict()
@@ -36,32 +45,119 @@ def import_posts(run: Run, *, source: str, batch_size: int = BATCH_SIZE) -> dict
     return {"source": source, **counters}
 
 
-def _fetched(source: str, *, spool: Path, token: str) -> dict[str, Any]:
-    path = Path(fetch(source, spool=spool, token=token))
+def _fetched(run: Run, source: str, *, spool: Path) -> dict[str, Any]:
+    """The local file of `source` (a URL downloaded into the spool), its format and size, and
+    how many records it has when that is cheap to know (JSON Lines: its lines)."""
+    path = _downloaded(run, source, spool) if is_url(source) else local_file(source)
     try:
-        return {"path": str(path), "format": detect_format(path), "bytes": path.stat().st_size}
+        found = detect_format(path)
+        return {"path": str(path), "format": found, "bytes": path.stat().st_size,
+                "records": _lines(path) if found == "jsonl" else None}  # fmt: skip
     except OSError as exc:
         raise PermanentError(f"{path}: cannot read it ({exc.strerror})") from None
 
 
-def _upsert(run: Run, engine: Engine, source: str, path: Path, batch_size: int) -> dict[str, int]:
-    """Apply the feed in batches from the committed cursor; checkpoint after each batch."""
+def _lines(path: Path) -> int:
+    """How many lines a file has (the last one may lack its newline)."""
+    count, last = 0, b"\n"
+    with path.open("rb") as stream:
+        while chunk := stream.read(1 << 20):
+            count, last = count + chunk.count(b"\n"), chunk[-1:]
+    return count + (last != b"\n")
+
+
+def _downloaded(run: Run, url: str, spool: Path) -> Path:
+    """Download `url` into the spool atomically, once per run. A download past its deadline is
+    tried again, up to MAX_DEADLINES times over all attempts of the run (counted in the run's
+    counters), then the run fails."""
+    target = spool_path(url, spool=spool, token=run.token)
+    if target.exists():
+        return target
+    spool.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.{os.getpid()}.part")
+    missed = run.counters.get(DEADLINES, 0)
+    try:
+        while True:
+            try:
+                digest = download(url, partial, deadline_s=run.settings.download_deadline_seconds)
+                break
+            except DeadlinePassed as exc:
+                missed += 1
+                run.checkpoint(counters={**run.counters, DEADLINES: missed})
+                run.log.warning("download.deadline", error=str(exc), missed=missed)
+                if missed >= MAX_DEADLINES:
+                    raise PermanentError(
+                        f"{exc} ({missed} times); raise RUNNER_DOWNLOAD_DEADLINE_SECONDS or"
+                        " import a copy of the feed as a file"
+                    ) from None
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+    run.log.info("download.finished", sha256=digest, bytes=target.stat().st_size)
+    return target
+
+
+def _upsert(
+    run: Run, engine: Engine, source: str, path: Path, batch_size: int, records: int | None
+) -> dict[str, int]:
+    """Apply the feed in batches from the committed cursor; checkpoint after each batch (with
+    the feed's record count as the total, when it is known, for `--wait`'s progress bar)."""
     progress = begin_import(
         engine, token=run.token, source=source, attempt=run.attempt, generation=run.generation
     )
     counters = progress.counters
     if progress.position:
         run.log.info("import.resumed", position=progress.position, counters=counters.as_dict())
-    for batch in _batches(read_feed(path, after=progress.position), batch_size):
+    batches = _read_ahead(_batches(read_feed(path, after=progress.position), batch_size))
+    for batch in batches:
         run.ensure_lease()
         position = batch[-1].position
         counters = counters + apply_batch(
             engine, token=run.token, attempt=run.attempt, source=source, items=batch,
             position=position,
         )  # fmt: skip
-        run.checkpoint(cursor=position, counters=counters.as_dict())
+        run.checkpoint(cursor=position, counters=counters.as_dict(), total=records)
     run.log.info("import.upserted", **counters.as_dict())
     return counters.as_dict()
+
+
+def _read_ahead(batches: Iterator[list[Item]], depth: int = 2) -> Iterator[list[Item]]:
+    """Read and validate the next batches in a thread while this one writes the current one:
+    the database driver lets go of the GIL while SQLite or PostgreSQL works, so the two
+    overlap. At most `depth` batches wait; an error in the reader is raised here."""
+    ready: queue.Queue[tuple[list[Item] | None, BaseException | None]] = queue.Queue(depth)
+    stop = threading.Event()
+
+    def offer(entry: tuple[list[Item] | None, BaseException | None]) -> bool:
+        """Put `entry` unless the consumer stopped first; say whether it went in."""
+        while not stop.is_set():
+            with contextlib.suppress(queue.Full):
+                ready.put(entry, timeout=0.1)
+                return True
+        return False
+
+    def read() -> None:
+        try:
+            for batch in batches:
+                if not offer((batch, None)):
+                    return
+            offer((None, None))
+        except BaseException as exc:  # handed to the consumer, raised there
+            offer((None, exc))
+
+    reader = threading.Thread(target=read, name="import-reader", daemon=True)
+    reader.start()
+    try:
+        while True:
+            batch, error = ready.get()
+            if error is not None:
+                raise error
+            if batch is None:
+                return
+            yield batch
+    finally:
+        stop.set()
+        reader.join()
 
 
 def _batches(items: Iterator[Item], size: int) -> Iterator[list[Item]]:
@@ -79,6 +175,3 @@ def register(registry: TaskRegistry) -> None:
     """Register `import_posts` on the `imports` queue."""
     registry.register(Task(TASK, import_posts, queue="imports", timeout=6 * 3600,
                            retry=RetryPolicy()))  # fmt: skip
-
-
-__all__ = ["Counters", "import_posts", "register"]

@@ -1,38 +1,42 @@
-"""The post record: what one article is, how it is validated, and its content hash.
+"""The post record: what one article is, how a feed's record becomes one, and its content hash.
 
 INTERFACE (fixed; other modules rely on it): `Post`, `Parsed`, `Rejected`, `Item`,
-`version_key`, `validate_post`.
+`version_key`, `validate_post`, `decode_post`.
 
-`validate_post` turns one decoded record into a `Parsed` post or a `Rejected` item whose
-reason is one line naming the field, what was expected and what came. Every string that
-reaches a `Post` is free of NUL bytes and unpaired surrogates, so PostgreSQL can store it.
+`decode_post` turns one JSON text (a feed line) into a `Parsed` post or a `Rejected` item in
+one msgspec pass (`jobs.schema`); `validate_post` does the same for an already decoded
+record (a page export). A reason is one line naming the field, what was expected and what came
+(`reading_time: expected a whole number of minutes, got "twelve"`). Every string that reaches
+a `Post` is free of NUL bytes and unpaired surrogates, so PostgreSQL can store it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from jobs.checks import Invalid, day, flag, list_of, object_of, show, text, whole
+import msgspec
 
-MAX_SOURCE_ID_CHARS = 200
-MAX_TITLE_CHARS = 500
-MAX_BODY_CHARS = 1_000_000
-MAX_TEXT_CHARS = 10_000
-MAX_VERSION_CHARS = 100
-MAX_LIST_ITEMS = 1_000
-MAX_READING_TIME = 10_000
-MAX_VIEW_COUNT = 10**15
+from jobs.reasons import reason_for
+from jobs.schema import (
+    MAX_SOURCE_ID_CHARS,
+    Invalid,
+    Record,
+    check_source_id,
+    show,
+    trim,
+)
+
 MAX_LINE_BYTES = 16 * 1024 * 1024
 
 
-@dataclass(frozen=True, slots=True)
-class Post:
-    """A validated post, ready for the store. `meta` holds every other field, JSON-able."""
+class Post(msgspec.Struct, frozen=True, gc=False):
+    """A validated post, ready for the store. `meta` holds every other field: JSON values or
+    the schema's Structs (msgspec encodes both; `meta_json` gives it as JSON)."""
 
     source_id: str
     title: str
@@ -45,8 +49,12 @@ class Post:
     revision_version: str | None = None
     last_reviewed: date | None = None
     needs_review: bool = False
-    meta: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = msgspec.field(default_factory=dict)
     content_hash: str = ""
+
+    def meta_json(self) -> str:
+        """`meta` as compact JSON text, as the store writes it."""
+        return _JSON.encode(self.meta).decode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +76,20 @@ class Rejected:
 
 Item = Parsed | Rejected
 
+# Fields that have their own column in `posts`; every other field goes to `meta`.
+COLUMNS = (
+    *("source_id", "title", "body", "topic", "summary", "difficulty", "reading_time"),
+    "view_count",
+)
+_DECODER = msgspec.json.Decoder(Record)
+# The content hash is sha256 of the record's canonical JSON: keys sorted, no spaces, UTF-8
+# (the bytes of `json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)`,
+# which made the hashes stored before msgspec: the same post keeps the same hash).
+_CANONICAL = msgspec.json.Encoder(order="sorted")
+_JSON = msgspec.json.Encoder()
+_META_FIELDS = tuple(name for name in Record.__struct_fields__ if name not in COLUMNS)
+_NUL_ESCAPE = b"\\u0000"
+
 
 def version_key(version: str | None) -> tuple[int, ...]:
     """Order revision versions like `1.1.2`; a missing or non-numeric part counts as 0."""
@@ -76,118 +98,106 @@ def version_key(version: str | None) -> tuple[int, ...]:
     return tuple(int(part) if part.isdigit() else 0 for part in version.split("."))
 
 
+def decode_post(data: bytes, *, position: int, what: str = "line") -> Item:
+    """Decode and check one UTF-8 JSON text; every failure becomes a `Rejected`, never raises.
+
+    The fast path is one typed msgspec decode. A text msgspec refuses, or one with an escaped
+    NUL (which msgspec would decode), is decoded again by the stdlib to find the reason.
+    """
+    if _NUL_ESCAPE not in data:
+        try:
+            record = _DECODER.decode(data)
+        except (msgspec.MsgspecError, RecursionError):
+            pass
+        else:
+            trim(record)
+            return Parsed(position, _to_post(record))
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return Rejected(position, None, f"{what} {position}: invalid UTF-8 at byte {error.start}")
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        return Rejected(position, None, "nesting too deep")
+    except json.JSONDecodeError as error:
+        return Rejected(position, None, f"invalid JSON: {error.msg} (column {error.colno})")
+    except ValueError as error:  # e.g. an integer with more than 4,300 digits
+        return Rejected(position, None, f"invalid JSON: {str(error)[:80]}")
+    return validate_post(value, position=position)
+
+
 def validate_post(raw: object, *, position: int) -> Item:
     """Check one decoded record and map it to a `Post`; bad input gives `Rejected`, never raises."""
     if not isinstance(raw, dict):
         return Rejected(position, None, f"record: expected a JSON object, got {show(raw)}")
     try:
-        record = _RECORD("", raw)
-    except Invalid as problem:
-        return Rejected(position, _known_source_id(raw), str(problem))
+        record = msgspec.convert(raw, Record)
+    except msgspec.ValidationError as error:
+        return Rejected(position, _known_source_id(raw), reason_for(error, raw))
+    except RecursionError:
+        return Rejected(position, None, "nesting too deep")
+    trim(record)
+    unsafe = _unsafe_text(msgspec.to_builtins(record), "")
+    if unsafe is not None:
+        return Rejected(position, _known_source_id(raw), unsafe)
     return Parsed(position, _to_post(record))
 
 
-# Fields that have their own column in `posts`; every other field goes to `meta`.
-_COLUMNS = frozenset(
-    {"source_id", "title", "body", "topic", "summary", "difficulty", "reading_time", "view_count"}
-)
+def _unsafe_text(value: object, path: str) -> str | None:
+    """The reason for the first string with a NUL or an unpaired surrogate under `value`."""
+    for where, text in _strings(value, path):
+        if "\x00" in text:
+            return f"{where}: contains a NUL byte"
+        if not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                return f"{where}: contains an unpaired UTF-16 surrogate"
+    return None
 
 
-def _identifier(path: str, value: object) -> str:
-    """A source id: non-empty printable text with no whitespace, like `alphanode-032655`."""
-    source_id: str = text(MAX_SOURCE_ID_CHARS, required=True, strip=False)(path, value)
-    if not source_id.isprintable() or source_id.split() != [source_id]:
-        raise Invalid(f"{path}: expected printable text without spaces, got {show(source_id)}")
+def _strings(value: object, path: str) -> Iterator[tuple[str, str]]:
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for name, item in value.items():
+            yield from _strings(item, f"{path}.{name}" if path else name)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _strings(item, f"{path}[{index}]")
+
+
+def _known_source_id(raw: dict[Any, Any]) -> str | None:
+    """The record's source id if it is itself valid (so a reject row can name it), else None."""
+    source_id = raw.get("source_id")
+    if not isinstance(source_id, str) or len(source_id) > MAX_SOURCE_ID_CHARS:
+        return None
+    try:
+        check_source_id(source_id)
+        source_id.encode("utf-8")
+    except (Invalid, UnicodeEncodeError):
+        return None
     return source_id
 
 
-_TEXT = text(MAX_TEXT_CHARS)
-_TEXTS = list_of(_TEXT, max_items=MAX_LIST_ITEMS)
-_RECORD = object_of(
-    {
-        "source_id": _identifier,
-        "title": text(MAX_TITLE_CHARS, required=True),
-        "body": text(MAX_BODY_CHARS, required=True, strip=False),
-        "topic": _TEXT,
-        "summary": _TEXT,
-        "stack": _TEXTS,
-        "tools": _TEXTS,
-        "code_language": _TEXT,
-        "difficulty": _TEXT,
-        "reading_time": whole(0, MAX_READING_TIME, expected="a whole number of minutes"),
-        "view_count": whole(0, MAX_VIEW_COUNT),
-        "score": object_of(
-            {name: whole(0, 100) for name in ("quality", "freshness", "depth", "clarity")}
-        ),
-        "revision": object_of(
-            {"status": _TEXT, "version": text(MAX_VERSION_CHARS), "last_reviewed": day}
-        ),
-        "reference": _TEXT,
-        "hash": _TEXT,
-        "flags": object_of(
-            {
-                name: flag
-                for name in (
-                    "ai_generated_style",
-                    "has_images",
-                    "image_heavy",
-                    "needs_human_review",
-                )
-            }
-        ),
-        "checklist": _TEXTS,
-        "entities": list_of(object_of({"name": _TEXT, "type": _TEXT}), max_items=MAX_LIST_ITEMS),
-        "images": list_of(
-            object_of({"source": _TEXT, "url": _TEXT, "caption": _TEXT}), max_items=MAX_LIST_ITEMS
-        ),
-        "payload": object_of(
-            {
-                "source_id": text(MAX_SOURCE_ID_CHARS),
-                "generator": _TEXT,
-                "paragraphs": whole(0, MAX_LIST_ITEMS * 100),
-                "scenario": _TEXT,
-                "seed": whole(-(2**63), 2**63 - 1, expected="a whole number"),
-            }
-        ),
-        "notes": _TEXTS,
-        "ai_outline": _TEXTS,
-        "ai_brief": _TEXT,
-    },
-    required=frozenset({"source_id", "title", "body"}),
-)
-
-
-def _known_source_id(raw: Mapping[str, object]) -> str | None:
-    """The record's source id if it is itself valid (so a reject row can name it), else None."""
-    try:
-        return _identifier("source_id", raw.get("source_id"))
-    except Invalid:
-        return None
-
-
-def _content_hash(record: Mapping[str, Any]) -> str:
-    """sha256 of the canonical JSON of a normalized record: same content, same hash."""
-    canonical = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-
-
-def _to_post(record: dict[str, Any]) -> Post:
-    """Map a validated, normalized record to its `Post`."""
-    revision: dict[str, Any] = record.get("revision", {})
-    flags: dict[str, Any] = record.get("flags", {})
-    last_reviewed = revision.get("last_reviewed")
+def _to_post(record: Record) -> Post:
+    """Map a checked, normalized record to its `Post`."""
+    revision, flags = record.revision, record.flags
+    reviewed = revision.last_reviewed if revision is not None else None
+    meta = {name: value for name in _META_FIELDS if (value := getattr(record, name)) is not None}
     return Post(
-        source_id=record["source_id"],
-        title=record["title"],
-        body=record["body"],
-        topic=record.get("topic"),
-        summary=record.get("summary"),
-        difficulty=record.get("difficulty"),
-        reading_time=record.get("reading_time"),
-        view_count=record.get("view_count"),
-        revision_version=revision.get("version"),
-        last_reviewed=date.fromisoformat(last_reviewed) if last_reviewed else None,
-        needs_review=flags.get("needs_human_review") == 1,
-        meta={name: value for name, value in record.items() if name not in _COLUMNS},
-        content_hash=_content_hash(record),
+        source_id=record.source_id,
+        title=record.title,
+        body=record.body,
+        topic=record.topic,
+        summary=record.summary,
+        difficulty=record.difficulty,
+        reading_time=record.reading_time,
+        view_count=record.view_count,
+        revision_version=revision.version if revision is not None else None,
+        last_reviewed=date.fromisoformat(reviewed) if reviewed else None,
+        needs_review=flags is not None and flags.needs_human_review == 1,
+        meta=meta,
+        content_hash=hashlib.sha256(_CANONICAL.encode(record)).hexdigest(),
     )

@@ -6,35 +6,20 @@ cannot move the cursor, change the counters or store rejects.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import suppress
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import IntegrityError
 
+from jobs.database import metadata, reading, retry_on_conflict
 from jobs.posts import Rejected
 from runner import LeaseLost, PermanentError
 
-T = TypeVar("T")
-
 OUTCOMES = ("inserted", "updated", "unchanged", "stale", "rejected")
 REASON_LIMIT = 1_000
-# Execution option read by the store's SQLite begin hook: readers ask for a deferred
-# transaction, so a long read (a sitemap walk) never holds the write lock.
-SQLITE_BEGIN = "sqlite_begin"
-
-metadata = sa.MetaData(
-    naming_convention={
-        "ix": "ix_%(table_name)s_%(column_0_name)s",
-        "uq": "uq_%(table_name)s_%(column_0_name)s_%(column_1_name)s",
-        "pk": "pk_%(table_name)s",
-    }
-)
-
 imports = sa.Table(
     "imports",
     metadata,
@@ -188,27 +173,6 @@ def read_import(engine: Engine, token: str) -> ImportProgress | None:
     with reading(engine) as conn:
         row = conn.execute(sa.select(imports).where(imports.c.token == token)).mappings().first()
         return None if row is None else _progress(row)
-
-
-def reading(engine: Engine) -> Connection:
-    """Open a connection for reads only (a deferred transaction on SQLite)."""
-    return engine.connect().execution_options(**{SQLITE_BEGIN: "DEFERRED"})
-
-
-def retry_on_conflict(
-    work: Callable[[], T],
-    *,
-    errors: tuple[type[Exception], ...] = (IntegrityError,),
-    tries: int = 3,
-) -> T:
-    """Run `work` (one whole transaction) again if a concurrent writer made it fail with `errors`.
-
-    Raises the last error after `tries` runs.
-    """
-    for _ in range(tries - 1):
-        with suppress(*errors):
-            return work()
-    return work()
 
 
 def _claim(conn: Connection, *, token: str, attempt: int) -> Mapping[Any, Any] | None:

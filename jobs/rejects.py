@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
-from jobs.store import import_rejects
+from jobs.progress import import_rejects
 from runner import RunRecord
 
 PAGE = 50

@@ -13,6 +13,8 @@ SITE_URL = "https://example.org"
 SCHEDULE: list[CronEntry] = [
     # New files in the inbox; a file's token is its content hash, so none is imported twice.
     CronEntry("poll_inbox", "* * * * *", task="poll_inbox"),
+    # The partner feeds of RUNNER_FEEDS: each new version is imported once (a no-op when unset).
+    CronEntry("poll_feeds", "17 * * * *", task="poll_feeds"),
     CronEntry("refresh_freshness", "7 * * * *", task="refresh_freshness"),
     CronEntry("build_sitemap", "30 3 * * *", task="build_sitemap", args={"base_url": SITE_URL}),
     CronEntry("prune", "0 4 * * *", task="prune"),

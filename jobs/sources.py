@@ -1,20 +1,21 @@
-"""Import sources: files, directories and http(s) URLs, checked when enqueued, fetched when run."""
+"""Import sources: files, directories and http(s) URLs, checked when enqueued, fetched when run.
+
+A file's token is its content hash; a URL's token is the URL with the feed's version at the
+time of the check (`jobs.downloads.feed_version`), so a feed that changes is imported again.
+"""
 
 from __future__ import annotations
 
 import hashlib
-import os
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from runner import InvalidArguments, PermanentError, TransientError, content_token, derive_token
+from jobs.downloads import WEB_SCHEMES, feed_version
+from runner import InvalidArguments, PermanentError, content_token, derive_token
 
 TASK = "import_posts"
-MAX_DOWNLOAD_BYTES = 512 * 1024 * 1024
-DOWNLOAD_TIMEOUT_S = 30.0
+DEFAULT_DEADLINE_S = 300.0
 FEED_SUFFIXES = (".jsonl", ".ndjson", ".json", ".txt")
 
 
@@ -27,7 +28,7 @@ class Source:
 
 
 def is_url(location: str) -> bool:
-    return urlsplit(location).scheme in ("http", "https")
+    return urlsplit(location).scheme in WEB_SCHEMES
 
 
 def file_sha256(path: Path) -> str:
@@ -39,12 +40,20 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def resolve(location: str) -> list[Source]:
+def url_token(url: str, version: str) -> str:
+    """The token of importing `url` at `version`: each version of a feed is imported once."""
+    return derive_token(TASK, {"source": url, "version": version})
+
+
+def resolve(location: str, *, deadline_s: float = DEFAULT_DEADLINE_S) -> list[Source]:
     """Sources for one command-line argument: a URL, a file, or every feed file in a directory.
-    A file's token is its content hash, so the same content is never imported twice. Raises
-    InvalidArguments (a usage error) for anything missing, unreadable or of another kind."""
+    A file's token is its content hash, a URL's its version now (one GET), so the same content
+    is never imported twice. Raises InvalidArguments (a usage error) for anything missing,
+    unreadable or of another kind, and as `feed_version` does for a URL it cannot check."""
     if is_url(location):
-        return [Source(location, derive_token(TASK, {"source": location}))]
+        return [
+            Source(location, url_token(location, feed_version(location, deadline_s=deadline_s)))
+        ]
     if "://" in location:
         raise InvalidArguments(f"{location}: only http:// and https:// URLs can be imported")
     path = Path(location).expanduser()
@@ -73,48 +82,16 @@ def _file_source(path: Path) -> Source:
     return Source(str(path.resolve()), content_token(TASK, digest))
 
 
-def fetch(location: str, *, spool: Path, token: str) -> str:
-    """The local path of a source: a file as it is, a URL downloaded (atomically) into the
-    spool. Raises TransientError for what a retry may fix, PermanentError otherwise."""
-    if not is_url(location):
-        path = Path(location)
-        if not path.is_file():
-            raise PermanentError(f"{location}: the file is gone; restore it, then rerun")
-        return location
-    spool.mkdir(parents=True, exist_ok=True)
+def spool_path(location: str, *, spool: Path, token: str) -> Path:
+    """Where the download of a URL source for run `token` is kept (one file per run)."""
     suffix = Path(urlsplit(location).path).suffix.lower()
-    name = hashlib.sha256(token.encode()).hexdigest()[:24] + (
-        suffix if suffix in FEED_SUFFIXES else ".feed"
-    )
-    target = spool / name
-    if target.exists():
-        return str(target)
-    partial = spool / f".{name}.{os.getpid()}.part"
-    try:
-        _download(location, partial)
-        os.replace(partial, target)
-    finally:
-        partial.unlink(missing_ok=True)
-    return str(target)
+    name = hashlib.sha256(token.encode()).hexdigest()[:24]
+    return spool / (name + (suffix if suffix in FEED_SUFFIXES else ".feed"))
 
 
-def _download(url: str, into: Path) -> None:
-    try:
-        with (
-            urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response,
-            into.open("wb") as out,
-        ):
-            size = 0
-            while chunk := response.read(1 << 20):
-                size += len(chunk)
-                if size > MAX_DOWNLOAD_BYTES:
-                    raise PermanentError(
-                        f"{url}: larger than {MAX_DOWNLOAD_BYTES // 2**20} MiB; import it as a file"
-                    )
-                out.write(chunk)
-    except urllib.error.HTTPError as exc:
-        if exc.code >= 500 or exc.code == 429:
-            raise TransientError(f"{url}: HTTP {exc.code} {exc.reason}") from None
-        raise PermanentError(f"{url}: HTTP {exc.code} {exc.reason}") from None
-    except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-        raise TransientError(f"{url}: {getattr(exc, 'reason', exc)}") from None
+def local_file(location: str) -> Path:
+    """A file source's path; raises PermanentError when the file is gone."""
+    path = Path(location)
+    if not path.is_file():
+        raise PermanentError(f"{location}: the file is gone; restore it, then rerun")
+    return path

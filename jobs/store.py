@@ -1,7 +1,7 @@
 """The content store: the `posts` table, its schema made ready, and applying one import batch.
 
 SQLite (one file, several worker processes) by default, PostgreSQL in production. An import's
-progress and fencing live in `jobs.progress`; its public names are re-exported here.
+progress and fencing live in `jobs.progress`.
 """
 
 from __future__ import annotations
@@ -16,51 +16,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.exc import IntegrityError, ProgrammingError
 
-from jobs.database import make_engine
+from jobs.database import make_engine, metadata, reading, retry_on_conflict
 from jobs.posts import Item, Post, Rejected, version_key
-from jobs.progress import (
-    Counters,
-    ImportProgress,
-    begin_import,
-    finish_import,
-    import_rejects,
-    imports,
-    lock_import,
-    metadata,
-    read_import,
-    reading,
-    record_batch,
-    record_rejects,
-    retry_on_conflict,
-)
-
-__all__ = [
-    "Counters",
-    "ImportProgress",
-    "apply_batch",
-    "begin_import",
-    "count_posts",
-    "engine_for",
-    "finish_import",
-    "get_post",
-    "import_rejects",
-    "imports",
-    "init_schema",
-    "iter_post_urls",
-    "make_engine",
-    "metadata",
-    "posts",
-    "read_import",
-]
+from jobs.progress import Counters, lock_import, record_batch, record_rejects
+from jobs.revisions import ensure_ready
+from jobs.rows import insert_posts, update_posts
 
 SELECT_CHUNK = 1_000
-
-_CONTENT = (
-    *("title", "body", "topic", "summary", "difficulty", "reading_time", "view_count"),
-    *("revision_version", "last_reviewed", "needs_review", "content_hash", "meta"),
-)
 
 posts = sa.Table(
     "posts",
@@ -85,24 +48,18 @@ posts = sa.Table(
     sa.Index("ix_posts_updated_at", "updated_at"),
 )
 
-_UPDATE_POST = sa.update(posts).where(posts.c.source_id == sa.bindparam("b_source_id"))
-
 
 @functools.cache
 def engine_for(url: str) -> Engine:
-    """This process's engine for `url`, created (and its schema made ready) on first use."""
+    """This process's engine for `url`, on first use checked to be at the schema's head
+    revision (an empty database is brought there); raises SchemaMismatch if it is not."""
     engine = make_engine(url)
-    init_schema(engine)
+    try:
+        ensure_ready(engine)
+    except Exception:
+        engine.dispose()
+        raise
     return engine
-
-
-def init_schema(engine: Engine) -> None:
-    """Create the missing tables and indexes; safe to run from several processes at once."""
-    # On PostgreSQL two processes may both see a table missing; the loser's CREATE fails
-    # and the retry finds everything in place.
-    retry_on_conflict(
-        lambda: metadata.create_all(engine), errors=(IntegrityError, ProgrammingError)
-    )
 
 
 def apply_batch(
@@ -139,8 +96,8 @@ def apply_batch(
 class _Plan:
     """What one batch writes: rows by source_id, rejects, and the outcome tally."""
 
-    inserts: dict[str, dict[str, Any]] = field(default_factory=dict)
-    updates: dict[str, dict[str, Any]] = field(default_factory=dict)
+    inserts: dict[str, Post] = field(default_factory=dict)
+    updates: dict[str, Post] = field(default_factory=dict)
     rejects: list[Rejected] = field(default_factory=list)
     tally: Counter[str] = field(default_factory=Counter)
 
@@ -153,16 +110,12 @@ def _apply(
     fresh = [item for item in items if item.position > committed]
     ids = {item.post.source_id for item in fresh if not isinstance(item, Rejected)}
     now = datetime.now(UTC)
-    plan = _plan(fresh, _stored_versions(conn, ids), now)
+    plan = _plan(fresh, _stored_versions(conn, ids))
+    # In source_id order, so two batches that write the same posts lock them in one order.
     if plan.inserts:
-        rows = [
-            {"source_id": sid, "imported_at": now, **row}
-            for sid, row in sorted(plan.inserts.items())
-        ]
-        conn.execute(sa.insert(posts), rows)
+        insert_posts(conn, posts, [plan.inserts[sid] for sid in sorted(plan.inserts)], now)
     if plan.updates:
-        rows = [{"b_source_id": sid, **row} for sid, row in sorted(plan.updates.items())]
-        conn.execute(_UPDATE_POST, rows)
+        update_posts(conn, posts, [plan.updates[sid] for sid in sorted(plan.updates)], now)
     record_rejects(conn, token=token, source=source, rejects=plan.rejects)
     counts = Counters(**plan.tally)
     record_batch(conn, token=token, position=max(committed, position), counts=counts)
@@ -182,7 +135,7 @@ def _stored_versions(conn: Connection, ids: set[str]) -> dict[str, tuple[str, st
     return stored
 
 
-def _plan(items: Sequence[Item], stored: dict[str, tuple[str, str | None]], now: datetime) -> _Plan:
+def _plan(items: Sequence[Item], stored: dict[str, tuple[str, str | None]]) -> _Plan:
     """Decide each record's outcome in order; a later duplicate sees an earlier one's result."""
     plan = _Plan()
     for item in items:
@@ -196,7 +149,7 @@ def _plan(items: Sequence[Item], stored: dict[str, tuple[str, str | None]], now:
         if outcome in ("inserted", "updated"):
             stored[post.source_id] = (post.content_hash, post.revision_version)
             new = outcome == "inserted" or post.source_id in plan.inserts
-            (plan.inserts if new else plan.updates)[post.source_id] = _content(post, now)
+            (plan.inserts if new else plan.updates)[post.source_id] = post
     return plan
 
 
@@ -211,11 +164,6 @@ def _outcome(post: Post, stored: tuple[str, str | None] | None) -> str:
     if older and version_key(stored_version) > version_key(post.revision_version):
         return "stale"
     return "updated"
-
-
-def _content(post: Post, now: datetime) -> dict[str, Any]:
-    """Return the post's stored columns, stamped updated now."""
-    return {**{name: getattr(post, name) for name in _CONTENT}, "updated_at": now}
 
 
 def iter_post_urls(engine: Engine) -> Iterator[tuple[str, datetime]]:

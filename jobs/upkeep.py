@@ -16,8 +16,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
+from jobs.progress import import_rejects
 from jobs.sitemap import SITEMAP, URLS_PER_FILE, write_sitemap
-from jobs.store import engine_for, import_rejects, posts
+from jobs.store import engine_for, posts
 from runner import Run, Task, TaskRegistry, connect, prune_runs
 
 FRESH_DAYS = 730  # freshness falls from 100 to 0 over two years without review or update

@@ -40,7 +40,6 @@ class Settings:
     log_max_events: int = 2_000
     tasks_module: str = "jobs"
     redis_outage_seconds: float = 60.0
-    inbox: Path | None = None  # where `poll_inbox` looks; None: `home / "inbox"`
     code_version: str | None = None  # a deploy's git sha; None: the git short sha, or the package's
     health: HealthThresholds = field(default_factory=lambda: HealthThresholds())
     web_token: str | None = field(default=None, repr=False)  # never printed
@@ -50,6 +49,12 @@ class Settings:
     redis_sentinel_password: str | None = field(default=None, repr=False)
     redis_min_replicas: int | None = None  # None: 1 behind Sentinel, else 0
     stop_seconds: float = 10.0  # a stopping worker hands its run over and exits within this
+    # The site's own settings, read here because this is the one place that reads the
+    # environment: where `poll_inbox` looks (None: `home / "inbox"`), the feed URLs
+    # `poll_feeds` checks, and the whole-time limit of a URL download.
+    inbox: Path | None = None
+    feeds: tuple[str, ...] = ()
+    download_deadline_seconds: float = 300.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -84,6 +89,10 @@ class Settings:
             web_protect_metrics=_flag(env, "RUNNER_WEB_PROTECT_METRICS"),
             redis_min_replicas=_optional_int(env, "RUNNER_REDIS_MIN_REPLICAS"),
             stop_seconds=_number(env, "RUNNER_STOP_SECONDS", 10.0, low=1.0),
+            feeds=_urls(env, "RUNNER_FEEDS"),
+            download_deadline_seconds=_number(
+                env, "RUNNER_DOWNLOAD_DEADLINE_SECONDS", 300.0, low=1.0
+            ),
         )
 
     def with_changes(self, **changes: Any) -> Settings:
@@ -112,6 +121,15 @@ class Settings:
     @property
     def lease_ms(self) -> int:
         return int(self.lease_seconds * 1000)
+
+
+def _urls(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Comma- or space-separated http(s) URLs; raises ConfigError naming one that is not."""
+    urls = tuple(env.get(name, "").replace(",", " ").split())
+    for url in urls:
+        if not url.lower().startswith(("http://", "https://")):
+            raise ConfigError(f"{name}: {url!r} is not an http:// or https:// URL")
+    return urls
 
 
 def _number(env: Mapping[str, str], name: str, default: float, *, low: float) -> float:

@@ -16,7 +16,7 @@ from tests.conftest import ROOT
 @pytest.mark.slow
 def test_the_demo_resumes_a_killed_import_and_reruns_a_failed_run(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNNER_")}
-    env |= {"RUNNER_HOME": str(tmp_path / "home"), "DEMO_BIG_POSTS": "20000"}
+    env |= {"RUNNER_HOME": str(tmp_path / "home"), "DEMO_BIG_POSTS": "40000"}
     try:
         done = subprocess.run(
             [str(ROOT / "scripts" / "demo")], env=env, cwd=ROOT, capture_output=True,

@@ -80,6 +80,7 @@ class App:
         show = sys.stderr.isatty()
         told: set[str] = set()
         check_at = time.monotonic() + NO_WORKER_SECONDS
+        started, first_done = time.monotonic(), None
         while True:
             records = [self.runs.get(t) for t in tokens]
             live = [r for r in records if r is not None]
@@ -93,7 +94,11 @@ class App:
                     told.add(queue)
                     click.echo(("\n" if show else "") + no_worker_text(queue), err=True)
             if show:
-                click.echo("\r" + progress_text(live), nl=False, err=True)
+                done = items_done(live)
+                first_done = done if first_done is None else first_done
+                elapsed = time.monotonic() - started
+                rate = (done - first_done) / elapsed if elapsed > 0 else 0.0
+                click.echo("\r" + progress_text(live, rate=rate), nl=False, err=True)
             time.sleep(poll)
 
     def unworked_queues(self, records: Sequence[RunRecord]) -> set[str]:
@@ -112,17 +117,24 @@ def no_worker_text(queue: str) -> str:
     )
 
 
-def progress_text(records: Sequence[RunRecord]) -> str:
-    """A one-line progress bar fed by the runs' counters and totals."""
-    done = sum(sum((r.counters or {}).values()) for r in records)
+def items_done(records: Sequence[RunRecord]) -> int:
+    """How many items the runs' counters say are done, all outcomes together."""
+    return sum(sum((r.counters or {}).values()) for r in records)
+
+
+def progress_text(records: Sequence[RunRecord], *, rate: float | None = None) -> str:
+    """A one-line progress bar fed by the runs' counters and totals, with the rate seen."""
+    done = items_done(records)
     total = sum(r.total or 0 for r in records)
     finished = sum(r.state in TERMINAL for r in records)
+    speed = f", {rate:,.0f}/s" if rate else ""
+    runs = f"{finished}/{len(records)} runs finished "
     if total:
         width = 30
         filled = int(width * min(done, total) / total)
         bar = "#" * filled + "." * (width - filled)
-        return f"[{bar}] {done}/{total} items, {finished}/{len(records)} runs finished "
-    return f"{done} items, {finished}/{len(records)} runs finished "
+        return f"[{bar}] {done:,}/{total:,} items{speed}, {runs}"
+    return f"{done:,} items{speed}, {runs}"
 
 
 def json_line(**fields: object) -> str:

@@ -15,7 +15,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
-from jobs.store import init_schema, make_engine
+from jobs.database import make_engine
+from jobs.revisions import upgrade
 
 POSTGRES_ENV = "RUNNER_TEST_POSTGRES_URL"
 
@@ -33,7 +34,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 def engine(database_url: str) -> Iterator[Engine]:
     """An engine on a content store whose schema is initialised."""
     engine = make_engine(database_url)
-    init_schema(engine)
+    upgrade(engine)
     yield engine
     engine.dispose()
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from jobs.database import make_engine
-from jobs.store import init_schema
+from jobs.revisions import upgrade
 from runner.errors import ConfigError
 
 
@@ -17,7 +17,7 @@ def test_sqlite_store_creates_its_directory_and_uses_wal(tmp_path: Path) -> None
     path = tmp_path / "var" / "data" / "content.db"
     # When the engine is made and the schema initialised
     engine = make_engine(f"sqlite:///{path}")
-    init_schema(engine)
+    upgrade(engine)
     # Then the file exists, in WAL mode with synchronous=NORMAL
     with engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"

@@ -14,8 +14,9 @@ import pytest
 import sqlalchemy as sa
 from redis import Redis
 
+from jobs.progress import imports
 from jobs.sources import resolve
-from jobs.store import engine_for, imports, posts
+from jobs.store import engine_for, posts
 from runner.config import Settings
 from runner.cron import Cron, Firing
 from runner.enqueue import Enqueuer, Request

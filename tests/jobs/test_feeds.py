@@ -15,7 +15,7 @@ import pytest
 
 import jobs.feeds
 from jobs.feeds import detect_format, read_feed
-from jobs.posts import MAX_LINE_BYTES, Item, Parsed, Rejected, validate_post
+from jobs.posts import MAX_LINE_BYTES, Item, Parsed, Rejected, decode_post, validate_post
 
 BOM = "\ufeff".encode()
 
@@ -157,11 +157,11 @@ def test_resuming_skips_earlier_lines_without_validating_them(
     path.write_bytes(b"\n".join(line(n) for n in range(1, 101)))
     seen: list[int] = []
 
-    def counting(raw: object, *, position: int) -> Item:
+    def counting(data: bytes, *, position: int, what: str) -> Item:
         seen.append(position)
-        return validate_post(raw, position=position)
+        return decode_post(data, position=position, what=what)
 
-    monkeypatch.setattr(jobs.feeds, "validate_post", counting)
+    monkeypatch.setattr(jobs.feeds, "decode_post", counting)
     # When the read resumes after line 90
     items = list(read_feed(path, after=90))
     # Then only the last ten lines were validated

@@ -16,8 +16,11 @@ import pytest
 import sqlalchemy as sa
 from redis import Redis
 
+from jobs.posts import Item, Rejected
+from jobs.progress import import_rejects, imports
+from jobs.revisions import upgrade
 from jobs.sources import resolve
-from jobs.store import engine_for, get_post, import_rejects, imports, init_schema, posts
+from jobs.store import engine_for, get_post, posts
 from runner.config import Settings
 from runner.enqueue import Enqueued, Enqueuer, Request
 from runner.runs import Runs
@@ -188,7 +191,7 @@ def test_an_attempt_that_dies_between_its_last_batch_and_finishing_is_finished_b
     # Given an import whose first attempt commits every batch, then cannot finish the import
     # (the database refuses, as if the worker had died right there)
     engine = engine_for(settings.store_url)
-    init_schema(engine)
+    upgrade(engine)
     with engine.begin() as conn:
         conn.exec_driver_sql(
             "CREATE TRIGGER refuse_finish BEFORE UPDATE OF state ON imports"
@@ -309,3 +312,48 @@ def test_twenty_thousand_posts_survive_random_sigkills_exactly(
 def _no_leftover_engines() -> Iterator[None]:
     yield
     engine_for.cache_clear()
+
+
+def test_reading_ahead_keeps_the_order_raises_the_readers_error_and_stops_early() -> None:
+    from jobs.imports import _read_ahead
+
+    def batches(fail_at: int | None) -> Iterator[list[Item]]:
+        for n in range(10):
+            if n == fail_at:
+                raise OSError("the disk went away")
+            yield [Rejected(n, None, "x")]
+
+    # The batches come in order
+    assert [b[0].position for b in _read_ahead(batches(None))] == list(range(10))
+    # An error in the reader is raised to the consumer, after the batches before it
+    seen: list[int] = []
+    with pytest.raises(OSError, match="the disk went away"):
+        for batch in _read_ahead(batches(4)):
+            seen.append(batch[0].position)
+    assert seen == [0, 1, 2, 3]
+    # A consumer that stops early stops the reader (closing returns, no thread left behind)
+    ahead = _read_ahead(batches(None), depth=1)
+    next(ahead)
+    ahead.close()
+    assert not [t for t in threading.enumerate() if t.name == "import-reader"]
+
+
+def test_an_import_gives_wait_a_total_so_the_bar_shows_how_far_and_how_fast(
+    tmp_path: Path, import_feed: Callable[..., Enqueued], drain: Callable[..., None], runs: Runs
+) -> None:
+    from runner.cli.app import progress_text
+
+    # Given a 20-post feed with a blank line (21 lines), imported
+    posts_ = list(generate_posts(20, seed=4))
+    path = tmp_path / "feed.jsonl"
+    path.write_text("".join(json.dumps(p) + "\n" for p in posts_[:10]) + "\n"
+                    + "".join(json.dumps(p) + "\n" for p in posts_[10:]))  # fmt: skip
+    token = import_feed(path).token
+    drain()
+    # Then the run carries the feed's line count as its total
+    record = runs.get(token)
+    assert record is not None and record.total == 21
+    # And the progress line draws a bar against it, with the rate
+    line = progress_text([record], rate=1234.5)
+    assert line.startswith("[" + "#" * 28)
+    assert "20/21 items, 1,234/s, 1/1 runs finished" in line

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import date
 from pathlib import Path
@@ -36,7 +37,7 @@ def test_the_sample_page_gives_every_field(sample_text: str) -> None:
     # Given the site's export of one article
     # When it is parsed and validated
     post = post_from(sample_text)
-    meta = post.meta
+    meta = json.loads(post.meta_json())
     # Then every field of the page is in the post
     assert post.source_id == "alphanode-032655"
     assert post.title == (

@@ -16,8 +16,11 @@ import sqlalchemy as sa
 from redis import Redis
 from sqlalchemy import Engine
 
+from jobs.database import make_engine
+from jobs.progress import imports
+from jobs.revisions import upgrade
 from jobs.sources import resolve
-from jobs.store import imports, init_schema, make_engine, posts
+from jobs.store import posts
 from runner.config import Settings
 from runner.enqueue import Enqueuer, Request
 from runner.record import RunRecord
@@ -62,7 +65,7 @@ def settings(net: Hosts, tmp_path: Path) -> Settings:
 @pytest.fixture
 def engine(settings: Settings) -> Iterator[Engine]:
     engine = make_engine(settings.store_url)
-    init_schema(engine)
+    upgrade(engine)
     yield engine
     engine.dispose()
 

@@ -14,23 +14,19 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
+from jobs.database import make_engine
 from jobs.posts import Item, Parsed, Post, Rejected
-from jobs.store import (
+from jobs.progress import (
     Counters,
     ImportProgress,
-    apply_batch,
     begin_import,
-    count_posts,
     finish_import,
-    get_post,
     import_rejects,
     imports,
-    init_schema,
-    iter_post_urls,
-    make_engine,
-    posts,
     read_import,
 )
+from jobs.revisions import upgrade
+from jobs.store import apply_batch, count_posts, get_post, iter_post_urls, posts
 from runner.errors import LeaseLost, PermanentError
 
 SOURCE = "feeds/posts.jsonl"
@@ -79,31 +75,30 @@ def rejects_of(engine: Engine, token: str) -> list[tuple[Any, ...]]:
 # -- schema and engine ------------------------------------------------------------------
 
 
-def test_init_schema_again_keeps_the_store(engine: Engine) -> None:
+def test_upgrading_again_keeps_the_store(engine: Engine) -> None:
     # Given a store holding one post
     import_feed(engine, "feed", feed([make_post("a")]))
     # When the schema is initialised twice more
-    init_schema(engine)
-    init_schema(engine)
+    upgrade(engine)
+    upgrade(engine)
     # Then the post is still there
     assert count_posts(engine) == 1
 
 
-def _init_schema_in_process(url: str, barrier: Any) -> None:
+def _upgrade_in_process(url: str, barrier: Any) -> None:
     """In a child process: initialise the schema once all siblings are ready."""
     engine = make_engine(url)
     barrier.wait(timeout=60)
-    init_schema(engine)
+    upgrade(engine)
     engine.dispose()
 
 
-def test_init_schema_from_several_processes_at_once(database_url: str) -> None:
+def test_upgrades_from_several_processes_at_once_are_safe(database_url: str) -> None:
     # Given three processes released at the same moment on an empty database
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(3)
     workers = [
-        context.Process(target=_init_schema_in_process, args=(database_url, barrier))
-        for _ in range(3)
+        context.Process(target=_upgrade_in_process, args=(database_url, barrier)) for _ in range(3)
     ]
     # When each of them initialises the schema
     for worker in workers:

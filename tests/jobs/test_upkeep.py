@@ -8,18 +8,19 @@ import os
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
-from dataclasses import asdict
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import msgspec
 import pytest
 import sqlalchemy as sa
 from redis import Redis
 from sqlalchemy import Engine
 
 from jobs.posts import Post
+from jobs.progress import import_rejects
 from jobs.schedule import SCHEDULE
-from jobs.store import engine_for, get_post, import_rejects, posts
+from jobs.store import engine_for, get_post, posts
 from jobs.upkeep import freshness, refresh_batch
 from runner.cli.cron import describe
 from runner.config import Settings
@@ -66,7 +67,9 @@ def add_post(engine: Engine, source_id: str, *, reviewed: date | None, updated: 
                 content_hash=digest)  # fmt: skip
     with engine.begin() as conn:
         conn.execute(
-            sa.insert(posts).values(**asdict(post), imported_at=updated, updated_at=updated)
+            sa.insert(posts).values(
+                **msgspec.structs.asdict(post), imported_at=updated, updated_at=updated
+            )
         )
 
 
@@ -254,6 +257,6 @@ def test_prune_removes_exactly_what_is_past_retention(
 def test_the_site_schedule_fires_its_tasks_every_minute_hourly_and_daily() -> None:
     entries = check_schedule(SCHEDULE, load_registry("jobs"))
     assert {e.name: describe(e.expression).split(" at ")[0] for e in entries} == {
-        "poll_inbox": "every minute", "refresh_freshness": "hourly",
+        "poll_inbox": "every minute", "poll_feeds": "hourly", "refresh_freshness": "hourly",
         "build_sitemap": "daily", "prune": "daily",
     }  # fmt: skip

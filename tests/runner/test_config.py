@@ -42,11 +42,23 @@ def test_variables_override_defaults() -> None:
         ("RUNNER_LEASE_SECONDS", "soon", "RUNNER_LEASE_SECONDS='soon' is not a number"),
         ("RUNNER_LEASE_SECONDS", "0.1", "RUNNER_LEASE_SECONDS='0.1' is too small"),
         ("RUNNER_MAX_ATTEMPTS", "0", "RUNNER_MAX_ATTEMPTS='0' is too small"),
+        ("RUNNER_FEEDS", "https://a.example/f.jsonl ftp://b", "RUNNER_FEEDS: 'ftp://b' is not an"),
+        ("RUNNER_DOWNLOAD_DEADLINE_SECONDS", "0", "RUNNER_DOWNLOAD_DEADLINE_SECONDS='0' is too"),
     ],
 )
 def test_malformed_values_name_the_variable(name: str, value: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         Settings.from_env({name: value})
+
+
+def test_the_feeds_are_a_list_of_urls_and_the_deadline_a_number_of_seconds() -> None:
+    settings = Settings.from_env(
+        {"RUNNER_FEEDS": "https://a.example/f.jsonl, http://b.example/g.json",
+         "RUNNER_DOWNLOAD_DEADLINE_SECONDS": "60"}
+    )  # fmt: skip
+    assert settings.feeds == ("https://a.example/f.jsonl", "http://b.example/g.json")
+    assert settings.download_deadline_seconds == 60
+    assert (Settings().feeds, Settings().download_deadline_seconds) == ((), 300)
 
 
 def test_cli_options_fall_back_to_the_environment() -> None:

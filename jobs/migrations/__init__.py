@@ -1,0 +1,1 @@
+"""Alembic's script directory for the content store (`jobs.revisions` runs it)."""

@@ -1,0 +1,206 @@
+"""URL feeds against real HTTP servers on 127.0.0.1: versions, deadlines, redirects, polling."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from redis import Redis
+
+from jobs.downloads import DeadlinePassed, download, feed_version
+from jobs.sources import resolve
+from runner.config import Settings
+from runner.enqueue import Enqueuer, Request
+from runner.errors import PermanentError
+from runner.runs import Runs
+from runner.tasks import load_registry
+from scripts.gen_posts import generate_posts
+
+
+@dataclass
+class Feed:
+    """What the local server answers for /feed.jsonl; `requests` counts the GETs it got."""
+
+    body: bytes = b""
+    etag: str | None = None
+    trickle_s: float | None = None  # send one byte per this many seconds
+    redirect: str | None = None
+    requests: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def posts_body(n: int, *, seed: int, start: int = 1) -> bytes:
+    posts = generate_posts(n, seed=seed, start=start)
+    return b"".join(json.dumps(p).encode() + b"\n" for p in posts)
+
+
+@pytest.fixture
+def served() -> Iterator[tuple[Feed, str]]:
+    feed = Feed()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            with feed.lock:
+                feed.requests += 1
+            if feed.redirect:
+                self.send_response(302)
+                self.send_header("Location", feed.redirect)
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(feed.body)))
+            if feed.etag:
+                self.send_header("ETag", feed.etag)
+            self.end_headers()
+            if feed.trickle_s is None:
+                self.wfile.write(feed.body)
+                return
+            for byte in feed.body:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(feed.trickle_s)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield feed, f"http://127.0.0.1:{server.server_port}/feed.jsonl"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def settings(settings: Settings, served: tuple[Feed, str]) -> Settings:
+    """The site's tasks, the served feed as the one configured feed, a 1-second deadline."""
+    return settings.with_changes(
+        tasks_module="jobs", queues=("imports", "cron", "default"), feeds=(served[1],),
+        download_deadline_seconds=1.0,
+    )  # fmt: skip
+
+
+def import_url(redis: Redis, settings: Settings, url: str) -> tuple[str, bool]:
+    """Enqueue an import of `url` as `runner import` does: (token, deduplicated)."""
+    [source] = resolve(url, deadline_s=5)
+    task = load_registry("jobs").get("import_posts")
+    enqueued = Enqueuer(redis, settings).enqueue(Request(task, {"source": url}, source.token))
+    return enqueued.token, enqueued.deduplicated
+
+
+def test_a_feed_that_changes_is_imported_again_and_the_same_content_is_deduplicated(
+    served: tuple[Feed, str], redis: Redis, settings: Settings, runs: Runs,
+    drain: Callable[..., None],
+) -> None:  # fmt: skip
+    # Given a feed of 20 posts served with an ETag, imported once
+    feed, url = served
+    feed.body, feed.etag = posts_body(20, seed=1), '"v1"'
+    first, _ = import_url(redis, settings, url)
+    drain()
+    # When the same URL is imported again, unchanged
+    again, deduplicated = import_url(redis, settings, url)
+    # Then it is the same run
+    assert (again, deduplicated) == (first, True)
+    # When the feed changes (5 more posts, a new ETag) and the URL is imported again
+    feed.body, feed.etag = posts_body(20, seed=1) + posts_body(5, seed=2, start=100), '"v2"'
+    second, deduplicated = import_url(redis, settings, url)
+    drain()
+    # Then it is a new run, which imports the new version
+    assert second != first and not deduplicated
+    results = [runs.get(token) for token in (first, second)]
+    assert [r.state if r else None for r in results] == ["succeeded", "succeeded"]
+    assert results[0].result["inserted"] == 20  # type: ignore[union-attr]
+    assert (results[1].result["inserted"], results[1].result["unchanged"]) == (5, 20)  # type: ignore[union-attr]
+
+
+def test_without_validators_the_version_is_the_content_hash(served: tuple[Feed, str]) -> None:
+    feed, url = served
+    feed.body = b"one\n"
+    first = feed_version(url, deadline_s=5)
+    assert first == feed_version(url, deadline_s=5)
+    feed.body = b"two\n"
+    assert feed_version(url, deadline_s=5) not in (first,)
+    assert first.startswith("sha256 ")
+
+
+def test_a_trickling_server_is_cut_off_by_the_deadline(
+    served: tuple[Feed, str], tmp_path: Path
+) -> None:
+    # Given a server that sends one byte every 0.2 s of a 1,000-byte feed (200 s in all)
+    feed, url = served
+    feed.body, feed.trickle_s = b"x" * 1000, 0.2
+    started = time.monotonic()
+    # When it is downloaded with a 1-second deadline
+    with pytest.raises(DeadlinePassed, match="deadline of 1 s"):
+        download(url, tmp_path / "feed.part", deadline_s=1)
+    # Then the download stops at the deadline, not after each read's timeout
+    assert time.monotonic() - started < 5
+
+
+def test_a_run_fails_after_three_deadlines_with_a_readable_error(
+    served: tuple[Feed, str], redis: Redis, settings: Settings, runs: Runs,
+    drain: Callable[..., None],
+) -> None:  # fmt: skip
+    # Given a trickling feed and a 1-second download deadline
+    feed, url = served
+    feed.body, feed.etag, feed.trickle_s = b"x" * 1000, '"t"', 0.2
+    token, _ = import_url(redis, settings, url)
+    requests_before = feed.requests
+    # When a worker runs the import
+    drain(timeout=60)
+    # Then the run failed after exactly three downloads, saying why and what to do
+    record = runs.get(token)
+    assert record is not None and record.state == "failed"
+    assert record.error is not None
+    assert "deadline of 1 s" in record.error["message"]
+    assert "RUNNER_DOWNLOAD_DEADLINE_SECONDS" in record.error["message"]
+    assert feed.requests - requests_before == 3
+
+
+def test_a_redirect_to_ftp_is_refused(served: tuple[Feed, str], tmp_path: Path) -> None:
+    feed, url = served
+    feed.redirect = "ftp://127.0.0.1/feed.jsonl"
+    with pytest.raises(PermanentError, match=r"redirected to a ftp:// URL, which is not followed"):
+        feed_version(url, deadline_s=5)
+    with pytest.raises(PermanentError, match="ftp://"):
+        download(url, tmp_path / "feed.part", deadline_s=5)
+
+
+def test_poll_feeds_imports_a_changed_feed_once_and_an_unchanged_one_costs_one_request(
+    served: tuple[Feed, str], redis: Redis, settings: Settings, runs: Runs,
+    drain: Callable[..., None],
+) -> None:  # fmt: skip
+    # Given a configured feed URL
+    feed, _ = served
+    feed.body, feed.etag = posts_body(10, seed=3), '"a"'
+    enqueuer = Enqueuer(redis, settings)
+    poll = load_registry("jobs").get("poll_feeds")
+
+    def tick(n: int) -> dict[str, int]:
+        enqueuer.enqueue(Request(poll, {}, token=f"poll_feeds@{n}"))
+        drain()
+        record = runs.get(f"poll_feeds@{n}")
+        assert record is not None and record.state == "succeeded", record
+        return record.result  # type: ignore[no-any-return]
+
+    # When it is polled, then polled again unchanged
+    assert tick(1)["enqueued"] == 1
+    requests = feed.requests
+    assert tick(2) == {"checked": 1, "enqueued": 0, "unchanged": 1, "unreachable": 0}
+    # Then the unchanged poll made one request and imported nothing
+    assert feed.requests - requests == 1
+    assert len(runs.list(task="import_posts")) == 1
+    # When the feed changes and is polled
+    feed.body, feed.etag = posts_body(12, seed=3), '"b"'
+    assert tick(3)["enqueued"] == 1
+    # Then the new version was imported, once
+    imports_ = runs.list(task="import_posts")
+    assert len(imports_) == 2 and all(r.state == "succeeded" for r in imports_)
