@@ -15,8 +15,9 @@ import pytest
 import sqlalchemy as sa
 from redis import Redis
 
+from jobs.progress import imports
 from jobs.sources import resolve
-from jobs.store import engine_for, imports, posts
+from jobs.store import engine_for, posts
 from runner.cancel import CancelAction, cancel
 from runner.config import Settings
 from runner.enqueue import Enqueued, Enqueuer, Request
