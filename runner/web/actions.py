@@ -60,7 +60,7 @@ def bulk_preview(request: Request, console: ConsoleDep) -> Response:
     if console.readonly:
         return render(request, "missing.html", {"message": "the console is read-only"}, status=403)
     flt = RunFilter.from_query(request.query_params)
-    page = runs_page(console.redis, console.keys, _failed(flt))
+    page = runs_page(console.redis, console.settings, _failed(flt))
     context = {"flt": flt, "runs": page.runs, "more": bool(page.next_before), "max": BULK_MAX}
     return render(request, "bulk.html", context)
 

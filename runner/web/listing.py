@@ -1,24 +1,23 @@
-"""The runs list: a filter read from the URL (bounded), and one page of runs, newest first."""
+"""The runs list: a filter read from the URL (bounded), and one page of runs, newest first,
+from the run indexes (runner.run_index)."""
 
 from __future__ import annotations
 
 import time
-from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, cast
+from typing import Any
 from urllib.parse import urlencode
 
 from redis import Redis
 
-from runner.keys import Keys
-from runner.record import RunRecord, RunState, texts
+from runner.config import Settings
+from runner.record import RunRecord, RunState
+from runner.run_index import RunIndex, RunQuery
 
 STATES = tuple(str(s) for s in RunState)
 RANGES = {"1h": 3600, "6h": 6 * 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
 PAGE_SIZES = (25, 50, 100, 200)
-SCAN_CAP = 20_000  # runs examined per request at most: a page never reads all history
-_BATCH = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +30,7 @@ class RunFilter:
     token: str = ""  # a token prefix
     since: str = ""  # one of RANGES; '' is all
     limit: int = 50
-    before: str = ""  # the page cursor: '<created_at>:<token>' of the last run shown
+    before: str = ""  # the page cursor (RunPage.next of the page before)
 
     @classmethod
     def from_query(cls, query: Mapping[str, str]) -> RunFilter:
@@ -60,9 +59,6 @@ class RunFilter:
             del shown["limit"]
         return urlencode(shown)
 
-    def without_paging(self) -> RunFilter:
-        return replace(self, before="")
-
     def _fields(self) -> dict[str, Any]:
         return {
             "state": self.state, "task": self.task, "queue": self.queue, "token": self.token,
@@ -84,79 +80,28 @@ class RunsPage:
     runs: list[RunRecord]
     next_before: str = ""
     counts: dict[str, int] = field(default_factory=dict)
-    scanned: int = 0
-    capped: bool = False  # the counts stop at SCAN_CAP runs
 
 
-def runs_page(redis: Redis, keys: Keys, flt: RunFilter, *, after: float | None = None) -> RunsPage:
-    """Walk the runs index newest first from the cursor, keeping runs that match; counts per
-    state cover the same walk (the filter's state aside), up to SCAN_CAP runs. `after`
-    (a time) overrides the filter's range."""
-    low: float | str = "-inf"
-    if after is not None:
-        low = after
-    elif flt.since:
-        low = time.time() - RANGES[flt.since]
-    high, after_token = _cursor(flt.before)
-    counts: Counter[str] = Counter()
-    page: list[str] = []
-    more, last = False, ""
-    scanned, offset = 0, 0
-    while scanned < SCAN_CAP:
-        batch = cast(
-            list[tuple[bytes, float]],
-            redis.zrevrangebyscore(keys.runs, high, low, start=offset, num=_BATCH, withscores=True),
-        )
-        offset += len(batch)
-        entries = [(t.decode(), s) for t, s in batch]
-        if after_token is not None:
-            entries = [(t, s) for t, s in entries if not (s == high and t >= after_token)]
-        if flt.token:
-            entries = [(t, s) for t, s in entries if t.startswith(flt.token)]
-        pipe = redis.pipeline(transaction=False)
-        for token, _ in entries:
-            pipe.hmget(keys.run(token), "state", "task", "queue")
-        for (token, score), values in zip(entries, pipe.execute(), strict=True):
-            state, task, queue = texts([v or b"" for v in values])
-            if not state:
-                continue  # expired between the index and the record
-            scanned += 1
-            if flt.matches("", task, queue):
-                counts[state] += 1
-            if flt.matches(state, task, queue):
-                if len(page) < flt.limit:
-                    page.append(token)
-                    last = f"{score!r}:{token}"
-                else:
-                    more = True
-        if len(batch) < _BATCH:
-            break
-    records = _records(redis, keys, page)
-    return RunsPage(
-        runs=records,
-        next_before=last if more and page else "",
-        counts={s: counts[s] for s in STATES},
-        scanned=scanned,
-        capped=scanned >= SCAN_CAP,
-    )
-
-
-def _cursor(before: str) -> tuple[float | str, str | None]:
-    score, sep, token = before.partition(":")
+def runs_page(redis: Redis, settings: Settings, flt: RunFilter) -> RunsPage:
+    """One page of the runs that match, newest first, read from the run indexes (never a
+    scan of every run); counts per state over the filter's time range."""
+    since = time.time() - RANGES[flt.since] if flt.since else None
+    query = RunQuery(
+        state=RunState(flt.state) if flt.state else None, task=flt.task or None,
+        queue=flt.queue or None, token_prefix=flt.token, since=since, limit=flt.limit,
+        after=flt.before or None,
+    )  # fmt: skip
+    index = RunIndex(redis, settings)
     try:
-        return (float(score), token) if sep else ("+inf", None)
-    except ValueError:
-        return "+inf", None
+        page = index.page(query)
+    except ValueError:  # a hand-edited cursor: start from the newest
+        page = index.page(replace(query, after=None))
+    return RunsPage(page.runs, page.next or "", page.counts)
 
 
-def _records(redis: Redis, keys: Keys, tokens: list[str]) -> list[RunRecord]:
-    pipe = redis.pipeline(transaction=False)
-    for token in tokens:
-        pipe.hgetall(keys.run(token))
-    return [RunRecord.from_hash(raw) for raw in pipe.execute() if raw]
-
-
-def recent_failures(redis: Redis, keys: Keys, *, within: float, limit: int = 10) -> list[RunRecord]:
-    """The newest failed runs created within `within` seconds (overview's failing line)."""
-    flt = RunFilter(state=RunState.FAILED, limit=limit)
-    return runs_page(redis, keys, flt, after=time.time() - within).runs
+def recent_failures(
+    redis: Redis, settings: Settings, *, within: float, limit: int = 10
+) -> list[RunRecord]:
+    """The runs that failed within `within` seconds, newest failure first."""
+    query = RunQuery(state=RunState.FAILED, since=time.time() - within, limit=limit)
+    return RunIndex(redis, settings).page(query).runs

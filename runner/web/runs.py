@@ -22,7 +22,7 @@ router = APIRouter()
 @router.get("/runs")
 def runs_list(request: Request, console: ConsoleDep) -> Response:
     flt = RunFilter.from_query(request.query_params)
-    page = runs_page(console.redis, console.keys, flt)
+    page = runs_page(console.redis, console.settings, flt)
     context = {
         "flt": flt,
         "page": page,

@@ -64,7 +64,7 @@ def test_a_vanished_feed_fails_shows_on_the_overview_and_a_rerun_succeeds_live(
     # When the operator opens the overview, its failing line names the run: click through
     page.goto(console.url + "/")
     failing = page.locator("#answer-failing")
-    expect(failing).to_contain_text("FAIL")
+    expect(failing).to_contain_text("1 of 1 runs failed in the last hour")
     failing.get_by_role("link", name=token).click()
     expect(page).to_have_url(re.compile(r"/runs/import_posts"))
     expect(page.locator("#error")).to_contain_text("the file is gone")
@@ -115,6 +115,7 @@ def test_hostile_names_arguments_errors_live_log_fields_and_deploy_labels_render
     token = invoke("import", str(feed)).output.strip()
     feed.unlink()
     work_as(replace(settings, code_version=HOSTILE), redis)
+    assert invoke("deploy", "mark", HOSTILE).exit_code == 0  # an operator's label
     console = serve(settings)
 
     overview = page.goto(console.url + "/")

@@ -28,7 +28,7 @@ def test_the_failing_line_links_each_recent_failure_and_the_chart_counts_them(
     drain()
     html = client.get("/").text
     failing = answer_row(html, "failing")
-    assert "FAIL" in failing and "2 of 3 finished runs failed" in failing
+    assert "broken: 2 of 2 runs failed in the last hour" in failing  # runner health's line
     for token in bad:
         assert f'href="/runs/{token}"' in failing
     assert html.count('<rect class="bar-failed" x=') == 1  # one 10-minute bucket holds both
@@ -41,7 +41,8 @@ def test_with_nothing_failed_the_failing_line_is_ok(
     enqueue("noop")
     drain()
     failing = answer_row(client.get("/").text, "failing")
-    assert '"verdict verdict-ok">ok' in failing and "0 of 1" in failing
+    assert '"verdict verdict-ok">ok' in failing and "no run failed" in failing
+    assert "failed in the last 24 hours" not in failing
 
 
 def test_workers_show_the_run_they_execute_and_queues_their_backlog(
