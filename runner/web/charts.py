@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-WIDTH, HEIGHT = 720, 160
+WIDTH, HEIGHT = 640, 160
 LEFT, RIGHT, TOP, BOTTOM = 44, 8, 14, 22
 PALETTE = ("#2563eb", "#d97706", "#7c3aed", "#0d9488", "#db2777", "#4b5563")
 
@@ -102,7 +102,7 @@ def lines(
     title: str, *, start: float, step: float, series: Mapping[str, Sequence[float | None]],
     marks: Sequence[tuple[float, str]] = (), unit: str = " s",
 ) -> Chart:  # fmt: skip
-    """One line per series (a task), gaps where a bucket has no value."""
+    """One line per series (a task) through the buckets that have a value."""
     n = max((len(v) for v in series.values()), default=0)
     end = start + step * n
     top = max((v for vs in series.values() for v in vs if v is not None), default=0.0)
@@ -111,18 +111,16 @@ def lines(
     for k, (name, values) in enumerate(sorted(series.items())):
         color = PALETTE[k % len(PALETTE)]
         legend.append((name, color))
-        run: list[str] = []
-        for i, value in enumerate([*values, None]):
-            if value is None:
-                if len(run) == 1:  # a lone bucket: a dot, as a line of one point is invisible
-                    cx, cy = run[0].split(",")
-                    shapes.append(Shape("dot", "series", x=float(cx), y=float(cy), color=color))
-                elif run:
-                    shapes.append(Shape("polyline", "series", points=" ".join(run), color=color))
-                run = []
-                continue
-            x = _x(start + (i + 0.5) * step, start, end)
-            run.append(f"{x:.1f},{_y(value, top):.1f}")
+        points = [
+            (_x(start + (i + 0.5) * step, start, end), _y(value, top))
+            for i, value in enumerate(values)
+            if value is not None
+        ]  # a bucket without runs has no value: the line goes on to the next that has one
+        if len(points) == 1:  # a lone value: a dot, as a line of one point is invisible
+            shapes.append(Shape("dot", "series", x=points[0][0], y=points[0][1], color=color))
+        elif points:
+            text = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
+            shapes.append(Shape("polyline", "series", points=text, color=color))
     shapes += _marks(marks, start, end)
     return Chart(title, shapes, legend, empty=top == 0)
 

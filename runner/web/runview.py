@@ -12,6 +12,7 @@ from runner.record import RunRecord, RunState
 LEVELS = ("debug", "info", "warning", "error")
 EVENTS_SHOWN = 1_000  # the newest events of a run page (streams are capped at 2,000 anyway)
 _CONTEXT = {"timestamp", "event", "level", "token", "task", "attempt", "step", "job_id", "logger"}
+_APART = {"exception"}  # shown folded, under the event's fields
 _ENDINGS = {
     "run.succeeded": RunState.SUCCEEDED,
     "run.failed": RunState.FAILED,
@@ -86,7 +87,7 @@ def event_row(event_id: str, event: dict[str, Any]) -> dict[str, Any]:
     fields = " ".join(
         f"{k}={v if isinstance(v, str) else json.dumps(v, default=str)}"
         for k, v in event.items()
-        if k not in _CONTEXT
+        if k not in _CONTEXT and k not in _APART
     )
     return {
         "id": event_id,
@@ -96,6 +97,7 @@ def event_row(event_id: str, event: dict[str, Any]) -> dict[str, Any]:
         "step": str(event.get("step", "") or ""),
         "event": str(event.get("event", "")),
         "fields": fields[:4000],
+        "exception": str(event.get("exception", ""))[:8000],
     }
 
 

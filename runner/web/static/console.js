@@ -15,7 +15,18 @@ function liveLog(table) {
       const td = document.createElement("td");
       td.textContent = row[name];
       if (name === "attempt") td.className = "num";
-      if (name === "fields") td.className = "fields-text";
+      if (name === "fields") {
+        td.className = "fields-text";
+        if (row.exception) {
+          const details = document.createElement("details");
+          const summary = document.createElement("summary");
+          const pre = document.createElement("pre");
+          summary.textContent = "traceback";
+          pre.textContent = row.exception;
+          details.append(summary, pre);
+          td.appendChild(details);
+        }
+      }
       tr.appendChild(td);
     }
     body.appendChild(tr);
