@@ -40,7 +40,11 @@ class WorkerRow:
 @router.get("/")
 def overview(request: Request, console: ConsoleDep) -> Response:
     now = time.time()
-    report = check_health(console.redis, console.settings, registry=console.registry, now=now)
+    registry = console.registry
+    report = check_health(
+        console.redis, console.settings, site_checks=registry.health_checks,
+        scheduled=bool(registry.schedule), now=now,
+    )  # fmt: skip
     failures: list[RunRecord] = recent_failures(
         console.redis, console.settings, within=FAILING_WITHIN
     )
