@@ -8,8 +8,10 @@ own. Requests go through the whole app (guard, routing, templates) with FastAPI'
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import statistics
+import sys
 import time
 from dataclasses import dataclass, replace
 
@@ -75,3 +77,19 @@ def runs_page_ms(env: BenchEnv, runs: int, *, repeats: int = 7) -> ConsoleTimes:
 
 def _count_failed(client: TestClient) -> int:
     return client.get(PAGES[0]).text.count('class="token" href="/runs/')
+
+
+def main(argv: list[str]) -> int:
+    """`python -m scripts.bench_console [RUNS]`: this measurement alone (default 100,000)."""
+    runs = int(argv[0]) if argv else 100_000
+    with contextlib.ExitStack() as stack:
+        env = BenchEnv.open(stack, lease_seconds=5.0)
+        times = runs_page_ms(env, runs)
+    for page, ms in times.pages_ms.items():
+        print(f"{page}: {ms:.0f} ms (median of 7, {times.runs:,} runs)")
+    print(f"console_runs_page_ms {times.slowest_ms:.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
