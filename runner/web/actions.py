@@ -49,7 +49,7 @@ def cancel_one(console: ConsoleDep, token: Annotated[str, Form()]) -> Response:
     if cancel is None:
         return RedirectResponse(run_url(token, notice="cancel is not available"), 303)
     done = cancel(console.redis, console.settings, token, origin=ORIGIN)
-    notice = str(getattr(done, "action", "") or done)
+    notice = f"{done.action}: {done.reason}" if done.reason else str(done.action)
     return RedirectResponse(run_url(token, notice=notice), status_code=303)
 
 
