@@ -37,3 +37,5 @@ def test_the_demo_resumes_a_killed_import_and_reruns_a_failed_run(tmp_path: Path
     failed = out[out.index("a failed run:") :]
     assert "the file is gone; restore it, then rerun" in failed
     assert "#2 run.rerun" in failed and "#2 run.succeeded" in failed
+    # Not on a terminal, it ends by printing the console's command rather than starting it
+    assert f"RUNNER_HOME={tmp_path / 'home'} .venv/bin/runner web" in out
