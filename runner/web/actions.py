@@ -3,17 +3,15 @@ rerun one run, cancel one, and bulk rerun of exactly the failed runs a preview s
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-from collections.abc import Callable
 from dataclasses import replace
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from structlog.contextvars import bound_contextvars
 
+from runner.cancel import cancel
 from runner.record import RunState
 from runner.rerun import rerun
 from runner.web.console import ConsoleDep
@@ -45,9 +43,6 @@ def rerun_one(
 @router.post("/actions/cancel")
 def cancel_one(console: ConsoleDep, token: Annotated[str, Form()]) -> Response:
     """Cancel a queued or running run (it stops at its next checkpoint)."""
-    cancel = cancel_function()
-    if cancel is None:
-        return RedirectResponse(run_url(token, notice="cancel is not available"), 303)
     done = cancel(console.redis, console.settings, token, origin=ORIGIN)
     notice = f"{done.action}: {done.reason}" if done.reason else str(done.action)
     return RedirectResponse(run_url(token, notice=notice), status_code=303)
@@ -81,16 +76,3 @@ async def bulk_rerun(request: Request, console: ConsoleDep) -> Response:
 
 def _failed(flt: RunFilter) -> RunFilter:
     return replace(flt, state=RunState.FAILED, limit=BULK_MAX, before="")
-
-
-def cancel_function() -> Callable[..., Any] | None:
-    """`runner.cancel.cancel(redis, settings, token, *, origin)` when this runner has it."""
-    if importlib.util.find_spec("runner.cancel") is None:
-        return None
-    module = importlib.import_module("runner.cancel")
-    found: Callable[..., Any] | None = getattr(module, "cancel", None)
-    return found
-
-
-def cancel_available() -> bool:
-    return cancel_function() is not None

@@ -10,7 +10,6 @@ from fastapi.responses import Response
 
 from runner.errors import UnknownRun
 from runner.record import ACTIVE, RunState
-from runner.web.actions import cancel_available
 from runner.web.console import Console, ConsoleDep
 from runner.web.listing import PAGE_SIZES, RANGES, STATES, RunFilter, runs_page
 from runner.web.pages import render
@@ -63,7 +62,7 @@ def run_page(request: Request, console: ConsoleDep, token: str) -> Response:
         "args_json": json.dumps(record.args, indent=2, sort_keys=True, default=str),
         "done": sum((record.counters or {}).values()),
         "can_rerun": record.state in (RunState.FAILED, RunState.CANCELLED),
-        "can_cancel": record.state in ACTIVE and cancel_available(),
+        "can_cancel": record.state in ACTIVE and not record.cancel_requested,
     }
     return render(request, "run.html", context)
 

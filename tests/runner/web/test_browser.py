@@ -3,7 +3,6 @@ site's real import task and a SQLite content store: what an operator clicks thro
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from collections.abc import Callable
@@ -215,9 +214,6 @@ def test_the_cron_page_says_when_each_entry_fires_and_links_its_last_run(
     expect(page.locator("#run .state")).to_have_text("queued")
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("runner.cancel") is None, reason="runner cancel is not built yet"
-)
 def test_cancelling_a_running_import_stops_it_at_a_checkpoint_and_it_can_be_rerun(
     page: Any, serve: Callable[..., LiveConsole], settings: Settings, invoke: Callable[..., Any],
     start_worker: Callable[..., Any], runs: Runs, redis: Redis, tmp_path: Path,

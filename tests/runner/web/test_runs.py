@@ -124,3 +124,19 @@ def test_an_unknown_run_is_a_404_page(client: TestClient) -> None:
     answer = client.get("/runs/no-such-run")
     assert answer.status_code == 404
     assert "no run matches" in answer.text
+
+
+def test_cancelling_a_queued_run_from_the_console_ends_it_at_once_logged_as_web(
+    client: TestClient, redis: Redis, settings: Settings, runs: Runs,
+    enqueue: Callable[..., Any], drain: Callable[..., None],
+) -> None:  # fmt: skip
+    token = enqueue("noop", token="to-cancel").token
+    assert "/actions/cancel" in client.get(f"/runs/{token}").text
+    answer = client.post("/actions/cancel", data={"token": token}, headers=SAME_SITE)
+    assert answer.status_code == 303 and "notice=cancelled" in answer.headers["location"]
+    drain()
+    assert state_of(runs, token) == "cancelled"
+    page = client.get(f"/runs/{token}").text
+    assert "/actions/cancel" not in page and "Rerun from checkpoint" in page
+    events = [e for _, e in read_events(redis, Keys(settings.prefix), token)]
+    assert [e.get("origin") for e in events if e["event"] == "run.cancelled"] == ["web"]
