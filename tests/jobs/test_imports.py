@@ -23,6 +23,7 @@ from jobs.sources import resolve
 from jobs.store import engine_for, get_post, posts
 from runner.config import Settings
 from runner.enqueue import Enqueued, Enqueuer, Request
+from runner.record import RunState
 from runner.runs import Runs
 from runner.tasks import load_registry
 from scripts.gen_posts import generate_posts, write_feed
@@ -273,14 +274,29 @@ def test_twenty_thousand_posts_survive_random_sigkills_exactly(
     tokens = [import_feed(path, batch_size=25, attempts=KILLS + 1).token for path in files]
     workers = [start_worker("--name", f"w{i}") for i in range(2)]
     # When workers are SIGKILLed at random moments, several times, and replaced
+    # (each kill aims at a worker seen running an import: a worker still starting up, as
+    # a freshly replaced one is for a second or two on a loaded machine, interrupts nothing)
     rng = random.Random(20261127)
+    names = [f"w{i}" for i in range(2)]
     kills = 0
+
+    def busy() -> list[int]:
+        running = {r.worker.split(".horse")[0] for t in tokens
+                   if (r := runs.get(t)) and r.state == RunState.RUNNING}  # fmt: skip
+        return [i for i, name in enumerate(names) if name in running]
+
     while kills < KILLS and not all(runs.get(t).state == "succeeded" for t in tokens):  # type: ignore[union-attr]
+        deadline = time.monotonic() + 30
+        while not (candidates := busy()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not candidates:
+            break
         time.sleep(rng.uniform(0.1, 1.0))
-        victim = rng.randrange(len(workers))
+        victim = rng.choice(candidates)
         workers[victim].kill_group()
         kills += 1
-        workers[victim] = start_worker("--name", f"w{victim}-{kills}")
+        names[victim] = f"w{victim}-{kills}"
+        workers[victim] = start_worker("--name", names[victim])
 
     def describe() -> str:
         lines = [f"{r.token} {r.state} attempt={r.attempt} error={r.error}" for t in tokens
