@@ -4,7 +4,9 @@
 
 One embedded redis-server (in a temp dir) serves every measurement; it is flushed before each.
 Workers run as real processes (`runner worker --burst`, RQ's Worker and SimpleWorker) with
-their logs in files. Throughputs are the best of 2-3 runs, the order of the sides alternating.
+their logs in files. The no-op and 50 ms job ratios are the median of interleaved rounds (each
+round measures every side back to back, the order reversed each round); the enqueue figures
+the best of 2-3 runs, the order of the sides alternating.
 Set RUNNER_TEST_POSTGRES_URL to also measure imports into PostgreSQL (a fresh schema each).
 
 Prints a table (runner, baseline, ratio, target), the definitions, the machine, and as its last
@@ -18,6 +20,8 @@ import contextlib
 import json
 import os
 import signal
+import statistics
+import subprocess
 import sys
 import time
 import traceback
@@ -29,11 +33,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `scripts.*` when run as a file
 
 from scripts import bench_console, bench_imports, bench_index, bench_queue
-from scripts.bench_env import POSTGRES_ENV, BenchEnv, machine
+from scripts.bench_env import POSTGRES_ENV, ROOT, BenchEnv, machine
 
 LEASE_SECONDS = 5.0
 RSS_LIMIT_MB = 150.0
 RSS_FLAT = 1.2  # peak at N may be at most 20% above the peak at N/10
+NOOP_ROUNDS = 3  # no-op throughput: the median of this many interleaved rounds
 
 
 @dataclass(frozen=True)
@@ -44,14 +49,17 @@ class Sizes:
     crash_posts: int
     rss_posts: int
     console_runs: int
-    repeats: int  # throughput measurements: best of this many
+    repeats: int  # enqueue throughput: best of this many
     import_repeats: int
     crash_repeats: int  # recovery and redo: the worst of this many
+    sleep_jobs: int = 400  # 50 ms jobs per worker run, for --concurrency
+    sleep_rounds: int = 3  # ... the median of this many rounds
 
 
 QUICK = Sizes(
-    500, 2_000, 20_000, 20_000, 100_000, 20_000, repeats=2, import_repeats=1, crash_repeats=1
-)
+    500, 2_000, 20_000, 20_000, 100_000, 20_000, repeats=2, import_repeats=1, crash_repeats=1,
+    sleep_jobs=200, sleep_rounds=1,
+)  # fmt: skip
 FULL = Sizes(
     2_000,
     10_000,
@@ -89,21 +97,90 @@ def failed_rows(keys: list[str], reason: str) -> list[Row]:
     return [Row(key, "error", reason[:60], None, "", False) for key in keys]
 
 
+def median_row(
+    key: str, results: list[dict[str, Any]], side: str, baseline: str, *, at_least: float,
+    value: Callable[[Any], float], unit: str,
+) -> Row:  # fmt: skip
+    """The median over rounds of the paired ratio side/baseline; the jobs/s shown are the
+    medians of each side."""
+    ratio = bench_queue.median_ratio(results, side, baseline, value)
+    runner = statistics.median(value(r[side]) for r in results)
+    base = statistics.median(value(r[baseline]) for r in results)
+    return Row(
+        key, f"{runner:,.0f} {unit}", f"{base:,.0f} {unit}", round(ratio, 3),
+        f">= {at_least:g}", ratio >= at_least,
+    )  # fmt: skip
+
+
 def noop_rows(env: BenchEnv, sizes: Sizes, notes: list[str]) -> list[Row]:
-    best = bench_queue.noop_throughput(env, sizes.noop_jobs, sizes.repeats)
-    runner, simple, fork = best["runner"], best["simple"], best["fork"]
+    results = bench_queue.noop_throughput(env, sizes.noop_jobs, NOOP_ROUNDS)
+    jobs_per_s: Callable[[Any], float] = lambda d: d.jobs_per_s  # noqa: E731
+    commands = {
+        side: statistics.median(r[side].commands_per_job for r in results)
+        for side in ("runner", "simple", "fork")
+    }
+    each = "; ".join(
+        f"{side} " + ", ".join(f"{r[side].jobs_per_s:,.0f}" for r in results)
+        for side in ("runner", "simple", "fork")
+    )
     notes.append(
-        f"noop: {sizes.noop_jobs:,} jobs per worker run; jobs/s = jobs / (first job start ->"
-        " last job end: RQ job started_at/ended_at; runner run started_at/finished_at); Redis"
-        " commands per job (INFO commandstats, Lua inner calls included, worker start and"
-        f" stop amortised): runner {runner.commands_per_job:.1f}, SimpleWorker"
-        f" {simple.commands_per_job:.1f}, Worker {fork.commands_per_job:.1f}"
+        f"noop: {sizes.noop_jobs:,} jobs per worker run, {NOOP_ROUNDS} interleaved rounds, the"
+        " ratio is the median of the rounds' ratios; jobs/s = jobs / (first job start -> last"
+        " job end: RQ job started_at/ended_at; runner run started_at/finished_at); all sides"
+        " on the JSON serializer, RQ logging at WARNING, the same unix socket; per round:"
+        f" {each} jobs/s. Redis commands per job (INFO commandstats, Lua inner calls included,"
+        f" worker start and stop amortised, median): runner {commands['runner']:.1f},"
+        f" SimpleWorker {commands['simple']:.1f}, Worker {commands['fork']:.1f}"
     )
     return [
-        ratio_row("noop_vs_simpleworker", runner.jobs_per_s, simple.jobs_per_s, "jobs/s",
-                  at_least=1.0),
-        ratio_row("noop_vs_worker", runner.jobs_per_s, fork.jobs_per_s, "jobs/s", at_least=3.0),
+        median_row("noop_vs_simpleworker", results, "runner", "simple", at_least=1.5,
+                   value=jobs_per_s, unit="jobs/s"),
+        median_row("noop_vs_worker", results, "runner", "fork", at_least=3.0,
+                   value=jobs_per_s, unit="jobs/s"),
+        Row("redis_commands_per_job", f"{commands['runner']:.1f}",
+            f"SimpleWorker {commands['simple']:.1f}", round(commands["runner"], 1),
+            "(information)", None),
     ]  # fmt: skip
+
+
+def round_trip_rows(env: BenchEnv, sizes: Sizes, notes: list[str]) -> list[Row]:
+    env.flush()
+    command = [sys.executable, "-m", "scripts.bench_trips", str(sizes.noop_jobs)]
+    done = subprocess.run(
+        command, env=env.runner_env(env.sqlite_url("trips")), cwd=ROOT, capture_output=True,
+        text=True, timeout=300, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"bench_trips failed: {done.stderr.strip().splitlines()[-1:]}")
+    trips = json.loads(done.stdout.strip().splitlines()[-1])
+
+    def kinds(side: str) -> str:
+        return ", ".join(f"{name} x{count:g}" for name, count in trips[f"{side}_kinds"][:12])
+
+    notes.append(
+        f"round trips: the horse's client instrumented (one per command, pipeline or Lua call"
+        f" sent), {sizes.noop_jobs:,} no-op jobs drained by a burst minus an idle burst, per"
+        f" job (heartbeats at their real rate). Runner: {kinds('runner')}. SimpleWorker,"
+        f" {trips['simple']:g}: {kinds('simple')}"
+    )
+    return [
+        Row("round_trips_per_job", f"{trips['runner']:g}", f"SimpleWorker {trips['simple']:g}",
+            trips["runner"], "<= 3", trips["runner"] <= 3),
+    ]  # fmt: skip
+
+
+def concurrency_rows(env: BenchEnv, sizes: Sizes, notes: list[str]) -> list[Row]:
+    key = "concurrency_4_vs_1"
+    if not bench_queue.has_concurrency_option():
+        notes.append(f"{key}: missing, `runner worker` has no --concurrency option yet")
+        return [Row(key, "missing", "no --concurrency", None, ">= 3.5", None)]
+    results = bench_queue.concurrency_throughput(env, sizes.sleep_jobs, sizes.sleep_rounds)
+    notes.append(
+        f"concurrency: {sizes.sleep_jobs:,} jobs of one 50 ms sleep step, drained by `runner"
+        f" worker --burst --concurrency 4` vs `--concurrency 1`; median of {len(results)}"
+        " interleaved rounds; jobs/s as for noop"
+    )
+    return [median_row(key, results, "four", "one", at_least=3.5, value=float, unit="jobs/s")]
 
 
 def enqueue_rows(env: BenchEnv, sizes: Sizes, notes: list[str]) -> list[Row]:
@@ -219,9 +296,15 @@ def section(name: str, keys: list[str], measure: Callable[[], list[Row]]) -> lis
 def run(env: BenchEnv, sizes: Sizes) -> tuple[list[Row], list[str]]:
     notes: list[str] = []
     rows = section(
-        "noop throughput", ["noop_vs_simpleworker", "noop_vs_worker"],
+        "noop throughput", ["noop_vs_simpleworker", "noop_vs_worker", "redis_commands_per_job"],
         lambda: noop_rows(env, sizes, notes),
     )  # fmt: skip
+    rows += section(
+        "round trips per job", ["round_trips_per_job"], lambda: round_trip_rows(env, sizes, notes)
+    )
+    rows += section(
+        "several horses", ["concurrency_4_vs_1"], lambda: concurrency_rows(env, sizes, notes)
+    )
     rows += section(
         "enqueue throughput", ["enqueue_vs_rq", "bulk_enqueue_vs_rq"],
         lambda: enqueue_rows(env, sizes, notes),
@@ -263,7 +346,8 @@ def render(rows: list[Row], notes: list[str], about: dict[str, str], mode: str) 
 
 def summary(rows: list[Row]) -> dict[str, Any]:
     keys = (
-        "noop_vs_simpleworker", "noop_vs_worker", "enqueue_vs_rq", "bulk_enqueue_vs_rq",
+        "noop_vs_simpleworker", "noop_vs_worker", "round_trips_per_job",
+        "redis_commands_per_job", "concurrency_4_vs_1", "enqueue_vs_rq", "bulk_enqueue_vs_rq",
         "import_vs_naive_sqlite", "import_vs_naive_postgres", "recovery_s", "redo_batches",
         "peak_rss_mb", "console_runs_page_ms", "index_page_vs_list",
     )  # fmt: skip

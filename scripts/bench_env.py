@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -139,12 +139,17 @@ class BenchEnv:
         self.procs.append(Proc(popen, log))
         return self.procs[-1]
 
-    def runner_worker(self, database_url: str, *, burst: bool = True, name: str = "") -> Proc:
-        """`runner worker [--burst] [--name N]` with the bench's settings in its environment."""
+    def runner_worker(
+        self, database_url: str, *, burst: bool = True, name: str = "",
+        extra: Sequence[str] = (), tasks: str = "jobs",
+    ) -> Proc:  # fmt: skip
+        """`runner worker [--burst] [--name N] [EXTRA...]` with the bench's settings (and the
+        task module `tasks`) in its environment."""
         command = [sys.executable, "-m", "runner", "worker"]
         command += ["--burst"] if burst else []
         command += ["--name", name] if name else []
-        return self.start(command, self.runner_env(database_url), name or "runner")
+        env = {**self.runner_env(database_url), "RUNNER_TASKS": tasks}
+        return self.start([*command, *extra], env, name or "runner")
 
     def rq_worker(self, kind: str, queue: str) -> Proc:
         """A plain RQ worker (`simple`: SimpleWorker, `fork`: Worker) draining `queue`, burst."""

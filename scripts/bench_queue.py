@@ -1,4 +1,5 @@
-"""Queue measurements: no-op job throughput of one worker process, and enqueue throughput.
+"""Queue measurements: no-op job throughput of one worker process, 50 ms jobs with several
+horses, and enqueue throughput.
 
 jobs/s of a worker = jobs / (first job's start -> last job's end), read from Redis afterwards:
 for RQ, the job hashes' `started_at` / `ended_at`; for the runner, whose RQ job hashes go at
@@ -8,6 +9,9 @@ written). Worker start-up and shut-down fall outside the span, everything betwee
 
 from __future__ import annotations
 
+import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -21,7 +25,8 @@ from rq.utils import utcparse
 from runner.enqueue import Enqueued, Enqueuer, Request
 from runner.keys import Keys
 from runner.tasks import Task, load_registry
-from scripts.bench_env import BenchEnv
+from scripts import bench_tasks
+from scripts.bench_env import ROOT, BenchEnv
 from scripts.bench_jobs import NOOP
 
 CHUNK = 500
@@ -52,6 +57,22 @@ def best_of(
             if name not in best or key(result) > key(best[name]):
                 best[name] = result
     return best
+
+
+def rounds(sides: dict[str, Callable[[], Any]], count: int) -> list[dict[str, Any]]:
+    """`count` rounds of every side, one after the other, the order reversed each round, so
+    a side's result can be paired with the others' of the same round."""
+    names, results = list(sides), []
+    for rep in range(count):
+        order = names if rep % 2 == 0 else names[::-1]
+        results.append({name: sides[name]() for name in order})
+    return results
+
+
+def median_ratio(results: Sequence[dict[str, Any]], side: str, baseline: str,
+                 value: Callable[[Any], float]) -> float:  # fmt: skip
+    """The median over rounds of side / baseline, each round's pair measured back to back."""
+    return statistics.median(value(r[side]) / value(r[baseline]) for r in results)
 
 
 def noop_task() -> Task:
@@ -112,14 +133,45 @@ def drain_rq(env: BenchEnv, n: int, kind: str) -> Drained:
     return Drained(n / rq_span(env, job_ids), commands / n)
 
 
-def noop_throughput(env: BenchEnv, n: int, repeats: int) -> dict[str, Drained]:
-    """Best-of-`repeats` Drained for `runner`, `simple` (SimpleWorker) and `fork` (Worker)."""
+def noop_throughput(env: BenchEnv, n: int, count: int) -> list[dict[str, Drained]]:
+    """`count` interleaved rounds of Drained for `runner`, `simple` (SimpleWorker), `fork`
+    (Worker): the same jobs, the same JSON serializer, the same RQ logging level (WARNING),
+    the same Redis on the same unix socket."""
     sides = {
         "runner": lambda: drain_runner(env, n),
         "simple": lambda: drain_rq(env, n, "simple"),
         "fork": lambda: drain_rq(env, n, "fork"),
     }
-    return best_of(sides, repeats, key=lambda d: d.jobs_per_s)
+    return rounds(sides, count)
+
+
+def has_concurrency_option() -> bool:
+    """Whether this checkout's `runner worker` takes `--concurrency`."""
+    command = [sys.executable, "-m", "runner", "worker", "--help"]
+    shown = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=False)
+    return "--concurrency" in shown.stdout
+
+
+def drain_sleepers(env: BenchEnv, n: int, concurrency: int) -> float:
+    """Jobs/s of N `sleep_50ms` runs drained by `runner worker --burst --concurrency C`."""
+    env.flush()
+    settings = env.settings().with_changes(tasks_module=bench_tasks.MODULE)
+    enqueuer, task = Enqueuer(env.redis, settings), bench_tasks.registry.get("sleep_50ms")
+    enqueued = []
+    for part in chunks(n):
+        enqueued += enqueuer.enqueue_many([Request(task, {"i": i}) for i in part])
+    worker = env.runner_worker(
+        env.sqlite_url("sleep"), extra=["--concurrency", str(concurrency)],
+        tasks=bench_tasks.MODULE,
+    )  # fmt: skip
+    worker.wait(timeout=120 + n * bench_tasks.SLEEP_SECONDS * 2)
+    return n / run_span(env, Keys(settings.prefix), enqueued)
+
+
+def concurrency_throughput(env: BenchEnv, n: int, count: int) -> list[dict[str, float]]:
+    """`count` interleaved rounds of 50 ms jobs/s with one horse (`one`) and four (`four`)."""
+    sides = {"one": lambda: drain_sleepers(env, n, 1), "four": lambda: drain_sleepers(env, n, 4)}
+    return rounds(sides, count)
 
 
 def enqueue_runner(env: BenchEnv, n: int, *, bulk: bool) -> float:

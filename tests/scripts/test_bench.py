@@ -1,0 +1,59 @@
+"""The bench's own instruments: the round-trip counter and the pairing of interleaved rounds."""
+
+from __future__ import annotations
+
+from redis import Redis
+
+from runner.config import Settings
+from runner.lua import registered
+from runner.run_scripts import RENEW_LEASE
+from scripts.bench_queue import median_ratio, rounds
+from scripts.bench_trips import TripLog, counting_client, runner_trips, simple_worker_trips
+
+
+def url_of(redis: Redis) -> str:
+    return f"unix://{redis.connection_pool.connection_kwargs['path']}"
+
+
+def test_a_command_a_pipeline_and_a_lua_call_are_one_round_trip_each(redis: Redis) -> None:
+    trips = TripLog()
+    client = counting_client(url_of(redis), trips)
+    renew = registered(client, RENEW_LEASE)
+    renew(keys=["lease"], args=["holder", 1000])  # connects, loads the script
+    start = len(trips.trips)
+
+    client.set("a", 1)
+    pipe = client.pipeline(transaction=True)
+    pipe.incr("a").get("a").incr("a")
+    pipe.execute()
+    renew(keys=["lease"], args=["holder", 1000])
+
+    assert trips.trips[start:] == ["SET", "pipeline(INCRBY GET)", "EVALSHA RENEW_LEASE"]
+
+
+def test_round_trips_per_job_count_each_jobs_claim_and_release_once(
+    redis: Redis, settings: Settings
+) -> None:
+    runner = runner_trips(url_of(redis), settings, 10)
+    simple = simple_worker_trips(url_of(redis), 10)
+
+    kinds = dict(runner.kinds)
+    assert kinds["EVALSHA BEGIN_ATTEMPT"] == 1
+    assert kinds["EVALSHA RELEASE_ATTEMPT"] == 1
+    assert runner.per_job == round(sum(kinds.values()), 2)
+    assert dict(simple.kinds)["HGETALL"] == 1  # RQ fetches each job's hash once
+    assert "EVALSHA BEGIN_ATTEMPT" not in dict(simple.kinds)
+
+
+def test_rounds_alternate_the_order_and_ratios_pair_sides_of_one_round() -> None:
+    calls: list[str] = []
+    speed = {"a": iter([10.0, 30.0, 20.0]), "b": iter([5.0, 10.0, 20.0])}
+
+    def side(name: str) -> float:
+        calls.append(name)
+        return next(speed[name])
+
+    results = rounds({"a": lambda: side("a"), "b": lambda: side("b")}, 3)
+
+    assert calls == ["a", "b", "b", "a", "a", "b"]
+    assert median_ratio(results, "a", "b", float) == 2.0  # ratios 2, 3, 1: the median pair
