@@ -34,14 +34,16 @@ from runner.record import texts
 # the others again (Redis can block on several lists only with a pop, never with a move).
 MULTI_QUEUE_WAIT_SECONDS = 1.0
 
-# Move the first job id of the first non-empty queue into its intermediate list; returns
-# {queue, job id}, or false when every queue is empty.
+# Move the first job id of the first non-empty queue into its intermediate list, and read its
+# job hash, in one call; returns {queue, job id, job hash pairs}, or false when every queue is
+# empty. (RQ moves, then fetches the hash: two round trips.)
 _MOVE_FIRST_JOB = """
+local job_prefix = ARGV[1]    -- RQ's job key prefix (rq.job.Job.redis_job_namespace_prefix)
 -- KEYS: pairs of (queue, its intermediate list), in priority order
 for i = 1, #KEYS, 2 do
   local queue, intermediate = KEYS[i], KEYS[i + 1]
   local id = redis.call('LMOVE', queue, intermediate, 'LEFT', 'RIGHT')
-  if id then return {queue, id} end
+  if id then return {queue, id, redis.call('HGETALL', job_prefix .. id)} end
 end
 return false
 """
@@ -87,33 +89,66 @@ class DeliveryQueue(Queue):
             taken = _take(connection, keys, deadline)
             if taken is None:
                 return None
-            fetched = cls._fetch_dequeued_job(
-                connection, taken[0], taken[1], job_class=job_class, serializer=serializer,
-                death_penalty_class=death_penalty_class,
-            )  # fmt: skip
+            queue_key, job_id, raw = taken
+            if raw is None:  # taken by a blocking move: its hash is read as RQ does
+                fetched = cls._fetch_dequeued_job(
+                    connection, queue_key, job_id, job_class=job_class, serializer=serializer,
+                    death_penalty_class=death_penalty_class,
+                )  # fmt: skip
+            else:
+                fetched = cls._restore_dequeued_job(
+                    connection, queue_key, job_id, raw, job_class=job_class,
+                    serializer=serializer, death_penalty_class=death_penalty_class,
+                )  # fmt: skip
             if fetched is not None:
                 return fetched
 
+    @classmethod
+    def _restore_dequeued_job(
+        cls, connection: Redis, queue_key: str, job_id: str, raw: dict[bytes, bytes], *,
+        job_class: type[Job] | None, serializer: Any, death_penalty_class: Any,
+    ) -> tuple[Job, Queue] | None:  # fmt: skip
+        """RQ's `_fetch_dequeued_job`, from the job hash the move read: None when the hash
+        is gone (dequeue again, as RQ does)."""
+        job_cls = job_class or Job
+        queue = cls.from_queue_key(
+            queue_key, connection=connection, job_class=job_cls, serializer=serializer,
+            death_penalty_class=death_penalty_class,
+        )  # fmt: skip
+        if not raw:
+            return None
+        job = job_cls(job_id, connection=connection, serializer=serializer)
+        try:
+            job.restore(raw)
+        except Exception as exc:  # RQ attaches where the job came from, for the worker's log
+            exc.job_id = job_id  # type: ignore[attr-defined]
+            exc.queue = queue  # type: ignore[attr-defined]
+            raise
+        return job, queue
 
-def _take(connection: Redis, keys: Sequence[str], deadline: float | None) -> tuple[str, str] | None:
-    """Move the first job id of the first non-empty queue into its intermediate list."""
+
+Taken = tuple[str, str, dict[bytes, bytes] | None]
+
+
+def _take(connection: Redis, keys: Sequence[str], deadline: float | None) -> Taken | None:
+    """Move the first job id of the first non-empty queue into its intermediate list:
+    (queue key, job id, its job hash, or None when a blocking move took it)."""
     pairs = [k for key in keys for k in (key, IntermediateQueue.get_intermediate_queue_key(key))]
     move_first = registered(connection, _MOVE_FIRST_JOB)
     while True:
-        if len(keys) > 1 or deadline is None:
-            found = move_first(keys=pairs)
-            if found:
-                queue_key, job_id = texts(found)
-                return queue_key, job_id
-            if deadline is None:
-                return None
+        found = move_first(keys=pairs, args=[Job.redis_job_namespace_prefix])
+        if found:
+            queue_key, job_id = texts(found[:2])
+            return queue_key, job_id, dict(zip(found[2][0::2], found[2][1::2], strict=True))
+        if deadline is None:
+            return None
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise DequeueTimeout(remaining, keys)
         wait = remaining if len(keys) == 1 else min(remaining, MULTI_QUEUE_WAIT_SECONDS)
         moved = connection.blmove(keys[0], pairs[1], math.ceil(wait))
         if moved is not None:
-            return keys[0], texts([moved])[0]
+            return keys[0], texts([moved])[0], None
 
 
 class Limbo:

@@ -29,12 +29,12 @@ from typing import Any
 
 import structlog
 from redis.exceptions import RedisError
-from rq import SimpleWorker
 from rq.exceptions import StopRequested
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
 import runner.logs as logs
+from runner.bookkeeping import BatchedBookkeeping
 from runner.config import Settings
 from runner.delivery import DeliveryQueue
 from runner.deploys import mark_deploy
@@ -64,7 +64,7 @@ class WorkerOptions:
         return self.name or f"{socket.gethostname()}.{pid or os.getpid()}"
 
 
-class Horse(SimpleWorker):
+class Horse(BatchedBookkeeping):
     """RQ's in-process worker, run as the supervisor's child.
 
     RQ spends round trips per job on bookkeeping that changes rarely: it refreshes the
@@ -126,19 +126,11 @@ class Horse(SimpleWorker):
         finally:
             self._waiting = False
 
-    def set_state(self, state: str, pipeline: Any = None) -> None:
-        if pipeline is None and state == self._state:
-            return
-        super().set_state(state, pipeline)
-
     def check_for_suspension(self, burst: bool) -> None:
         now = time.monotonic()
         if now - self._last_suspension_check >= self.suspension_every:
             self._last_suspension_check = now
             super().check_for_suspension(burst)
-
-    def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
-        super().prepare_job_execution(job, remove_from_intermediate_queue=False)
 
     def handle_exception(self, job: Job, *exc_info: Any) -> None:
         if isinstance(exc_info[1], RunFailed):
