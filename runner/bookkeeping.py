@@ -11,6 +11,7 @@ results and worker records end up exactly as RQ writes them, in two round trips.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from redis.client import Pipeline
@@ -59,7 +60,18 @@ class BatchedBookkeeping(SimpleWorker):
         job.heartbeat(now(), ttl, pipeline=pipeline)
         job.prepare_for_execution(self.name, pipeline=pipeline)
         pipeline.persist(job.key)
-        pipeline.execute()
+        claimed = self.stage_claim(job, pipeline)
+        replies = pipeline.execute(raise_on_error=False)
+        for reply in replies[:-1] if claimed else replies:
+            if isinstance(reply, Exception):
+                raise reply
+        if claimed:
+            claimed(replies[-1])
+
+    def stage_claim(self, job: Job, pipeline: Pipeline) -> Callable[[Any], None] | None:
+        """More of the job's start to send with RQ's started records (the horse's claim of
+        the attempt's lease): returns what to call with its reply, or None."""
+        return None
 
     def handle_execution_ended(self, job: Job, queue: Queue, heartbeat_ttl: int) -> None:
         if not lean(job):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import time
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from enum import StrEnum
@@ -12,7 +13,9 @@ from typing import Any
 
 import structlog
 from redis import Redis
+from redis.client import Pipeline
 from rq import get_current_job
+from rq.job import Job
 from structlog.contextvars import bound_contextvars
 
 import runner.logs as logs
@@ -77,6 +80,7 @@ class Executor:
         self.enqueuer = Enqueuer(redis, settings)
         self.replicas = Replicas(redis, self.keys, needed=settings.min_replicas)
         self.version = code_version(settings)
+        self._claimed: _Claimed | None = None  # the claim the horse sent with RQ's records
 
     def install(self) -> None:
         """Make this the executor that RQ jobs of this process call (and make sure logging
@@ -95,11 +99,15 @@ class Executor:
     ) -> Outcome:
         """Execute attempt `attempt` of `token` as RQ job `job_id` (delivered through the
         intermediate list `delivery`); never raises for task faults."""
-        holder = f"{job_id}.{secrets.token_hex(6)}"  # this execution's, should the job run twice
-        status, record, steps = self.durable(
-            self.runs.begin, token, attempt, holder=holder, worker=self.worker,
-            version=self.version, delivery=delivery, job_id=job_id,
-        )  # fmt: skip
+        staged, self._claimed = self._claimed, None
+        if staged is not None and staged.key == (token, attempt, job_id):
+            holder, (status, record, steps) = staged.holder, staged.reply
+        else:
+            holder = _holder(job_id)
+            status, record, steps = self.durable(
+                self.runs.begin, token, attempt, holder=holder, worker=self.worker,
+                version=self.version, delivery=delivery, job_id=job_id,
+            )  # fmt: skip
         if record is None:
             log.warning("attempt.skipped", token=token, reason="run record is gone (expired?)")
             return Outcome(AttemptOutcome.SKIPPED, "missing")
@@ -125,6 +133,25 @@ class Executor:
                 return self._run_task(record, holder, steps, stream)
             finally:
                 stream.flush()
+
+    def stage_claim(self, pipeline: Pipeline, job: Job) -> Callable[[Any], None]:
+        """Queue the claim of RQ job `job`'s attempt in `pipeline`, the horse's transaction of
+        RQ's started records (one round trip for both); `perform` then uses its reply. Returns
+        the function to hand that reply to (an exception: `perform` claims by itself)."""
+        token, attempt = str(job.kwargs["token"]), int(job.kwargs["attempt"])
+        holder = _holder(job.id)
+        self.runs.stage_begin(
+            pipeline, token, attempt, holder=holder, worker=self.worker, version=self.version,
+            delivery=delivery_key(job.origin), job_id=job.id,
+        )  # fmt: skip
+        self._claimed = None
+
+        def claimed(reply: Any) -> None:
+            if not isinstance(reply, Exception):
+                key = (token, attempt, job.id)
+                self._claimed = _Claimed(key, holder, self.runs.begin_reply(reply))
+
+        return claimed
 
     def _claim_replicated(self, token: str, holder: str) -> bool:
         """Wait until a replica has this attempt's claim, renewing its lease meanwhile (behind
@@ -267,6 +294,20 @@ class Executor:
         error = fields.get("error") or {}
         detail = f"{error.get('type')}: {error.get('message')}" if error else ""
         return Outcome(AttemptOutcome(fields["state"]), detail)
+
+
+@dataclass(frozen=True, slots=True)
+class _Claimed:
+    """A claim sent ahead by the horse: for which (token, attempt, job id), as whom, the reply."""
+
+    key: tuple[str, int, str]
+    holder: str
+    reply: tuple[str, RunRecord | None, dict[str, Any]]
+
+
+def _holder(job_id: str) -> str:
+    """The lease holder of one execution of `job_id` (unique, should the job run twice)."""
+    return f"{job_id}.{secrets.token_hex(6)}"
 
 
 def _transient(exc: Exception, task: Task) -> bool:

@@ -11,6 +11,7 @@ from enum import IntEnum
 from typing import Any, cast
 
 from redis import Redis
+from redis.client import Pipeline
 from rq import Queue
 
 from runner.config import Settings
@@ -29,6 +30,8 @@ from runner.run_scripts import (
     RENEW_LEASE,
 )
 from runner.tokens import job_id
+
+ScriptCall = tuple[list[str], list[Any]]  # a Lua script's keys and arguments
 
 
 class Hold(IntEnum):
@@ -136,6 +139,29 @@ class Runs:
         by RQ's tools (the run is now at its next attempt, from its checkpoint); or why the
         body must not run ('stale', 'running', 'succeeded', 'leased', 'missing', ...): a
         duplicate or stale delivery never runs the body twice."""
+        keys, args = self._begin_call(
+            token, attempt, holder=holder, worker=worker, version=version, delivery=delivery,
+            job_id=job_id,
+        )  # fmt: skip
+        return self.begin_reply(self._begin(keys=keys, args=args))
+
+    def stage_begin(
+        self, pipeline: Pipeline, token: str, attempt: int, *, holder: str, worker: str,
+        version: str, delivery: str | None = None, job_id: str | None = None,
+    ) -> None:  # fmt: skip
+        """Queue `begin` in `pipeline` (a caller's transaction), by the script's sha alone:
+        its reply (`begin_reply`) is a NoScriptError when Redis lost the script, and the
+        caller then calls `begin`, which loads it."""
+        keys, args = self._begin_call(
+            token, attempt, holder=holder, worker=worker, version=version, delivery=delivery,
+            job_id=job_id,
+        )  # fmt: skip
+        pipeline.evalsha(self._begin.sha, len(keys), *keys, *args)
+
+    def _begin_call(
+        self, token: str, attempt: int, *, holder: str, worker: str, version: str,
+        delivery: str | None, job_id: str | None,
+    ) -> ScriptCall:  # fmt: skip
         now = time.time()
         keys = [self.keys.run(token), self.keys.lease(token), self.keys.running]
         keys += [self.keys.steps(token), delivery or self.keys.no_delivery]
@@ -144,7 +170,12 @@ class Runs:
         keys += figure_keys(self.keys, version, now)
         args: list[Any] = [attempt, holder, self.lease_ms, now, worker, token, version]
         args += [job_id or holder, *FIGURE_TTLS]
-        status, run, steps = cast(list[Any], self._begin(keys=keys, args=args))
+        return keys, args
+
+    @staticmethod
+    def begin_reply(reply: Any) -> tuple[str, RunRecord | None, dict[str, Any]]:
+        """`begin`'s script reply, decoded: (status, the run, its finished steps)."""
+        status, run, steps = cast(list[Any], reply)
         record = RunRecord.from_hash(_pairs(run)) if run else None
         decoded = {k.decode(): json.loads(v) for k, v in _pairs(steps).items()}
         return texts([status])[0], record, decoded

@@ -21,20 +21,21 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
 import structlog
+from redis.client import Pipeline
 from redis.exceptions import RedisError
 from rq.exceptions import StopRequested
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
 import runner.logs as logs
-from runner.bookkeeping import BatchedBookkeeping
+from runner.bookkeeping import BatchedBookkeeping, lean
 from runner.config import Settings
 from runner.delivery import DeliveryQueue
 from runner.deploys import mark_deploy
@@ -77,11 +78,11 @@ class Horse(BatchedBookkeeping):
     horse that died."""
 
     queue_class = DeliveryQueue
+    executor: Executor | None = None  # claims with RQ's records, hands over at a stop
     heartbeat_every = 5.0
     suspension_every = 1.0
     _last_heartbeat = 0.0
     _last_suspension_check = 0.0
-    executor: Executor | None = None
     _waiting = False  # blocked waiting for a job: a stop may interrupt the wait
     stop_asked_early = False  # a stop signal came while the horse process was starting
 
@@ -125,6 +126,11 @@ class Horse(BatchedBookkeeping):
             return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
         finally:
             self._waiting = False
+
+    def stage_claim(self, job: Job, pipeline: Pipeline) -> Callable[[Any], None] | None:
+        if self.executor is None or not lean(job):
+            return None
+        return self.executor.stage_claim(pipeline, job)
 
     def check_for_suspension(self, burst: bool) -> None:
         now = time.monotonic()

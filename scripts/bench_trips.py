@@ -140,7 +140,8 @@ def runner_trips(url: str, settings: Settings, n: int) -> Trips:
 
     def burst() -> None:
         horse = Horse(list(settings.queues), connection=client, serializer=JSONSerializer)
-        Executor(client, settings, registry, worker=horse.name).install()
+        horse.executor = Executor(client, settings, registry, worker=horse.name)
+        horse.executor.install()
         horse.work(burst=True, logging_level="WARNING", with_scheduler=False)
 
     return steady_state(burst, enqueue_n, n, trips)

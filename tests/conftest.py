@@ -105,7 +105,8 @@ def work(redis: Redis, settings: Settings) -> Callable[[], None]:
 
     def work() -> None:
         horse = Horse(list(settings.queues), connection=redis, serializer=JSONSerializer)
-        Executor(redis, settings, registry, worker=horse.name).install()
+        horse.executor = Executor(redis, settings, registry, worker=horse.name)
+        horse.executor.install()
         horse.work(burst=True, logging_level="WARNING")
 
     return work

@@ -18,6 +18,9 @@ from runner.config import Settings
 from runner.delivery import DeliveryQueue
 from runner.enqueue import Enqueued
 from runner.execute import Executor
+from runner.keys import Keys
+from runner.logs import read_events
+from runner.runs import Runs
 from runner.tasks import load_registry
 from runner.worker import Horse
 from tests.conftest import WorkerProcess, wait_for
@@ -106,3 +109,19 @@ def test_rq_sees_a_running_job_started_on_a_busy_worker(
     [worker] = Worker.all(connection=redis)
     assert worker.name.startswith("A.horse") and worker.get_state() == "busy"
     assert worker.get_current_job_id() == running.job_id
+
+
+def test_a_claim_sent_with_rqs_records_falls_back_when_redis_lost_its_script(
+    redis: Redis, runs: Runs, enqueue: Callable[..., Enqueued], work: Callable[[], None],
+) -> None:  # fmt: skip
+    enqueue("noop", token="first")
+    work()  # the horse's scripts are loaded now: its claims ride with RQ's started records
+    redis.script_flush()  # as after a restart of Redis without its script cache
+
+    enqueue("noop", token="second")
+    work()
+
+    record = runs.get("second")
+    assert record is not None and record.state == "succeeded" and record.attempt == 1
+    names = [e["event"] for _, e in read_events(redis, Keys(), "second")]
+    assert names.count("run.state") == 1 and "attempt.skipped" not in names
