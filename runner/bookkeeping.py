@@ -101,7 +101,23 @@ class BatchedBookkeeping(SimpleWorker):
             job._status = JobStatus.FINISHED
             self.cleanup_execution(job, pipeline=pipeline, execution=execution)
             self.set_state(WorkerStatus.IDLE, pipeline=pipeline)  # execute_job's, sent here
-            pipeline.execute()
+            released = self.stage_release(pipeline)
+            try:
+                replies = pipeline.execute(raise_on_error=False)
+            except Exception:
+                if released:
+                    released(None)  # the run's outcome goes in by itself, retried
+                raise
+        for reply in replies[:-1] if released else replies:
+            if isinstance(reply, Exception):
+                raise reply
+        if released:
+            released(replies[-1])
+
+    def stage_release(self, pipeline: Pipeline) -> Callable[[Any], None] | None:
+        """More of the job's end to send with RQ's success records (the runner's release of
+        the attempt): returns what to call with its reply, or None."""
+        return None
 
     def set_state(self, state: str, pipeline: Any = None) -> None:
         """Write the worker's state only when it changes (or rides in a pipeline)."""

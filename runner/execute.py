@@ -81,6 +81,8 @@ class Executor:
         self.replicas = Replicas(redis, self.keys, needed=settings.min_replicas)
         self.version = code_version(settings)
         self._claimed: _Claimed | None = None  # the claim the horse sent with RQ's records
+        self._deferring = False  # the horse sends this attempt's success with RQ's records
+        self._pending: _Release | None = None  # ... this one, until it does
 
     def install(self) -> None:
         """Make this the executor that RQ jobs of this process call (and make sure logging
@@ -100,7 +102,8 @@ class Executor:
         """Execute attempt `attempt` of `token` as RQ job `job_id` (delivered through the
         intermediate list `delivery`); never raises for task faults."""
         staged, self._claimed = self._claimed, None
-        if staged is not None and staged.key == (token, attempt, job_id):
+        self._deferring = staged is not None and staged.key == (token, attempt, job_id)
+        if staged is not None and self._deferring:
             holder, (status, record, steps) = staged.holder, staged.reply
         else:
             holder = _holder(job_id)
@@ -138,6 +141,7 @@ class Executor:
         """Queue the claim of RQ job `job`'s attempt in `pipeline`, the horse's transaction of
         RQ's started records (one round trip for both); `perform` then uses its reply. Returns
         the function to hand that reply to (an exception: `perform` claims by itself)."""
+        self.release_pending()  # one the horse did not send (its job went another way)
         token, attempt = str(job.kwargs["token"]), int(job.kwargs["attempt"])
         holder = _holder(job.id)
         self.runs.stage_begin(
@@ -152,6 +156,49 @@ class Executor:
                 self._claimed = _Claimed(key, holder, self.runs.begin_reply(reply))
 
         return claimed
+
+    def stage_release(self, pipeline: Pipeline) -> Callable[[Any], None] | None:
+        """Queue the pending success of the attempt just performed in `pipeline`, the horse's
+        transaction of RQ's success records (one round trip for both). Returns the function
+        to hand its reply to (None: nothing pending), which logs the closing event, or the
+        loss of the lease; an exception or None as the reply: the release is made directly."""
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return None
+        self.runs.stage_release(
+            pipeline, pending.token, pending.holder, pending.fields,
+            retention=self.settings.retention_seconds, version=self.version,
+            events=pending.events,
+        )  # fmt: skip
+        return lambda reply: self._released(pending, reply)
+
+    def release_pending(self) -> None:
+        """Make a pending success's release directly (the horse could not send it)."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            self._released(pending, None)
+
+    def _released(self, pending: _Release, reply: Any) -> None:
+        lost: str | None = None
+        if reply is None or isinstance(reply, Exception):
+            try:
+                self.durable(
+                    self.runs.release, pending.token, pending.holder, pending.fields,
+                    events=pending.events, retention=self.settings.retention_seconds,
+                    version=self.version,
+                )  # fmt: skip
+            except LeaseLost as exc:
+                lost = str(exc)
+        elif not reply:
+            lost = f"attempt {pending.holder} lost the lease of {pending.token}"
+        with bound_contextvars(**pending.context):
+            if lost is not None:
+                pending.stream.give_back(pending.events[:-1])
+                with streaming_to(pending.stream):
+                    log.warning("attempt.abandoned", reason=lost)  # flushes them all
+                return
+            with streaming_to(None):  # the stream has it already
+                log.info(pending.event, state=pending.fields["state"], **pending.details)
 
     def _claim_replicated(self, token: str, holder: str) -> bool:
         """Wait until a replica has this attempt's claim, renewing its lease meanwhile (behind
@@ -276,9 +323,15 @@ class Executor:
         self, record: RunRecord, holder: str, fields: dict[str, Any], *, stream: RunStream,
         event: str, retry_at: float | None = None, **details: Any,
     ) -> Outcome:  # fmt: skip
-        """Write the attempt's outcome with its closing event in one call, then log it."""
+        """Write the attempt's outcome with its closing event in one call, then log it (a
+        success the horse sends with RQ's records: when it does, `stage_release`)."""
         closing = event_json(event, state=fields["state"], **details)
         events = [*stream.take(), closing]
+        if self._deferring and fields["state"] == RunState.SUCCEEDED:
+            context = structlog.contextvars.get_contextvars()
+            self._pending = _Release(record.token, holder, fields, events, event, details,
+                                     stream, context)  # fmt: skip
+            return Outcome(AttemptOutcome.SUCCEEDED)
         try:
             self.durable(
                 self.runs.release, record.token, holder, fields, events=events,
@@ -303,6 +356,20 @@ class _Claimed:
     key: tuple[str, int, str]
     holder: str
     reply: tuple[str, RunRecord | None, dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Release:
+    """A success whose release the horse sends with RQ's records, and its closing log line."""
+
+    token: str
+    holder: str
+    fields: dict[str, Any]
+    events: list[str]
+    event: str
+    details: dict[str, Any]
+    stream: RunStream
+    context: dict[str, Any]
 
 
 def _holder(job_id: str) -> str:

@@ -223,6 +223,30 @@ class Runs:
         """End the attempt: write its outcome (`fields['state']`) and events, drop the lease,
         count the outcome and duration in the figures of code `version`; a terminal run
         starts expiring. Raises LeaseLost (then nothing is written)."""
+        keys, args = self._release_call(
+            token, holder, fields, retention=retention, version=version, retry_at=retry_at,
+            events=events,
+        )  # fmt: skip
+        if not self._release(keys=keys, args=args):
+            raise LeaseLost(f"attempt {holder} lost the lease of {token}; its outcome is dropped")
+
+    def stage_release(
+        self, pipeline: Pipeline, token: str, holder: str, fields: Mapping[str, Any], *,
+        retention: int, version: str, events: Sequence[str] = (),
+    ) -> None:  # fmt: skip
+        """Queue `release` in `pipeline` (a caller's transaction), by the script's sha alone:
+        its reply is 1, 0 (the lease was lost: nothing written), or a NoScriptError when
+        Redis lost the script (the caller then calls `release`)."""
+        keys, args = self._release_call(
+            token, holder, fields, retention=retention, version=version, retry_at=None,
+            events=events,
+        )  # fmt: skip
+        pipeline.evalsha(self._release.sha, len(keys), *keys, *args)
+
+    def _release_call(
+        self, token: str, holder: str, fields: Mapping[str, Any], *, retention: int,
+        version: str, retry_at: float | None, events: Sequence[str],
+    ) -> ScriptCall:  # fmt: skip
         now = time.time()
         keys = [
             self.keys.lease(token), self.keys.run(token), self.keys.running,
@@ -234,8 +258,7 @@ class Runs:
         retry = "" if retry_at is None else retry_at
         args = [holder, token, retention, retry, self.log_cap, now, *FIGURE_TTLS]
         args += [len(flat) // 2, *flat, *events]
-        if not self._release(keys=keys, args=args):
-            raise LeaseLost(f"attempt {holder} lost the lease of {token}; its outcome is dropped")
+        return keys, args
 
     # Moves of an existing run, outside any attempt (reaper, rerun): each is conditional on
     # the run being as the caller saw it.

@@ -132,6 +132,9 @@ class Horse(BatchedBookkeeping):
             return None
         return self.executor.stage_claim(pipeline, job)
 
+    def stage_release(self, pipeline: Pipeline) -> Callable[[Any], None] | None:
+        return None if self.executor is None else self.executor.stage_release(pipeline)
+
     def check_for_suspension(self, burst: bool) -> None:
         now = time.monotonic()
         if now - self._last_suspension_check >= self.suspension_every:

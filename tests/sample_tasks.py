@@ -13,6 +13,7 @@ from rq import get_current_job
 
 from runner.context import Run
 from runner.errors import PermanentError, TransientError
+from runner.keys import Keys
 from runner.tasks import RetryPolicy, TaskRegistry
 
 registry = TaskRegistry()
@@ -96,6 +97,14 @@ def flaky(run: Run, *, failures: int = 2, mode: str = "attempt") -> str:
         return "ok"
 
     return run.step("fragile", fragile)
+
+
+@registry.task(retry=FAST_RETRY)
+def outlived(run: Run) -> str:
+    """Finishes its step, then loses its lease (as to an attempt that took over meanwhile)."""
+    run.step("work", lambda: "done")
+    _redis().set(Keys(run.settings.prefix).lease(run.token), "a-newer-attempt")
+    return "too late"
 
 
 @registry.task(retry=FAST_RETRY)

@@ -125,3 +125,20 @@ def test_a_claim_sent_with_rqs_records_falls_back_when_redis_lost_its_script(
     assert record is not None and record.state == "succeeded" and record.attempt == 1
     names = [e["event"] for _, e in read_events(redis, Keys(), "second")]
     assert names.count("run.state") == 1 and "attempt.skipped" not in names
+
+
+def test_a_success_sent_with_rqs_records_after_the_lease_was_lost_writes_nothing(
+    redis: Redis, runs: Runs, enqueue: Callable[..., Enqueued], work: Callable[[], None],
+) -> None:  # fmt: skip
+    enqueue("noop", token="warm-up")
+    work()  # scripts loaded: the success below rides in RQ's success records
+    enqueue("outlived", token="late")
+
+    work()
+
+    record = runs.get("late")
+    assert record is not None and record.state == "running" and record.result is None
+    events = [e for _, e in read_events(redis, Keys(), "late")]
+    names = [e["event"] for e in events]
+    assert "attempt.abandoned" in names and "run.succeeded" not in names
+    assert "step.finished" in names  # its log events are kept, though its outcome is not
