@@ -136,7 +136,7 @@ def runner_trips(url: str, settings: Settings, n: int) -> Trips:
     counter = iter(range(10**9))
 
     def enqueue_n(count: int) -> None:
-        enqueuer.enqueue_many([Request(task, {"i": next(counter)}) for _ in range(count)])
+        enqueuer.enqueue_many([Request(task, {}, f"trip-{next(counter)}") for _ in range(count)])
 
     def burst() -> None:
         horse = Horse(list(settings.queues), connection=client, serializer=JSONSerializer)
