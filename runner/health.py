@@ -102,7 +102,9 @@ class _Health:
         ages = [w.age(self.now) or 0.0 for w in workers]
         parts = [f"redis {latency * 1000:.1f} ms"]
         if workers:
-            parts.append(f"{len(workers)} workers (heartbeats {max(ages):.0f} s ago)")
+            supervisors = len({w.supervisor for w in workers})
+            parts.append(f"{len(workers)} horses alive under {supervisors} workers"
+                         f" (heartbeats {max(ages):.0f} s ago)")  # fmt: skip
         else:
             parts.append("no worker alive")
             problems.append("no worker alive: start `runner worker`")

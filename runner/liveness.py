@@ -55,6 +55,11 @@ class WorkerBeat:
     state: str
     last_heartbeat: float | None
 
+    @property
+    def supervisor(self) -> str:
+        """The `runner worker` this horse belongs to (its name without `.horse<pid>`)."""
+        return HORSE_NAME.sub("", self.name)
+
     def age(self, now: float) -> float | None:
         """Seconds since the last heartbeat; None if it never beat."""
         return None if self.last_heartbeat is None else max(0.0, now - self.last_heartbeat)

@@ -32,8 +32,9 @@ from runner.errors import (
 )
 from runner.health import Report, check_health
 from runner.redis import EmbeddedRedis, redact
+from runner.supervisor import run_worker
 from runner.tasks import TaskRegistry, load_registry
-from runner.worker import WorkerOptions, run_worker
+from runner.worker import WorkerOptions
 
 USAGE_ERRORS = (ConfigError, InvalidArguments, UnknownRun, UnknownTask)
 
@@ -117,13 +118,20 @@ def cli(ctx: click.Context, log_json: bool) -> None:
 @click.option("--queue", "-q", "queues", multiple=True, help="Queue to work, in priority order.")
 @click.option("--burst", is_flag=True, help="Quit once the queues are empty.")
 @click.option("--name", default="", help="Worker name (default: host.pid).")
+@click.option(
+    "--concurrency", "-c", default=1, show_default=True, type=click.IntRange(1, 64),
+    help="Horses (processes) working jobs side by side, for I/O-bound tasks.",
+)  # fmt: skip
 @pass_app
-def worker(app: App, queues: tuple[str, ...], burst: bool, name: str) -> None:
-    """Run a worker (RQ) with the reaper that requeues runs of dead workers."""
+def worker(app: App, queues: tuple[str, ...], burst: bool, name: str, concurrency: int) -> None:
+    """Run a worker (RQ): a supervisor keeping --concurrency horses, with the reaper that
+    requeues runs of dead workers."""
     logs.configure()
     app.redis  # fail fast, in one line, when Redis is unreachable  # noqa: B018
     app.registry  # or when the task module does not load  # noqa: B018
-    options = WorkerOptions(queues=queues or app.settings.queues, burst=burst, name=name)
+    options = WorkerOptions(
+        queues=queues or app.settings.queues, burst=burst, name=name, concurrency=concurrency
+    )
     sys.exit(run_worker(app.settings, options))
 
 

@@ -1,0 +1,195 @@
+"""Several horses under one supervisor (`runner worker --concurrency N`), with real processes:
+each horse keeps every guarantee on its own, a crash of one leaves the others alone, and a
+SIGTERM hands every horse's run over."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+import pytest
+import sqlalchemy as sa
+from click.testing import Result
+from redis import Redis
+
+from jobs.sources import resolve
+from jobs.store import engine_for, imports, posts
+from runner.config import Settings
+from runner.enqueue import Enqueuer, Request
+from runner.keys import Keys
+from runner.liveness import Liveness
+from runner.logs import read_events
+from runner.record import RunRecord, RunState
+from runner.runs import Runs
+from runner.tasks import load_registry
+from scripts.gen_posts import generate_posts, write_feed
+from tests.conftest import WorkerProcess, wait_for
+
+POSTS = 3_000  # per feed, in batches of 50: long enough to be caught mid-way
+FEEDS = 4
+LONG_LEASE = "30"  # a handover that waited for the lease would miss every deadline
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The site's own tasks (`jobs`), a SQLite store under the test's home."""
+    return settings.with_changes(tasks_module="jobs", queues=("imports", "cron", "default"))
+
+
+@pytest.fixture(scope="module")
+def feed_files(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """FEEDS feeds of POSTS posts each, with distinct source ids, written once."""
+    folder = tmp_path_factory.mktemp("feeds")
+    paths = []
+    for k in range(FEEDS):
+        path = folder / f"feed-{k}.jsonl"
+        with path.open("w") as out:
+            write_feed(generate_posts(POSTS, seed=k, start=k * POSTS), out)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture
+def import_feeds(
+    feed_files: list[Path], redis: Redis, settings: Settings
+) -> Callable[[], list[str]]:
+    """Enqueue the import of every feed, in batches of 50; returns their tokens."""
+    task = load_registry("jobs").get("import_posts")
+
+    def enqueue() -> list[str]:
+        tokens = []
+        for path in feed_files:
+            [source] = resolve(str(path))
+            request = Request(task, {"source": source.location, "batch_size": 50}, source.token)
+            tokens.append(Enqueuer(redis, settings).enqueue(request).token)
+        return tokens
+
+    return enqueue
+
+
+def done(record: RunRecord | None) -> int:
+    return sum((record.counters or {}).values()) if record else 0
+
+
+def records(runs: Runs, tokens: list[str]) -> list[RunRecord]:
+    found = [runs.get(t) for t in tokens]
+    assert all(found)
+    return found  # type: ignore[return-value]
+
+
+def all_under_way(runs: Runs, tokens: list[str], worker: str) -> bool:
+    """Every run is running on its own horse of `worker`, and has made progress."""
+    rs = records(runs, tokens)
+    return (
+        all(r.state == RunState.RUNNING and r.worker.startswith(f"{worker}.") for r in rs)
+        and len({r.worker for r in rs}) == len(rs)
+        and all(done(r) > 0 for r in rs)
+    )
+
+
+def horse_pid(record: RunRecord) -> int:
+    return int(record.worker.rsplit(".horse", 1)[1])
+
+
+def events(redis: Redis, token: str) -> list[str]:
+    return [e["event"] for _, e in read_events(redis, Keys(), token)]
+
+
+def assert_every_post_once(settings: Settings, tokens: list[str]) -> None:
+    with engine_for(settings.store_url).connect() as conn:
+        ids = list(conn.execute(sa.select(posts.c.source_id)).scalars())
+        inserted = conn.execute(
+            sa.select(imports.c.token, imports.c.inserted).where(imports.c.token.in_(tokens))
+        ).all()
+    assert len(ids) == FEEDS * POSTS and len(set(ids)) == FEEDS * POSTS
+    assert sorted(n for _, n in inserted) == [POSTS] * FEEDS
+
+
+@pytest.mark.slow
+def test_a_killed_horse_leaves_the_other_three_alone_and_its_run_resumes(
+    redis: Redis, runs: Runs, settings: Settings, import_feeds: Callable[[], list[str]],
+    start_worker: Callable[..., WorkerProcess],
+) -> None:  # fmt: skip
+    # Given four imports under way on the four horses of one worker (lease 2 s)
+    tokens = import_feeds()
+    worker = start_worker("--name", "A", "--concurrency", "4")
+    wait_for(lambda: all_under_way(runs, tokens, "A"), timeout=60, what="four imports")
+    # When the horse of the least advanced import is SIGKILLed
+    victim = min(records(runs, tokens), key=done)
+    others = {r.token: r for r in records(runs, tokens) if r.token != victim.token}
+    os.kill(horse_pid(victim), signal.SIGKILL)
+    # Then every import succeeds, with every post exactly once
+    wait_for(
+        lambda: all(r.state == RunState.SUCCEEDED for r in records(runs, tokens)),
+        timeout=120, what="four successes",
+    )  # fmt: skip
+    assert_every_post_once(settings, tokens)
+    # And the other three finished in their first attempt, on the same horse
+    for token, before in others.items():
+        after = runs.get(token)
+        assert after is not None and after.attempt == 1 and after.worker == before.worker
+        assert "run.requeued" not in events(redis, token)
+    # And the killed one's run resumed in a second attempt, from its checkpoint
+    resumed = runs.get(victim.token)
+    assert resumed is not None and resumed.attempt == 2 and resumed.worker != victim.worker
+    assert resumed.result["inserted"] == POSTS
+    [again] = [e for _, e in read_events(redis, Keys(), victim.token)
+               if e["event"] == "import.resumed"]  # fmt: skip
+    assert again["attempt"] == 2 and int(again["position"]) > 0  # type: ignore[call-overload]
+    # And the supervisor lived on, and replaced the dead horse
+    assert worker.process.poll() is None
+    assert "horse.exited" in worker.output()
+
+
+@pytest.mark.slow
+def test_a_sigterm_hands_every_horses_run_over(
+    redis: Redis, runs: Runs, settings: Settings, import_feeds: Callable[[], list[str]],
+    start_worker: Callable[..., WorkerProcess],
+) -> None:  # fmt: skip
+    # Given four imports under way on the four horses of worker A (lease 30 s), B idle
+    tokens = import_feeds()
+    a = start_worker("--name", "A", "--concurrency", "4", RUNNER_LEASE_SECONDS=LONG_LEASE)
+    wait_for(lambda: all_under_way(runs, tokens, "A"), timeout=60, what="four imports on A")
+    start_worker("--name", "B", "--concurrency", "4", RUNNER_LEASE_SECONDS=LONG_LEASE)
+    # When A's supervisor gets SIGTERM
+    a.process.send_signal(signal.SIGTERM)
+    signalled = time.monotonic()
+    # Then A exits within its stop time, and B finishes all four, long before A's leases
+    assert a.process.wait(timeout=10) == 0
+    wait_for(
+        lambda: all(r.state == RunState.SUCCEEDED for r in records(runs, tokens)),
+        timeout=120, what="four successes on B",
+    )  # fmt: skip
+    assert_every_post_once(settings, tokens)
+    for record in records(runs, tokens):
+        assert record.worker.startswith("B.") and record.attempt == 2
+        assert record.handovers == 1 and record.error is None
+        assert events(redis, record.token).count("attempt.handed_over") == 1
+    assert time.monotonic() - signalled < 120
+
+
+@pytest.mark.slow
+def test_liveness_counts_horses_each_under_its_supervisor(
+    redis: Redis, settings: Settings, start_worker: Callable[..., WorkerProcess],
+) -> None:  # fmt: skip
+    # Given a worker of three horses
+    worker = start_worker("--name", "A", "--concurrency", "3")
+    horses = wait_for(
+        lambda: len(psutil.Process(worker.process.pid).children()) == 3 and
+        psutil.Process(worker.process.pid).children(), what="three horses",
+    )  # fmt: skip
+    # Then liveness counts three workers: its horses, each named under the supervisor
+    alive = wait_for(lambda: len(Liveness(redis, settings).alive()) == 3 and
+                     Liveness(redis, settings).alive(), what="three live horses")  # fmt: skip
+    names = sorted(w.name for w in alive)  # type: ignore[attr-defined]
+    assert names == sorted(f"A.horse{h.pid}" for h in horses)  # type: ignore[attr-defined]
+
+
+def test_concurrency_must_be_a_positive_number(invoke: Callable[..., Result]) -> None:
+    result = invoke("worker", "--concurrency", "0")
+    assert result.exit_code == 2
+    assert "--concurrency" in result.output and "Traceback" not in result.output
