@@ -74,11 +74,17 @@ class Supervisor:
         name = self.options.worker_name()
         log.info("worker.started", name=name, queues=self.options.queues,
                  concurrency=self.options.concurrency)  # fmt: skip
+        horses = f", {len(self.slots)} horses" if len(self.slots) > 1 else ""
         self._tell(
-            f"worker {name} on {', '.join(self.options.queues)}, {len(self.slots)} horses."
-            " Ctrl-C: hand the current runs over at their next checkpoints, then stop. Ctrl-C"
-            " twice: stop at once (either way the runs go on from their last checkpoints on"
-            " another worker, at once)."
+            f"worker {name} on {', '.join(self.options.queues)}{horses}."
+            + self._say(
+                " Ctrl-C: hand the current run over at its next checkpoint, then stop. Ctrl-C"
+                " twice: stop at once (either way the run goes on from its last checkpoint on"
+                " another worker, at once).",
+                " Ctrl-C: hand the current runs over at their next checkpoints, then stop."
+                " Ctrl-C twice: stop at once (either way the runs go on from their last"
+                " checkpoints on other workers, at once).",
+            )
         )
         while not (self.stopping and not self.horses):
             if not self.stopping:
@@ -202,8 +208,11 @@ class Supervisor:
         log.info("worker.stopping", signal=signal.Signals(signum).name, warm=first)
         if first:
             self._tell(
-                "stopping: the current runs are handed over at their next checkpoints;"
-                " Ctrl-C again to stop at once"
+                self._say(
+                    "stopping: the current run is handed over at its next checkpoint;",
+                    "stopping: the current runs are handed over at their next checkpoints;",
+                )
+                + " Ctrl-C again to stop at once"
             )
             margin = min(1.0, self.settings.stop_seconds / 5)  # for the handover after a kill
             self.stop_by = time.monotonic() + self.settings.stop_seconds - margin
@@ -211,8 +220,17 @@ class Supervisor:
                 with suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGTERM)
         else:
-            self._tell("stopping at once; the runs resume from their last checkpoints")
+            self._tell(
+                self._say(
+                    "stopping at once; the run resumes from its last checkpoint",
+                    "stopping at once; the runs resume from their last checkpoints",
+                )
+            )
             self._kill_all("a second stop signal")
+
+    def _say(self, one: str, many: str) -> str:
+        """`one` for a worker of one horse, `many` for one of several."""
+        return one if len(self.slots) == 1 else many
 
     @staticmethod
     def _tell(text: str) -> None:
