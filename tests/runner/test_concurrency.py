@@ -17,7 +17,8 @@ from click.testing import Result
 from redis import Redis
 
 from jobs.sources import resolve
-from jobs.store import engine_for, imports, posts
+from jobs.progress import imports
+from jobs.store import engine_for, posts
 from runner.config import Settings
 from runner.enqueue import Enqueuer, Request
 from runner.keys import Keys
