@@ -16,8 +16,8 @@ import sqlalchemy as sa
 from click.testing import Result
 from redis import Redis
 
-from jobs.sources import resolve
 from jobs.progress import imports
+from jobs.sources import resolve
 from jobs.store import engine_for, posts
 from runner.config import Settings
 from runner.enqueue import Enqueuer, Request
