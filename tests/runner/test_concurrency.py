@@ -30,7 +30,7 @@ from runner.tasks import load_registry
 from scripts.gen_posts import generate_posts, write_feed
 from tests.conftest import WorkerProcess, wait_for
 
-POSTS = 3_000  # per feed, in batches of 50: long enough to be caught mid-way
+POSTS = 6_000  # per feed, in batches of 50: long enough to be caught mid-way under load
 FEEDS = 4
 LONG_LEASE = "30"  # a handover that waited for the lease would miss every deadline
 
