@@ -12,7 +12,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -110,6 +110,14 @@ def work(redis: Redis, settings: Settings) -> Callable[[], None]:
         horse.work(burst=True, logging_level="WARNING")
 
     return work
+
+
+def site_settings(settings: Settings, tmp_path: Path) -> Settings:
+    """`settings` running the site's own tasks (jobs), with a SQLite store of this test."""
+    return replace(
+        settings, tasks_module="jobs", queues=("imports", "cron", "default"),
+        database_url=f"sqlite:///{tmp_path / 'content.db'}",
+    )  # fmt: skip
 
 
 def worker_env(settings: Settings, **extra: str) -> dict[str, str]:

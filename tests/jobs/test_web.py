@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +14,12 @@ from redis import Redis
 import jobs.web
 from runner.config import Settings
 from runner.web import create_app
+from tests.conftest import site_settings
 
 
 @pytest.fixture
 def settings(settings: Settings, tmp_path: Path) -> Settings:
-    return replace(
-        settings, tasks_module="jobs", queues=("imports", "cron", "default"),
-        database_url=f"sqlite:///{tmp_path / 'content.db'}",
-    )  # fmt: skip
+    return site_settings(settings, tmp_path)
 
 
 def test_imports_show_their_counters_and_their_rejects_page_by_page(

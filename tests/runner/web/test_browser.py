@@ -22,7 +22,7 @@ from runner.tasks import load_registry
 from runner.worker import Horse
 from scripts.gen_posts import generate_posts
 from scripts.gen_posts import write_feed as write_posts
-from tests.conftest import state_of, wait_for
+from tests.conftest import site_settings, state_of, wait_for
 from tests.runner.web.conftest import LiveConsole
 
 pytestmark = pytest.mark.browser
@@ -31,10 +31,7 @@ pytestmark = pytest.mark.browser
 @pytest.fixture
 def settings(settings: Settings, tmp_path: Path) -> Settings:
     """The site's own tasks (jobs), with a SQLite store of this test."""
-    return replace(
-        settings, tasks_module="jobs", queues=("imports", "cron", "default"),
-        database_url=f"sqlite:///{tmp_path / 'content.db'}",
-    )  # fmt: skip
+    return site_settings(settings, tmp_path)
 
 
 def write_feed(path: Path, count: int) -> bytes:
