@@ -92,6 +92,30 @@ def all_under_way(runs: Runs, tokens: list[str], worker: str) -> bool:
     )
 
 
+def start_ready(
+    start_worker: Callable[..., WorkerProcess], redis: Redis, settings: Settings, name: str,
+    **env: str,
+) -> WorkerProcess:  # fmt: skip
+    """Start worker `name` with FEEDS horses and wait until every horse is registered, so the
+    imports enqueued next go one to a horse (a horse that started late on a loaded machine
+    would otherwise find its import taken by a sibling that had already finished one)."""
+    worker = start_worker("--name", name, "--concurrency", str(FEEDS), **env)
+    wait_for(
+        lambda: sum(w.name.startswith(f"{name}.") for w in Liveness(redis, settings).alive())
+        == FEEDS,
+        timeout=60, what=f"{FEEDS} live horses of {name}",
+    )  # fmt: skip
+    return worker
+
+
+def describe(runs: Runs, tokens: list[str]) -> Callable[[], str]:
+    """What each run looks like, for the failure message of a wait."""
+    return lambda: "\n".join(
+        f"{r.token[:12]} {r.state} on {r.worker} attempt {r.attempt} done {done(r)}"
+        for r in records(runs, tokens)
+    )
+
+
 def horse_pid(record: RunRecord) -> int:
     return int(record.worker.rsplit(".horse", 1)[1])
 
@@ -116,9 +140,12 @@ def test_a_killed_horse_leaves_the_other_three_alone_and_its_run_resumes(
     start_worker: Callable[..., WorkerProcess],
 ) -> None:  # fmt: skip
     # Given four imports under way on the four horses of one worker (lease 2 s)
+    worker = start_ready(start_worker, redis, settings, "A")
     tokens = import_feeds()
-    worker = start_worker("--name", "A", "--concurrency", "4")
-    wait_for(lambda: all_under_way(runs, tokens, "A"), timeout=60, what="four imports")
+    wait_for(
+        lambda: all_under_way(runs, tokens, "A"), timeout=60, what="four imports",
+        describe=describe(runs, tokens),
+    )  # fmt: skip
     # When the horse of the least advanced import is SIGKILLed
     victim = min(records(runs, tokens), key=done)
     others = {r.token: r for r in records(runs, tokens) if r.token != victim.token}
@@ -126,7 +153,7 @@ def test_a_killed_horse_leaves_the_other_three_alone_and_its_run_resumes(
     # Then every import succeeds, with every post exactly once
     wait_for(
         lambda: all(r.state == RunState.SUCCEEDED for r in records(runs, tokens)),
-        timeout=120, what="four successes",
+        timeout=120, what="four successes", describe=describe(runs, tokens),
     )  # fmt: skip
     assert_every_post_once(settings, tokens)
     # And the other three finished in their first attempt, on the same horse
@@ -152,9 +179,12 @@ def test_a_sigterm_hands_every_horses_run_over(
     start_worker: Callable[..., WorkerProcess],
 ) -> None:  # fmt: skip
     # Given four imports under way on the four horses of worker A (lease 30 s), B idle
+    a = start_ready(start_worker, redis, settings, "A", RUNNER_LEASE_SECONDS=LONG_LEASE)
     tokens = import_feeds()
-    a = start_worker("--name", "A", "--concurrency", "4", RUNNER_LEASE_SECONDS=LONG_LEASE)
-    wait_for(lambda: all_under_way(runs, tokens, "A"), timeout=60, what="four imports on A")
+    wait_for(
+        lambda: all_under_way(runs, tokens, "A"), timeout=60, what="four imports on A",
+        describe=describe(runs, tokens),
+    )  # fmt: skip
     start_worker("--name", "B", "--concurrency", "4", RUNNER_LEASE_SECONDS=LONG_LEASE)
     # When A's supervisor gets SIGTERM
     a.process.send_signal(signal.SIGTERM)
@@ -163,7 +193,7 @@ def test_a_sigterm_hands_every_horses_run_over(
     assert a.process.wait(timeout=10) == 0
     wait_for(
         lambda: all(r.state == RunState.SUCCEEDED for r in records(runs, tokens)),
-        timeout=120, what="four successes on B",
+        timeout=120, what="four successes on B", describe=describe(runs, tokens),
     )  # fmt: skip
     assert_every_post_once(settings, tokens)
     for record in records(runs, tokens):
