@@ -102,21 +102,28 @@ class BatchedBookkeeping(SimpleWorker):
             self.cleanup_execution(job, pipeline=pipeline, execution=execution)
             self.set_state(WorkerStatus.IDLE, pipeline=pipeline)  # execute_job's, sent here
             released = self.stage_release(pipeline)
+            staged = [f for f in (released, self.stage_next(pipeline)) if f is not None]
             try:
                 replies = pipeline.execute(raise_on_error=False)
             except Exception:
                 if released:
                     released(None)  # the run's outcome goes in by itself, retried
                 raise
-        for reply in replies[:-1] if released else replies:
+        own = replies[: len(replies) - len(staged)]
+        for reply in own:
             if isinstance(reply, Exception):
                 raise reply
-        if released:
-            released(replies[-1])
+        for hand, reply in zip(staged, replies[len(own) :], strict=True):
+            hand(reply)
 
     def stage_release(self, pipeline: Pipeline) -> Callable[[Any], None] | None:
         """More of the job's end to send with RQ's success records (the runner's release of
         the attempt): returns what to call with its reply, or None."""
+        return None
+
+    def stage_next(self, pipeline: Pipeline) -> Callable[[Any], None] | None:
+        """The start of the next job to send with them too (the horse takes it ahead):
+        returns what to call with its reply, or None."""
         return None
 
     def set_state(self, state: str, pipeline: Any = None) -> None:

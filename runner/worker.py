@@ -13,6 +13,7 @@ killed, and the supervisor hands its run over itself (runner.handover).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import random
@@ -31,15 +32,16 @@ from redis.client import Pipeline
 from rq.exceptions import StopRequested
 from rq.job import Job
 from rq.serializers import JSONSerializer
+from rq.suspension import is_suspended
 
 import runner.logs as logs
 from runner.bookkeeping import BatchedBookkeeping, lean
 from runner.config import Settings
-from runner.delivery import DeliveryQueue
+from runner.delivery import DeliveryQueue, Taken, put_back, stage_take, taken
 from runner.deploys import mark_deploy
 from runner.errors import RunFailed
 from runner.execute import Executor
-from runner.redis import connect
+from runner.redis import REDIS_DOWN, connect
 from runner.tasks import load_registry
 
 log = structlog.get_logger("runner.worker")
@@ -71,7 +73,8 @@ class Horse(BatchedBookkeeping):
 
     Delivery is the runner's (runner.delivery): a job id stays in its queue's intermediate
     list until the attempt claims its lease, and the reaper deals with ids left there by a
-    horse that died."""
+    horse that died. The next job is taken in the transaction that records a success, and
+    put back if the horse stops or is suspended before it begins it."""
 
     queue_class = DeliveryQueue
     executor: Executor | None = None  # claims with RQ's records, hands over at a stop
@@ -80,6 +83,7 @@ class Horse(BatchedBookkeeping):
     _last_heartbeat = 0.0
     _last_suspension_check = 0.0
     _waiting = False  # blocked waiting for a job: a stop may interrupt the wait
+    _ahead: Taken | None = None  # the next job, taken with the last one's success records
     stop_asked_early = False  # a stop signal came while the horse process was starting
 
     @classmethod
@@ -117,6 +121,9 @@ class Horse(BatchedBookkeeping):
     ) -> tuple[Job, Any] | None:
         if self._stop_requested:
             return None
+        ahead = self._take_ahead()
+        if ahead is not None:
+            return ahead
         self._waiting = True
         try:
             return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
@@ -131,11 +138,49 @@ class Horse(BatchedBookkeeping):
     def stage_release(self, pipeline: Pipeline) -> Callable[[Any], None] | None:
         return None if self.executor is None else self.executor.stage_release(pipeline)
 
+    def stage_next(self, pipeline: Pipeline) -> Callable[[Any], None] | None:
+        if self._stop_requested:
+            return None
+        stage_take(self.connection, pipeline, [queue.key for queue in self._ordered_queues])
+
+        def took(reply: Any) -> None:
+            self._ahead = taken(reply)
+
+        return took
+
+    def _take_ahead(self) -> tuple[Job, Any] | None:
+        """The job taken ahead with the last success, as RQ's dequeue returns it; None when
+        there is none (or its hash was gone: the reaper clears its id)."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is None:
+            return None
+        found = DeliveryQueue.restore_taken(
+            self.connection, ahead, job_class=self.job_class, serializer=self.serializer,
+            death_penalty_class=self.death_penalty_class,
+        )  # fmt: skip
+        if found is not None:
+            job, queue = found
+            self.reorder_queues(reference_queue=queue)
+            job.redis_server_version = self.get_redis_server_version()  # type: ignore[no-untyped-call]
+        return found
+
+    def _put_back_ahead(self) -> None:
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            with contextlib.suppress(*REDIS_DOWN):  # else the reaper gives it out later
+                put_back(self.connection, ahead[0], ahead[1])
+
     def check_for_suspension(self, burst: bool) -> None:
         now = time.monotonic()
         if now - self._last_suspension_check >= self.suspension_every:
             self._last_suspension_check = now
-            super().check_for_suspension(burst)
+            if is_suspended(self.connection, self):  # RQ's loop waits there: not with a job
+                self._put_back_ahead()
+                super().check_for_suspension(burst)
+
+    def teardown(self) -> None:
+        self._put_back_ahead()
+        super().teardown()  # type: ignore[no-untyped-call]
 
     def handle_exception(self, job: Job, *exc_info: Any) -> None:
         if isinstance(exc_info[1], RunFailed):

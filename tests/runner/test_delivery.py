@@ -6,12 +6,14 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from redis import Redis
 from rq import Queue
 from rq.exceptions import DequeueTimeout
 from rq.serializers import JSONSerializer
+from rq.suspension import suspend
 
 from runner.config import Settings
 from runner.delivery import DeliveryQueue, delivery_key
@@ -21,6 +23,7 @@ from runner.reaper import Reaper
 from runner.record import texts
 from runner.runs import Runs
 from runner.tasks import load_registry
+from runner.worker import Horse
 
 
 def queues(redis: Redis, *names: str) -> list[Queue]:
@@ -134,3 +137,61 @@ def test_the_reaper_leaves_a_job_that_is_not_the_runners_alone(
     time.sleep(0.6)
     assert reaper.sweep() == 0
     assert listed(redis, delivery_key("default")) == [foreign.id]
+
+
+class Watched(Horse):
+    """The horse, noting what its queue's intermediate list holds when it tears down (before
+    it puts back a job it took ahead), and suspending every worker after its first success
+    when asked to."""
+
+    seen_at_teardown: list[str] | None = None
+    suspend_after_first = False
+
+    def handle_job_success(self, *args: Any, **kwargs: Any) -> None:
+        super().handle_job_success(*args, **kwargs)
+        if self.suspend_after_first:
+            suspend(self.connection)
+
+    def teardown(self) -> None:
+        self.seen_at_teardown = listed(self.connection, delivery_key("default"))
+        super().teardown()
+
+
+def watched_horse(redis: Redis, settings: Settings) -> Watched:
+    horse = Watched(list(settings.queues), connection=redis, serializer=JSONSerializer)
+    horse.executor = Executor(redis, settings, load_registry(settings.tasks_module), horse.name)
+    horse.executor.install()
+    return horse
+
+
+def test_a_horse_takes_the_next_job_with_a_success_and_puts_it_back_when_it_stops(
+    settings: Settings, enqueue: Callable[..., Enqueued], work: Callable[[], None],
+    redis: Redis, runs: Runs,
+) -> None:  # fmt: skip
+    # Given three jobs, and a horse that stops after one
+    first, second, third = (enqueue("counting", items=k, seconds=0.0) for k in (1, 2, 3))
+    horse = watched_horse(redis, settings)
+    # When it has run the first
+    horse.work(burst=True, logging_level="WARNING", max_jobs=1)
+    # Then it had taken the second with the first's success, and gave it back to the head of
+    # its queue when it stopped: queued, not in limbo for the reaper
+    assert horse.seen_at_teardown == [second.job_id]
+    assert listed(redis, delivery_key("default")) == []
+    assert listed(redis, "rq:queue:default") == [second.job_id, third.job_id]
+    assert [runs.get(r.token).state for r in (first, second)] == ["succeeded", "queued"]  # type: ignore[union-attr]
+    # And the next worker runs it as its first attempt
+    work()
+    record = runs.get(second.token)
+    assert record is not None and record.state == "succeeded" and record.attempt == 1
+
+
+def test_a_horse_that_finds_its_worker_suspended_puts_the_job_it_took_ahead_back(
+    settings: Settings, enqueue: Callable[..., Enqueued], redis: Redis, runs: Runs,
+) -> None:  # fmt: skip
+    first, second = enqueue("counting", items=1, seconds=0.0), enqueue("counting", items=2)
+    horse = watched_horse(redis, settings)
+    horse.suspend_after_first, horse.suspension_every = True, 0.0
+    horse.work(burst=True, logging_level="WARNING")  # RQ's burst worker exits when suspended
+    assert horse.seen_at_teardown == []  # given back before RQ's wait for a resume
+    assert listed(redis, "rq:queue:default") == [second.job_id]
+    assert [runs.get(r.token).state for r in (first, second)] == ["succeeded", "queued"]  # type: ignore[union-attr]
