@@ -18,7 +18,8 @@ import math
 from dataclasses import dataclass, field
 
 from runner.config import HealthThresholds
-from runner.figures import Histogram, TaskFigures, seconds_text
+from runner.durations import rounded_duration
+from runner.figures import Histogram, TaskFigures
 from runner.record import RunState
 
 Z_CHANGED = 3.0
@@ -40,7 +41,7 @@ class Change:
             return f"failures {self.before:.1%} -> {self.after:.1%}"
         if self.before > 0:
             return f"{self.name} {(self.after - self.before) / self.before:+.0%}"
-        return f"{self.name} {seconds_text(self.before)} -> {seconds_text(self.after)}"
+        return f"{self.name} {rounded_duration(self.before)} -> {rounded_duration(self.after)}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,6 @@ then +Inf); a field `dur:3` counts the observations in bucket 3 alone (not cumul
 
 from __future__ import annotations
 
-import math
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -236,18 +235,3 @@ def _by_task(items: Iterable[tuple[tuple[str, ...], TaskFigures]]) -> dict[str, 
     for key, figures in items:
         out[key[0]].add(figures)
     return dict(out)
-
-
-def seconds_text(seconds: float | None) -> str:
-    """A duration for a one-line answer: '12 ms', '0.4 s', '12 s', '3.5 min', '2.1 h'."""
-    if seconds is None or math.isnan(seconds):
-        return "-"
-    if seconds < 0.1:
-        return f"{seconds * 1000:.0f} ms"
-    if seconds < 10:
-        return f"{seconds:.1f} s"
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 2 * HOUR:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / HOUR:.1f} h"

@@ -21,7 +21,7 @@ from redis.exceptions import RedisError
 from runner.answers import Answer, Verdict
 from runner.config import Settings
 from runner.delivery import delivery_key
-from runner.figures import seconds_text
+from runner.durations import rounded_duration
 from runner.keys import Keys
 from runner.liveness import Liveness
 from runner.record import RunState, texts
@@ -114,8 +114,8 @@ class _Health:
             parts.append(f"{waiting} runs awaiting the reaper (lease expired or job not begun)")
         stuck = self._stuck({q for w in workers for q in w.queues})
         if stuck:
-            parts.append(f"{stuck} runs queued over {seconds_text(self.limits.stuck_seconds)} "
-                         "with no live worker on their queue")  # fmt: skip
+            over = rounded_duration(self.limits.stuck_seconds)
+            parts.append(f"{stuck} runs queued over {over} with no live worker on their queue")
             problems.append("stuck runs")
         for check in self._site_checks():
             parts.append(f"{check.name} {'ok' if check.ok else 'FAIL'}: {check.detail}")
@@ -136,8 +136,8 @@ class _Health:
         age = max(0.0, self.now - float(raw))
         if scheduled and age > self.limits.clock_seconds:
             problems.append("the clock stopped")
-            return f"clock last ticked {seconds_text(age)} ago: is `runner cron run` up?"
-        return f"clock ticked {seconds_text(age)} ago"
+            return f"clock last ticked {rounded_duration(age)} ago: is `runner cron run` up?"
+        return f"clock ticked {rounded_duration(age)} ago"
 
     def _awaiting_reaper(self) -> int:
         _, orphaned = Runs(self.redis, self.settings).leaseless()

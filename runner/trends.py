@@ -13,7 +13,8 @@ from runner.answers import Answer, Verdict
 from runner.compare import compare
 from runner.config import Settings
 from runner.deploys import DeployMarks
-from runner.figures import HOUR, Figures, Histogram, TaskFigures, seconds_text
+from runner.durations import rounded_duration
+from runner.figures import HOUR, Figures, Histogram, TaskFigures
 from runner.keys import Keys
 from runner.record import RunState, texts
 
@@ -40,15 +41,15 @@ class Trends:
         by_task = _sum_tasks(hour)
         slow: list[str] = []
         wait_text = ", ".join(
-            f"{q} {seconds_text(h.quantile(0.95))}" for q, h in sorted(waits.items())
+            f"{q} {rounded_duration(h.quantile(0.95))}" for q, h in sorted(waits.items())
         )
         slow += [q for q, h in waits.items()
                  if (h.quantile(0.95) or 0) > self.limits.wait_p95_seconds]  # fmt: skip
         task_texts = []
         for task, f in sorted(by_task.items()):
             now_p95, week_p95 = f.duration.quantile(0.95), week.get(task, TaskFigures()).duration
-            task_texts.append(f"{task} p95 {seconds_text(now_p95)} "
-                              f"(last 7 days {seconds_text(week_p95.quantile(0.95))})")  # fmt: skip
+            before = rounded_duration(week_p95.quantile(0.95))
+            task_texts.append(f"{task} p95 {rounded_duration(now_p95)} (last 7 days {before})")
             c = compare(task, week.get(task, TaskFigures()), f, self.limits)
             if c.enough and any(ch.worse and ch.name == "p95" for ch in c.changes):
                 slow.append(task)
@@ -89,7 +90,7 @@ class Trends:
         if latest is None:
             return Answer("deploy", Verdict.OK, "no deploy marked yet", {})
         stamp = datetime.fromtimestamp(latest.at, UTC).strftime("%H:%M")
-        head = f"{latest.version} marked {stamp} ({seconds_text(self.now - latest.at)} ago)"
+        head = f"{latest.version} marked {stamp} ({rounded_duration(self.now - latest.at)} ago)"
         previous = marks.previous_version(latest)
         figures: dict[str, Any] = {"version": latest.version, "at": latest.at}
         if previous is None:

@@ -9,18 +9,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from runner.durations import ago, duration
 from runner.record import RunRecord, RunState
-
-
-def ago(ts: float | None) -> str:
-    """`42s ago`, `3m ago`, `5h ago`, `2d ago`; '-' when never."""
-    if not ts:
-        return "-"
-    seconds = max(0.0, time.time() - ts)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{int(seconds // size)}{unit} ago"
-    return f"{int(seconds)}s ago"
 
 
 def iso(ts: float | None) -> str | None:
@@ -37,20 +27,6 @@ def took(run: RunRecord) -> float | None:
     if run.finished_at and run.finished_at >= run.started_at:
         return run.finished_at - run.started_at
     return None
-
-
-def seconds_text(seconds: float | None) -> str:
-    """`0.31s`, `12s`, `3m04s`, `2h05m`; '-' when unknown."""
-    if seconds is None:
-        return "-"
-    if seconds < 10:
-        return f"{seconds:.2f}s"
-    whole = int(seconds)
-    if whole < 60:
-        return f"{whole}s"
-    if whole < 3600:
-        return f"{whole // 60}m{whole % 60:02d}s"
-    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
 
 
 def error_text(run: RunRecord) -> str:
@@ -127,7 +103,7 @@ SHRINK = ((0, 16), (ARGUMENT, 10), (1, 10), (6, 12))
 def runs_table(runs: Sequence[RunRecord], *, width: int | None = None) -> str:
     """`runs` for people: cut to the terminal's width (error, argument, token first)."""
     rows = [
-        [r.token, r.task, r.state, str(r.attempt), seconds_text(took(r)), argument_text(r),
+        [r.token, r.task, r.state, str(r.attempt), duration(took(r)), argument_text(r),
          error_text(r) or "-", ago(r.created_at)]
         for r in runs
     ]  # fmt: skip
@@ -178,7 +154,7 @@ def detail_text(run: RunRecord, steps: dict[str, Any]) -> str:
         f"started:    {iso(run.started_at) or '-'}"
         + (" (latest attempt)" if run.attempt > 1 else ""),
         f"finished:   {iso(run.finished_at) or '-'}"
-        + (f"  took {seconds_text(took(run))}" if took(run) is not None else ""),
+        + (f"  took {duration(took(run))}" if took(run) is not None else ""),
         f"counters:   {counters_text(run.counters)}" + (f"  of {run.total}" if run.total else ""),
         f"cursor:     {json.dumps(run.cursor)}",
     ]

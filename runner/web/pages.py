@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 from urllib.parse import quote
 
@@ -13,24 +13,10 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, Template, select_autoescape
 
+from runner.durations import ago, duration
 from runner.record import RunState
 
 STATE_WORDS = {str(s): str(s) for s in RunState}  # a state in colour and in words
-
-
-def ago(ts: float | None, *, now: float | None = None) -> str:
-    """`42s ago`, `3m ago`, `5h ago`, `2d ago`, or `in 3m` for the future; '-' when never."""
-    if not ts:
-        return "-"
-    seconds = (now or time.time()) - ts
-    later = seconds < 0
-    seconds = abs(seconds)
-    text = f"{int(seconds)}s"
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            text = f"{int(seconds // size)}{unit}"
-            break
-    return f"in {text}" if later else f"{text} ago"
 
 
 def when(ts: float | None) -> str:
@@ -38,19 +24,6 @@ def when(ts: float | None) -> str:
     if not ts:
         return "-"
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-
-
-def seconds(value: float | None) -> str:
-    """A duration for people: `0.42 s`, `12 s`, `3m 05s`, `2h 10m`."""
-    if value is None:
-        return "-"
-    if value < 10:
-        return f"{value:.2f} s"
-    if value < 60:
-        return f"{value:.0f} s"
-    if value < 3600:
-        return f"{int(value // 60)}m {int(value % 60):02d}s"
-    return f"{int(value // 3600)}h {int(value % 3600 // 60):02d}m"
 
 
 def run_path(token: str) -> str:
@@ -70,7 +43,13 @@ def make_environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(ago=ago, when=when, seconds=seconds, as_json=as_json, run_path=run_path)
+    env.filters.update(
+        ago=ago,
+        when=when,
+        seconds=partial(duration, spaced=True),
+        as_json=as_json,
+        run_path=run_path,
+    )
     env.globals["state_words"] = STATE_WORDS
     return env
 
