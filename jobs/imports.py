@@ -7,10 +7,7 @@ transaction, so the counters are exact after any number of crashes) and `record`
 
 from __future__ import annotations
 
-import contextlib
 import os
-import queue
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -108,7 +105,7 @@ def _upsert(
     counters = progress.counters
     if progress.position:
         run.log.info("import.resumed", position=progress.position, counters=counters.as_dict())
-    batches = _read_ahead(_batches(read_feed(path, after=progress.position), batch_size))
+    batches = _batches(read_feed(path, after=progress.position), batch_size)
     for batch in batches:
         run.ensure_lease()
         position = batch[-1].position
@@ -119,45 +116,6 @@ def _upsert(
         run.checkpoint(cursor=position, counters=counters.as_dict(), total=records)
     run.log.info("import.upserted", **counters.as_dict())
     return counters.as_dict()
-
-
-def _read_ahead(batches: Iterator[list[Item]], depth: int = 2) -> Iterator[list[Item]]:
-    """Read and validate the next batches in a thread while this one writes the current one:
-    the database driver lets go of the GIL while SQLite or PostgreSQL works, so the two
-    overlap. At most `depth` batches wait; an error in the reader is raised here."""
-    ready: queue.Queue[tuple[list[Item] | None, BaseException | None]] = queue.Queue(depth)
-    stop = threading.Event()
-
-    def offer(entry: tuple[list[Item] | None, BaseException | None]) -> bool:
-        """Put `entry` unless the consumer stopped first; say whether it went in."""
-        while not stop.is_set():
-            with contextlib.suppress(queue.Full):
-                ready.put(entry, timeout=0.1)
-                return True
-        return False
-
-    def read() -> None:
-        try:
-            for batch in batches:
-                if not offer((batch, None)):
-                    return
-            offer((None, None))
-        except BaseException as exc:  # handed to the consumer, raised there
-            offer((None, exc))
-
-    reader = threading.Thread(target=read, name="import-reader", daemon=True)
-    reader.start()
-    try:
-        while True:
-            batch, error = ready.get()
-            if error is not None:
-                raise error
-            if batch is None:
-                return
-            yield batch
-    finally:
-        stop.set()
-        reader.join()
 
 
 def _batches(items: Iterator[Item], size: int) -> Iterator[list[Item]]:

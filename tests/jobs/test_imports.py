@@ -16,7 +16,6 @@ import pytest
 import sqlalchemy as sa
 from redis import Redis
 
-from jobs.posts import Item, Rejected
 from jobs.progress import import_rejects, imports
 from jobs.revisions import upgrade
 from jobs.sources import resolve
@@ -328,30 +327,6 @@ def test_twenty_thousand_posts_survive_random_sigkills_exactly(
 def _no_leftover_engines() -> Iterator[None]:
     yield
     engine_for.cache_clear()
-
-
-def test_reading_ahead_keeps_the_order_raises_the_readers_error_and_stops_early() -> None:
-    from jobs.imports import _read_ahead
-
-    def batches(fail_at: int | None) -> Iterator[list[Item]]:
-        for n in range(10):
-            if n == fail_at:
-                raise OSError("the disk went away")
-            yield [Rejected(n, None, "x")]
-
-    # The batches come in order
-    assert [b[0].position for b in _read_ahead(batches(None))] == list(range(10))
-    # An error in the reader is raised to the consumer, after the batches before it
-    seen: list[int] = []
-    with pytest.raises(OSError, match="the disk went away"):
-        for batch in _read_ahead(batches(4)):
-            seen.append(batch[0].position)
-    assert seen == [0, 1, 2, 3]
-    # A consumer that stops early stops the reader (closing returns, no thread left behind)
-    ahead = _read_ahead(batches(None), depth=1)
-    next(ahead)
-    ahead.close()
-    assert not [t for t in threading.enumerate() if t.name == "import-reader"]
 
 
 def test_an_import_gives_wait_a_total_so_the_bar_shows_how_far_and_how_fast(
