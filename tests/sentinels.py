@@ -180,9 +180,22 @@ def pause_replication(replica: Node) -> None:
     os.kill(replica.process.pid, signal.SIGSTOP)
 
 
+FILLER_BYTES = 48 << 20  # more than a loopback socket's buffers hold (tcp_rmem max 32 MiB here)
+
+
+def fill_replication(master: Node) -> None:
+    """Write a value larger than the kernel's socket buffers to the master of a frozen replica.
+    What reached the replica's receive buffer before the freeze was cut survives it (a read
+    after `ss -K` still returns queued data), so without this the writes made during a short
+    freeze may all be replicated after all. The filler takes the buffers: every write after
+    it waits in the master's own output buffer, and dies with the master."""
+    master.client().set("test:replication-filler", b"x" * FILLER_BYTES)
+
+
 def lose_unread_replication(master: Node, replica: Node) -> None:
     """Destroy the frozen replica's connection to the (dead) master with the data it has not
-    read (`ss -K`), then let it run: what the master acknowledged since the freeze is lost."""
+    read (`ss -K`), then let it run: what the master acknowledged after `fill_replication`
+    is lost."""
     command = ["ss", "-K", "dst", "127.0.0.1", "dport", "=", f":{master.port}"]
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     os.kill(replica.process.pid, signal.SIGCONT)

@@ -29,6 +29,7 @@ from tests.conftest import WorkerProcess, wait_for
 from tests.sentinels import (
     Topology,
     can_lose_writes,
+    fill_replication,
     lose_unread_replication,
     pause_replication,
     sentinel_topology,
@@ -127,6 +128,7 @@ def test_a_failover_mid_import_loses_no_post_no_count_and_no_cron_slot(
         # for longer than a lease, until an import has finished (its outcome, the leases'
         # renewals, checkpoints, the next claims and enqueues all exist on the master only)
         pause_replication(replica)
+        fill_replication(old)  # so that every write from here on is lost with the master
         frozen_at, active = time.monotonic(), {t for t in tokens if state(runs, t) != "succeeded"}
         wait_for(
             lambda: time.monotonic() - frozen_at > settings.lease_seconds + 0.5
