@@ -100,6 +100,12 @@ def state(runs: Runs, token: str) -> str | None:
     return record.state if record else None
 
 
+def half_way(runs: Runs, tokens: list[str]) -> list[str]:
+    """The imports running with no more than half their posts done."""
+    records = [r for t in tokens if (r := runs.get(t)) and r.state == "running"]
+    return [r.token for r in records if int((r.counters or {}).get("inserted", 0)) <= POSTS // 2]
+
+
 def progress(runs: Runs, tokens: list[str]) -> int:
     return sum(int((r.counters or {}).get("inserted", 0)) for t in tokens if (r := runs.get(t)))
 
@@ -127,6 +133,9 @@ def test_a_failover_mid_import_loses_no_post_no_count_and_no_cron_slot(
         # ... and the replica stops receiving the master's writes, which go on acknowledged
         # for longer than a lease, until an import has finished (its outcome, the leases'
         # renewals, checkpoints, the next claims and enqueues all exist on the master only)
+        # (frozen while an import has half its posts or more to go, so that it finishes
+        # after the filler on a loaded machine too)
+        wait_for(lambda: half_way(runs, tokens), timeout=60, what="an import half-way")
         pause_replication(replica)
         fill_replication(old)  # so that every write from here on is lost with the master
         frozen_at, active = time.monotonic(), {t for t in tokens if state(runs, t) != "succeeded"}
