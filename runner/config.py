@@ -45,7 +45,11 @@ class Settings:
     web_token: str | None = field(default=None, repr=False)  # never printed
     web_origin: str | None = None
     web_readonly: bool = False
-    web_protect_metrics: bool = False
+    web_hosts: tuple[str, ...] = ()  # host[:port] the console answers besides loopback names
+    web_trusted_proxy: str | None = None  # "header[:hops]": where the client address comes from
+    web_metrics_public: bool = False  # with a token: /metrics alone readable without it
+    web_session_idle_seconds: float = 8 * 3600.0
+    web_session_max_seconds: float = 7 * DAY
     redis_sentinel_password: str | None = field(default=None, repr=False)
     redis_min_replicas: int | None = None  # None: 1 behind Sentinel, else 0
     stop_seconds: float = 10.0  # a stopping worker hands its run over and exits within this
@@ -86,7 +90,11 @@ class Settings:
             web_token=env.get("RUNNER_WEB_TOKEN") or None,
             web_origin=_origin(env.get("RUNNER_WEB_ORIGIN") or None),
             web_readonly=_flag(env, "RUNNER_WEB_READONLY"),
-            web_protect_metrics=_flag(env, "RUNNER_WEB_PROTECT_METRICS"),
+            web_hosts=tuple(env.get("RUNNER_WEB_HOSTS", "").replace(",", " ").lower().split()),
+            web_trusted_proxy=env.get("RUNNER_WEB_TRUSTED_PROXY", "").strip().lower() or None,
+            web_metrics_public=_metrics_public(env),
+            web_session_idle_seconds=_number(env, "RUNNER_WEB_SESSION_IDLE", 8 * 3600.0, low=60),
+            web_session_max_seconds=_number(env, "RUNNER_WEB_SESSION_MAX", 7.0 * DAY, low=60),
             redis_min_replicas=_optional_int(env, "RUNNER_REDIS_MIN_REPLICAS"),
             stop_seconds=_number(env, "RUNNER_STOP_SECONDS", 10.0, low=1.0),
             feeds=_urls(env, "RUNNER_FEEDS"),
@@ -152,6 +160,17 @@ def _flag(env: Mapping[str, str], name: str) -> bool:
     if raw in ("1", "true", "yes", "on"):
         return True
     raise ConfigError(f"{name}={raw!r} is not a flag; set it to 1 or 0")
+
+
+def _metrics_public(env: Mapping[str, str]) -> bool:
+    """RUNNER_WEB_METRICS_PUBLIC; the older RUNNER_WEB_PROTECT_METRICS (kept one release, with
+    a warning from `runner web`) means its opposite."""
+    if env.get("RUNNER_WEB_METRICS_PUBLIC", "") == "" and env.get(DEPRECATED_METRICS, ""):
+        return not _flag(env, DEPRECATED_METRICS)
+    return _flag(env, "RUNNER_WEB_METRICS_PUBLIC")
+
+
+DEPRECATED_METRICS = "RUNNER_WEB_PROTECT_METRICS"
 
 
 def _origin(raw: str | None) -> str | None:

@@ -15,6 +15,10 @@ class RedisUnavailable(RunnerError):
     """Redis cannot be reached; the message names the URL (password hidden) and what to do."""
 
 
+class BadRequest(RunnerError):
+    """A console request's parameter is malformed; the message names it and what it takes."""
+
+
 class UnknownTask(RunnerError):
     """A task name is not registered with the runner."""
 

@@ -122,3 +122,20 @@ class Keys:
     def clock(self, name: str) -> str:
         """String with a TTL: a live cron clock's heartbeat."""
         return f"{self.prefix}clock:{name}"
+
+    def web_sign_ins(self, client: str) -> str:
+        """Counter with a TTL: the console's sign-in attempts from one client address (or
+        `*`, every client) in the current throttle window."""
+        return f"{self.prefix}web:sign-ins:{client}"
+
+    def web_revoked(self, session: str) -> str:
+        """String with a TTL (the session's own end): a console session that signed out."""
+        return f"{self.prefix}web:revoked:{session}"
+
+    def web_preview(self, preview: str) -> str:
+        """Hash with a TTL: a bulk rerun preview's exact runs, token -> `state:attempt`."""
+        return f"{self.prefix}web:preview:{preview}"
+
+    def web_bulk_done(self, preview: str) -> str:
+        """String with a TTL: JSON of what confirming a bulk rerun preview did, for its page."""
+        return f"{self.prefix}web:bulk-done:{preview}"

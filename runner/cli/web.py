@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import ipaddress
+import os
 
 import click
 
 from runner.cli.app import App, pass_app
-from runner.errors import ConfigError
+from runner.config import DEPRECATED_METRICS
+from runner.web.hosts import check_bind, is_loopback
 
-
-def is_loopback(host: str) -> bool:
-    """127.0.0.0/8, ::1 and `localhost` are loopback; every other address or name is not."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+__all__ = ["is_loopback", "web_command"]
 
 
 @click.command("web")
@@ -25,17 +18,22 @@ def is_loopback(host: str) -> bool:
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
 @pass_app
 def web_command(app: App, host: str, port: int) -> None:
-    """Serve the operator console. Any address but loopback needs RUNNER_WEB_TOKEN."""
-    if not is_loopback(host) and not app.settings.web_token:
-        raise ConfigError(
-            f"--host {host} is reachable from other machines: set RUNNER_WEB_TOKEN to a long "
-            "random secret first, or bind --host 127.0.0.1"
-        )
+    """Serve the operator console. Any address but loopback needs RUNNER_WEB_TOKEN and
+    RUNNER_WEB_HOSTS (or RUNNER_WEB_ORIGIN)."""
+    host = host.strip("[]")  # `--host [::1]` as in a URL
+    check_bind(app.settings, host)
+    if os.environ.get(DEPRECATED_METRICS):
+        click.echo(
+            f"warning: {DEPRECATED_METRICS} is deprecated and goes in the next release; /metrics"
+            " needs the token by default, RUNNER_WEB_METRICS_PUBLIC=1 opens it alone", err=True,
+        )  # fmt: skip
     import uvicorn
 
     from runner.web.app import create_app
 
-    console = create_app(app.settings, redis=app.redis, registry=app.registry)
+    console = create_app(
+        app.settings, redis=app.redis, registry=app.registry, host=host, port=port
+    )
     where = f"[{host}]" if ":" in host else host
     click.echo(f"runner console on http://{where}:{port}/ (Ctrl-C stops it)", err=True)
     uvicorn.run(

@@ -8,19 +8,25 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import structlog
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 from redis import Redis
 
 from runner.config import Settings
-from runner.errors import ConfigError
+from runner.errors import BadRequest, ConfigError
+from runner.keys import Keys
 from runner.logs import configure as configure_logs
 from runner.redis import connect
 from runner.tasks import TaskRegistry, load_registry
 from runner.web import actions, cron, live, monitoring, overview, runs, signin
 from runner.web.console import Console
 from runner.web.guard import Guard
+from runner.web.hosts import HostList, check_bind
 from runner.web.pages import make_environment
+from runner.web.sessions import Sessions, check_token
+from runner.web.throttle import SignInThrottle
 
 STATIC = Path(__file__).parent / "static"
 
@@ -42,9 +48,15 @@ def create_app(
     redis: Redis | None = None,
     registry: TaskRegistry | None = None,
     routers: Sequence[APIRouter] = (),
+    host: str = "127.0.0.1",
+    port: int | None = None,
 ) -> FastAPI:
-    """The console for `settings`; the site's pages come from `registry.web_routers`.
-    Raises ConfigError when the task module does not load."""
+    """The console for `settings`, bound to `host` and `port` (None: any port, for tests);
+    the site's pages come from `registry.web_routers`. Raises ConfigError when the task module
+    does not load, the token is weak, or a bind beyond loopback lacks a token or host names."""
+    check_token(settings.web_token)
+    check_bind(settings, host)
+    hosts = HostList.for_console(settings, port=port)
     if registry is None:
         registry = load_registry(settings.tasks_module)
     if redis is None:
@@ -55,6 +67,10 @@ def create_app(
     app.state.console = Console(settings, redis, registry)
     app.state.templates = make_environment()
     app.state.site_templates = {}
+    sessions = Sessions(redis, settings) if settings.web_token else None
+    app.state.sessions = sessions
+    app.add_exception_handler(BadRequest, _bad_request)
+    app.add_exception_handler(RequestValidationError, _bad_request)
     site = [_router(r) for r in registry.web_routers]
     app.state.site_pages = _site_links(site)
     for router in (*ROUTERS, *routers, *site):
@@ -64,9 +80,19 @@ def create_app(
     app.add_middleware(
         Guard,
         settings=settings,
+        hosts=hosts,
+        sessions=sessions,
+        throttle=SignInThrottle(redis, Keys(settings.prefix)),
         sign_in_page=lambda path: login.render(next=path, wrong=False, readonly=True),
     )
     return app
+
+
+async def _bad_request(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, RequestValidationError):
+        fields = sorted({".".join(str(p) for p in e.get("loc", ())[1:]) for e in exc.errors()})
+        exc = BadRequest(f"missing or malformed: {', '.join(fields) or 'the request'}")
+    return PlainTextResponse(f"bad request: {exc}\n", status_code=400)
 
 
 def _router(entry: APIRouter | str) -> APIRouter:

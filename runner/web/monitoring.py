@@ -1,4 +1,5 @@
-"""`GET /health` (the four answers as JSON; 503 only when "up" fails, so a load balancer does
+"""`GET /health` (the four answers as JSON, their details only to a request the guard let see
+them; 503 only when "up" fails, so a load balancer does
 not restart the console during an incident it should show) and `GET /metrics` (Prometheus
 text, computed from Redis at scrape time). Added to the console's app by its ROUTERS."""
 
@@ -39,7 +40,11 @@ async def health(request: Request) -> JSONResponse:
         check_health, console.redis, console.settings, site_checks=registry.health_checks,
         scheduled=bool(registry.schedule),
     )  # fmt: skip
-    body: dict[str, Any] = report.as_dict()
+    visitor = getattr(request.state, "visitor", None)
+    if getattr(visitor, "health_details", False):
+        body: dict[str, Any] = report.as_dict()
+    else:  # a probe of any name, or without the token: status and verdict words only
+        body = {"ok": report.ok, **{a.question: str(a.verdict) for a in report.answers}}
     return JSONResponse(body, status_code=200 if report.up.ok else 503)
 
 

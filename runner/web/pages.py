@@ -64,7 +64,7 @@ def render(
     body = page.render(
         request=request,
         readonly=request.app.state.console.readonly,
-        signed_in=bool(getattr(request.state, "signed_in", False)),
+        signed_in=getattr(getattr(request.state, "visitor", None), "session", None) is not None,
         **context,
     )
     return HTMLResponse(body, status_code=status)
