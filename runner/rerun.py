@@ -45,15 +45,20 @@ def rerun(
     from_scratch: bool = False,
     dry_run: bool = False,
     force: bool = False,
+    seen: tuple[str, int] | None = None,
 ) -> Rerun:
     """Give a failed or cancelled run its next attempt (with `force`, a succeeded one too,
-    logged as deliberate); any other state is left alone and said why."""
+    logged as deliberate); any other state is left alone and said why. With `seen` (state,
+    attempt), only if the run is still there: checked in the same atomic step as the rerun."""
     keys = Keys(settings.prefix)
     runs = Runs(redis, settings)
     record = runs.get(token)
     if record is None:
         why = "the run has expired or never existed"
         return Rerun(token, "?", "missing", RerunAction.SKIPPED, why)
+    if seen is not None and (str(record.state), record.attempt) != seen:
+        why = f"it changed since the preview: it is {record.state} at attempt {record.attempt}"
+        return Rerun(token, record.task, record.state, RerunAction.SKIPPED, why)
     rerunnable = {RunState.FAILED, RunState.CANCELLED} | ({RunState.SUCCEEDED} if force else set())
     if record.state not in rerunnable:
         why = f"it is {record.state}; only failed and cancelled runs are rerun"

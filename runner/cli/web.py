@@ -31,9 +31,7 @@ def web_command(app: App, host: str, port: int) -> None:
 
     from runner.web.app import create_app
 
-    console = create_app(
-        app.settings, redis=app.redis, registry=app.registry, host=host, port=port
-    )
+    console = create_app(app.settings, redis=app.redis, registry=app.registry, host=host, port=port)
     where = f"[{host}]" if ":" in host else host
     click.echo(f"runner console on http://{where}:{port}/ (Ctrl-C stops it)", err=True)
     uvicorn.run(

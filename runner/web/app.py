@@ -21,6 +21,7 @@ from runner.logs import configure as configure_logs
 from runner.redis import connect
 from runner.tasks import TaskRegistry, load_registry
 from runner.web import actions, cron, live, monitoring, overview, runs, signin
+from runner.web.clients import parse_trusted
 from runner.web.console import Console
 from runner.web.guard import Guard
 from runner.web.hosts import HostList, check_bind
@@ -57,6 +58,7 @@ def create_app(
     check_token(settings.web_token)
     check_bind(settings, host)
     hosts = HostList.for_console(settings, port=port)
+    trusted = parse_trusted(settings.web_trusted_proxy)
     if registry is None:
         registry = load_registry(settings.tasks_module)
     if redis is None:
@@ -82,6 +84,7 @@ def create_app(
         settings=settings,
         hosts=hosts,
         sessions=sessions,
+        trusted=trusted,
         throttle=SignInThrottle(redis, Keys(settings.prefix)),
         sign_in_page=lambda path: login.render(next=path, wrong=False, readonly=True),
     )

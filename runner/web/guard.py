@@ -17,7 +17,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from runner.config import Settings
-from runner.web.clients import client_address, parse_trusted, proxy_headers
+from runner.web.clients import client_address, proxy_headers
 from runner.web.hosts import HostList
 from runner.web.sessions import Session, Sessions, equal
 from runner.web.throttle import SignInThrottle
@@ -59,14 +59,15 @@ class Guard:
 
     def __init__(
         self, app: ASGIApp, *, settings: Settings, hosts: HostList, sessions: Sessions | None,
-        throttle: SignInThrottle, sign_in_page: Callable[[str], str],
+        throttle: SignInThrottle, trusted: tuple[str, int] | None,
+        sign_in_page: Callable[[str], str],
     ) -> None:  # fmt: skip
         self.app = app
         self.settings = settings
         self.hosts = hosts
         self.sessions = sessions
         self.throttle = throttle
-        self.trusted = parse_trusted(settings.web_trusted_proxy)
+        self.trusted = trusted
         self.sign_in_page = sign_in_page
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -17,6 +17,15 @@ from runner.durations import ago, duration
 from runner.record import RunState
 
 STATE_WORDS = {str(s): str(s) for s in RunState}  # a state in colour and in words
+# What `?notice=` may show: a code of this console's, never text from the URL.
+NOTICES = {
+    "requeued": "Rerun: requeued from its last checkpoint.",
+    "requeued-from-scratch": "Rerun: requeued from scratch.",
+    "not-rerun": "Not rerun: only a failed or cancelled run is rerun (see its state).",
+    "cancelled": "Cancelled: it will not start.",
+    "stopping": "Cancel requested: it stops at its next checkpoint or step boundary.",
+    "not-cancelled": "Not cancelled: it had ended already.",
+}
 
 
 def when(ts: float | None) -> str:
@@ -51,6 +60,7 @@ def make_environment() -> Environment:
         run_path=run_path,
     )
     env.globals["state_words"] = STATE_WORDS
+    env.globals["notices"] = NOTICES
     return env
 
 

@@ -184,7 +184,7 @@ def test_bulk_rerun_previews_the_failed_runs_and_reruns_exactly_those(
     console = serve(settings)
     page.goto(console.url + "/runs?task=import_posts")
     page.get_by_role("link", name=re.compile("Rerun the failed runs")).click()
-    expect(page.locator("#preview-count")).to_contain_text("2 failed runs")
+    expect(page.locator("#preview-count")).to_contain_text("2 failed runs match")
 
     # Meanwhile another import fails: it is not in the preview, so it is not rerun
     later = vanished_import("ccc.jsonl")
@@ -229,7 +229,8 @@ def test_cancelling_a_running_import_stops_it_at_a_checkpoint_and_it_can_be_reru
 
     # When the operator cancels it
     page.get_by_role("button", name="Cancel").click()
-    expect(page.locator(".notice")).to_contain_text("stopping")
+    page.get_by_role("button", name="Cancel the run").click()  # it asks first
+    expect(page.locator(".notice")).to_contain_text("stops at its next checkpoint")
 
     # Then it stops at its next checkpoint, shown live: cancelled, with what it had done
     expect(page.locator("#run .state")).to_have_text("cancelled", timeout=20_000)

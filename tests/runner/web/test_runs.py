@@ -110,7 +110,7 @@ def test_reruns_from_the_console_and_the_cli_log_their_origin(
 ) -> None:  # fmt: skip
     token = enqueue("broken").token
     drain()
-    form = {"token": token, "from_scratch": "1"}
+    form = {"token": token, "from_scratch": "1", "confirm": "1"}
     assert client.post("/actions/rerun", data=form, headers=SAME_SITE).status_code == 303
     assert state_of(runs, token) == "queued"
     drain()
@@ -132,7 +132,8 @@ def test_cancelling_a_queued_run_from_the_console_ends_it_at_once_logged_as_web(
 ) -> None:  # fmt: skip
     token = enqueue("noop", token="to-cancel").token
     assert "/actions/cancel" in client.get(f"/runs/{token}").text
-    answer = client.post("/actions/cancel", data={"token": token}, headers=SAME_SITE)
+    form = {"token": token, "confirm": "1"}
+    answer = client.post("/actions/cancel", data=form, headers=SAME_SITE)
     assert answer.status_code == 303 and "notice=cancelled" in answer.headers["location"]
     drain()
     assert state_of(runs, token) == "cancelled"
