@@ -34,7 +34,7 @@ from runner.errors import (
 )
 from runner.keys import Keys
 from runner.lease import LeaseRenewer, StopReason
-from runner.logs import RunStream, event_json, streaming_to
+from runner.logs import RunStream, capped, event_json, streaming_to
 from runner.record import RunRecord, RunState
 from runner.redis import REDIS_DOWN, Durable
 from runner.replicas import Replicas
@@ -296,7 +296,7 @@ class Executor:
     ) -> Outcome:  # fmt: skip
         error = {
             "type": type(exc).__name__,
-            "message": str(exc) or type(exc).__name__,
+            "message": capped(str(exc) or type(exc).__name__),
             "step": step,
             "attempt": record.attempt,
         }

@@ -21,6 +21,14 @@ from runner.keys import Keys
 from runner.redis import redact
 
 EventDict = MutableMapping[str, Any]
+TEXT_MAX = 10_000  # characters of one stored text (an error message, a log field) kept
+
+
+def capped(text: str, limit: int = TEXT_MAX) -> str:
+    """`text`, cut to `limit` characters with a note of how much was cut."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… [cut: {len(text) - limit:,} more characters]"
 _stream: ContextVar[RunStream | None] = ContextVar("runner_run_stream", default=None)
 
 
@@ -46,6 +54,7 @@ class RunStream:
         self._lock = threading.Lock()
 
     def append(self, event: EventDict) -> None:
+        event = {k: capped(v) if isinstance(v, str) else v for k, v in event.items()}
         self.append_json(json.dumps(event, default=str, separators=(",", ":")), event.get("level"))
 
     def append_json(self, body: str, level: object) -> None:

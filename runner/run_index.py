@@ -10,6 +10,7 @@ then one pipelined read of the page's run records.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -109,7 +110,7 @@ class RunIndex:
         cursor_token = ""
         if query.after:
             score, sep, cursor_token = query.after.partition(":")
-            if not sep:
+            if not sep or not math.isfinite(float(score)):
                 raise ValueError(f"page cursor {query.after!r} is not 'score:token'")
             newest = repr(float(score))
         oldest = "-inf" if query.since is None else repr(query.since)

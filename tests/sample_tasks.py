@@ -176,3 +176,9 @@ def stubborn(run: Run, *, seconds: float = 60.0) -> dict[str, Any]:
 
     run.step("long", long)
     return {"attempt": run.attempt}
+
+
+@registry.task(retry=FAST_RETRY)
+def loud_failure(run: Run, *, size: int = 5_000_000) -> None:
+    """Fails for good with an error message of `size` characters."""
+    raise PermanentError("E" * size)

@@ -71,6 +71,7 @@ def create_app(
     app.state.site_templates = {}
     sessions = Sessions(redis, settings) if settings.web_token else None
     app.state.sessions = sessions
+    app.state.live_slots = live.StreamSlots()
     app.add_exception_handler(BadRequest, _bad_request)
     app.add_exception_handler(RequestValidationError, _bad_request)
     site = [_router(r) for r in registry.web_routers]

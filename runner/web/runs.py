@@ -13,6 +13,7 @@ from runner.record import ACTIVE, RunState
 from runner.web.console import Console, ConsoleDep
 from runner.web.listing import PAGE_SIZES, RANGES, STATES, RunFilter, runs_page
 from runner.web.pages import render
+from runner.web.params import whole_number
 from runner.web.runview import EVENTS_SHOWN, LEVELS, attempts, event_row, run_summary, shown
 
 router = APIRouter()
@@ -46,7 +47,7 @@ def run_page(request: Request, console: ConsoleDep, token: str) -> Response:
         return render(request, "missing.html", {"message": f"run {token} expired"}, status=404)
     level = request.query_params.get("level", "")
     level = level if level in LEVELS else ""
-    attempt = _int(request.query_params.get("attempt"))
+    attempt = whole_number(request.query_params.get("attempt"), "attempt")
     events = newest_events(console, token)
     rows = [event_row(i, e) for i, e in events if shown(e, level=level, attempt=attempt)]
     context = {
@@ -74,10 +75,3 @@ def newest_events(console: Console, token: str) -> list[tuple[str, dict[str, Any
         console.redis.xrevrange(console.keys.log(token), count=EVENTS_SHOWN),
     )
     return [(eid.decode(), json.loads(fields[b"e"])) for eid, fields in reversed(raw)]
-
-
-def _int(raw: str | None) -> int | None:
-    try:
-        return int(raw) if raw else None
-    except ValueError:
-        return None
