@@ -29,6 +29,8 @@ def capped(text: str, limit: int = TEXT_MAX) -> str:
     if len(text) <= limit:
         return text
     return f"{text[:limit]}… [cut: {len(text) - limit:,} more characters]"
+
+
 _stream: ContextVar[RunStream | None] = ContextVar("runner_run_stream", default=None)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -31,23 +32,31 @@ from runner.sentinel import is_sentinel_url, master_client, parse_sentinel_url
 
 T = TypeVar("T")
 SOCKET_PATH_MAX = 100  # sun_path is 108 bytes on Linux; keep a margin
+QUERY_SECRET = re.compile(r"(?i)([?&][a-z_]*password=)[^&#]*")
 REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 
 
 def redact(url: str) -> str:
-    """The URL with any password replaced by `***`, safe to print and log."""
+    """The URL with any password (in its user part or a `?password=` parameter) replaced by
+    `***`, safe to print and log."""
     if is_sentinel_url(url):
         try:
-            return parse_sentinel_url(url).redacted()
+            return _redact_query(parse_sentinel_url(url).redacted())
         except ConfigError:
             return f"{SENTINEL_SCHEME}://***"  # malformed: show nothing that may be secret
     parts = urlsplit(url)
     if parts.password is None:
-        return url
+        return _redact_query(url)
     user = parts.username or ""
     host = parts.hostname or ""
     netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return _redact_query(
+        urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    )
+
+
+def _redact_query(url: str) -> str:
+    return QUERY_SECRET.sub(r"\1***", url)
 
 
 def redis_url(settings: Settings) -> str:

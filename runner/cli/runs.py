@@ -19,6 +19,7 @@ from runner.cli.views import (
     runs_table,
 )
 from runner.errors import UnknownRun
+from runner.printable import printable
 from runner.record import TERMINAL, RunState
 from runner.rerun import RerunAction
 from runner.rerun import rerun as rerun_one
@@ -66,7 +67,7 @@ def show(app: App, run: str, as_json: bool) -> None:
     if as_json:
         click.echo(json_line(**run_detail(record, steps), notes=notes))
     else:
-        click.echo("\n".join([detail_text(record, steps), *notes]))
+        click.echo(printable("\n".join([detail_text(record, steps), *notes])))
 
 
 @click.command("logs")
@@ -95,7 +96,9 @@ def logs_command(app: App, run: str, follow: bool, every_traceback: bool, as_jso
     try:
         for event in events:
             shown = tracebacks.shows(event)
-            click.echo(json_line(**event) if as_json else event_line(event, traceback=shown))
+            click.echo(
+                json_line(**event) if as_json else printable(event_line(event, traceback=shown))
+            )
     except KeyboardInterrupt:
         stopped_waiting([token])
 

@@ -27,7 +27,7 @@ BULK_MAX = 500  # runs one bulk rerun may name
 COUNT_PAGES = 20  # a preview counts the runs that match up to this many pages of BULK_MAX
 ORIGIN = "web"  # every action's log event says where it came from
 CANCEL_NOTICES = {
-    CancelAction.CANCELLED: "cancelled",
+    CancelAction.CANCELLED: "run-cancelled",
     CancelAction.STOPPING: "stopping",
     CancelAction.SKIPPED: "not-cancelled",
 }

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from runner.printable import printable_data
 from runner.record import TERMINAL, RunRecord
 from runner.web.console import Console, ConsoleDep
 from runner.web.params import stream_id, whole_number
@@ -95,7 +96,7 @@ async def _events(
         if record is None:
             yield _message("end", {"reason": "expired"})
             return
-        summary = json.dumps(run_summary(record), sort_keys=True)
+        summary = json.dumps(printable_data(run_summary(record)), sort_keys=True)
         if summary != last_summary:
             last_summary = summary
             yield f"event: run\ndata: {summary}\n\n"
@@ -124,4 +125,4 @@ def _read(
 
 def _message(kind: str, data: dict[str, Any], *, event_id: str | None = None) -> str:
     head = f"id: {event_id}\n" if event_id else ""
-    return f"{head}event: {kind}\ndata: {json.dumps(data)}\n\n"
+    return f"{head}event: {kind}\ndata: {json.dumps(printable_data(data))}\n\n"

@@ -12,8 +12,10 @@ from urllib.parse import quote
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, Template, select_autoescape
+from markupsafe import Markup
 
 from runner.durations import ago, duration
+from runner.printable import printable
 from runner.record import RunState
 
 STATE_WORDS = {str(s): str(s) for s in RunState}  # a state in colour and in words
@@ -22,7 +24,7 @@ NOTICES = {
     "requeued": "Rerun: requeued from its last checkpoint.",
     "requeued-from-scratch": "Rerun: requeued from scratch.",
     "not-rerun": "Not rerun: only a failed or cancelled run is rerun (see its state).",
-    "cancelled": "Cancelled: it will not start.",
+    "run-cancelled": "Cancelled: it will not start.",
     "stopping": "Cancel requested: it stops at its next checkpoint or step boundary.",
     "not-cancelled": "Not cancelled: it had ended already.",
 }
@@ -36,12 +38,21 @@ def when(ts: float | None) -> str:
 
 
 def run_path(token: str) -> str:
-    """The path of a run's page: the token, percent-encoded where a URL path needs it."""
-    return "/runs/" + quote(token, safe="/:@!$'()*+,;=-._~")
+    """The path of a run's page: the token fully percent-encoded (`/`, `?`, `#`, `%` too), so
+    `a/../b?c` stays one token."""
+    return "/runs/" + quote(token, safe="")
 
 
 def as_json(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=True, default=str)
+
+
+def visible(value: Any) -> Any:
+    """Every expression a template prints: hidden and reordering characters made visible
+    (already-escaped Markup stays Markup)."""
+    if isinstance(value, Markup):
+        return Markup(printable(str(value)))
+    return printable(value) if isinstance(value, str) else value
 
 
 def make_environment() -> Environment:
@@ -51,6 +62,7 @@ def make_environment() -> Environment:
         autoescape=select_autoescape(default=True, default_for_string=True),
         trim_blocks=True,
         lstrip_blocks=True,
+        finalize=visible,
     )
     env.filters.update(
         ago=ago,

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from runner.errors import UnknownRun
+from runner.printable import printable_data
 from runner.record import ACTIVE, RunState
 from runner.web.console import Console, ConsoleDep
 from runner.web.listing import PAGE_SIZES, RANGES, STATES, RunFilter, runs_page
@@ -59,7 +60,7 @@ def run_page(request: Request, console: ConsoleDep, token: str) -> Response:
         "level": level,
         "attempt": attempt,
         "levels": LEVELS,
-        "summary": json.dumps(run_summary(record)),
+        "summary": json.dumps(printable_data(run_summary(record))),
         "args_json": json.dumps(record.args, indent=2, sort_keys=True, default=str),
         "done": sum((record.counters or {}).values()),
         "can_rerun": record.state in (RunState.FAILED, RunState.CANCELLED),

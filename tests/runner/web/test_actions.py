@@ -106,4 +106,4 @@ def test_cancel_and_a_rerun_from_scratch_ask_first(
 def test_a_notice_is_one_of_the_consoles_own_never_text_from_the_url(client: TestClient) -> None:
     page = client.get("/runs?notice=Your+session+expired,+sign+in+at+evil.example").text
     assert "evil.example" not in page
-    assert "Cancelled: it will not start." in client.get("/runs?notice=cancelled").text
+    assert "Cancelled: it will not start." in client.get("/runs?notice=run-cancelled").text

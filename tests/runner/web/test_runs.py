@@ -134,7 +134,7 @@ def test_cancelling_a_queued_run_from_the_console_ends_it_at_once_logged_as_web(
     assert "/actions/cancel" in client.get(f"/runs/{token}").text
     form = {"token": token, "confirm": "1"}
     answer = client.post("/actions/cancel", data=form, headers=SAME_SITE)
-    assert answer.status_code == 303 and "notice=cancelled" in answer.headers["location"]
+    assert answer.status_code == 303 and "notice=run-cancelled" in answer.headers["location"]
     drain()
     assert state_of(runs, token) == "cancelled"
     page = client.get(f"/runs/{token}").text
