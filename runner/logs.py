@@ -138,6 +138,14 @@ def _render_json(_: Any, __: str, event: EventDict) -> str:
     return line
 
 
+def _cap_texts(_: Any, __: str, event: EventDict) -> EventDict:
+    """Every text field (a traceback, a message) at most TEXT_MAX characters, with a note."""
+    for name, value in event.items():
+        if isinstance(value, str) and len(value) > TEXT_MAX:
+            event[name] = capped(value)
+    return event
+
+
 def _hide_secrets(_: Any, __: str, event: EventDict) -> EventDict:
     for name, value in event.items():
         if isinstance(value, str) and "://" in value and "@" in value:
@@ -159,9 +167,14 @@ def configure(
         _hide_secrets,
     ]
     tail: list[Any] = (
-        [structlog.processors.format_exc_info, _to_run_stream, structlog.dev.ConsoleRenderer()]
+        [
+            structlog.processors.format_exc_info,
+            _cap_texts,
+            _to_run_stream,
+            structlog.dev.ConsoleRenderer(),
+        ]
         if console
-        else [structlog.processors.format_exc_info, _render_json]
+        else [structlog.processors.format_exc_info, _cap_texts, _render_json]
     )
     renderer = tail[-1] if console else structlog.processors.JSONRenderer()
     structlog.configure(
