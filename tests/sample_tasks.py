@@ -179,6 +179,6 @@ def stubborn(run: Run, *, seconds: float = 60.0) -> dict[str, Any]:
 
 
 @registry.task(retry=FAST_RETRY)
-def loud_failure(run: Run, *, size: int = 5_000_000) -> None:
-    """Fails for good with an error message of `size` characters."""
-    raise PermanentError("E" * size)
+def loud_failure(run: Run, *, size: int = 5_000_000, text: str = "E") -> None:
+    """Fails for good with an error message of `text` repeated `size` times."""
+    raise PermanentError(text * size)

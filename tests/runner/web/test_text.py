@@ -35,20 +35,21 @@ def test_a_password_in_the_query_is_hidden_everywhere(settings: Settings) -> Non
 
 
 def test_hidden_characters_show_as_escapes_on_pages(
-    client: TestClient, enqueue: Callable[..., Any]
+    client: TestClient, enqueue: Callable[..., Any], drain: Callable[..., None]
 ) -> None:
-    token = enqueue("noop", name=f"report{HIDDEN}fdp.exe").token
-    for path in (f"/runs/{token}", "/runs"):
+    token = enqueue("loud_failure", size=1, text=f"report{HIDDEN}fdp.exe").token
+    drain()
+    for path in (f"/runs/{token}", "/runs", "/rerun?state=failed", "/", f"/live/{token}"):
         page = client.get(path).text
         assert not any(c in page for c in HIDDEN), path
-    assert "report\\u202e\\u2066\\u200b" in client.get(f"/runs/{token}").text
+    assert "report\\u202e\\u2066\\u200b\\x0d\\x07" in client.get(f"/runs/{token}").text
 
 
 def test_the_cli_escapes_control_characters_in_show_and_logs(
     invoke: Callable[..., Any], enqueue: Callable[..., Any], drain: Callable[..., None],
     redis: Redis,
 ) -> None:  # fmt: skip
-    token = enqueue("greet", name=f"a{HIDDEN}b").token
+    token = enqueue("loud_failure", size=1, text=f"a{HIDDEN}b").token
     drain()
     for args in (["show", token], ["logs", token]):
         result = invoke(*args)
