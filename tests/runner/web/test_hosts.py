@@ -3,6 +3,8 @@ over HTTP against real Redis and through `runner web`."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -18,7 +20,7 @@ from runner.errors import ConfigError
 from runner.runs import Runs
 from runner.web import create_app
 from runner.web.hosts import HostList, split_host
-from tests.conftest import state_of, worker_env
+from tests.conftest import ROOT, state_of, worker_env
 from tests.runner.web.conftest import BASE
 
 TOKEN = "s3cret-console-token-for-tests-0123456789ABCDEF"
@@ -145,6 +147,18 @@ def test_a_weak_token_is_refused_with_how_to_make_one(
     assert result.exit_code == 2
     assert "secrets.token_urlsafe(32)" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_the_readmes_way_to_make_a_token_makes_a_strong_one(
+    redis: Redis, settings: Settings
+) -> None:
+    readme = (ROOT / "README.md").read_text()
+    one_liner = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
+    assert one_liner in readme
+    made = subprocess.run(
+        [sys.executable, "-c", one_liner.split('"')[1]], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    create_app(replace(settings, web_token=made), redis=redis)  # accepted
 
 
 def test_a_public_bind_needs_the_names_it_answers_to(settings: Settings) -> None:
