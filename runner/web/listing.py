@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
 from redis import Redis
 
 from runner.config import Settings
+from runner.errors import BadRequest
 from runner.record import RunRecord, RunState
 from runner.run_index import RunIndex, RunQuery
+from runner.web.params import whole_number
 
 STATES = tuple(str(s) for s in RunState)
 RANGES = {"1h": 3600, "6h": 6 * 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
@@ -34,20 +36,22 @@ class RunFilter:
 
     @classmethod
     def from_query(cls, query: Mapping[str, str]) -> RunFilter:
-        """Unknown states, ranges and sizes fall back to the defaults rather than fail."""
+        """The filter of a query string; raises BadRequest naming a state, range or size that
+        is not one of the console's (a size is rounded to the nearest page size)."""
         state = query.get("state", "")
         since = query.get("since", "")
-        try:
-            limit = int(query.get("limit", "50"))
-        except ValueError:
-            limit = 50
+        if state not in ("", *STATES):
+            raise BadRequest(f"state={state[:40]!r} is not one of {', '.join(STATES)}")
+        if since not in ("", *RANGES):
+            raise BadRequest(f"since={since[:40]!r} is not one of {', '.join(RANGES)}")
+        limit = whole_number(query.get("limit"), "limit", high=10**9)
         return cls(
-            state=state if state in STATES else "",
+            state=state,
             task=query.get("task", "").strip()[:100],
             queue=query.get("queue", "").strip()[:100],
             token=query.get("token", "").strip()[:300],
-            since=since if since in RANGES else "",
-            limit=min(PAGE_SIZES, key=lambda size: abs(size - limit)),
+            since=since,
+            limit=min(PAGE_SIZES, key=lambda size: abs(size - (50 if limit is None else limit))),
             before=query.get("before", "")[:400],
         )
 
@@ -94,8 +98,8 @@ def runs_page(redis: Redis, settings: Settings, flt: RunFilter) -> RunsPage:
     index = RunIndex(redis, settings)
     try:
         page = index.page(query)
-    except ValueError:  # a hand-edited cursor: start from the newest
-        page = index.page(replace(query, after=None))
+    except ValueError:  # a hand-edited cursor
+        raise BadRequest(f"before={flt.before[:40]!r} is not a page cursor of this list") from None
     return RunsPage(page.runs, page.next or "", page.counts)
 
 

@@ -38,9 +38,9 @@ def when(ts: float | None) -> str:
 
 
 def run_path(token: str) -> str:
-    """The path of a run's page: the token fully percent-encoded (`/`, `?`, `#`, `%` too), so
-    `a/../b?c` stays one token."""
-    return "/runs/" + quote(token, safe="")
+    """The path of a run's page: the token as one percent-encoded path segment (`/`, `?`, `#`,
+    `%` encoded too), so `a/../b?c` stays one token."""
+    return "/runs/" + quote(token, safe=":@!$'()*+,;=-._~")
 
 
 def as_json(value: Any) -> str:
