@@ -22,6 +22,9 @@ log = structlog.get_logger("runner.web")
 TOKEN_MIN_LENGTH = 32
 TOKEN_MIN_DISTINCT = 16
 REFRESH_SECONDS = 60.0  # a session in use gets a new idle deadline at most this often
+REDIS_PAUSE_SECONDS = (
+    5.0  # after Redis failed to answer, sessions are not checked there for this long
+)
 MAKE_ONE = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
 
 
@@ -73,6 +76,7 @@ class Sessions:
         https = (settings.web_origin or "").startswith("https://")
         self.cookie = "__Host-runner_console" if https else "runner_console"
         self.secure = https
+        self._redis_back_at = 0.0  # monotonic time to ask Redis again after it failed
 
     def start(self, *, now: float | None = None) -> Session:
         """A new session (a new id at every sign-in: a cookie set before it is worth nothing)."""
@@ -114,9 +118,15 @@ class Sessions:
         self.redis.set(self.keys.web_revoked(session.id), "1", ex=ttl)
 
     def _revoked(self, sid: str) -> bool:
+        """Whether the session signed out; False while Redis does not answer (the signature
+        alone decides), without waiting for it on every request of an outage."""
+        if time.monotonic() < self._redis_back_at:
+            return False
         try:
             return bool(self.redis.exists(self.keys.web_revoked(sid)))
-        except REDIS_DOWN:  # checked by its signature alone until Redis is back
+        except REDIS_DOWN:
+            self._redis_back_at = time.monotonic() + REDIS_PAUSE_SECONDS
+            log.warning("web.sessions_unchecked", reason="redis is down")
             return False
 
     def _sign(self, body: str) -> str:

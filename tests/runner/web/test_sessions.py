@@ -14,6 +14,7 @@ from structlog.testing import capture_logs
 from runner.config import Settings
 from runner.keys import Keys
 from runner.logs import read_events
+from runner.web import create_app
 from runner.web.sessions import Sessions
 from tests.conftest import state_of
 from tests.runner.web.conftest import BASE
@@ -86,6 +87,21 @@ def test_a_session_is_checked_without_redis(redis: Redis, settings: Settings) ->
     assert down.check(value) is not None
     other_token = Sessions(redis, replace(settings, web_token=TOKEN[::-1]))
     assert other_token.check(value) is None
+
+
+def test_a_signed_in_browser_reads_the_console_while_redis_is_down(
+    redis: Redis, settings: Settings
+) -> None:
+    signed = replace(settings, web_token=TOKEN)
+    value = Sessions(redis, signed).value(Sessions(redis, signed).start())
+    dead = Redis(port=1, socket_connect_timeout=1)
+    client = TestClient(create_app(signed, redis=dead), base_url=BASE)
+    client.cookies.set("runner_console", value)
+    answer = client.get("/health")
+    assert answer.status_code == 503  # Redis is down, and this browser sees why:
+    assert isinstance(answer.json()["up"], dict) and "redis" in answer.json()["up"]["text"].lower()
+    stranger = TestClient(create_app(signed, redis=dead), base_url=BASE)
+    assert stranger.get("/health").json()["up"] == "FAIL"  # words only without a session
 
 
 def test_the_cookie_is_lax_and_on_https_host_prefixed_and_secure(
