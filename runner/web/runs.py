@@ -60,7 +60,7 @@ def run_page(request: Request, console: ConsoleDep, token: str) -> Response:
         "level": level,
         "attempt": attempt,
         "levels": LEVELS,
-        "summary": json.dumps(printable_data(run_summary(record))),
+        "summary": json.dumps(printable_data(_without_error(run_summary(record)))),
         "args_json": json.dumps(record.args, indent=2, sort_keys=True, default=str),
         "done": sum((record.counters or {}).values()),
         "can_rerun": record.state in (RunState.FAILED, RunState.CANCELLED),
@@ -76,3 +76,8 @@ def newest_events(console: Console, token: str) -> list[tuple[str, dict[str, Any
         console.redis.xrevrange(console.keys.log(token), count=EVENTS_SHOWN),
     )
     return [(eid.decode(), json.loads(fields[b"e"])) for eid, fields in reversed(raw)]
+
+
+def _without_error(summary: dict[str, Any]) -> dict[str, Any]:
+    """The page's first summary: its error box shows the error, once per page."""
+    return {k: v for k, v in summary.items() if k != "error"}
