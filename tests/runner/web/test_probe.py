@@ -9,10 +9,14 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from fastapi import APIRouter
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
+from redis import Redis
 from starlette.routing import Mount
 
+from runner.config import Settings
+from runner.web import create_app
 from tests.runner.web.conftest import BASE
 
 TOKEN = "s3cret-console-token-for-tests-0123456789ABCDEF"
@@ -94,3 +98,20 @@ def _request(method: str, url: str) -> Callable[[TestClient, dict[str, str]], An
         return client.request(method, url, headers=headers)
 
     return send
+
+
+def test_a_failing_page_is_a_plain_500_with_the_security_headers(
+    redis: Redis, settings: Settings
+) -> None:
+    broken = APIRouter()
+
+    @broken.get("/broken")
+    def fails() -> None:
+        raise RuntimeError("a bug in a page, with a secret: hunter2")
+
+    app = create_app(settings, redis=redis, routers=[broken])
+    answer = TestClient(app, base_url=BASE, raise_server_exceptions=False).get("/broken")
+    assert answer.status_code == 500
+    assert "hunter2" not in answer.text and "Traceback" not in answer.text
+    assert answer.headers["x-frame-options"] == "DENY"
+    assert "default-src 'none'" in answer.headers["content-security-policy"]
