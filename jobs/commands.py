@@ -26,15 +26,24 @@ def import_command(
     """Import feeds: files (JSON Lines, JSON array, page export), directories, http(s) URLs.
 
     One run per file, its token the file's content hash: the same content is never imported
-    twice. A missing file or unreadable directory is refused before anything is queued."""
-    deadline = app.settings.download_deadline_seconds
-    resolved = [s for location in sources for s in resolve(location, deadline_s=deadline)]
+    twice. A URL's token is its ETag or Last-Modified (asked within RUNNER_URL_CHECK_SECONDS);
+    without them, one run per RUNNER_URL_MIN_INTERVAL, which skips a body imported last. A
+    missing file or unreadable directory is refused before anything is queued."""
+    check_s, interval_s = app.settings.url_check_seconds, app.settings.url_min_interval_seconds
+    resolved = [
+        s for location in sources
+        for s in resolve(location, check_s=check_s, min_interval_s=interval_s)
+    ]  # fmt: skip
     if token and len(resolved) != 1:
         raise InvalidArguments("--token needs exactly one source file or URL")
     if not resolved:
         raise InvalidArguments("no feed files found (looked for .jsonl .ndjson .json .txt)")
     task = app.registry.get(TASK)
-    requests = [Request(task, {"source": s.location}, token or s.token) for s in resolved]
+    # A token of one's own forces a run: no skipping a body that was imported last.
+    requests = [
+        Request(task, {"source": s.location} if token else s.args, token or s.token)
+        for s in resolved
+    ]
     results = app.enqueuer.enqueue_many(requests)
     app.report_enqueued(results, as_json=as_json)
     finish_waiting(app, [r.token for r in results], wait=wait)
