@@ -1,15 +1,14 @@
-"""The site's CLI commands, added to `runner`: `import`, `rejects` and `db upgrade|init`."""
+"""The site's CLI commands, added to `runner`: `import`, `rejects` and `db upgrade|init`.
+
+The store (SQLAlchemy, Alembic) is imported by the commands that use it, not by every
+command line (`runner import` and `runner worker` start without it)."""
 
 from __future__ import annotations
 
 import click
-from sqlalchemy.exc import InterfaceError, OperationalError
 
-from jobs.database import StoreUnavailable, make_engine, shown_url, unreachable
-from jobs.rejects import PAGE, has_rejects, list_rejects
-from jobs.revisions import upgrade
+from jobs.rejects import PAGE
 from jobs.sources import TASK, resolve
-from jobs.store import engine_for
 from runner import InvalidArguments, Request, UnknownRun
 from runner.cli import App, finish_waiting, json_line, pass_app, table
 
@@ -58,6 +57,9 @@ def import_command(
 @pass_app
 def rejects_command(app: App, run: str, after: int, limit: int, as_json: bool) -> None:
     """The lines an import rejected: position, source id and reason, in position order."""
+    from jobs.rejects import has_rejects, list_rejects
+    from jobs.store import engine_for
+
     app.reading()
     engine = engine_for(app.settings.store_url)
     try:
@@ -89,6 +91,11 @@ def db_group() -> None:
 def db_upgrade(app: App) -> None:
     """Bring the content schema to this code's revision (Alembic), under a lock; a database
     made before migrations is adopted without a change. Safe to run any number of times."""
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    from jobs.database import StoreUnavailable, make_engine, shown_url, unreachable
+    from jobs.revisions import upgrade
+
     url = app.settings.store_url
     try:
         engine = make_engine(url)

@@ -121,10 +121,13 @@ def test_a_database_made_by_create_all_is_upgraded_keeping_every_row(bare: sa.En
     # When it is upgraded (twice: the second finds nothing to do)
     assert upgrade(bare) == head()
     assert upgrade(bare) == head()
-    # Then it is at head and every row is as it was
+    # Then it is at head and every row is as it was (an import's row has its new column,
+    # `sha256` of revision 0002, empty)
     with bare.connect() as conn:
         assert current(conn) == head()
-    assert every_row(bare) == before
+    after = every_row(bare)
+    assert after["imports"] == [(*row, None) for row in before["imports"]]
+    assert {**after, "imports": before["imports"]} == before
     assert len(before["posts"]) == 30
 
 
