@@ -10,6 +10,7 @@ when the body is the one last imported from that URL.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ if TYPE_CHECKING:  # the store (SQLAlchemy) is imported by a run, not by a worke
     from jobs.posts import Item
 
 BATCH_SIZE = 500
+CHECKPOINT_EVERY_S = 1.0  # how often an import's progress goes to Redis
 MAX_DEADLINES = 3  # downloads past the deadline, over all attempts of a run, before it fails
 DEADLINES = "download_deadlines"  # the run counter that keeps that count across attempts
 
@@ -143,6 +145,10 @@ def _upsert(
     if progress.position:
         run.log.info("import.resumed", position=progress.position, counters=counters.as_dict())
     batches = _batches(read_feed(feed.path, after=progress.position), batch_size)
+    # The database commits the cursor and counters with each batch (exact after any crash);
+    # Redis gets them at most once a second, for `runner show`, the progress bar and a stop
+    # request, and once more at the end.
+    checkpointed, position = -CHECKPOINT_EVERY_S, progress.position
     for batch in batches:
         run.ensure_lease()
         position = batch[-1].position
@@ -150,6 +156,10 @@ def _upsert(
             engine, token=run.token, attempt=run.attempt, source=source, items=batch,
             position=position,
         )  # fmt: skip
+        if time.monotonic() - checkpointed >= CHECKPOINT_EVERY_S:
+            run.checkpoint(cursor=position, counters=counters.as_dict(), total=records)
+            checkpointed = time.monotonic()
+    if position != run.cursor:
         run.checkpoint(cursor=position, counters=counters.as_dict(), total=records)
     run.log.info("import.upserted", **counters.as_dict())
     return counters.as_dict()
