@@ -48,6 +48,9 @@ import_rejects = sa.Table(
     # Also the index on token (its leading column); makes a replayed batch unable to
     # store a reject twice.
     sa.UniqueConstraint("token", "position"),
+    # No RETURNING of the new ids: they are never read, and a batch's writes on PostgreSQL
+    # are pipelined (jobs.store), where a statement's rows are not at hand.
+    implicit_returning=False,
 )
 
 
@@ -145,7 +148,7 @@ def lock_import(conn: Connection, *, token: str, attempt: int) -> int:
     )
     position = conn.scalar(stmt)
     if position is None:
-        raise _lease_lost(token, attempt)
+        raise lease_lost(token, attempt)
     return int(position)
 
 
@@ -206,7 +209,7 @@ def _claim(conn: Connection, *, token: str, attempt: int) -> Mapping[Any, Any] |
     if row is None:
         return None
     if row["fence"] > attempt:
-        raise _lease_lost(token, attempt)
+        raise lease_lost(token, attempt)
     if row["fence"] < attempt:
         conn.execute(sa.update(imports).where(imports.c.token == token).values(fence=attempt))
     return row
@@ -230,8 +233,9 @@ def _progress(row: Mapping[Any, Any]) -> ImportProgress:
     return ImportProgress(int(row["position"]), Counters.from_row(row), str(row["state"]))
 
 
-def _lease_lost(token: str, attempt: int) -> LeaseLost:
-    """Return the error for an attempt a newer one has fenced out."""
+def lease_lost(token: str, attempt: int) -> LeaseLost:
+    """Return the error for an attempt a newer one has fenced out (or whose import row the
+    fence moved past)."""
     return LeaseLost(
         f"import {token!r}: attempt {attempt} lost its lease to a newer attempt; "
         "it stops without writing (the newer attempt continues the import)"
