@@ -1,15 +1,14 @@
-"""The site's CLI commands, added to `runner`: `import`, `rejects` and `db upgrade|init`."""
+"""The site's CLI commands, added to `runner`: `import`, `rejects` and `db upgrade|init`.
+
+The store (SQLAlchemy, Alembic) is imported by the commands that use it, not by every
+command line (`runner import` and `runner worker` start without it)."""
 
 from __future__ import annotations
 
 import click
-from sqlalchemy.exc import InterfaceError, OperationalError
 
-from jobs.database import StoreUnavailable, make_engine, shown_url, unreachable
-from jobs.rejects import PAGE, has_rejects, list_rejects
-from jobs.revisions import upgrade
+from jobs.rejects import PAGE
 from jobs.sources import TASK, resolve
-from jobs.store import engine_for
 from runner import InvalidArguments, Request, UnknownRun
 from runner.cli import App, finish_waiting, json_line, pass_app, table
 
@@ -26,15 +25,24 @@ def import_command(
     """Import feeds: files (JSON Lines, JSON array, page export), directories, http(s) URLs.
 
     One run per file, its token the file's content hash: the same content is never imported
-    twice. A missing file or unreadable directory is refused before anything is queued."""
-    deadline = app.settings.download_deadline_seconds
-    resolved = [s for location in sources for s in resolve(location, deadline_s=deadline)]
+    twice. A URL's token is its ETag or Last-Modified (asked within RUNNER_URL_CHECK_SECONDS);
+    without them, one run per RUNNER_URL_MIN_INTERVAL, which skips a body imported last. A
+    missing file or unreadable directory is refused before anything is queued."""
+    check_s, interval_s = app.settings.url_check_seconds, app.settings.url_min_interval_seconds
+    resolved = [
+        s for location in sources
+        for s in resolve(location, check_s=check_s, min_interval_s=interval_s)
+    ]  # fmt: skip
     if token and len(resolved) != 1:
         raise InvalidArguments("--token needs exactly one source file or URL")
     if not resolved:
         raise InvalidArguments("no feed files found (looked for .jsonl .ndjson .json .txt)")
     task = app.registry.get(TASK)
-    requests = [Request(task, {"source": s.location}, token or s.token) for s in resolved]
+    # A token of one's own forces a run: no skipping a body that was imported last.
+    requests = [
+        Request(task, {"source": s.location} if token else s.args, token or s.token)
+        for s in resolved
+    ]
     results = app.enqueuer.enqueue_many(requests)
     app.report_enqueued(results, as_json=as_json)
     finish_waiting(app, [r.token for r in results], wait=wait)
@@ -49,6 +57,9 @@ def import_command(
 @pass_app
 def rejects_command(app: App, run: str, after: int, limit: int, as_json: bool) -> None:
     """The lines an import rejected: position, source id and reason, in position order."""
+    from jobs.rejects import has_rejects, list_rejects
+    from jobs.store import engine_for
+
     app.reading()
     engine = engine_for(app.settings.store_url)
     try:
@@ -80,6 +91,11 @@ def db_group() -> None:
 def db_upgrade(app: App) -> None:
     """Bring the content schema to this code's revision (Alembic), under a lock; a database
     made before migrations is adopted without a change. Safe to run any number of times."""
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    from jobs.database import StoreUnavailable, make_engine, shown_url, unreachable
+    from jobs.revisions import upgrade
+
     url = app.settings.store_url
     try:
         engine = make_engine(url)

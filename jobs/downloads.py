@@ -1,20 +1,24 @@
-"""Bounded downloads of feed URLs: one deadline for the whole transfer, a size limit, and
-redirects only to http(s).
+"""Bounded downloads of feed URLs: one deadline for the whole transfer (headers included), a
+size limit, and redirects only to http(s).
 
-A feed's version is what identifies its content without storing it: the server's `ETag`, else
-its `Last-Modified`, else the sha256 of the body (a server with neither costs a full transfer
-per check). The token of a URL import carries that version, so a changed feed is a new unit
-of work and an unchanged one is deduplicated, wherever the check and the import run.
+A feed's version is what identifies its content without downloading it: the server's `ETag`,
+else its `Last-Modified`, asked with HEAD (a GET abandoned after its headers where HEAD is
+refused) under a short deadline of its own. A server with neither, or one that does not
+answer in time, has no version (`None`): `jobs.sources` then gives the import a token per
+period, and the run itself compares the body with the last one imported.
 """
 
 from __future__ import annotations
 
 import hashlib
+import http.client
+import socket
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from http.client import HTTPMessage, HTTPResponse
 from pathlib import Path
@@ -33,6 +37,14 @@ class DeadlinePassed(TransientError):
     """A download took longer than its deadline."""
 
 
+class HTTPRefused(PermanentError):
+    """The server answered with an HTTP 4xx status (other than 429)."""
+
+    def __init__(self, message: str, *, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 class _WebRedirectsOnly(urllib.request.HTTPRedirectHandler):
     """Follow redirects to http(s) only (urllib alone also follows `ftp://`)."""
 
@@ -49,7 +61,64 @@ class _WebRedirectsOnly(urllib.request.HTTPRedirectHandler):
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
-_OPENER = urllib.request.build_opener(_WebRedirectsOnly)
+class _Watchdog:
+    """Shuts the sockets of one transfer down at its deadline, so that no read waits past it:
+    a socket timeout alone bounds each read, and a server that trickles its headers a byte at
+    a time would hold `urlopen` for as long as it likes."""
+
+    current = threading.local()  # the watchdog of the transfer this thread is making
+
+    def __init__(self, seconds: float) -> None:
+        self.sockets: list[socket.socket] = []
+        self.timer = threading.Timer(max(0.0, seconds), self._fire)
+        self.timer.daemon = True
+
+    def _fire(self) -> None:
+        for sock in self.sockets:
+            with suppress(OSError):  # already closed
+                sock.shutdown(socket.SHUT_RDWR)
+
+    @classmethod
+    def watch(cls, sock: socket.socket) -> None:
+        watchdog = getattr(cls.current, "watchdog", None)
+        if watchdog is not None:
+            watchdog.sockets.append(sock)
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        self.current.watchdog = self
+        self.timer.start()
+        try:
+            yield
+        finally:
+            self.timer.cancel()
+            self.current.watchdog = None
+
+
+class _HTTPConnection(http.client.HTTPConnection):
+    def connect(self) -> None:
+        super().connect()
+        _Watchdog.watch(self.sock)
+
+
+class _HTTPSConnection(http.client.HTTPSConnection):
+    def connect(self) -> None:
+        super().connect()
+        _Watchdog.watch(self.sock)
+
+
+class _HTTPHandler(urllib.request.HTTPHandler):
+    def http_open(self, req: urllib.request.Request) -> HTTPResponse:
+        return self.do_open(_HTTPConnection, req)
+
+
+class _HTTPSHandler(urllib.request.HTTPSHandler):
+    def https_open(self, req: urllib.request.Request) -> HTTPResponse:
+        return self.do_open(_HTTPSConnection, req, context=self._context)  # type: ignore[attr-defined]
+
+
+_OPENER = urllib.request.build_opener(_WebRedirectsOnly, _HTTPHandler, _HTTPSHandler)
+HEAD_REFUSED = frozenset({400, 403, 404, 405, 501})  # answers to HEAD that a GET may not give
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,17 +146,21 @@ class _Transfer:
         return min(READ_TIMEOUT_S, left)
 
     @contextmanager
-    def opened(self) -> Iterator[HTTPResponse]:
-        """Open the URL; raises TransientError or PermanentError, as a retry may fix it."""
+    def opened(self, method: str = "GET") -> Iterator[HTTPResponse]:
+        """Open the URL; raises DeadlinePassed, TransientError or PermanentError, as a retry
+        may fix it. The body is read inside the `with`, under the same deadline."""
         url = self.url
         try:
-            with _OPENER.open(url, timeout=self.timeout()) as response:
+            request = urllib.request.Request(url, method=method)
+            watchdog = _Watchdog(self.ends_at - time.monotonic())
+            with watchdog.running(), _OPENER.open(request, timeout=self.timeout()) as response:
                 yield response
         except urllib.error.HTTPError as exc:
             if exc.code >= 500 or exc.code == 429:
                 raise TransientError(f"{url}: HTTP {exc.code} {exc.reason}") from None
-            raise PermanentError(f"{url}: HTTP {exc.code} {exc.reason}") from None
-        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+            raise HTTPRefused(f"{url}: HTTP {exc.code} {exc.reason}", status=exc.code) from None
+        except (urllib.error.URLError, http.client.HTTPException, ConnectionError,
+                TimeoutError) as exc:  # fmt: skip
             if time.monotonic() >= self.ends_at:
                 raise self.passed() from None
             raise TransientError(f"{url}: {getattr(exc, 'reason', exc)}") from None
@@ -105,9 +178,13 @@ class _Transfer:
                 if time.monotonic() >= self.ends_at:
                     raise self.passed() from None
                 raise TransientError(f"{self.url}: no data for {READ_TIMEOUT_S:g} s") from None
-            except OSError as exc:
-                raise TransientError(f"{self.url}: {exc}") from None
+            except (OSError, http.client.HTTPException) as exc:
+                if time.monotonic() >= self.ends_at:  # the watchdog shut the socket
+                    raise self.passed() from None
+                raise TransientError(f"{self.url}: {exc!r}") from None
             if not chunk:
+                if time.monotonic() >= self.ends_at:  # the watchdog shut the socket
+                    raise self.passed()
                 return
             size += len(chunk)
             if size > MAX_DOWNLOAD_BYTES:
@@ -120,30 +197,52 @@ class _Transfer:
             yield chunk
 
 
-def feed_version(url: str, *, deadline_s: float) -> str:
-    """The version of the feed at `url` now: `etag ...`, `modified ...` or `sha256 ...`.
+def feed_version(url: str, *, check_s: float) -> str | None:
+    """The version of the feed at `url` now from its validators, `etag ...` or `modified ...`;
+    None when the server sends neither or does not answer within `check_s` (the headers of a
+    HEAD, or of a GET whose body is never read where HEAD is refused). Raises PermanentError
+    for a redirect off the web or an HTTP 4xx answer to the GET."""
+    transfer = _Transfer.start(url, check_s)
+    try:
+        try:
+            with transfer.opened("HEAD") as response:
+                return _validator(response)
+        except HTTPRefused as exc:
+            if exc.status not in HEAD_REFUSED:
+                raise
+        with transfer.opened("GET") as response:
+            return _validator(response)  # the body is left unread: closed with the response
+    except TransientError:  # slow, dead, or failing now: the run will find out and say so
+        return None
 
-    One GET: with a validator, only the headers are read. Raises as `download` does."""
-    transfer = _Transfer.start(url, deadline_s)
-    with transfer.opened() as response:
-        if etag := response.headers.get("ETag"):
-            return f"etag {etag}"
-        if modified := response.headers.get("Last-Modified"):
-            return f"modified {modified}"
-        digest = hashlib.sha256()
-        for chunk in transfer.chunks(response):
-            digest.update(chunk)
-        return f"sha256 {digest.hexdigest()}"
+
+def _validator(response: HTTPResponse) -> str | None:
+    if etag := response.headers.get("ETag"):
+        return f"etag {etag}"
+    if modified := response.headers.get("Last-Modified"):
+        return f"modified {modified}"
+    return None
 
 
-def download(url: str, into: Path, *, deadline_s: float) -> str:
-    """Write the body at `url` to `into`; return its sha256. Raises DeadlinePassed when the
-    whole transfer takes longer than `deadline_s`, PermanentError for what a retry cannot fix
-    (HTTP 4xx, too large, a redirect off the web), TransientError for the rest."""
+@dataclass(frozen=True, slots=True)
+class Downloaded:
+    """What a download wrote: the body's sha256 and how many lines it has (the last one may
+    lack its newline), both found in the one pass that writes it."""
+
+    sha256: str
+    lines: int
+
+
+def download(url: str, into: Path, *, deadline_s: float) -> Downloaded:
+    """Write the body at `url` to `into`; return its hash and line count. Raises DeadlinePassed
+    when the whole transfer takes longer than `deadline_s`, PermanentError for what a retry
+    cannot fix (HTTP 4xx, too large, a redirect off the web), TransientError for the rest."""
     transfer = _Transfer.start(url, deadline_s)
     digest = hashlib.sha256()
+    lines, last = 0, b"\n"
     with transfer.opened() as response, into.open("wb") as out:
         for chunk in transfer.chunks(response):
             digest.update(chunk)
+            lines, last = lines + chunk.count(b"\n"), chunk[-1:]
             out.write(chunk)
-    return digest.hexdigest()
+    return Downloaded(digest.hexdigest(), lines + (last != b"\n"))

@@ -2,54 +2,81 @@
 
 Three steps: `fetch` (the file, or a URL downloaded to the spool), `upsert` (batches of
 posts, each committed together with the import's cursor and counters in one database
-transaction, so the counters are exact after any number of crashes) and `record`.
+transaction, so the counters are exact after any number of crashes) and `record`. A URL
+import told to `skip_unchanged` (a feed without validators: `jobs.sources`) skips the upsert
+when the body is the one last imported from that URL.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from sqlalchemy import Engine
+from typing import TYPE_CHECKING, Any
 
 from jobs.downloads import DeadlinePassed, download
 from jobs.feeds import detect_format, read_feed
-from jobs.posts import Item
-from jobs.progress import begin_import, finish_import
-from jobs.sources import TASK, is_url, local_file, spool_path
-from jobs.store import apply_batch, engine_for
+from jobs.sources import TASK, file_digest, is_url, local_file, spool_path
 from runner import PermanentError, RetryPolicy, Run, Task, TaskRegistry
 
+if TYPE_CHECKING:  # the store (SQLAlchemy) is imported by a run, not by a worker's start-up
+    from sqlalchemy import Engine
+
+    from jobs.posts import Item
+
 BATCH_SIZE = 500
+CHECKPOINT_EVERY_S = 1.0  # how often an import's progress goes to Redis
 MAX_DEADLINES = 3  # downloads past the deadline, over all attempts of a run, before it fails
 DEADLINES = "download_deadlines"  # the run counter that keeps that count across attempts
 
 
-def import_posts(run: Run, *, source: str, batch_size: int = BATCH_SIZE) -> dict[str, Any]:
-    """Import the feed at `source` (path or http(s) URL); returns the five outcome counters."""
+def import_posts(
+    run: Run, *, source: str, batch_size: int = BATCH_SIZE, lines: int | None = None,
+    skip_unchanged: bool = False,
+) -> dict[str, Any]:  # fmt: skip
+    """Import the feed at `source` (path or http(s) URL); returns the five outcome counters.
+    `lines`: the file's line count when the caller knows it (`runner import` does)."""
+    from jobs.progress import finish_import
+    from jobs.store import engine_for
+
     spool = run.settings.home / "spool"
-    local = run.step("fetch", lambda: _fetched(run, source, spool=spool))
+    local = run.step("fetch", lambda: _fetched(run, source, spool=spool, lines=lines))
     engine = engine_for(run.settings.store_url)
-    counters = run.step(
-        "upsert",
-        lambda: _upsert(run, engine, source, Path(local["path"]), batch_size, local.get("records")),
-    )
+    feed = _Feed(source, Path(local["path"]), local.get("records"), local.get("sha256"))
+    counters = run.step("upsert", lambda: _upsert(run, engine, feed, batch_size, skip_unchanged))
     run.step(
         "record", lambda: finish_import(engine, token=run.token, attempt=run.attempt).as_dict()
     )
     return {"source": source, **counters}
 
 
-def _fetched(run: Run, source: str, *, spool: Path) -> dict[str, Any]:
-    """The local file of `source` (a URL downloaded into the spool), its format and size, and
-    how many records it has when that is cheap to know (JSON Lines: its lines)."""
-    path = _downloaded(run, source, spool) if is_url(source) else local_file(source)
+@dataclass(frozen=True, slots=True)
+class _Feed:
+    """The fetched feed: its source, local file, record count (if known) and body hash (URLs)."""
+
+    source: str
+    path: Path
+    records: int | None
+    sha256: str | None
+
+
+def _fetched(run: Run, source: str, *, spool: Path, lines: int | None) -> dict[str, Any]:
+    """The local file of `source` (a URL downloaded into the spool), its format and size, how
+    many records it has when that is cheap to know (JSON Lines: its lines) and, for a URL, the
+    body's sha256."""
+    sha256 = None
+    if is_url(source):
+        path, sha256, lines = _downloaded(run, source, spool)
+    else:
+        path = local_file(source)
     try:
         found = detect_format(path)
+        if found == "jsonl" and lines is None:
+            lines = _lines(path)
         return {"path": str(path), "format": found, "bytes": path.stat().st_size,
-                "records": _lines(path) if found == "jsonl" else None}  # fmt: skip
+                "records": lines if found == "jsonl" else None, "sha256": sha256}  # fmt: skip
     except OSError as exc:
         raise PermanentError(f"{path}: cannot read it ({exc.strerror})") from None
 
@@ -63,20 +90,20 @@ def _lines(path: Path) -> int:
     return count + (last != b"\n")
 
 
-def _downloaded(run: Run, url: str, spool: Path) -> Path:
-    """Download `url` into the spool atomically, once per run. A download past its deadline is
-    tried again, up to MAX_DEADLINES times over all attempts of the run (counted in the run's
-    counters), then the run fails."""
+def _downloaded(run: Run, url: str, spool: Path) -> tuple[Path, str, int]:
+    """Download `url` into the spool atomically, once per run; return the file, its sha256
+    and its line count. A download past its deadline is tried again, up to MAX_DEADLINES
+    times over all attempts of the run (counted in the run's counters), then the run fails."""
     target = spool_path(url, spool=spool, token=run.token)
-    if target.exists():
-        return target
+    if target.exists():  # downloaded by an attempt that died before its step was recorded
+        return (target, *file_digest(target))
     spool.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.{os.getpid()}.part")
     missed = run.counters.get(DEADLINES, 0)
     try:
         while True:
             try:
-                digest = download(url, partial, deadline_s=run.settings.download_deadline_seconds)
+                body = download(url, partial, deadline_s=run.settings.download_deadline_seconds)
                 break
             except DeadlinePassed as exc:
                 missed += 1
@@ -90,22 +117,38 @@ def _downloaded(run: Run, url: str, spool: Path) -> Path:
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)
-    run.log.info("download.finished", sha256=digest, bytes=target.stat().st_size)
-    return target
+    run.log.info("download.finished", sha256=body.sha256, bytes=target.stat().st_size)
+    return target, body.sha256, body.lines
 
 
 def _upsert(
-    run: Run, engine: Engine, source: str, path: Path, batch_size: int, records: int | None
+    run: Run, engine: Engine, feed: _Feed, batch_size: int, skip_unchanged: bool
 ) -> dict[str, int]:
     """Apply the feed in batches from the committed cursor; checkpoint after each batch (with
-    the feed's record count as the total, when it is known, for `--wait`'s progress bar)."""
+    the feed's record count as the total, when it is known, for `--wait`'s progress bar).
+    With `skip_unchanged`, a body equal to the one last imported from the URL is not applied."""
+    from jobs.progress import begin_import, last_sha256
+    from jobs.store import apply_batch
+
+    source, records = feed.source, feed.records
+    unchanged = skip_unchanged and feed.sha256 is not None and (
+        last_sha256(engine, source=source, token=run.token) == feed.sha256
+    )  # fmt: skip
     progress = begin_import(
-        engine, token=run.token, source=source, attempt=run.attempt, generation=run.generation
-    )
+        engine, token=run.token, source=source, attempt=run.attempt, generation=run.generation,
+        sha256=feed.sha256,
+    )  # fmt: skip
     counters = progress.counters
+    if unchanged:
+        run.log.info("import.unchanged", sha256=feed.sha256)
+        return counters.as_dict()
     if progress.position:
         run.log.info("import.resumed", position=progress.position, counters=counters.as_dict())
-    batches = _batches(read_feed(path, after=progress.position), batch_size)
+    batches = _batches(read_feed(feed.path, after=progress.position), batch_size)
+    # The database commits the cursor and counters with each batch (exact after any crash);
+    # Redis gets them at most once a second, for `runner show`, the progress bar and a stop
+    # request, and once more at the end.
+    checkpointed, position = -CHECKPOINT_EVERY_S, progress.position
     for batch in batches:
         run.ensure_lease()
         position = batch[-1].position
@@ -113,6 +156,10 @@ def _upsert(
             engine, token=run.token, attempt=run.attempt, source=source, items=batch,
             position=position,
         )  # fmt: skip
+        if time.monotonic() - checkpointed >= CHECKPOINT_EVERY_S:
+            run.checkpoint(cursor=position, counters=counters.as_dict(), total=records)
+            checkpointed = time.monotonic()
+    if position != run.cursor:
         run.checkpoint(cursor=position, counters=counters.as_dict(), total=records)
     run.log.info("import.upserted", **counters.as_dict())
     return counters.as_dict()

@@ -32,6 +32,7 @@ imports = sa.Table(
     *(sa.Column(name, sa.Integer, nullable=False, server_default="0") for name in OUTCOMES),
     sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("finished_at", sa.DateTime(timezone=True)),
+    sa.Column("sha256", sa.String(64)),  # a URL import's body (revision 0002)
 )
 
 import_rejects = sa.Table(
@@ -47,6 +48,9 @@ import_rejects = sa.Table(
     # Also the index on token (its leading column); makes a replayed batch unable to
     # store a reject twice.
     sa.UniqueConstraint("token", "position"),
+    # No RETURNING of the new ids: they are never read, and a batch's writes on PostgreSQL
+    # are pipelined (jobs.store), where a statement's rows are not at hand.
+    implicit_returning=False,
 )
 
 
@@ -84,30 +88,52 @@ class ImportProgress:
 
 
 def begin_import(
-    engine: Engine, *, token: str, source: str, attempt: int, generation: int
-) -> ImportProgress:
+    engine: Engine, *, token: str, source: str, attempt: int, generation: int,
+    sha256: str | None = None,
+) -> ImportProgress:  # fmt: skip
     """Claim `token`'s import for `attempt`, return where to resume; raises LeaseLost if fenced out.
 
-    A higher `generation` than the stored one restarts the run from scratch.
+    A higher `generation` than the stored one restarts the run from scratch. `sha256`: the
+    body of a URL import, which `last_sha256` reads back once the import finished.
     """
-    return retry_on_conflict(
-        lambda: _begin(engine, token=token, source=source, attempt=attempt, generation=generation)
+
+    def begin() -> ImportProgress:
+        return _begin(
+            engine, token=token, source=source, attempt=attempt, generation=generation,
+            sha256=sha256,
+        )  # fmt: skip
+
+    return retry_on_conflict(begin)
+
+
+def last_sha256(engine: Engine, *, source: str, token: str) -> str | None:
+    """The body hash of the newest finished import of `source` other than run `token`."""
+    stmt = (
+        sa.select(imports.c.sha256)
+        .where(imports.c.source == source, imports.c.state == "finished")
+        .where(imports.c.token != token)
+        .order_by(imports.c.finished_at.desc())
+        .limit(1)
     )
+    with reading(engine) as conn:
+        return conn.scalar(stmt)
 
 
 def _begin(
-    engine: Engine, *, token: str, source: str, attempt: int, generation: int
-) -> ImportProgress:
+    engine: Engine, *, token: str, source: str, attempt: int, generation: int,
+    sha256: str | None,
+) -> ImportProgress:  # fmt: skip
     """Do begin_import's work in one transaction; raises LeaseLost if a newer attempt owns it."""
     with engine.begin() as conn:
         row = _claim(conn, token=token, attempt=attempt)
         if row is None:
-            values = {"token": token, "fence": attempt, **_restart(source, generation)}
+            values = {"token": token, "fence": attempt, "sha256": sha256,
+                      **_restart(source, generation)}  # fmt: skip
             conn.execute(sa.insert(imports).values(values))
             return _progress(values)
         if row["generation"] >= generation:
             return _progress(row)
-        changes = _restart(source, generation)
+        changes = {**_restart(source, generation), "sha256": sha256}
         conn.execute(sa.delete(import_rejects).where(import_rejects.c.token == token))
         conn.execute(sa.update(imports).where(imports.c.token == token).values(changes))
         return _progress({**row, **changes})
@@ -122,7 +148,7 @@ def lock_import(conn: Connection, *, token: str, attempt: int) -> int:
     )
     position = conn.scalar(stmt)
     if position is None:
-        raise _lease_lost(token, attempt)
+        raise lease_lost(token, attempt)
     return int(position)
 
 
@@ -183,7 +209,7 @@ def _claim(conn: Connection, *, token: str, attempt: int) -> Mapping[Any, Any] |
     if row is None:
         return None
     if row["fence"] > attempt:
-        raise _lease_lost(token, attempt)
+        raise lease_lost(token, attempt)
     if row["fence"] < attempt:
         conn.execute(sa.update(imports).where(imports.c.token == token).values(fence=attempt))
     return row
@@ -207,8 +233,9 @@ def _progress(row: Mapping[Any, Any]) -> ImportProgress:
     return ImportProgress(int(row["position"]), Counters.from_row(row), str(row["state"]))
 
 
-def _lease_lost(token: str, attempt: int) -> LeaseLost:
-    """Return the error for an attempt a newer one has fenced out."""
+def lease_lost(token: str, attempt: int) -> LeaseLost:
+    """Return the error for an attempt a newer one has fenced out (or whose import row the
+    fence moved past)."""
     return LeaseLost(
         f"import {token!r}: attempt {attempt} lost its lease to a newer attempt; "
         "it stops without writing (the newer attempt continues the import)"

@@ -1,15 +1,16 @@
-"""An import's rejected lines, read back from the content store's `import_rejects` table."""
+"""An import's rejected lines, read back from the content store's `import_rejects` table.
+
+`rejects_note` is loaded with the tasks; the store (SQLAlchemy) only when rejects are read."""
 
 from __future__ import annotations
 
 from datetime import UTC
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
-from sqlalchemy import Engine
-
-from jobs.progress import import_rejects
 from runner import RunRecord
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 PAGE = 50
 
@@ -19,6 +20,10 @@ def list_rejects(
 ) -> list[dict[str, Any]]:
     """The rejects of import run `token` whose position is past `after`, in position order,
     at most `limit` of them (0: all)."""
+    import sqlalchemy as sa
+
+    from jobs.progress import import_rejects
+
     query = (
         sa.select(import_rejects)
         .where(import_rejects.c.token == token, import_rejects.c.position > after)
@@ -38,6 +43,10 @@ def list_rejects(
 
 def has_rejects(engine: Engine, token: str) -> bool:
     """Whether `token` has any reject stored (its run record may have expired before them)."""
+    import sqlalchemy as sa
+
+    from jobs.progress import import_rejects
+
     query = sa.select(import_rejects.c.id).where(import_rejects.c.token == token).limit(1)
     with engine.connect() as conn:
         return conn.execute(query).first() is not None

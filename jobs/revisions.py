@@ -27,7 +27,7 @@ MIGRATIONS = "jobs:migrations"
 FIRST = "0001"
 # The newest revision in jobs/migrations/versions (a test keeps the two equal): a worker checks
 # a database against it with one query, without loading Alembic (a fifth of its start-up).
-HEAD = "0001"
+HEAD = "0002"
 # The tables of revision 0001: a database that has them and no version was made by create_all.
 ADOPTED = frozenset({"posts", "imports", "import_rejects"})
 _LOCK_KEY = 0x6A6F6273  # "jobs": the advisory lock that serializes upgrades on PostgreSQL
@@ -68,19 +68,40 @@ def current(conn: Connection) -> str | None:
 
 
 def upgrade(engine: Engine) -> str:
-    """Bring the database to the head revision under the upgrade lock; return it."""
+    """Bring the database to the head revision under the upgrade lock; return it. An empty
+    database gets the head schema at once, from the tables' own definitions, and is stamped
+    there (without loading Alembic: a worker's first import pays for it); a test keeps that
+    schema equal to the migrations'."""
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
         if current(conn) != head():
+            tables = set(sa.inspect(conn).get_table_names())
+            if not tables & (ADOPTED | {"alembic_version"}):
+                _create_at_head(conn)
+                return head()
             config = _config(conn)
             from alembic import command  # only to upgrade: see HEAD
 
-            tables = set(sa.inspect(conn).get_table_names())
             if "alembic_version" not in tables and tables >= ADOPTED:
                 command.stamp(config, FIRST)
             command.upgrade(config, "head")
         return current(conn) or ""
+
+
+def _create_at_head(conn: Connection) -> None:
+    """Create the head schema in an empty database and stamp it, as Alembic would."""
+    import jobs.progress
+    import jobs.store
+    from jobs.database import metadata
+
+    assert jobs.progress and jobs.store  # imported for their tables on `metadata`
+    metadata.create_all(conn)
+    conn.exec_driver_sql(
+        "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL,"
+        " CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))"
+    )
+    conn.execute(sa.text("INSERT INTO alembic_version (version_num) VALUES (:v)"), {"v": HEAD})
 
 
 def ensure_ready(engine: Engine) -> None:

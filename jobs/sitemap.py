@@ -14,13 +14,12 @@ import tempfile
 from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 from urllib.parse import quote
 from xml.sax.saxutils import escape
 
-from sqlalchemy import Engine
-
-from jobs.store import iter_post_urls
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 SITEMAP = "sitemap.xml"
 URLS_PER_FILE = 50_000
@@ -54,6 +53,8 @@ def write_sitemap(
     """Write every post's URL under `directory` (see the module); returns the count. Raises
     OSError when the directory cannot be written; the published files are then as they were
     or, past one file, each of them whole."""
+    from jobs.store import iter_post_urls
+
     directory.mkdir(parents=True, exist_ok=True)
     temps: list[Path] = []
     try:

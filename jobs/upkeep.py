@@ -1,6 +1,7 @@
 """The site's upkeep tasks, fired by cron: freshness scores, the sitemap, and pruning.
 
 Each is idempotent: running it again, or resuming it after a crash, gives the same result.
+The store (SQLAlchemy) is imported when a task runs, not when a worker loads the tasks.
 """
 
 from __future__ import annotations
@@ -10,31 +11,37 @@ import stat
 from collections.abc import Callable
 from contextlib import suppress
 from datetime import UTC, date, datetime, timedelta
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
-from sqlalchemy import Engine
-
-from jobs.progress import import_rejects
-from jobs.sitemap import SITEMAP, URLS_PER_FILE, write_sitemap
-from jobs.store import engine_for, posts
+from jobs.sitemap import SITEMAP, URLS_PER_FILE
 from runner import Run, Task, TaskRegistry, connect, prune_runs
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine, Update
 
 FRESH_DAYS = 730  # freshness falls from 100 to 0 over two years without review or update
 REVIEW_DAYS = 365  # a post whose last review is older than this needs a review
 BATCH = 1_000
 DEFAULT_BASE_URL = "https://example.org"
 
-_REFRESH = (
-    sa.update(posts)
-    .where(posts.c.source_id == sa.bindparam("b_source_id"))
-    .values(
-        freshness=sa.bindparam("b_freshness"),
-        # Only ever raised here: clearing the flag is a reviewer's (or an import's) business.
-        needs_review=sa.or_(posts.c.needs_review, sa.bindparam("b_overdue", type_=sa.Boolean)),
+
+@cache
+def _refresh() -> Update:
+    import sqlalchemy as sa
+
+    from jobs.store import posts
+
+    return (
+        sa.update(posts)
+        .where(posts.c.source_id == sa.bindparam("b_source_id"))
+        .values(
+            freshness=sa.bindparam("b_freshness"),
+            # Only ever raised here: clearing the flag is a reviewer's (or an import's) business.
+            needs_review=sa.or_(posts.c.needs_review, sa.bindparam("b_overdue", type_=sa.Boolean)),
+        )
     )
-)
 
 
 def register(registry: TaskRegistry) -> None:
@@ -66,6 +73,10 @@ def refresh_batch(
     """Recompute the next `size` posts after source_id `after` in one transaction; returns the
     last source_id (None when no post was left), how many were refreshed and how many are
     overdue for review."""
+    import sqlalchemy as sa
+
+    from jobs.store import posts
+
     stmt = sa.select(posts.c.source_id, posts.c.last_reviewed, posts.c.updated_at)
     stmt = stmt.order_by(posts.c.source_id).limit(size)
     if after is not None:
@@ -82,7 +93,7 @@ def refresh_batch(
             }
             for source_id, reviewed, at in rows
         ]
-        conn.execute(_REFRESH, updates)
+        conn.execute(_refresh(), updates)
     return rows[-1].source_id, len(rows), sum(u["b_overdue"] for u in updates)
 
 
@@ -90,6 +101,8 @@ def refresh_freshness(run: Run, *, now: str | None = None, batch: int = BATCH) -
     """Recompute every post's `freshness` and flag overdue reviews, `batch` posts at a time,
     checkpointing after each; a later attempt resumes after the last checkpointed post.
     `now` (ISO date) is the day to score for; default today, fixed for the run's lifetime."""
+    from jobs.store import engine_for
+
     today = _moment(run.step("today", lambda: now or datetime.now(UTC).date().isoformat()))
     engine = engine_for(run.settings.store_url)
     counters = {"refreshed": 0, "overdue": 0, **run.counters}
@@ -113,6 +126,9 @@ def build_sitemap(
 ) -> dict[str, Any]:
     """Write `RUNNER_HOME/public/sitemap.xml` (an index over parts past `per_file` posts)
     listing every post once; returns the count."""
+    from jobs.sitemap import write_sitemap
+    from jobs.store import engine_for
+
     directory = run.settings.home / "public"
     engine = engine_for(run.settings.store_url)
     count = run.step(
@@ -143,6 +159,10 @@ def prune_spool(directory: Path, *, before: datetime) -> int:
 
 def prune_rejects(engine: Engine, *, before: datetime) -> int:
     """Delete the `import_rejects` rows created before `before`; returns how many."""
+    import sqlalchemy as sa
+
+    from jobs.progress import import_rejects
+
     with engine.begin() as conn:
         done = conn.execute(sa.delete(import_rejects).where(import_rejects.c.created_at < before))
         return int(done.rowcount)
@@ -154,6 +174,8 @@ def prune(
     """Remove what is past retention: finished runs and their logs (`runner.retention`), spool
     files older than `spool_days` and import rejects older than `rejects_days`. Runs that are
     queued, running or retrying are never touched. `now` (ISO time) is for tests."""
+    from jobs.store import engine_for
+
     moment = _moment(run.step("now", lambda: now or datetime.now(UTC).isoformat()))
     settings = run.settings
     redis = connect(settings, check=False)

@@ -55,10 +55,13 @@ class Settings:
     stop_seconds: float = 10.0  # a stopping worker hands its run over and exits within this
     # The site's own settings, read here because this is the one place that reads the
     # environment: where `poll_inbox` looks (None: `home / "inbox"`), the feed URLs
-    # `poll_feeds` checks, and the whole-time limit of a URL download.
+    # `poll_feeds` checks, the whole-time limit of a URL download, the deadline of asking a
+    # URL for its version, and the period a URL without one is imported at most once in.
     inbox: Path | None = None
     feeds: tuple[str, ...] = ()
     download_deadline_seconds: float = 300.0
+    url_check_seconds: float = 3.0
+    url_min_interval_seconds: float = 900.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -101,6 +104,8 @@ class Settings:
             download_deadline_seconds=_number(
                 env, "RUNNER_DOWNLOAD_DEADLINE_SECONDS", 300.0, low=1.0
             ),
+            url_check_seconds=_number(env, "RUNNER_URL_CHECK_SECONDS", 3.0, low=0.1),
+            url_min_interval_seconds=_number(env, "RUNNER_URL_MIN_INTERVAL", 900.0, low=1.0),
         )
 
     def with_changes(self, **changes: Any) -> Settings:

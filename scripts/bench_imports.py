@@ -1,27 +1,22 @@
-"""Import measurements: end to end against a naive script, crash recovery and redo, peak RSS.
+"""Import measurements: against a plain script, crash recovery and redo, peak RSS, start-up.
 
-The runner is timed end to end: `runner import FEED` then `runner worker --burst` until it
-exits, both processes' start-up included, into an empty database (the worker makes the
-schema). The naive script is what a user would write instead, pinned so it cannot be made
-slow: stdlib `json.loads` per line, `meta` = `json.dumps` of the fields without a column,
-content hash = sha256 of the line, DB-API `executemany` of INSERT ... ON CONFLICT
-(source_id) DO UPDATE of the same columns, 500 rows per transaction, in this process, into
-a fresh database with the store's settings. Both read the same file in the same run.
+Both sides are timed as a user runs them. The runner: `runner import FEED` (timed on its
+own), then `runner worker --burst` from its spawn to its exit, start-up included, into an
+empty database (the worker makes the schema). The plain script (`scripts/plain_import.py`,
+what a user would write instead, pinned so that it cannot be made slow) as its own process,
+`python plain_import.py FEED DB` from spawn to exit, into a fresh database whose `posts`
+table the store's DDL made. Both read the same file in the same run.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import itertools
-import json
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import psutil
 
@@ -34,20 +29,10 @@ from runner.enqueue import Enqueuer, Request
 from runner.record import RunRecord
 from runner.runs import Runs
 from runner.tasks import load_registry
-from scripts.bench_env import BenchEnv, Proc, postgres_schema, wait_until
+from scripts.bench_env import ROOT, BenchEnv, Proc, postgres_schema, wait_until
 
 BATCH = 500
 MB = 1024 * 1024
-COLUMNS = (
-    *("source_id", "title", "body", "topic", "summary", "difficulty", "reading_time"),
-    *("view_count", "revision_version", "last_reviewed", "needs_review", "content_hash"),
-    *("meta", "imported_at", "updated_at"),
-)
-UPSERT = "INSERT INTO posts ({}) VALUES ({}) ON CONFLICT (source_id) DO UPDATE SET {}".format(
-    ", ".join(COLUMNS),
-    "{}",
-    ", ".join(f"{c} = excluded.{c}" for c in COLUMNS if c not in ("source_id", "imported_at")),
-)
 WRITE_COUNTER = (
     "CREATE TABLE bench_writes (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)",
     "INSERT INTO bench_writes VALUES (1, 0)",
@@ -60,7 +45,8 @@ WRITE_COUNTER = (
 
 @dataclass(frozen=True)
 class ImportRun:
-    seconds: float  # `runner import` started -> the burst worker exited
+    seconds: float  # the burst worker's spawn -> its exit
+    enqueue_s: float  # `runner import FEED`'s spawn -> its exit
     upsert_posts_per_s: float  # N / `upsert` step seconds
 
 
@@ -112,68 +98,54 @@ def succeeded(runs: Runs, token: str, n: int) -> RunRecord:
 
 
 def runner_import(env: BenchEnv, url: str, n: int) -> ImportRun:
-    """Import an N-post feed end to end: `runner import FEED`, then `runner worker --burst`
-    until it exits (both processes' start-up included), into an empty database at `url`."""
+    """Import an N-post feed: `runner import FEED`, then `runner worker --burst` from its
+    spawn to its exit (start-up included), into an empty database at `url`."""
     env.flush()
     settings = env.settings(url)
     path = env.feed(n)
     started = time.perf_counter()
     env.start([sys.executable, "-m", "runner", "import", str(path)], env.runner_env(url),
               "runner-import").wait(timeout=120)  # fmt: skip
+    spawned = time.perf_counter()
     env.runner_worker(url).wait(timeout=300 + n / 50)
-    elapsed = time.perf_counter() - started
+    exited = time.perf_counter()
     [source] = resolve(str(path))
     runs = runs_of(env, settings)
     succeeded(runs, source.token, n)
     upsert = runs.steps(source.token)["upsert"]["seconds"]
-    return ImportRun(elapsed, n / upsert)
+    return ImportRun(exited - spawned, spawned - started, n / upsert)
 
 
-NAIVE_COLUMNS = ("source_id", "title", "body", "topic", "summary", "difficulty")
-NAIVE_COLUMNS += ("reading_time", "view_count")
-
-
-def naive_row(line: bytes, now: str) -> tuple[Any, ...]:
-    """One post as the naive script writes it: no validation, meta and hash the plain way."""
-    record = json.loads(line)
-    revision, flags = record.get("revision") or {}, record.get("flags") or {}
-    meta = json.dumps({k: v for k, v in record.items() if k not in NAIVE_COLUMNS})
-    return (
-        *(record.get(name) for name in NAIVE_COLUMNS), revision.get("version"),
-        revision.get("last_reviewed"), bool(flags.get("needs_human_review")),
-        hashlib.sha256(line).hexdigest(), meta, now, now,
-    )  # fmt: skip
-
-
-def naive_import(url: str, path: Path, n: int) -> float:
-    """Seconds of the naive script: the feed read line by line with the stdlib's json.loads,
-    an `executemany` upsert of the same columns, 500 rows per transaction, on a fresh
-    database with the store's settings (the `posts` table made by the store's own DDL; on
-    SQLite the store's engine, so WAL and the same `synchronous`)."""
-    engine = make_engine(url)
-    posts.create(engine)
-    sqlite = engine.dialect.name == "sqlite"
-    placeholders = ["?" if sqlite else "%s"] * len(COLUMNS)
-    sql = UPSERT.format(", ".join(placeholders))
-    conn = engine.raw_connection()
-    try:
-        cursor = conn.cursor()
+def worker_startup(env: BenchEnv, repeats: int) -> float:
+    """The best of `repeats` burst workers on an empty queue, spawn to exit (SQLite store)."""
+    url = env.sqlite_url("startup")
+    best = float("inf")
+    for _ in range(repeats):
+        env.flush()
         started = time.perf_counter()
-        with path.open("rb") as feed:
-            while lines := [line for line in itertools.islice(feed, BATCH) if line.strip()]:
-                now = datetime.now(UTC).isoformat()
-                if sqlite:
-                    cursor.execute("BEGIN IMMEDIATE")
-                cursor.executemany(sql, [naive_row(line, now) for line in lines])
-                conn.commit()
-        elapsed = time.perf_counter() - started
-        cursor.execute("SELECT count(*) FROM posts")
-        stored = cursor.fetchone()[0]
-    finally:
-        conn.close()
-        engine.dispose()
-    if stored != n:
-        raise RuntimeError(f"the naive script stored {stored} posts, not {n}")
+        env.runner_worker(url).wait(timeout=120)
+        best = min(best, time.perf_counter() - started)
+    env.drop_sqlite(url)
+    return best
+
+
+def naive_import(env: BenchEnv, url: str, path: Path, n: int) -> float:
+    """Seconds of the plain script, `python scripts/plain_import.py FEED DB` from its spawn to
+    its exit, on a fresh database whose `posts` table the store's own DDL made; raises
+    RuntimeError unless it stored N posts."""
+    engine = make_engine(url)  # the store's settings: WAL on SQLite
+    posts.create(engine)
+    engine.dispose()
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "plain_import.py"), str(path), url],
+        env=env.base_env(), capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    elapsed = time.perf_counter() - started
+    stored = done.stdout.strip()
+    if done.returncode != 0 or stored != str(n):
+        raise RuntimeError(f"the plain script stored {stored or '?'} posts, not {n}: "
+                           f"{done.stderr.strip().splitlines()[-1:]}")  # fmt: skip
     return elapsed
 
 
@@ -203,7 +175,7 @@ def import_throughput(
         for side in ("runner", "naive") if rep % 2 == 0 else ("naive", "runner"):
             with fresh_store(env, backend, postgres_url) as url:
                 if side == "naive":
-                    best_naive = min(best_naive, naive_import(url, path, n))
+                    best_naive = min(best_naive, naive_import(env, url, path, n))
                     continue
                 run = runner_import(env, url, n)
                 if best_runner is None or run.seconds < best_runner.seconds:

@@ -1,7 +1,9 @@
-"""URL feeds against real HTTP servers on 127.0.0.1: versions, deadlines, redirects, polling."""
+"""URL feeds against real HTTP servers on 127.0.0.1: versions, deadlines, redirects, polling,
+and a feed without validators imported once per period."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -11,27 +13,37 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from redis import Redis
 
 from jobs.downloads import DeadlinePassed, download, feed_version
 from jobs.sources import resolve
+from runner.cli.commands import cli
 from runner.config import Settings
 from runner.enqueue import Enqueuer, Request
 from runner.errors import PermanentError
+from runner.keys import Keys
+from runner.logs import read_events
 from runner.runs import Runs
 from runner.tasks import load_registry
 from scripts.gen_posts import generate_posts
+from tests.conftest import worker_env
 
 
 @dataclass
 class Feed:
-    """What the local server answers for /feed.jsonl; `requests` counts the GETs it got."""
+    """What the local server answers for /feed.jsonl; `requests` counts the GETs it got,
+    `heads` the HEADs."""
 
     body: bytes = b""
     etag: str | None = None
-    trickle_s: float | None = None  # send one byte per this many seconds
+    modified: str | None = None
+    trickle_s: float | None = None  # send one byte of the body per this many seconds
+    trickle_headers_s: float | None = None  # ... of the headers
+    head_refused: bool = False  # answer HEAD with 405
     redirect: str | None = None
     requests: int = 0
+    heads: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -48,9 +60,27 @@ def served() -> Iterator[tuple[Feed, str]]:
         def log_message(self, *args: object) -> None:
             pass
 
+        def do_HEAD(self) -> None:
+            with feed.lock:
+                feed.heads += 1
+            if feed.head_refused:
+                self.send_error(405)
+                return
+            self.answer(head=True)
+
         def do_GET(self) -> None:
             with feed.lock:
                 feed.requests += 1
+            self.answer(head=False)
+
+        def answer(self, *, head: bool) -> None:
+            if feed.trickle_headers_s is not None:
+                with contextlib.suppress(OSError):  # the client gave up
+                    for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"x" * 1000:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                        time.sleep(feed.trickle_headers_s)
+                return
             if feed.redirect:
                 self.send_response(302)
                 self.send_header("Location", feed.redirect)
@@ -60,7 +90,11 @@ def served() -> Iterator[tuple[Feed, str]]:
             self.send_header("Content-Length", str(len(feed.body)))
             if feed.etag:
                 self.send_header("ETag", feed.etag)
+            if feed.modified:
+                self.send_header("Last-Modified", feed.modified)
             self.end_headers()
+            if head:
+                return
             if feed.trickle_s is None:
                 self.wfile.write(feed.body)
                 return
@@ -88,11 +122,13 @@ def settings(settings: Settings, served: tuple[Feed, str]) -> Settings:
     )  # fmt: skip
 
 
-def import_url(redis: Redis, settings: Settings, url: str) -> tuple[str, bool]:
+def import_url(
+    redis: Redis, settings: Settings, url: str, *, now: float | None = None, check_s: float = 5
+) -> tuple[str, bool]:
     """Enqueue an import of `url` as `runner import` does: (token, deduplicated)."""
-    [source] = resolve(url, deadline_s=5)
+    [source] = resolve(url, check_s=check_s, now=now)
     task = load_registry("jobs").get("import_posts")
-    enqueued = Enqueuer(redis, settings).enqueue(Request(task, {"source": url}, source.token))
+    enqueued = Enqueuer(redis, settings).enqueue(Request(task, source.args, source.token))
     return enqueued.token, enqueued.deduplicated
 
 
@@ -121,14 +157,57 @@ def test_a_feed_that_changes_is_imported_again_and_the_same_content_is_deduplica
     assert (results[1].result["inserted"], results[1].result["unchanged"]) == (5, 20)  # type: ignore[union-attr]
 
 
-def test_without_validators_the_version_is_the_content_hash(served: tuple[Feed, str]) -> None:
+def test_the_version_is_the_etag_else_last_modified_else_none(served: tuple[Feed, str]) -> None:
+    # Given a feed served with an ETag and a Last-Modified
     feed, url = served
-    feed.body = b"one\n"
-    first = feed_version(url, deadline_s=5)
-    assert first == feed_version(url, deadline_s=5)
-    feed.body = b"two\n"
-    assert feed_version(url, deadline_s=5) not in (first,)
-    assert first.startswith("sha256 ")
+    feed.body, feed.etag, feed.modified = b"one\n", '"e1"', "Tue, 01 Dec 2026 10:00:00 GMT"
+    # Then its version is the ETag, asked with one HEAD and no GET
+    assert feed_version(url, check_s=5) == 'etag "e1"'
+    assert (feed.heads, feed.requests) == (1, 0)
+    # When it has only a Last-Modified, then that is the version
+    feed.etag = None
+    assert feed_version(url, check_s=5) == "modified Tue, 01 Dec 2026 10:00:00 GMT"
+    # When it has neither, then it has no version (and the body was not downloaded)
+    feed.modified = None
+    assert feed_version(url, check_s=5) is None
+    assert feed.requests == 0
+
+
+def test_where_head_is_refused_the_headers_of_a_get_give_the_version(
+    served: tuple[Feed, str],
+) -> None:
+    # Given a server that answers HEAD with 405 and trickles its body (a byte per second)
+    feed, url = served
+    feed.body, feed.etag, feed.head_refused, feed.trickle_s = b"x" * 100, '"g"', True, 1.0
+    # When the version is asked
+    version = feed_version(url, check_s=5)
+    # Then it came from the GET's headers: one HEAD, one GET, its body abandoned
+    assert version == 'etag "g"'
+    assert (feed.heads, feed.requests) == (1, 1)
+
+
+def test_a_server_that_trickles_its_headers_has_no_version_and_the_command_says_queued(
+    served: tuple[Feed, str], settings: Settings, runs: Runs
+) -> None:
+    # Given a server that sends its headers a byte every 0.2 s (200 s in all)
+    feed, url = served
+    feed.trickle_headers_s = 0.2
+    # When its version is asked within 1 s
+    started = time.monotonic()
+    assert feed_version(url, check_s=1) is None
+    # Then the check gave up at its deadline, not after the headers
+    assert time.monotonic() - started < 1 + 5
+    # And `runner import URL` queues its run at once (RUNNER_URL_CHECK_SECONDS=1)
+    env = {**worker_env(settings), "RUNNER_URL_CHECK_SECONDS": "1"}
+    started = time.monotonic()
+    result = CliRunner().invoke(cli, ["import", url, "--json"], env=env, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.stdout.splitlines()[0])
+    assert shown["state"] == "queued" and not shown["deduplicated"]
+    assert time.monotonic() - started < 1 + 5
+    # With a token for this period, and told to skip a body it imported last
+    record = runs.get(shown["token"])
+    assert record is not None and record.args == {"source": url, "skip_unchanged": True}
 
 
 def test_a_trickling_server_is_cut_off_by_the_deadline(
@@ -169,7 +248,7 @@ def test_a_redirect_to_ftp_is_refused(served: tuple[Feed, str], tmp_path: Path) 
     feed, url = served
     feed.redirect = "ftp://127.0.0.1/feed.jsonl"
     with pytest.raises(PermanentError, match=r"redirected to a ftp:// URL, which is not followed"):
-        feed_version(url, deadline_s=5)
+        feed_version(url, check_s=5)
     with pytest.raises(PermanentError, match="ftp://"):
         download(url, tmp_path / "feed.part", deadline_s=5)
 
@@ -193,10 +272,10 @@ def test_poll_feeds_imports_a_changed_feed_once_and_an_unchanged_one_costs_one_r
 
     # When it is polled, then polled again unchanged
     assert tick(1)["enqueued"] == 1
-    requests = feed.requests
+    requests, heads = feed.requests, feed.heads
     assert tick(2) == {"checked": 1, "enqueued": 0, "unchanged": 1, "unreachable": 0}
-    # Then the unchanged poll made one request and imported nothing
-    assert feed.requests - requests == 1
+    # Then the unchanged poll made one request (a HEAD) and imported nothing
+    assert (feed.heads - heads, feed.requests - requests) == (1, 0)
     assert len(runs.list(task="import_posts")) == 1
     # When the feed changes and is polled
     feed.body, feed.etag = posts_body(12, seed=3), '"b"'
@@ -204,3 +283,62 @@ def test_poll_feeds_imports_a_changed_feed_once_and_an_unchanged_one_costs_one_r
     # Then the new version was imported, once
     imports_ = runs.list(task="import_posts")
     assert len(imports_) == 2 and all(r.state == "succeeded" for r in imports_)
+
+
+def test_without_validators_a_feed_is_imported_once_per_period_and_an_unchanged_body_skipped(
+    served: tuple[Feed, str], redis: Redis, settings: Settings, runs: Runs,
+    drain: Callable[..., None],
+) -> None:  # fmt: skip
+    # Given a feed of 20 posts with neither ETag nor Last-Modified, imported at t0
+    feed, url = served
+    feed.body = posts_body(20, seed=5)
+    t0 = 1_800_000_000.0  # the start of a 15-minute period
+    first, _ = import_url(redis, settings, url, now=t0)
+    drain()
+    assert runs.get(first).result["inserted"] == 20  # type: ignore[union-attr]
+    # When it is imported again in the same period
+    again, deduplicated = import_url(redis, settings, url, now=t0 + 899)
+    # Then it is the same run: nothing was downloaded for it
+    assert (again, deduplicated) == (first, True)
+    # When it is imported in the next period, its body unchanged
+    gets = feed.requests
+    second, deduplicated = import_url(redis, settings, url, now=t0 + 900)
+    drain()
+    # Then a new run downloaded it once, skipped the upsert and succeeded with zero counters
+    assert second != first and not deduplicated
+    assert feed.requests - gets == 1
+    record = runs.get(second)
+    assert record is not None and record.state == "succeeded"
+    counters = {k: record.result[k] for k in ("inserted", "updated", "unchanged", "stale")}
+    assert counters == {"inserted": 0, "updated": 0, "unchanged": 0, "stale": 0}
+    assert "import.unchanged" in [e["event"] for _, e in read_events(redis, Keys(), second)]
+    # When the body changes (5 posts more) and it is imported in the period after
+    feed.body = posts_body(20, seed=5) + posts_body(5, seed=6, start=100)
+    third, _ = import_url(redis, settings, url, now=t0 + 1800)
+    drain()
+    # Then the new body is imported
+    record = runs.get(third)
+    assert record is not None and record.state == "succeeded"
+    assert (record.result["inserted"], record.result["unchanged"]) == (5, 20)
+    # And a body equal to an older import but not to the last one is imported too
+    feed.body = posts_body(20, seed=5)
+    fourth, _ = import_url(redis, settings, url, now=t0 + 2700)
+    drain()
+    assert runs.get(fourth).result["unchanged"] == 20  # type: ignore[union-attr]
+
+
+def test_a_run_against_a_server_that_trickles_its_headers_fails_within_its_deadline(
+    served: tuple[Feed, str], redis: Redis, settings: Settings, runs: Runs,
+    drain: Callable[..., None],
+) -> None:  # fmt: skip
+    # Given a server that trickles its headers, and a 1-second download deadline
+    feed, url = served
+    feed.trickle_headers_s = 0.2
+    token, _ = import_url(redis, settings, url, check_s=1)
+    # When a worker runs the import
+    drain(timeout=60)
+    # Then the run failed, saying the download passed its deadline, after three downloads
+    record = runs.get(token)
+    assert record is not None and record.state == "failed" and record.error is not None
+    assert "deadline of 1 s" in record.error["message"]
+    assert feed.requests == 3

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 JOBS = Path(__file__).resolve().parents[2] / "jobs"
@@ -48,3 +50,22 @@ def test_the_database_module_imports_no_other_jobs_module() -> None:
     ]
     assert imported == []
     assert {"metadata", "reading", "retry_on_conflict", "SQLITE_BEGIN"} <= _defined("database")
+
+
+def test_a_worker_and_the_command_line_start_without_the_store() -> None:
+    # Given a fresh interpreter
+    # When it loads what `runner worker` and `runner import` load before any task runs
+    code = (
+        "import sys\n"
+        "from runner.cli.commands import cli\n"
+        "from runner.tasks import load_registry\n"
+        "import runner.supervisor\n"
+        "registry = load_registry('jobs')\n"
+        "registry.get('import_posts').check_args({'source': 'feed.jsonl'})\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'sqlalchemy', 'alembic',"
+        " 'psycopg', 'fastapi', 'uvicorn', 'jinja2'}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, cwd=JOBS.parent)  # fmt: skip
+    # Then neither SQLAlchemy, the database drivers nor the console were imported
+    assert done.stdout.strip() == "[]"
