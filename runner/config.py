@@ -55,6 +55,7 @@ class Settings:
     inbox: Path | None = None
     feeds: tuple[str, ...] = ()
     download_deadline_seconds: float = 300.0
+    outbox_url: str | None = None  # the database of the outbox the relay reads (runner.outbox)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -93,6 +94,8 @@ class Settings:
             download_deadline_seconds=_number(
                 env, "RUNNER_DOWNLOAD_DEADLINE_SECONDS", 300.0, low=1.0
             ),
+            redis_outage_seconds=_number(env, "RUNNER_REDIS_OUTAGE_SECONDS", 60.0, low=0.0),
+            outbox_url=env.get("RUNNER_OUTBOX_URL") or None,
         )
 
     def with_changes(self, **changes: Any) -> Settings:
@@ -104,6 +107,12 @@ class Settings:
     def store_url(self) -> str:
         """The content store's URL: `RUNNER_DATABASE_URL` or a SQLite file under the home."""
         return self.database_url or f"sqlite:///{self.home / 'content.db'}"
+
+    @property
+    def outbox_database_url(self) -> str:
+        """The database whose outbox the relay moves to Redis: `RUNNER_OUTBOX_URL`, else the
+        content store's."""
+        return self.outbox_url or self.store_url
 
     @property
     def reaper_interval(self) -> float:
