@@ -18,9 +18,9 @@ from jobs.downloads import DeadlinePassed, download
 from jobs.feeds import detect_format, read_feed
 from jobs.posts import Item
 from jobs.progress import begin_import, finish_import
-from jobs.sources import TASK, is_url, local_file, spool_path
+from jobs.sources import is_url, local_file, spool_path
 from jobs.store import apply_batch, engine_for
-from runner import PermanentError, RetryPolicy, Run, Task, TaskRegistry
+from runner import PermanentError, Run
 
 BATCH_SIZE = 500
 MAX_DEADLINES = 3  # downloads past the deadline, over all attempts of a run, before it fails
@@ -127,9 +127,3 @@ def _batches(items: Iterator[Item], size: int) -> Iterator[list[Item]]:
             batch = []
     if batch:
         yield batch
-
-
-def register(registry: TaskRegistry) -> None:
-    """Register `import_posts` on the `imports` queue."""
-    registry.register(Task(TASK, import_posts, queue="imports", timeout=6 * 3600,
-                           retry=RetryPolicy()))  # fmt: skip

@@ -12,7 +12,7 @@ from typing import Any
 
 from jobs.downloads import feed_version
 from jobs.sources import TASK, url_token
-from runner import Run, Task, TaskError, TaskRegistry
+from runner import Run, TaskError
 
 
 def poll_feeds(run: Run) -> dict[str, Any]:
@@ -35,8 +35,3 @@ def poll_feeds(run: Run) -> dict[str, Any]:
         run.log.info("feed.new_version", url=url, version=version, token=token)
     run.log.info("feeds.polled", **counts)
     return counts
-
-
-def register(registry: TaskRegistry) -> None:
-    """Register `poll_feeds` on the `cron` queue."""
-    registry.register(Task("poll_feeds", poll_feeds, queue="cron", timeout=3600))

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable
 from contextlib import suppress
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -19,7 +18,7 @@ from sqlalchemy import Engine
 from jobs.progress import import_rejects
 from jobs.sitemap import SITEMAP, URLS_PER_FILE, write_sitemap
 from jobs.store import engine_for, posts
-from runner import Run, Task, TaskRegistry, connect, prune_runs
+from runner import Run, connect, prune_runs
 
 FRESH_DAYS = 730  # freshness falls from 100 to 0 over two years without review or update
 REVIEW_DAYS = 365  # a post whose last review is older than this needs a review
@@ -35,13 +34,6 @@ _REFRESH = (
         needs_review=sa.or_(posts.c.needs_review, sa.bindparam("b_overdue", type_=sa.Boolean)),
     )
 )
-
-
-def register(registry: TaskRegistry) -> None:
-    """Register the upkeep tasks on the `cron` queue."""
-    tasks: tuple[Callable[..., Any], ...] = (refresh_freshness, build_sitemap, prune)
-    for fn in tasks:
-        registry.register(Task(fn.__name__, fn, queue="cron", timeout=1800))
 
 
 # -- freshness ---------------------------------------------------------------------------

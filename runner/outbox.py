@@ -55,13 +55,13 @@ def outbox_table(metadata: sa.MetaData) -> sa.Table:
     return sa.Table(TABLE, metadata, *_columns())
 
 
-def create_outbox_table(op: Operations) -> None:
+def create_outbox_table(op: Operations | Any) -> None:
     """The Alembic operation that makes the outbox table: call it from a site migration's
-    `upgrade()` (`from runner import create_outbox_table`)."""
+    `upgrade()` with `alembic.op` (`from runner import create_outbox_table`)."""
     op.create_table(TABLE, *_columns())
 
 
-def drop_outbox_table(op: Operations) -> None:
+def drop_outbox_table(op: Operations | Any) -> None:
     """The reverse of `create_outbox_table`, for the migration's `downgrade()`."""
     op.drop_table(TABLE)
 
