@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 from runner.client import Client
 from runner.config import Settings
 from runner.context import Run
-from runner.enqueue import Enqueued, Request
+from runner.enqueue import Request
+from runner.enqueued import Enqueued
 from runner.errors import (
     AttemptStopped,
     ConfigError,

@@ -20,10 +20,19 @@ import redis.asyncio as aioredis
 import tenacity
 
 from runner.cancel import Cancel
-from runner.client import WAIT_POLL_SECONDS, Client, History, TaskRef, unavailable
+from runner.client import (
+    WAIT_POLL_SECONDS,
+    Client,
+    History,
+    TaskRef,
+    handle_request,
+    unavailable,
+)
 from runner.config import Settings
-from runner.enqueue import ENQUEUE_RUNS, Enqueued, Request
+from runner.enqueue import ENQUEUE_RUNS, Request
+from runner.enqueued import Enqueued
 from runner.errors import NotReplicated, UnknownRun
+from runner.handles import TaskHandle
 from runner.keys import Keys
 from runner.record import TERMINAL, RunRecord
 from runner.redis import REDIS_DOWN, connect, redis_url
@@ -104,6 +113,10 @@ class AsyncClient:
 
     async def enqueue_request(self, request: Request) -> Enqueued:
         return (await self.enqueue_many([request]))[0]
+
+    async def enqueue_handle(self, handle: TaskHandle[..., Any], args: dict[str, Any]) -> Enqueued:
+        """Enqueue a run of `handle` with its options (`TaskHandle.enqueue_async`)."""
+        return await self.enqueue_request(handle_request(handle, args))
 
     async def enqueue_many(self, requests: Iterable[Request]) -> list[Enqueued]:
         """As `Client.enqueue_many`: one call of the enqueue script for all."""

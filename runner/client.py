@@ -18,7 +18,8 @@ from redis import Redis
 
 from runner.cancel import Cancel, cancel
 from runner.config import Settings
-from runner.enqueue import Enqueued, Enqueuer, Request
+from runner.enqueue import Enqueuer, Request
+from runner.enqueued import Enqueued
 from runner.errors import InvalidArguments, RedisUnavailable, UnknownRun
 from runner.handles import TaskHandle
 from runner.record import TERMINAL, RunRecord
@@ -86,6 +87,12 @@ def make_request(
     return request
 
 
+def handle_request(handle: TaskHandle[..., Any], args: dict[str, Any]) -> Request:
+    """The checked request of a handle's run, with its options."""
+    o = handle.options
+    return make_request(handle.task, args, token=o.token, queue=o.queue, at=o.at, after=o.after)
+
+
 class Client:
     """Enqueue, read, wait for, cancel and rerun runs (see the module's docstring)."""
 
@@ -130,7 +137,8 @@ class Client:
     def task(self, ref: TaskRef) -> Task:
         """The registered task a name or handle stands for; raises UnknownTask."""
         if isinstance(ref, TaskHandle):
-            return ref.task
+            task: Task = ref.task
+            return task
         return ref if isinstance(ref, Task) else self.registry.get(ref)
 
     def request(
@@ -155,6 +163,10 @@ class Client:
 
     def enqueue_request(self, request: Request) -> Enqueued:
         return self.enqueue_many([request])[0]
+
+    def enqueue_handle(self, handle: TaskHandle[..., Any], args: dict[str, Any]) -> Enqueued:
+        """Enqueue a run of `handle` with its options (`TaskHandle.enqueue` calls this)."""
+        return self.enqueue_request(handle_request(handle, args))
 
     def enqueue_many(self, requests: Iterable[Request]) -> list[Enqueued]:
         """Enqueue many requests (`request`, `TaskHandle.request`) in one atomic call."""

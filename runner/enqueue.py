@@ -17,6 +17,7 @@ from redis import Redis
 from rq import Queue
 
 from runner.config import Settings
+from runner.enqueued import Enqueued as Enqueued  # re-exported: its old home
 from runner.errors import NotReplicated
 from runner.keys import Keys
 from runner.lua import registered
@@ -124,16 +125,6 @@ class Request:
             canonical_json(self.args)
             return check_token(self.token)
         return derive_token(self.task.name, self.args)
-
-
-@dataclass(frozen=True, slots=True)
-class Enqueued:
-    """What enqueue did for one token: a new run (`deduplicated` false) or the existing one."""
-
-    token: str
-    job_id: str
-    state: RunState
-    deduplicated: bool
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,34 +4,40 @@
 task function's keyword parameters after `run` (a `ParamSpec`), so mypy checks
 `handle.enqueue(source="feed.jsonl")` against the function itself: a wrong or missing keyword
 is a type error before it is a runtime `InvalidArguments`. `with_options` gives a copy with a
-token, another queue, a due time, or the client to enqueue through; without a client the
-registry's default one is used, built from the environment on first use (never at import).
+token, another queue, a due time, or the client to enqueue through; without one the
+registry's `client` is used, which application code sets once (`registry.client =
+Client.from_env()`): nothing connects at import.
 A handle still calls like its function (`handle(run, ...)`), for tests and for tasks that
 call each other.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar
-from weakref import WeakKeyDictionary
+from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar
 
+from runner.enqueued import Enqueued
 from runner.errors import InvalidArguments
-
-if TYPE_CHECKING:
-    from runner.aclient import AsyncClient
-    from runner.client import Client
-    from runner.enqueue import Enqueued, Request
-    from runner.tasks import Task, TaskRegistry
 
 P = ParamSpec("P")
 R = TypeVar("R")
 TaskFn = Callable[Concatenate[Any, P], R]
 
-# registry -> its default client (`Client.from_env`), made when a handle first enqueues
-_default_clients: WeakKeyDictionary[TaskRegistry, Client] = WeakKeyDictionary()
+
+class Enqueuing(Protocol):
+    """What enqueues a handle's run: `runner.Client`."""
+
+    def enqueue_handle(self, handle: TaskHandle[..., Any], args: dict[str, Any]) -> Enqueued: ...
+
+
+class AsyncEnqueuing(Protocol):
+    """What enqueues a handle's run from asyncio code: `runner.AsyncClient`."""
+
+    def enqueue_handle(
+        self, handle: TaskHandle[..., Any], args: dict[str, Any]
+    ) -> Awaitable[Enqueued]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +48,8 @@ class Options:
     queue: str | None = None
     at: datetime | float | None = None
     after: timedelta | float | None = None
-    client: Client | AsyncClient | None = None
+    client: Enqueuing | None = None
+    async_client: AsyncEnqueuing | None = None
 
 
 class TaskHandle(Generic[P, R]):
@@ -50,14 +57,14 @@ class TaskHandle(Generic[P, R]):
 
     __slots__ = ("options", "registry", "task")
 
-    def __init__(self, registry: TaskRegistry, task: Task, options: Options | None = None) -> None:
-        self.registry = registry
-        self.task = task
+    def __init__(self, registry: Any, task: Any, options: Options | None = None) -> None:
+        self.registry = registry  # the TaskRegistry (runner.tasks, which imports this module)
+        self.task = task  # the registered runner.tasks.Task
         self.options = options or Options()
 
     @property
     def name(self) -> str:
-        return self.task.name
+        return str(self.task.name)
 
     def __call__(self, run: Any, /, *args: P.args, **kwargs: P.kwargs) -> R:
         result: R = self.task.fn(run, *args, **kwargs)
@@ -73,54 +80,40 @@ class TaskHandle(Generic[P, R]):
         queue: str | None = None,
         at: datetime | float | None = None,
         after: timedelta | float | None = None,
-        client: Client | AsyncClient | None = None,
+        client: Enqueuing | None = None,
+        async_client: AsyncEnqueuing | None = None,
     ) -> TaskHandle[P, R]:
         """A copy that enqueues with these options (the ones not given are kept)."""
         o = self.options
         options = replace(
             o, token=token or o.token, queue=queue or o.queue,
             at=o.at if at is None else at, after=o.after if after is None else after,
-            client=client or o.client,
+            client=client or o.client, async_client=async_client or o.async_client,
         )  # fmt: skip
         return TaskHandle(self.registry, self.task, options)
 
-    def request(self, *args: P.args, **kwargs: P.kwargs) -> Request:
-        """The request to enqueue a run with these arguments (checked against the task's
-        signature: raises InvalidArguments)."""
-        from runner.client import make_request
-
-        if args:
-            raise InvalidArguments(f"task {self.name} takes keyword arguments only")
-        o = self.options
-        return make_request(self.task, kwargs, token=o.token, queue=o.queue, at=o.at, after=o.after)
-
     def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Enqueued:
         """Enqueue a run with these arguments through the handle's client (default: the
-        registry's, from the environment); raises InvalidArguments, RedisUnavailable."""
-        request = self.request(*args, **kwargs)
-        return self._client().enqueue_request(request)
+        registry's `client`, which application code sets once); raises InvalidArguments,
+        RedisUnavailable."""
+        client = self.options.client or self.registry.client
+        if client is None:
+            raise InvalidArguments(
+                f"task {self.name}: no client to enqueue through; set registry.client ="
+                " runner.Client.from_env(), or use .with_options(client=...)"
+            )
+        return client.enqueue_handle(self, self._arguments(args, kwargs))
 
     async def enqueue_async(self, *args: P.args, **kwargs: P.kwargs) -> Enqueued:
-        """`enqueue` through the handle's `AsyncClient` (`with_options(client=...)`)."""
-        from runner.aclient import AsyncClient
-
-        request = self.request(*args, **kwargs)
-        client = self.options.client
-        if not isinstance(client, AsyncClient):
+        """`enqueue` through the handle's `AsyncClient` (`with_options(async_client=...)`)."""
+        client = self.options.async_client
+        if client is None:
             raise InvalidArguments(
-                f"task {self.name}: enqueue_async needs with_options(client=AsyncClient(...))"
+                f"task {self.name}: enqueue_async needs .with_options(async_client=...)"
             )
-        enqueued: Enqueued = await client.enqueue_request(request)
-        return enqueued
+        return await client.enqueue_handle(self, self._arguments(args, kwargs))
 
-    def _client(self) -> Client:
-        from runner.client import Client
-
-        client = self.options.client
-        if isinstance(client, Client):
-            return client
-        if client is not None:
-            raise InvalidArguments(f"task {self.name}: an AsyncClient enqueues with enqueue_async")
-        if self.registry not in _default_clients:
-            _default_clients[self.registry] = Client.from_env(registry=self.registry)
-        return _default_clients[self.registry]
+    def _arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        if args:
+            raise InvalidArguments(f"task {self.name} takes keyword arguments only")
+        return dict(kwargs)

@@ -192,7 +192,7 @@ def relay_main(settings: Settings, parent: int) -> int:
     """The relay process a worker's supervisor forks: relay until the supervisor is gone."""
     import os
 
-    from runner import logs
+    import runner.logs as logs
     from runner.redis import connect
     from runner.worker import die_with_parent
 

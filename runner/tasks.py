@@ -15,7 +15,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from runner.errors import ConfigError, InvalidArguments, TransientError, UnknownTask
-from runner.handles import P, R, TaskFn, TaskHandle
+from runner.handles import Enqueuing, P, R, TaskFn, TaskHandle
 from runner.health import SiteCheck
 
 if TYPE_CHECKING:
@@ -108,6 +108,9 @@ class TaskRegistry:
         self.web_routers: list[Any] = []
         # lines `runner show` adds about a run, e.g. where its rejected lines are listed
         self.notes: list[Callable[[RunRecord], str | None]] = []
+        # The client a handle's `enqueue` goes through by default (runner.Client), set by
+        # the application at start-up; None: each call names one (`with_options(client=)`).
+        self.client: Enqueuing | None = None
         self.register(Task(name="noop", fn=noop, queue="default", timeout=60))
 
     def register(self, task: Task) -> TaskHandle[..., Any]:
