@@ -146,7 +146,7 @@ class AsyncClient:
     async def get(self, token: str) -> RunRecord | None:
         """As `Client.get`."""
         try:
-            raw: dict[bytes, bytes] = await self._retrying(self.redis.hgetall, self.keys.run(token))
+            raw: dict[bytes, bytes] = await self._retrying(self._read_run, token)
         except REDIS_DOWN as exc:
             raise unavailable(self.settings, exc) from None
         if raw:
@@ -154,6 +154,10 @@ class AsyncClient:
         if self.sync.history is not None:
             return await asyncio.to_thread(self.sync.history.get, token)
         return None
+
+    async def _read_run(self, token: str) -> dict[bytes, bytes]:
+        raw = cast(dict[bytes, bytes], await self.redis.hgetall(self.keys.run(token)))
+        return raw
 
     async def wait(self, token: str, *, timeout: float) -> RunRecord:
         """As `Client.wait`: the final run; TimeoutError after `timeout` seconds."""
