@@ -92,7 +92,7 @@ def test_arguments_are_checked_before_anything_is_queued(
 
 
 def test_an_unknown_task_is_refused_naming_the_known_ones(client: Client) -> None:
-    with pytest.raises(UnknownTask, match="unknown task 'gret'; known tasks: .*greet"):
+    with pytest.raises(UnknownTask, match=r"unknown task 'gret'; known tasks: .*greet"):
         client.enqueue("gret", {"name": "ada"})
 
 
