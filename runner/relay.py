@@ -52,11 +52,13 @@ def relay_engine(url: str) -> Engine | None:
         if not parsed.database or not Path(parsed.database).exists():
             return None
         return sa.create_engine(parsed, connect_args={"timeout": TIMEOUT_SECONDS})
-    options = (
-        f"-c statement_timeout={TIMEOUT_SECONDS * 1000} -c lock_timeout={TIMEOUT_SECONDS * 1000}"
-    )
+    ms = TIMEOUT_SECONDS * 1000
+    given = parsed.query.get("options") or ""  # the URL's own (a search_path, say) stay
+    given = " ".join(given) if isinstance(given, tuple) else given
+    options = f"{given} -c statement_timeout={ms} -c lock_timeout={ms}".strip()
     if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
+    parsed = parsed.difference_update_query(["options"])
     connect_args = {"connect_timeout": TIMEOUT_SECONDS, "options": options}
     return sa.create_engine(parsed, connect_args=connect_args, pool_pre_ping=True)
 
