@@ -112,7 +112,9 @@ class _Health:
         parts.append(self._clock(problems))
         waiting = self._awaiting_reaper()
         if waiting:  # fine while a worker (whose reaper acts) is alive
-            parts.append(f"{waiting} runs awaiting the reaper (lease expired or job not begun)")
+            parts.append(
+                f"{waiting} runs awaiting the reaper (lease expired, job not begun, or due)"
+            )
         stuck = self._stuck({q for w in workers for q in w.queues})
         if stuck:
             over = rounded_duration(self.limits.stuck_seconds)
@@ -158,7 +160,9 @@ class _Health:
     def _awaiting_reaper(self) -> int:
         _, orphaned = Runs(self.redis, self.settings).leaseless()
         taken = sum(self.redis.llen(delivery_key(q)) for q in self.settings.queues)
-        return len(orphaned) + taken
+        overdue = self.now - self.settings.lease_seconds  # due, and not pushed by a reaper
+        late = int(self.redis.zcount(self.keys.delayed, "-inf", overdue))
+        return len(orphaned) + taken + late
 
     def _stuck(self, served: set[str]) -> int:
         """Runs queued longer than the threshold on a queue no live worker works."""

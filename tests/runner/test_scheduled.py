@@ -14,6 +14,7 @@ from redis import Redis
 
 from runner import Client, InvalidArguments, RunState
 from runner.config import Settings
+from runner.health import check_health
 from runner.keys import Keys
 from runner.reaper import Reaper
 from runner.tokens import job_id
@@ -88,6 +89,7 @@ def test_both_at_and_after_or_a_naive_time_are_refused(client: Client, redis: Re
 def test_a_delayed_run_survives_a_sigkill_of_every_worker_and_runs_once_when_due(
     client: Client,
     redis: Redis,
+    settings: Settings,
     start_worker: Callable[..., WorkerProcess],
 ) -> None:
     # Given two live workers and a run due in a few seconds
@@ -100,10 +102,12 @@ def test_a_delayed_run_survives_a_sigkill_of_every_worker_and_runs_once_when_due
         worker.kill_group()
     record = client.get(token)
     assert record is not None and record.state == RunState.SCHEDULED
-    # Then it waits through its due time with no worker alive...
-    wait_for(lambda: time.time() > due + 1, timeout=30, what="the due time to pass")
+    # Then it waits through its due time with no worker alive, which health points out...
+    late = due + settings.lease_seconds + 0.5
+    wait_for(lambda: time.time() > late, timeout=30, what="the due time to pass")
     record = client.get(token)
     assert record is not None and record.state == RunState.SCHEDULED
+    assert "1 runs awaiting the reaper" in check_health(redis, settings).up.text
     # ...and the next worker to come up runs it, once, as its first attempt
     start_worker("--name", "C")
     record = client.wait(token, timeout=60)
