@@ -15,10 +15,12 @@ import pytest
 from redis import Redis
 
 from runner import AsyncClient, Client, InvalidArguments, RunnerError, RunState
+from runner.aclient import async_connect
 from runner.config import Settings
 from runner.errors import RedisUnavailable, UnknownTask
 from runner.tasks import load_registry
 from tests.conftest import ROOT, TEST_TASKS
+from tests.sentinels import sentinel_topology
 
 CONCURRENT = 40
 
@@ -208,3 +210,26 @@ def test_mypy_rejects_a_wrong_keyword_on_a_task_handle(tmp_path: Path) -> None:
     assert lines == [14, 15], done.stdout  # the two good calls pass
     assert 'Unexpected keyword argument "nmae" for "enqueue"' in done.stdout
     assert 'Argument "name" to "enqueue" of "TaskHandle" has incompatible type "int"' in done.stdout
+
+
+@pytest.mark.slow
+def test_the_asyncio_client_enqueues_through_sentinel_and_waits_for_a_replica() -> None:
+    with sentinel_topology(sentinel_password="s3cret") as topology:
+        settings = Settings(redis_url=topology.url, redis_sentinel_password="s3cret",
+                            tasks_module=TEST_TASKS)  # fmt: skip
+        assert settings.min_replicas == 1
+
+        async def main() -> str:
+            client = AsyncClient(async_connect(settings), settings)
+            try:
+                return (await client.enqueue("greet", {"name": "ada"})).token
+            finally:
+                await client.aclose()
+
+        token = asyncio.run(main())
+        master = topology.master()
+        # returned only once a replica had the run: it is there at once
+        assert master.client().hget(f"runner:run:{token}", "state") == b"queued"
+        assert (
+            topology.replica_of(master).client().hget(f"runner:run:{token}", "state") == b"queued"
+        )
