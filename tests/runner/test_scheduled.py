@@ -72,6 +72,7 @@ def test_a_scheduled_run_is_listed_and_cancelled(
 
     listed = invoke("runs", "--state", "scheduled", "--json")
     assert [json.loads(line)["token"] for line in listed.output.splitlines()] == [token]
+    assert "due at:" in invoke("show", token).output
 
     assert client.cancel(token).state == RunState.CANCELLED
     assert redis.zscore(KEYS.delayed, token) is None
