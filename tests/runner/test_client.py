@@ -233,3 +233,15 @@ def test_the_asyncio_client_enqueues_through_sentinel_and_waits_for_a_replica() 
         assert (
             topology.replica_of(master).client().hget(f"runner:run:{token}", "state") == b"queued"
         )
+
+
+def test_enqueue_many_is_one_call_for_many_runs(client: Client, redis: Redis) -> None:
+    requests = [client.request("greet", {"name": n}) for n in ("ada", "bob", "ada")]
+    client.enqueue("noop")  # the script loaded (a first EVALSHA finds it missing)
+    redis.config_resetstat()
+
+    done = client.enqueue_many(requests)
+
+    assert [e.deduplicated for e in done] == [False, False, True]
+    assert int(redis.info("commandstats")["cmdstat_evalsha"]["calls"]) == 1
+    assert len(runs_of(redis, "greet")) == 2
