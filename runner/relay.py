@@ -126,6 +126,7 @@ class Relay:
     def run(self, *, stopped: Callable[[], bool] = lambda: False) -> None:
         """Relay until `stopped()`: a pass, then a wait for a commit's NOTIFY or the poll."""
         reported_at = 0.0
+        told_absent = False
         while not stopped():
             pause = POLL_SECONDS
             try:
@@ -138,9 +139,14 @@ class Relay:
                     self.report(engine)
                     reported_at = time.monotonic()
             except (SQLAlchemyError, RunnerError) as exc:
-                absent = isinstance(exc, DBAPIError) and "outbox" in str(exc.orig)
-                log.warning("outbox.relay_failed", error=str(exc).splitlines()[0][:300])
-                pause = ABSENT_SECONDS if absent else 1.0
+                said = str(exc).splitlines()[0][:300]
+                if isinstance(exc, DBAPIError) and "outbox" in str(exc.orig):
+                    if not told_absent:  # a site that has no outbox (yet): said once
+                        log.info("outbox.absent", error=said, retry_seconds=ABSENT_SECONDS)
+                    told_absent, pause = True, ABSENT_SECONDS
+                else:
+                    log.warning("outbox.relay_failed", error=said)
+                    pause = 1.0
                 self._close_listener()
             self._wait(pause)
 
