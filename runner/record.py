@@ -15,9 +15,9 @@ class RunState(StrEnum):
     ============  ==========================  ===============================================
     from          to                          by
     ============  ==========================  ===============================================
-    (none)        queued                      `Enqueuer.enqueue_many` (`_ENQUEUE_RUNS`)
-    (none)        scheduled                   `Enqueuer.enqueue_many` with a due time (`at=`,
-                                              `after=`): in the scheduled set, no job yet
+    (none)        queued                      `Enqueuer.enqueue_many` (`ENQUEUE_RUNS`)
+    (none)        scheduled                   `ENQUEUE_RUNS` with a due time (`at=`, `after=`):
+                                              in the scheduled set, its job not made yet
     scheduled     queued                      `Runs.advance` (`ADVANCE_RUN`): `Reaper.promote_due`
                                               pushes its first job when it is due
     queued        running                     `Runs.begin` (`BEGIN_ATTEMPT`), in the worker
