@@ -17,7 +17,7 @@ import tenacity
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import ArgumentError, IntegrityError
 
-from runner import ConfigError, RunnerError
+from runner import ConfigError, RunnerError, outbox_table
 
 T = TypeVar("T")
 
@@ -33,6 +33,10 @@ metadata = sa.MetaData(
         "pk": "pk_%(table_name)s",
     }
 )
+
+# The runner's outbox (`Client.enqueue_on_commit`), made by migration 0003, on the same metadata
+# so that Alembic's autogenerate sees it as the site's own.
+outbox = outbox_table(metadata)
 
 SQLITE_BUSY_SECONDS = 30
 _SQLITE_LOCKED_RETRY = tenacity.Retrying(

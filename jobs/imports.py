@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from jobs.downloads import DeadlinePassed, download
 from jobs.feeds import detect_format, read_feed
-from jobs.sources import TASK, file_digest, is_url, local_file, spool_path
-from runner import PermanentError, RetryPolicy, Run, Task, TaskRegistry
+from jobs.sources import file_digest, is_url, local_file, spool_path
+from runner import PermanentError, Run
 
 if TYPE_CHECKING:  # the store (SQLAlchemy) is imported by a run, not by a worker's start-up
     from sqlalchemy import Engine
@@ -174,9 +174,3 @@ def _batches(items: Iterator[Item], size: int) -> Iterator[list[Item]]:
             batch = []
     if batch:
         yield batch
-
-
-def register(registry: TaskRegistry) -> None:
-    """Register `import_posts` on the `imports` queue."""
-    registry.register(Task(TASK, import_posts, queue="imports", timeout=6 * 3600,
-                           retry=RetryPolicy()))  # fmt: skip

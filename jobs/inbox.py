@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from jobs.sources import FEED_SUFFIXES, TASK, file_sha256
-from runner import Run, RunState, Task, TaskRegistry, content_token
+from runner import Run, RunState, content_token
 
 
 def inbox_dir(run: Run, inbox: str | None) -> Path:
@@ -54,8 +54,3 @@ def _claim(path: Path, processing: Path) -> Path:
     target = processing / f"{file_sha256(path)[:32]}{path.suffix.lower()}"
     os.replace(path, target)
     return target
-
-
-def register(registry: TaskRegistry) -> None:
-    """Register `poll_inbox` on the `cron` queue."""
-    registry.register(Task("poll_inbox", poll_inbox, queue="cron", timeout=600))

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from jobs.sources import TASK, url_source
-from runner import Run, Task, TaskError, TaskRegistry
+from runner import Run, TaskError
 
 
 def poll_feeds(run: Run) -> dict[str, Any]:
@@ -40,8 +40,3 @@ def poll_feeds(run: Run) -> dict[str, Any]:
         run.log.info("feed.new_version", url=url, token=token)
     run.log.info("feeds.polled", **counts)
     return counts
-
-
-def register(registry: TaskRegistry) -> None:
-    """Register `poll_feeds` on the `cron` queue."""
-    registry.register(Task("poll_feeds", poll_feeds, queue="cron", timeout=3600))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable
 from contextlib import suppress
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
@@ -16,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jobs.sitemap import SITEMAP, URLS_PER_FILE
-from runner import Run, Task, TaskRegistry, connect, prune_runs
+from runner import Run, connect, prune_runs
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine, Update
@@ -42,13 +41,6 @@ def _refresh() -> Update:
             needs_review=sa.or_(posts.c.needs_review, sa.bindparam("b_overdue", type_=sa.Boolean)),
         )
     )
-
-
-def register(registry: TaskRegistry) -> None:
-    """Register the upkeep tasks on the `cron` queue."""
-    tasks: tuple[Callable[..., Any], ...] = (refresh_freshness, build_sitemap, prune)
-    for fn in tasks:
-        registry.register(Task(fn.__name__, fn, queue="cron", timeout=1800))
 
 
 # -- freshness ---------------------------------------------------------------------------

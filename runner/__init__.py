@@ -1,16 +1,22 @@
 """The runner's public API: what a site's task module builds on.
 
-Tasks are registered on a `TaskRegistry` and receive a `Run` (steps, checkpoints, a bound
-logger); `CronEntry` declares the schedule; `PermanentError` and `TransientError` classify what
-a task raises. The site's own CLI commands import from `runner.cli`. Every other module is
-internal and may change between releases.
+Tasks are registered on a `TaskRegistry` (which returns a typed `TaskHandle`) and receive a
+`Run` (steps, checkpoints, a bound logger); application code enqueues through `Client` or
+`AsyncClient` (`enqueue_on_commit` writes into the outbox table a site's migration makes with
+`create_outbox_table`); `CronEntry` declares the schedule; `PermanentError` and
+`TransientError` classify what a task raises. The site's own CLI commands import from
+`runner.cli`. Every other module is internal and may change between releases.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+from runner.client import Client
 from runner.config import Settings
 from runner.context import Run
-from runner.enqueue import Enqueued, Request
+from runner.enqueue import Request
+from runner.enqueued import Enqueued
 from runner.errors import (
     AttemptStopped,
     ConfigError,
@@ -22,6 +28,7 @@ from runner.errors import (
     TransientError,
     UnknownRun,
 )
+from runner.handles import TaskHandle
 from runner.health import Check as HealthCheck
 from runner.record import RunRecord, RunState
 from runner.redis import connect, redact
@@ -30,8 +37,31 @@ from runner.schedule import CronEntry
 from runner.tasks import RetryPolicy, Task, TaskRegistry
 from runner.tokens import canonical_json, content_token, derive_token, slot_token
 
+if TYPE_CHECKING:
+    from runner.aclient import AsyncClient
+    from runner.outbox import create_outbox_table, drop_outbox_table, outbox_table
+
+# Imported on first use: redis.asyncio and SQLAlchemy are for the code that needs them.
+_LAZY = {
+    "AsyncClient": "runner.aclient",
+    "create_outbox_table": "runner.outbox",
+    "drop_outbox_table": "runner.outbox",
+    "outbox_table": "runner.outbox",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'runner' has no attribute {name!r}")
+
+
 __all__ = [
+    "AsyncClient",
     "AttemptStopped",
+    "Client",
     "ConfigError",
     "CronEntry",
     "Enqueued",
@@ -48,13 +78,17 @@ __all__ = [
     "Settings",
     "Task",
     "TaskError",
+    "TaskHandle",
     "TaskRegistry",
     "TransientError",
     "UnknownRun",
     "canonical_json",
     "connect",
     "content_token",
+    "create_outbox_table",
     "derive_token",
+    "drop_outbox_table",
+    "outbox_table",
     "prune_runs",
     "redact",
     "slot_token",

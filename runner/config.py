@@ -62,6 +62,7 @@ class Settings:
     download_deadline_seconds: float = 300.0
     url_check_seconds: float = 3.0
     url_min_interval_seconds: float = 900.0
+    outbox_url: str | None = None  # the database of the outbox the relay reads (runner.outbox)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -106,6 +107,8 @@ class Settings:
             ),
             url_check_seconds=_number(env, "RUNNER_URL_CHECK_SECONDS", 3.0, low=0.1),
             url_min_interval_seconds=_number(env, "RUNNER_URL_MIN_INTERVAL", 900.0, low=1.0),
+            redis_outage_seconds=_number(env, "RUNNER_REDIS_OUTAGE_SECONDS", 60.0, low=0.0),
+            outbox_url=env.get("RUNNER_OUTBOX_URL") or None,
         )
 
     def with_changes(self, **changes: Any) -> Settings:
@@ -117,6 +120,12 @@ class Settings:
     def store_url(self) -> str:
         """The content store's URL: `RUNNER_DATABASE_URL` or a SQLite file under the home."""
         return self.database_url or f"sqlite:///{self.home / 'content.db'}"
+
+    @property
+    def outbox_database_url(self) -> str:
+        """The database whose outbox the relay moves to Redis: `RUNNER_OUTBOX_URL`, else the
+        content store's."""
+        return self.outbox_url or self.store_url
 
     @property
     def reaper_interval(self) -> float:

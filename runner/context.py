@@ -16,7 +16,7 @@ import tenacity
 from structlog.contextvars import bound_contextvars
 
 from runner.config import Settings
-from runner.enqueue import Enqueued
+from runner.enqueued import Enqueued
 from runner.errors import AttemptStopped, InvalidArguments, LeaseLost
 from runner.lease import Lease, StopReason
 from runner.logs import RunStream

@@ -19,7 +19,8 @@ import structlog
 from redis import Redis
 
 from runner.config import Settings
-from runner.enqueue import Enqueued, Enqueuer, Request
+from runner.enqueue import Enqueuer, Request
+from runner.enqueued import Enqueued
 from runner.errors import InvalidArguments
 from runner.keys import Keys
 from runner.logs import into_run_log

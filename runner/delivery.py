@@ -11,6 +11,13 @@ the number of queues; the id leaves the list only in the Lua call that claims th
 intermediate list for longer than a lease period (`Limbo`). At every moment a job is in its
 queue, in an intermediate list, or held under a lease: each of them is watched.
 
+Before its job exists, a run can wait in one more place: the scheduled set (`Keys.delayed`,
+tokens by due time), for a retry's backoff or a run enqueued with `at=` / `after=`. Its job
+is made and pushed to the queue, in one Lua call with the run's move to `queued`, by the
+reaper of any live worker once it is due (`Reaper.promote_due`): nothing is held by a worker
+meanwhile, so the death of every worker loses nothing, and the first reaper that comes up
+after the due time pushes it, once.
+
 A horse takes its next job ahead, in the transaction that records the success of the job it
 has just run (`stage_take`): the same move, one round trip fewer per job. A horse that stops,
 or finds its worker suspended, before it begins that job gives it back to the head of its

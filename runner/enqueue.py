@@ -17,6 +17,7 @@ from redis import Redis
 from rq import Queue
 
 from runner.config import Settings
+from runner.enqueued import Enqueued as Enqueued  # re-exported: its old home
 from runner.errors import NotReplicated
 from runner.keys import Keys
 from runner.lua import registered
@@ -30,11 +31,13 @@ from runner.tokens import canonical_json, check_token, derive_token, job_id
 # Create each run that does not exist yet, with its first RQ job, in one call. Returns, per
 # item, {state, job id, 1 if created else 0}. (One JSON string per item, not ~70 arguments:
 # redis-py packs each one.)
-_ENQUEUE_RUNS = """
+ENQUEUE_RUNS = """
 local runs = KEYS[1]          -- the runs index: token by creation time
 local queues = KEYS[2]        -- RQ's set of queues
 local queued_index = KEYS[3]  -- tokens of queued runs by when they were queued
 local tasks = KEYS[4]         -- the names of the tasks that have a task index
+local scheduled = KEYS[5]     -- the scheduled set: tokens by due time (`Keys.delayed`)
+local scheduled_index = KEYS[6]  -- tokens of scheduled runs by when they were scheduled
 -- then per item seven keys: run hash, job index (job id -> token), RQ job, RQ queue, log,
 -- the task's index and the queue's index (tokens by creation time)
 local now = ARGV[1]           -- epoch seconds
@@ -42,12 +45,12 @@ local retention = tonumber(ARGV[2])  -- TTL of the job index entry
 local cap = ARGV[3]           -- the log stream's cap
 local shared = cjson.decode(ARGV[4])  -- RQ job fields per (queue, timeout): flat pair lists
 -- then per item three arguments: token; JSON {id: RQ job id, r: run hash pairs, t: index
--- into `shared`, d: job description, e: the `run.queued` log event, n: task name}; the
--- job's payload
+-- into `shared`, d: job description, e: the `run.queued` log event, n: task name, s: the
+-- due time of a scheduled run (absent: queued now)}; the job's payload
 
 local out, pushed = {}, {}
-for i = 0, (#KEYS - 4) / 7 - 1 do
-  local k, a = 5 + 7*i, 5 + 3*i  -- this item's first key and first argument
+for i = 0, (#KEYS - 6) / 7 - 1 do
+  local k, a = 7 + 7*i, 5 + 3*i  -- this item's first key and first argument
   local run, job_index, job, queue, log = KEYS[k], KEYS[k+1], KEYS[k+2], KEYS[k+3], KEYS[k+4]
   local task_index, queue_index = KEYS[k+5], KEYS[k+6]
   local token, item_json, data = ARGV[a], ARGV[a + 1], ARGV[a + 2]
@@ -58,16 +61,22 @@ for i = 0, (#KEYS - 4) / 7 - 1 do
     local item = cjson.decode(item_json)
     redis.call('HSET', run, unpack(item.r))
     redis.call('ZADD', runs, now, token)
-    redis.call('ZADD', queued_index, now, token)
     redis.call('ZADD', task_index, now, token)
     redis.call('ZADD', queue_index, now, token)
     redis.call('SADD', tasks, item.n)
-    redis.call('HSET', job, 'data', data, 'description', item.d, unpack(shared[item.t]))
-    redis.call('RPUSH', queue, item.id)
-    pushed[queue] = true
     redis.call('SET', job_index, token, 'EX', retention)
     redis.call('XADD', log, 'MAXLEN', '~', cap, '*', 'e', item.e)
-    out[#out + 1] = {'queued', item.id, 1}
+    if item.s then  -- its job is made when it is due (`Reaper.promote_due`)
+      redis.call('ZADD', scheduled, item.s, token)
+      redis.call('ZADD', scheduled_index, now, token)
+      out[#out + 1] = {'scheduled', item.id, 1}
+    else
+      redis.call('ZADD', queued_index, now, token)
+      redis.call('HSET', job, 'data', data, 'description', item.d, unpack(shared[item.t]))
+      redis.call('RPUSH', queue, item.id)
+      pushed[queue] = true
+      out[#out + 1] = {'queued', item.id, 1}
+    end
   end
 end
 for queue in pairs(pushed) do redis.call('SADD', queues, queue) end
@@ -75,22 +84,35 @@ return out
 """
 
 
-def queued_event(token: str, task: Task, stamp: str, jid: str) -> str:
-    """The first event of a run's log stream (JSON), written atomically with the run."""
-    event = {
-        "event": "run.queued", "state": RunState.QUEUED, "queue": task.queue, "token": token,
-        "task": task.name, "attempt": 1, "job_id": jid, "level": "info", "timestamp": stamp,
+def queued_event(request: Request, token: str, stamp: str, jid: str) -> str:
+    """The first event of a run's log stream (JSON), written atomically with the run:
+    `run.queued`, or `run.scheduled` with its due time."""
+    event: dict[str, Any] = {
+        "event": "run.queued", "state": RunState.QUEUED, "queue": request.queue_name,
+        "token": token, "task": request.task.name, "attempt": 1, "job_id": jid,
+        "level": "info", "timestamp": stamp,
     }  # fmt: skip
+    if request.at is not None:
+        event |= {"event": "run.scheduled", "state": RunState.SCHEDULED, "due_at": request.at}
     return json.dumps(event, separators=(",", ":"))
 
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """One unit of work to enqueue: a task, its arguments and optionally the caller's token."""
+    """One unit of work to enqueue: a task, its arguments and optionally the caller's token,
+    another queue than the task's, a due time (epoch seconds: the run is scheduled until
+    then) and the caller's W3C `traceparent`."""
 
     task: Task
     args: dict[str, Any]
     token: str | None = None
+    queue: str | None = None
+    at: float | None = None
+    traceparent: str | None = None
+
+    @property
+    def queue_name(self) -> str:
+        return self.queue or self.task.queue
 
     def __post_init__(self) -> None:
         """Raises InvalidArguments when the arguments do not fit the task's signature."""
@@ -106,13 +128,20 @@ class Request:
 
 
 @dataclass(frozen=True, slots=True)
-class Enqueued:
-    """What enqueue did for one token: a new run (`deduplicated` false) or the existing one."""
+class EnqueueCall:
+    """One call of the enqueue script: the tokens it enqueues, its keys and arguments."""
 
-    token: str
-    job_id: str
-    state: RunState
-    deduplicated: bool
+    tokens: tuple[str, ...]
+    keys: list[str]
+    args: list[Any]
+
+    def results(self, replies: Sequence[Sequence[Any]]) -> list[Enqueued]:
+        """The script's replies, one per token: what enqueue did for it."""
+        return [
+            Enqueued(token, job_id=jid, state=RunState(state), deduplicated=not int(reply[2]))
+            for token, reply in zip(self.tokens, replies, strict=True)
+            for state, jid in [texts(reply[:2])]
+        ]
 
 
 class Enqueuer:
@@ -122,7 +151,7 @@ class Enqueuer:
         self.redis = redis
         self.settings = settings
         self.keys = Keys(settings.prefix)
-        self._enqueue = registered(redis, _ENQUEUE_RUNS)
+        self._enqueue = registered(redis, ENQUEUE_RUNS)
         self.jobs = AttemptJobs(redis, failure_ttl=settings.retention_seconds)
         self.replicas = Replicas(redis, self.keys, needed=settings.min_replicas)
         self.durable = Durable(settings.redis_outage_seconds)
@@ -135,11 +164,18 @@ class Enqueuer:
         """Enqueue many in one atomic round trip; each token gets at most one run."""
         if not requests:
             return []
+        call = self.call(requests)
+        return call.results(self._enqueue_replicated(call.keys, call.args))
+
+    def call(self, requests: Sequence[Request]) -> EnqueueCall:
+        """The keys and arguments of the enqueue script for `requests` (`ENQUEUE_RUNS`: the
+        asyncio client runs the same call)."""
         now = time.time()
         at = datetime.fromtimestamp(now, UTC)
         stamp = at.isoformat().replace("+00:00", "Z")
         keys = [self.keys.runs, Queue.redis_queues_keys]
-        keys += [self.keys.by_state(RunState.QUEUED), self.keys.tasks]
+        keys += [self.keys.by_state(RunState.QUEUED), self.keys.tasks, self.keys.delayed]
+        keys.append(self.keys.by_state(RunState.SCHEDULED))
         args: list[Any] = []
         shared: dict[tuple[str, int], int] = {}  # (queue, timeout) -> 1-based index
         tokens = []
@@ -147,15 +183,17 @@ class Enqueuer:
             token = request.resolved_token()
             tokens.append(token)
             jid = job_id(token, 1)
-            queue, timeout = request.task.queue, request.task.timeout
-            item = {
+            queue, timeout = request.queue_name, request.task.timeout
+            item: dict[str, Any] = {
                 "id": jid,
                 "r": self._new_run_fields(request, token, now, jid),
                 "t": shared.setdefault((queue, timeout), len(shared) + 1),
                 "d": description(token, 1),
-                "e": queued_event(token, request.task, stamp, jid),
+                "e": queued_event(request, token, stamp, jid),
                 "n": request.task.name,
             }
+            if request.at is not None:
+                item["s"] = repr(float(request.at))
             keys += [self.keys.run(token), self.keys.job(jid), job_key(jid)]
             keys += [self.jobs.queue(queue).key, self.keys.log(token)]
             keys += [self.keys.by_task(request.task.name), self.keys.by_queue(queue)]
@@ -166,12 +204,7 @@ class Enqueuer:
         ]
         head: list[Any] = [now, self.settings.retention_seconds, self.settings.log_max_events]
         head.append(json.dumps(fields, separators=(",", ":")))
-        replies = self._enqueue_replicated(keys, head + args)
-        return [
-            Enqueued(token, job_id=jid, state=RunState(state), deduplicated=not reply[2])
-            for token, reply in zip(tokens, replies, strict=True)
-            for state, jid in [texts(reply[:2])]
-        ]
+        return EnqueueCall(tuple(tokens), keys, head + args)
 
     def _enqueue_replicated(self, keys: list[str], args: list[Any]) -> list[list[Any]]:
         """Run the enqueue script; behind Sentinel, return only once a replica has its writes
@@ -195,14 +228,19 @@ class Enqueuer:
     def _new_run_fields(self, request: Request, token: str, now: float, jid: str) -> list[Any]:
         task = request.task
         max_attempts = task.retry.attempts or self.settings.max_attempts
+        scheduled = request.at is not None
+        extra: dict[str, Any] = {"due_at": request.at} if scheduled else {}
+        if request.traceparent:
+            extra["traceparent"] = request.traceparent
         return encode(
             {
+                **extra,
                 "token": token,
                 "task": task.name,
                 "args": request.args,
-                "queue": task.queue,
+                "queue": request.queue_name,
                 "timeout": task.timeout,
-                "state": RunState.QUEUED,
+                "state": RunState.SCHEDULED if scheduled else RunState.QUEUED,
                 "attempt": 1,
                 "attempt_base": 0,
                 "max_attempts": max_attempts,

@@ -23,7 +23,8 @@ from runner.config import Settings
 from runner.context import Run
 from runner.delivery import delivery_key
 from runner.deploys import code_version
-from runner.enqueue import Enqueued, Enqueuer, Request
+from runner.enqueue import Enqueuer, Request
+from runner.enqueued import Enqueued
 from runner.errors import (
     AttemptStopped,
     LeaseLost,

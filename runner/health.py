@@ -10,6 +10,7 @@ code version against the version before it, by version: runner.compare says what
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -111,12 +112,18 @@ class _Health:
         parts.append(self._clock(problems))
         waiting = self._awaiting_reaper()
         if waiting:  # fine while a worker (whose reaper acts) is alive
-            parts.append(f"{waiting} runs awaiting the reaper (lease expired or job not begun)")
+            parts.append(
+                f"{waiting} runs awaiting the reaper (lease expired, job not begun, or due)"
+            )
         stuck = self._stuck({q for w in workers for q in w.queues})
         if stuck:
             over = rounded_duration(self.limits.stuck_seconds)
             parts.append(f"{stuck} runs queued over {over} with no live worker on their queue")
             problems.append("stuck runs")
+        kept = self._outbox_kept()
+        if kept:
+            parts.append(kept)
+            problems.append("outbox rows kept")
         for check in self._site_checks():
             parts.append(f"{check.name} {'ok' if check.ok else 'FAIL'}: {check.detail}")
             if not check.ok:
@@ -139,10 +146,23 @@ class _Health:
             return f"clock last ticked {rounded_duration(age)} ago: is `runner cron run` up?"
         return f"clock ticked {rounded_duration(age)} ago"
 
+    def _outbox_kept(self) -> str:
+        """What the outbox relay last said of rows it keeps (their task is gone...), if any."""
+        raw = self.redis.get(self.keys.outbox_kept)
+        report = json.loads(raw) if raw else {}
+        if not report.get("kept"):
+            return ""
+        return (
+            f"{report['kept']} outbox rows kept by the relay ({report['reason'][:200]}): fix"
+            " the task, or delete them from runner_outbox"
+        )
+
     def _awaiting_reaper(self) -> int:
         _, orphaned = Runs(self.redis, self.settings).leaseless()
         taken = sum(self.redis.llen(delivery_key(q)) for q in self.settings.queues)
-        return len(orphaned) + taken
+        overdue = self.now - self.settings.lease_seconds  # due, and not pushed by a reaper
+        late = int(self.redis.zcount(self.keys.delayed, "-inf", overdue))
+        return len(orphaned) + taken + late
 
     def _stuck(self, served: set[str]) -> int:
         """Runs queued longer than the threshold on a queue no live worker works."""

@@ -58,6 +58,12 @@ class Keys:
         return f"{self.prefix}limbo"
 
     @property
+    def outbox_kept(self) -> str:
+        """String with a TTL: JSON {kept, reason, at} of the outbox rows the relay keeps
+        (their task is gone...), written by the relay; `runner health` reads it."""
+        return f"{self.prefix}outbox:kept"
+
+    @property
     def reaper_lock(self) -> str:
         """String with a TTL: held by the one reaper doing a pass."""
         return f"{self.prefix}lock:reaper"

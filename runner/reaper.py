@@ -1,6 +1,7 @@
 """The reaper: inside every worker, it requeues runs whose lease expired (their worker died),
 whose job was taken off its queue by a worker that died before starting it, or whose RQ job
-is gone (deleted or emptied from outside), pushes retries that came due, and removes dead
+is gone (deleted or emptied from outside), pushes retries and scheduled runs that came due
+(the scheduled set), and removes dead
 workers' registrations from RQ's (runner.liveness). One reaper acts at a time (a lock with a
 TTL), and every move is conditional on the run being as the reaper saw it, so nothing is
 requeued twice."""
@@ -126,17 +127,19 @@ class Reaper:
         return moved
 
     def promote_due(self) -> int:
-        """Runs waiting to retry whose time has come: push their next attempt."""
+        """Runs in the scheduled set whose time has come: a retry's next attempt, or a
+        scheduled run's first one (`at=`, `after=`), is pushed to its queue. The set lives
+        in Redis, so a run waits there through the death of every worker, and the next
+        reaper to come up pushes it once (the move is conditional on the run's state)."""
         due = self.redis.zrangebyscore(self.keys.delayed, "-inf", time.time())
         moved = 0
         for token in texts(due):
             record = self.runs.get(token)
-            if record is None or record.state != RunState.RETRYING:
+            if record is None or record.state not in (RunState.RETRYING, RunState.SCHEDULED):
                 self.redis.zrem(self.keys.delayed, token)
                 continue
-            moved += self._push(
-                record, seen=RunState.RETRYING, attempt=record.attempt, reason="retry due"
-            )
+            reason = "retry due" if record.state == RunState.RETRYING else "scheduled time due"
+            moved += self._push(record, seen=record.state, attempt=record.attempt, reason=reason)
         return moved
 
     def _next_attempt(self, record: RunRecord, *, seen: RunState, reason: str) -> int:

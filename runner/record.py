@@ -15,7 +15,11 @@ class RunState(StrEnum):
     ============  ==========================  ===============================================
     from          to                          by
     ============  ==========================  ===============================================
-    (none)        queued                      `Enqueuer.enqueue_many` (`_ENQUEUE_RUNS`)
+    (none)        queued                      `Enqueuer.enqueue_many` (`ENQUEUE_RUNS`)
+    (none)        scheduled                   `ENQUEUE_RUNS` with a due time (`at=`, `after=`):
+                                              in the scheduled set, its job not made yet
+    scheduled     queued                      `Runs.advance` (`ADVANCE_RUN`): `Reaper.promote_due`
+                                              pushes its first job when it is due
     queued        running                     `Runs.begin` (`BEGIN_ATTEMPT`), in the worker
     running       succeeded, failed,          `Runs.release` (`RELEASE_ATTEMPT`): the
                   retrying                    attempt's outcome, written by the `Executor`
@@ -29,7 +33,8 @@ class RunState(StrEnum):
                                               or (`hand_over_killed`) the `Supervisor` that
                                               killed its horse at the stop deadline
     queued,       cancelled                   `Runs.cancel` (`CANCEL_RUN`): `runner.cancel`
-    retrying                                  (`runner cancel`, the console)
+    retrying,                                 (`runner cancel`, the console, `Client.cancel`)
+    scheduled
     running       cancelled                   `Runs.release`: the attempt stopped at its
                                               checkpoint after `Runs.cancel` asked it to;
                                               `Runs.advance` when the attempt died first
@@ -41,6 +46,7 @@ class RunState(StrEnum):
     Like `failed`, a cancelled run keeps its checkpoints and can be rerun.
     """
 
+    SCHEDULED = "scheduled"
     QUEUED = "queued"
     RUNNING = "running"
     RETRYING = "retrying"
@@ -50,7 +56,7 @@ class RunState(StrEnum):
 
 
 # A run that is ACTIVE will move on by itself; a TERMINAL one only by an operator's rerun.
-ACTIVE = frozenset({RunState.QUEUED, RunState.RUNNING, RunState.RETRYING})
+ACTIVE = frozenset({RunState.SCHEDULED, RunState.QUEUED, RunState.RUNNING, RunState.RETRYING})
 TERMINAL = frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED})
 JSON_FIELDS = ("args", "result", "error", "cursor", "counters")
 
@@ -84,6 +90,8 @@ class RunRecord:
     total: int | None = None
     cancel_requested: str = ""  # who asked a running run to stop ('cli', 'web'); '' if nobody
     handovers: int = 0  # attempts that stopped to hand the run over (a deploy, not a failure)
+    due_at: float | None = None  # a scheduled run's due time (`at=`, `after=`)
+    traceparent: str = ""  # the enqueuer's W3C trace context, when it gave one
 
     @classmethod
     def from_hash(cls, raw: Mapping[bytes, bytes]) -> RunRecord:
@@ -122,6 +130,8 @@ class RunRecord:
             total=int(f["total"]) if f.get("total") else None,
             cancel_requested=f.get("cancel_requested", ""),
             handovers=int(f.get("handovers") or 0),
+            due_at=num("due_at"),
+            traceparent=f.get("traceparent", ""),
         )
 
     @property

@@ -18,8 +18,10 @@ connection (the replication stream is one ordered log).
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
 
 from runner.errors import NotReplicated
 from runner.keys import Keys
@@ -50,18 +52,50 @@ class Replicas:
         pipe.incr(self.key)
         pipe.wait(needed, self.wait_ms)
         _, acked = pipe.execute()
-        if int(acked) < needed:
+        self._check(int(acked), needed)
+
+    def connected(self) -> int:
+        """How many replicas the master has (asked at most once a second)."""
+        if self._stale():
+            self._learn(self.redis.info("replication"))
+        return self._connected
+
+    def _stale(self) -> bool:
+        return time.monotonic() - self._connected_at >= CONNECTED_REFRESH_SECONDS
+
+    def _learn(self, info: dict[str, Any]) -> None:
+        self._connected = int(info.get("connected_slaves", 0))
+        self._connected_at = time.monotonic()
+
+    def _check(self, acked: int, needed: int) -> None:
+        if acked < needed:
             self._connected_at = -CONNECTED_REFRESH_SECONDS  # look again: one may have left
             raise NotReplicated(
                 f"{acked} of {needed} Redis replica(s) confirmed the write within"
                 f" {self.wait_ms} ms; a failover now could lose it"
             )
 
-    def connected(self) -> int:
-        """How many replicas the master has (asked at most once a second)."""
-        now = time.monotonic()
-        if now - self._connected_at >= CONNECTED_REFRESH_SECONDS:
-            info = self.redis.info("replication")
-            self._connected = int(info.get("connected_slaves", 0))
-            self._connected_at = now
-        return self._connected
+
+class AsyncReplicas(Replicas):
+    """`Replicas` on redis.asyncio (the asyncio client's enqueue): the same rules."""
+
+    def __init__(
+        self, redis: AsyncRedis, keys: Keys, *, needed: int, wait_ms: int = WAIT_MS
+    ) -> None:
+        super().__init__(redis, keys, needed=needed, wait_ms=wait_ms)  # type: ignore[arg-type]
+        self.aredis = redis
+
+    async def confirm(self) -> None:  # type: ignore[override]
+        """As `Replicas.confirm`, awaited."""
+        if self.needed <= 0:
+            return
+        if self._stale():
+            self._learn(await self.aredis.info("replication"))
+        needed = min(self.needed, self._connected)
+        if needed <= 0:
+            return
+        pipe = self.aredis.pipeline(transaction=False)
+        pipe.incr(self.key)
+        pipe.wait(needed, self.wait_ms)
+        _, acked = await pipe.execute()
+        self._check(int(acked), needed)

@@ -32,6 +32,7 @@ from runner.config import Settings
 from runner.handover import hand_over_killed
 from runner.reaper import Reaper
 from runner.redis import connect
+from runner.relay_process import RelayProcess
 from runner.worker import STOP_SIGNALS, Horse, WorkerOptions, horse_main, horse_name
 
 log = structlog.get_logger("runner.worker")
@@ -62,6 +63,7 @@ class Supervisor:
         self.stop_by: float | None = None  # monotonic time every horse must be gone by
         self.redis = connect(settings, check=False)
         self.reaper = Reaper(self.redis, settings)
+        self.relay = RelayProcess(settings)  # the outbox's relay: database side-work
 
     @property
     def horses(self) -> list[int]:
@@ -89,6 +91,7 @@ class Supervisor:
         while not (self.stopping and not self.horses):
             if not self.stopping:
                 self._fill_slots()
+                self.relay.keep()
             moved = 0 if self.stopping else self._sweep()
             for slot, code in self._wait(self.settings.reaper_interval):
                 self._ended(slot, code)
@@ -97,6 +100,7 @@ class Supervisor:
                 self._kill_all("the stop deadline passed before a checkpoint")
             if self._burst_finished(moved):
                 break
+        self.relay.stop()
         log.info("worker.stopped", name=name)
         return 0
 

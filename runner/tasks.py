@@ -15,6 +15,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from runner.errors import ConfigError, InvalidArguments, TransientError, UnknownTask
+from runner.handles import Enqueuing, P, R, TaskFn, TaskHandle
 from runner.health import SiteCheck
 
 if TYPE_CHECKING:
@@ -107,11 +108,15 @@ class TaskRegistry:
         self.web_routers: list[Any] = []
         # lines `runner show` adds about a run, e.g. where its rejected lines are listed
         self.notes: list[Callable[[RunRecord], str | None]] = []
+        # The client a handle's `enqueue` goes through by default (runner.Client), set by
+        # the application at start-up; None: each call names one (`with_options(client=)`).
+        self.client: Enqueuing | None = None
         self.register(Task(name="noop", fn=noop, queue="default", timeout=60))
 
-    def register(self, task: Task) -> Task:
+    def register(self, task: Task) -> TaskHandle[..., Any]:
+        """Register `task`; returns its handle (`registry.task(...)(fn)` types its arguments)."""
         self._tasks[task.name] = task
-        return task
+        return TaskHandle(self, task)
 
     def task(
         self,
@@ -120,13 +125,14 @@ class TaskRegistry:
         queue: str = "default",
         timeout: int = 3600,
         retry: RetryPolicy | None = None,
-    ) -> Callable[[TaskFunction], TaskFunction]:
-        """Decorator registering `fn(run, **kwargs)` under `name` (default: its own name)."""
+    ) -> Callable[[TaskFn[P, R]], TaskHandle[P, R]]:
+        """Decorator registering `fn(run, **kwargs)` under `name` (default: its own name);
+        returns its handle, whose `enqueue` mypy checks against `fn`'s keyword parameters."""
 
-        def register(fn: TaskFunction) -> TaskFunction:
+        def register(fn: TaskFn[P, R]) -> TaskHandle[P, R]:
             task = Task(name or fn.__name__, fn, queue, timeout, retry or RetryPolicy())
-            self.register(task)
-            return fn
+            self._tasks[task.name] = task
+            return TaskHandle(self, task)
 
         return register
 

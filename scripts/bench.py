@@ -32,7 +32,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `scripts.*` when run as a file
 
-from scripts import bench_console, bench_imports, bench_index, bench_queue, bench_urls
+from scripts import bench_console, bench_imports, bench_index, bench_outbox, bench_queue, bench_urls
 from scripts.bench_env import POSTGRES_ENV, ROOT, BenchEnv, machine
 
 LEASE_SECONDS = 5.0
@@ -304,6 +304,20 @@ def index_row(env: BenchEnv, notes: list[str]) -> Row:
     )  # fmt: skip
 
 
+def outbox_row(env: BenchEnv, notes: list[str]) -> Row:
+    delays = bench_outbox.relay_delays(env, env.sqlite_url("outbox"))
+    notes.append(
+        f"outbox relay: commit to queued in Redis for {len(delays.delays)} requests committed"
+        f" 0-50 ms apart into a SQLite store, moved by a `runner worker`'s relay (a"
+        f" {bench_outbox.POLL_SECONDS:g} s poll; LISTEN/NOTIFY on PostgreSQL): p50"
+        f" {delays.p50:.3f} s, p95 {delays.p95:.3f} s"
+    )
+    return Row(
+        "outbox_relay_p95_s", f"{delays.p95:.3f} s", f"p50 {delays.p50:.3f} s",
+        round(delays.p95, 3), "<= 1", delays.p95 <= 1.0,
+    )  # fmt: skip
+
+
 def section(name: str, keys: list[str], measure: Callable[[], list[Row]]) -> list[Row]:
     """Run one measurement; an error is reported and becomes failed rows, the rest still runs."""
     started = time.monotonic()
@@ -356,6 +370,7 @@ def run(env: BenchEnv, sizes: Sizes) -> tuple[list[Row], list[str]]:
         "console runs page", ["console_runs_page_ms"], lambda: [console_row(env, sizes, notes)]
     )
     rows += section("run index page", ["index_page_vs_list"], lambda: [index_row(env, notes)])
+    rows += section("outbox relay", ["outbox_relay_p95_s"], lambda: [outbox_row(env, notes)])
     return rows, notes
 
 

@@ -18,6 +18,8 @@ PUBLIC = {
     "RunnerError", "Settings", "Task", "TaskError", "TaskRegistry", "TransientError",
     "UnknownRun", "canonical_json", "connect", "content_token", "derive_token", "prune_runs",
     "redact", "slot_token",
+    "AsyncClient", "Client", "TaskHandle", "create_outbox_table", "drop_outbox_table",
+    "outbox_table",
 }  # fmt: skip
 PUBLIC_CLI = {"App", "cli", "finish_waiting", "json_line", "main", "pass_app", "table"}
 

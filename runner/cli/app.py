@@ -14,7 +14,8 @@ from redis import Redis
 from rq import Worker
 
 from runner.config import Settings
-from runner.enqueue import Enqueued, Enqueuer
+from runner.enqueue import Enqueuer
+from runner.enqueued import Enqueued
 from runner.errors import InvalidArguments, RedisUnavailable
 from runner.keys import Keys
 from runner.record import TERMINAL, RunRecord, RunState

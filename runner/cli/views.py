@@ -75,6 +75,7 @@ def run_detail(run: RunRecord, steps: dict[str, Any]) -> dict[str, Any]:
         "worker": run.worker,
         "code_version": run.code_version,
         "retry_at": iso(run.retry_at),
+        "due_at": iso(run.due_at),
         "counters": run.counters,
         "total": run.total,
         "cursor": run.cursor,
@@ -160,6 +161,8 @@ def detail_text(run: RunRecord, steps: dict[str, Any]) -> str:
     ]
     if run.retry_at and run.state == RunState.RETRYING:
         lines.append(f"retry at:   {iso(run.retry_at)}")
+    if run.due_at and run.state == RunState.SCHEDULED:
+        lines.append(f"due at:     {iso(run.due_at)} (scheduled: the reaper queues it then)")
     if run.handovers:
         lines.append(f"handovers:  {run.handovers} (workers stopped and handed it on)")
     if run.cancel_requested:

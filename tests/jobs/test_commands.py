@@ -61,4 +61,4 @@ def test_missing_sources_are_usage_errors_and_queue_nothing(
 def test_db_init_is_idempotent(invoke: Callable[..., Result]) -> None:
     first, second = invoke("db", "init"), invoke("db", "init")
     assert first.exit_code == second.exit_code == 0
-    assert first.output.startswith("schema at revision 0002 (head): sqlite:///")
+    assert first.output.startswith("schema at revision 0003 (head): sqlite:///")

@@ -41,7 +41,8 @@ def test_every_state_change_moves_the_run_between_the_state_indexes(
 
     drain()
     assert index.counts() == {
-        "queued": 0, "running": 0, "retrying": 0, "succeeded": 2, "failed": 1, "cancelled": 0,
+        "scheduled": 0, "queued": 0, "running": 0, "retrying": 0, "succeeded": 2, "failed": 1,
+        "cancelled": 0,
     }  # fmt: skip
     assert [r.token for r in index.page(RunQuery(state=RunState.FAILED)).runs] == ["bad"]
 

@@ -141,3 +141,17 @@ def test_cancelling_a_queued_run_from_the_console_ends_it_at_once_logged_as_web(
     assert "/actions/cancel" not in page and "Rerun from checkpoint" in page
     events = [e for _, e in read_events(redis, Keys(settings.prefix), token)]
     assert [e.get("origin") for e in events if e["event"] == "run.cancelled"] == ["web"]
+
+
+def test_the_console_lists_a_scheduled_run_and_shows_when_it_is_due(
+    client: TestClient, redis: Redis, settings: Settings
+) -> None:
+    from runner.client import Client
+
+    token = Client(redis, settings).enqueue("greet", {"name": "ada"}, after=3600).token
+
+    listing = client.get("/runs?state=scheduled").text
+    assert tokens_on(listing) == [token]
+    assert re.search(r"scheduled <b>1</b>", listing)
+    page = client.get(f"/runs/{token}").text
+    assert 'id="due"' in page and "scheduled" in page
