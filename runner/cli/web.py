@@ -8,9 +8,8 @@ import click
 
 from runner.cli.app import App, pass_app
 from runner.config import DEPRECATED_METRICS
-from runner.web.hosts import check_bind, is_loopback
 
-__all__ = ["is_loopback", "web_command"]
+__all__ = ["web_command"]
 
 
 @click.command("web")
@@ -20,6 +19,8 @@ __all__ = ["is_loopback", "web_command"]
 def web_command(app: App, host: str, port: int) -> None:
     """Serve the operator console. Any address but loopback needs RUNNER_WEB_TOKEN and
     RUNNER_WEB_HOSTS (or RUNNER_WEB_ORIGIN)."""
+    from runner.web.hosts import check_bind  # the console's package: not on a worker's start path
+
     host = host.strip("[]")  # `--host [::1]` as in a URL
     check_bind(app.settings, host)
     if os.environ.get(DEPRECATED_METRICS):

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from runner.cli.web import is_loopback
+from runner.web.hosts import is_loopback
 from runner.config import Settings
 from tests.conftest import ROOT, wait_for, worker_env
 
