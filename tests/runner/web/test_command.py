@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from runner.web.hosts import is_loopback
 from runner.config import Settings
+from runner.web.hosts import is_loopback
 from tests.conftest import ROOT, wait_for, worker_env
 
 
