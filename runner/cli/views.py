@@ -6,16 +6,11 @@ import json
 import shutil
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from runner.durations import ago, duration
+from runner.durations import iso_time as iso
 from runner.record import RunRecord, RunState
-
-
-def iso(ts: float | None) -> str | None:
-    """A Unix time as UTC ISO 8601 with a `Z` (the one time format of logs and JSON)."""
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if ts else None
 
 
 def took(run: RunRecord) -> float | None:

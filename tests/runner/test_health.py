@@ -142,3 +142,54 @@ def test_the_sites_own_checks_are_part_of_up(redis: Redis, settings: Settings) -
     assert up.verdict == "FAIL"
     assert "content store FAIL: schema behind: run `runner db init`" in up.text
     assert "broken FAIL: the check itself failed: OSError('disk on fire')" in up.text
+
+
+def test_a_deploy_marked_by_hand_with_no_run_of_its_version_says_so(
+    settings: Settings, redis: Redis, enqueue: Callable[..., Enqueued],
+    drain: Callable[..., None], invoke: Callable[..., Result],
+) -> None:  # fmt: skip
+    marks = DeployMarks(redis, settings)
+    marks.mark("v1", by="t", at=time.time() - 60)
+    invoke("deploy", "mark", "--version", "v2")
+
+    line = next(x for x in invoke("health").output.splitlines() if x.startswith("deploy"))
+    as_json = json.loads(invoke("health", "--json").output)["deploy"]
+
+    assert line.split()[1] == "ok"
+    assert "(after v1): no runs of v2 yet" in line and "unchanged" not in line
+    assert as_json["figures"]["at"].endswith("Z")  # ISO 8601 UTC, not an epoch float
+
+
+def test_health_notes_live_workers_of_two_code_versions(
+    settings: Settings, redis: Redis, invoke: Callable[..., Result],
+    start_worker: Callable[..., WorkerProcess],
+) -> None:  # fmt: skip
+    start_worker(RUNNER_CODE_VERSION="A")
+    start_worker(RUNNER_CODE_VERSION="B")
+    wait_for(lambda: len(Liveness(redis, settings).alive()) == 2, what="two workers")
+
+    line = next(x for x in invoke("health").output.splitlines() if x.startswith("deploy"))
+
+    assert line.endswith("live workers run 2 versions: A, B")
+
+
+def test_failing_says_when_the_failed_runs_were_rerun_and_are_no_longer_failed(
+    settings: Settings, redis: Redis, enqueue: Callable[..., Enqueued],
+    drain: Callable[..., None], invoke: Callable[..., Result],
+) -> None:  # fmt: skip
+    redis.hset("probe:behaviour", mapping={"fail_every": 1})  # every run fails
+    for n in range(2):
+        enqueue("deployed", token=f"x-{n}", n=n)
+    drain()
+    before = json.loads(invoke("health", "--json").output)["failing"]
+    redis.hset("probe:behaviour", mapping={"fail_every": 0})
+    assert invoke("rerun", "--failed").exit_code == 0
+    drain()
+
+    after = json.loads(invoke("health", "--json").output)["failing"]
+
+    assert before["verdict"] == "warn" and "none the day before" in before["text"]
+    assert "2 failed now: x-" in before["text"] and "0.0% the day before" not in before["text"]
+    assert after["verdict"] == "ok"
+    assert "all rerun since, none failed now" in after["text"]
+    assert after["figures"]["rerun"] == ["deployed"]
