@@ -84,6 +84,7 @@ class RunRecord:
     total: int | None = None
     cancel_requested: str = ""  # who asked a running run to stop ('cli', 'web'); '' if nobody
     handovers: int = 0  # attempts that stopped to hand the run over (a deploy, not a failure)
+    rerun_attempt: int = 0  # the attempt an operator's latest rerun started; 0: never rerun
 
     @classmethod
     def from_hash(cls, raw: Mapping[bytes, bytes]) -> RunRecord:
@@ -122,6 +123,7 @@ class RunRecord:
             total=int(f["total"]) if f.get("total") else None,
             cancel_requested=f.get("cancel_requested", ""),
             handovers=int(f.get("handovers") or 0),
+            rerun_attempt=int(f.get("rerun_attempt") or 0),
         )
 
     @property

@@ -9,10 +9,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from click.testing import CliRunner, Result
+from redis import Redis
 
 from runner.cli.commands import cli
 from runner.config import Settings
 from runner.enqueue import Enqueued
+from runner.keys import Keys
 from runner.redis import EmbeddedRedis
 from runner.runs import Runs
 
@@ -99,3 +101,17 @@ def test_read_only_commands_leave_a_stopped_embedded_redis_stopped(tmp_path: Pat
             assert not server.is_running(), args
     finally:
         server.stop()
+
+
+def test_show_after_a_handover_does_not_speak_of_a_rerun(
+    invoke: Callable[..., Result], enqueue: Callable[..., Enqueued], redis: Redis,
+    settings: Settings,
+) -> None:  # fmt: skip
+    # Given a run whose first attempt handed it over (as Runs.hand_over records it)
+    token = enqueue("noop").token
+    redis.hset(Keys(settings.prefix).run(token),
+               mapping={"attempt": 2, "attempt_base": 1, "handovers": 1})  # fmt: skip
+
+    line = attempts_line(invoke("show", token).stdout)
+
+    assert "rerun" not in line and "1 handed over, not counted" in line, line
