@@ -17,8 +17,8 @@ from sqlalchemy import Engine
 from jobs.downloads import DeadlinePassed, download
 from jobs.feeds import detect_format, read_feed
 from jobs.posts import Item
-from jobs.progress import begin_import, finish_import
-from jobs.sources import TASK, is_url, local_file, spool_path
+from jobs.progress import Counters, begin_import, finish_import
+from jobs.sources import TASK, file_gone, is_url, local_file, spool_path
 from jobs.store import apply_batch, engine_for
 from runner import PermanentError, RetryPolicy, Run, Task, TaskRegistry
 
@@ -105,7 +105,19 @@ def _upsert(
     counters = progress.counters
     if progress.position:
         run.log.info("import.resumed", position=progress.position, counters=counters.as_dict())
-    batches = _batches(read_feed(path, after=progress.position), batch_size)
+    try:
+        batches = _batches(read_feed(path, after=progress.position), batch_size)
+        counters = _apply(run, engine, source, batches, counters=counters, total=records)
+    except FileNotFoundError:  # removed after `fetch`: as `fetch` says it, never retried
+        raise file_gone(source if not is_url(source) else str(path)) from None
+    run.log.info("import.upserted", **counters.as_dict())
+    return counters.as_dict()
+
+
+def _apply(
+    run: Run, engine: Engine, source: str, batches: Iterator[list[Item]], *,
+    counters: Counters, total: int | None,
+) -> Counters:  # fmt: skip
     for batch in batches:
         run.ensure_lease()
         position = batch[-1].position
@@ -113,9 +125,8 @@ def _upsert(
             engine, token=run.token, attempt=run.attempt, source=source, items=batch,
             position=position,
         )  # fmt: skip
-        run.checkpoint(cursor=position, counters=counters.as_dict(), total=records)
-    run.log.info("import.upserted", **counters.as_dict())
-    return counters.as_dict()
+        run.checkpoint(cursor=position, counters=counters.as_dict(), total=total)
+    return counters
 
 
 def _batches(items: Iterator[Item], size: int) -> Iterator[list[Item]]:
