@@ -279,9 +279,13 @@ def test_the_inbox_imports_each_new_file_once_and_files_it_away(
     assert len(imports_) == 2 and all(r.state == "succeeded" for r in imports_)
     enqueuer.enqueue(Request(poll, {}, token="poll-2"))
     drain()
-    assert sorted(p.suffix for p in (inbox / "done").iterdir()) == [".jsonl", ".jsonl"]
+    filed = sorted(p.name[33:] for p in (inbox / "done").iterdir())  # after '<hash>-'
+    assert filed == ["copy-of-one.jsonl", "one.jsonl", "two.jsonl"]
     assert not list((inbox / "processing").iterdir())
     assert len(runs.list(task="import_posts")) == 2
+    # And each run's source keeps the name the file was dropped with
+    sources = sorted(Path(r.args["source"]).name[33:] for r in runs.list(task="import_posts"))
+    assert sources in (["copy-of-one.jsonl", "two.jsonl"], ["one.jsonl", "two.jsonl"])
 
 
 KILLS = 10
