@@ -8,6 +8,7 @@ from typing import Any, cast
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from runner.cli.views import argument_text, error_text, took
 from runner.errors import UnknownRun
 from runner.record import ACTIVE, RunState
 from runner.web.console import Console, ConsoleDep
@@ -30,6 +31,10 @@ def runs_list(request: Request, console: ConsoleDep) -> Response:
         "page_sizes": PAGE_SIZES,
         "tasks": [t.name for t in console.registry],
         "queues": sorted({t.queue for t in console.registry} | set(console.settings.queues)),
+        # the columns `runner runs` has: an import's source, the error's first line, duration
+        "argument": {r.token: argument_text(r) for r in page.runs},
+        "error": {r.token: error_text(r) for r in page.runs},
+        "took": {r.token: took(r) for r in page.runs},
     }
     return render(request, "runs.html", context)
 
