@@ -20,7 +20,7 @@ from runner.health import check_health
 from runner.liveness import Liveness
 from runner.runs import Runs
 from runner.tasks import load_registry
-from tests.conftest import WorkerProcess, state_of, wait_for
+from tests.conftest import WorkerProcess, cpu_hogs, state_of, wait_for
 
 RUNS = 30
 
@@ -28,11 +28,12 @@ RUNS = 30
 def deploy(
     settings: Settings, redis: Redis, enqueue: Callable[..., Enqueued],
     start_worker: Callable[..., WorkerProcess], *, version: str, seconds: float = 0.02,
-    fail_every: int = 0,
+    fail_every: int = 0, cpu: float = 0.0,
 ) -> None:  # fmt: skip
     """Two workers of `version` (real processes), started before the work arrives so the
     queue wait is the queue's and not a process start-up, run RUNS runs of `deployed`."""
-    redis.hset("probe:behaviour", mapping={"seconds": seconds, "fail_every": fail_every})
+    redis.hset("probe:behaviour", mapping={"seconds": seconds, "fail_every": fail_every,
+                                           "cpu": cpu})  # fmt: skip
     workers = [start_worker(RUNNER_CODE_VERSION=version) for _ in range(2)]
     wait_for(lambda: len(Liveness(redis, settings).alive()) == 2, what=f"two {version} workers")
     tokens = [enqueue("deployed", token=f"{version}-{n}", n=n).token for n in range(RUNS)]
@@ -67,6 +68,7 @@ def test_health_names_the_deploy_that_made_a_task_slower_and_failing(
 
 
 @pytest.mark.slow
+@pytest.mark.load_sensitive
 def test_health_says_unchanged_for_a_deploy_that_changed_nothing(
     settings: Settings, redis: Redis, enqueue: Callable[..., Enqueued],
     invoke: Callable[..., Result], start_worker: Callable[..., WorkerProcess],
@@ -78,6 +80,43 @@ def test_health_says_unchanged_for_a_deploy_that_changed_nothing(
 
     assert line.split()[1] == "ok"
     assert "B marked" in line and line.endswith("(after A): unchanged")
+
+
+@pytest.mark.slow
+@pytest.mark.load_sensitive
+def test_a_deploy_that_changed_nothing_is_unchanged_though_the_host_was_busy_during_it(
+    settings: Settings, redis: Redis, enqueue: Callable[..., Enqueued],
+    invoke: Callable[..., Result], start_worker: Callable[..., WorkerProcess],
+) -> None:  # fmt: skip
+    # Given A on a quiet host, then the same code as B while two CPU hogs run
+    deploy(settings, redis, enqueue, start_worker, version="A", cpu=0.2)
+    with cpu_hogs(2):  # on 2 cores: each attempt waits for a CPU about as long as it works
+        deploy(settings, redis, enqueue, start_worker, version="B", cpu=0.2)
+
+    line = next(x for x in invoke("health").output.splitlines() if x.startswith("deploy"))
+
+    # Then B is not "slower": CPU time and the time not spent waiting for a CPU did not move
+    assert line.split()[1] == "ok", line
+    assert line.endswith("(after A): unchanged"), line
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("change", "figure"), [({"cpu": 0.2}, "cpu p50 +"), ({"seconds": 1.02}, "busy p50 +")]
+)
+def test_a_deploy_that_costs_more_cpu_or_waits_longer_is_slower(
+    change: dict[str, float], figure: str, settings: Settings, redis: Redis,
+    enqueue: Callable[..., Enqueued], invoke: Callable[..., Result],
+    start_worker: Callable[..., WorkerProcess],
+) -> None:  # fmt: skip
+    # Given A, then B with a CPU regression, or with an added 1 s wait (an I/O stand-in)
+    deploy(settings, redis, enqueue, start_worker, version="A", cpu=0.005)
+    deploy(settings, redis, enqueue, start_worker, version="B", **{"cpu": 0.005, **change})
+
+    line = next(x for x in invoke("health").output.splitlines() if x.startswith("deploy"))
+
+    assert line.split()[1] == "warn", line
+    assert "deployed slower: " in line and figure in line, line
 
 
 def test_few_runs_never_make_a_verdict(
