@@ -131,6 +131,7 @@ def test_without_validators_the_version_is_the_content_hash(served: tuple[Feed, 
     assert first.startswith("sha256 ")
 
 
+@pytest.mark.load_sensitive
 def test_a_trickling_server_is_cut_off_by_the_deadline(
     served: tuple[Feed, str], tmp_path: Path
 ) -> None:

@@ -292,6 +292,7 @@ KILLS = 10
 
 
 @pytest.mark.slow
+@pytest.mark.load_sensitive
 def test_twenty_thousand_posts_survive_random_sigkills_exactly(
     tmp_path: Path, settings: Settings, import_feed: Callable[..., Enqueued],
     start_worker: Callable[..., WorkerProcess], runs: Runs,
@@ -363,6 +364,7 @@ def _no_leftover_engines() -> Iterator[None]:
     engine_for.cache_clear()
 
 
+@pytest.mark.load_sensitive
 def test_an_import_gives_wait_a_total_so_the_bar_shows_how_far_and_how_fast(
     tmp_path: Path, import_feed: Callable[..., Enqueued], drain: Callable[..., None], runs: Runs
 ) -> None:

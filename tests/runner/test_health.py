@@ -45,6 +45,7 @@ def deploy(
 
 
 @pytest.mark.slow
+@pytest.mark.load_sensitive
 def test_health_names_the_deploy_that_made_a_task_slower_and_failing(
     settings: Settings, redis: Redis, enqueue: Callable[..., Enqueued],
     invoke: Callable[..., Result], start_worker: Callable[..., WorkerProcess],
@@ -104,6 +105,7 @@ def test_a_deploy_that_changed_nothing_is_unchanged_though_the_host_was_busy_dur
 @pytest.mark.parametrize(
     ("change", "figure"), [({"cpu": 0.2}, "cpu p50 +"), ({"seconds": 1.02}, "busy p50 +")]
 )
+@pytest.mark.load_sensitive
 def test_a_deploy_that_costs_more_cpu_or_waits_longer_is_slower(
     change: dict[str, float], figure: str, settings: Settings, redis: Redis,
     enqueue: Callable[..., Enqueued], invoke: Callable[..., Result],
