@@ -28,7 +28,6 @@ ACCEPTED_URLS = "use sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST:P
 SQLITE_BEGIN = "sqlite_begin"
 
 
-
 class UtcDateTime(sa.types.TypeDecorator[datetime]):
     """A timestamp stored in UTC and read back as an aware UTC datetime, on SQLite too (which
     keeps no zone: a naive value read as local time would shift by the server's offset)."""
