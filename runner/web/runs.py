@@ -8,13 +8,14 @@ from typing import Any, cast
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from runner.attempts import attempts
 from runner.cli.views import argument_text, error_text, took
 from runner.errors import UnknownRun
 from runner.record import ACTIVE, RunState
 from runner.web.console import Console, ConsoleDep
 from runner.web.listing import PAGE_SIZES, RANGES, STATES, RunFilter, runs_page
 from runner.web.pages import render
-from runner.web.runview import EVENTS_SHOWN, LEVELS, attempts, event_row, run_summary, shown
+from runner.web.runview import EVENTS_SHOWN, LEVELS, event_row, run_summary, shown
 
 router = APIRouter()
 

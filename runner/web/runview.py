@@ -5,10 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from runner.attempts import Attempt, attempts, stamp
 from runner.record import RunRecord, RunState
-
-__all__ = ["Attempt", "attempts", "stamp"]
 
 LEVELS = ("debug", "info", "warning", "error")
 EVENTS_SHOWN = 1_000  # the newest events of a run page (streams are capped at 2,000 anyway)
