@@ -150,6 +150,12 @@ class EmbeddedRedis:
     def stopped_by_operator(self) -> bool:
         return self.stopped_mark.exists()
 
+    def crashed(self) -> bool:
+        """Not running, not stopped by an operator, and its pid file left behind (a clean
+        shutdown removes it): it died (killed, out of memory, its disk full)."""
+        pid_file = self.directory / "redis.pid"
+        return pid_file.exists() and not self.stopped_by_operator() and not self.is_running()
+
     def ensure_started(self) -> str:
         """Start the server unless it already runs (under a file lock), and clear the mark of
         an operator's stop; returns its URL."""

@@ -50,6 +50,9 @@ class App:
                 " `runner redis start` (or a command that does work, e.g. `runner worker`)"
                 " starts it again"
             )
+        if self.settings.redis_url is None and server.crashed():
+            click.echo(f"note: the embedded Redis had crashed (see its log, {server.log});"
+                       " starting it again", err=True)  # fmt: skip
         return connect(self.settings)
 
     @cached_property

@@ -129,6 +129,7 @@ def test_read_only_commands_start_the_embedded_redis_nobody_stopped(tmp_path: Pa
         # When a read-only command runs, Then it starts the server and answers
         result = runner.invoke(cli, ["show", "noop"], env=env)
         assert result.exit_code == 0, result.output
+        assert "the embedded Redis had crashed (see its log, " in result.stderr
     finally:
         server.stop()
 
