@@ -121,7 +121,11 @@ class _Health:
             parts.append(f"{check.name} {'ok' if check.ok else 'FAIL'}: {check.detail}")
             if not check.ok:
                 problems.append(check.name)
-        figures = {"redis_ms": round(latency * 1000, 3), "workers": len(workers), "stuck": stuck}
+        figures = {
+            "redis_ms": round(latency * 1000, 3), "workers": len(workers), "stuck": stuck,
+            "supervisors": len({w.supervisor for w in workers}), "awaiting_reaper": waiting,
+            "heartbeat_age": max(ages) if ages else None, "clock_age": self._clock_age(),
+        }  # fmt: skip
         verdict = Verdict.FAIL if problems else Verdict.OK
         return Answer("up", verdict, "; ".join(parts), figures)
 
@@ -138,6 +142,10 @@ class _Health:
             problems.append("the clock stopped")
             return f"clock last ticked {rounded_duration(age)} ago: is `runner cron run` up?"
         return f"clock ticked {rounded_duration(age)} ago"
+
+    def _clock_age(self) -> float | None:
+        raw = self.redis.get(self.keys.last_tick)
+        return None if raw is None else round(max(0.0, self.now - float(raw)), 3)
 
     def _awaiting_reaper(self) -> int:
         _, orphaned = Runs(self.redis, self.settings).leaseless()

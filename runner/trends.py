@@ -46,10 +46,12 @@ class Trends:
         slow += [q for q, h in waits.items()
                  if (h.quantile(0.95) or 0) > self.limits.wait_p95_seconds]  # fmt: skip
         task_texts = []
+        p95: dict[str, dict[str, float | None]] = {}
         for task, f in sorted(by_task.items()):
             now_p95, week_p95 = f.duration.quantile(0.95), week.get(task, TaskFigures()).duration
             before = rounded_duration(week_p95.quantile(0.95))
             task_texts.append(f"{task} p95 {rounded_duration(now_p95)} (last 7 days {before})")
+            p95[task] = {"hour": now_p95, "week": week_p95.quantile(0.95)}
             c = compare(task, week.get(task, TaskFigures()), f, self.limits)
             if c.enough and any(ch.worse and ch.name == "p95" for ch in c.changes):
                 slow.append(task)
@@ -57,8 +59,10 @@ class Trends:
         if task_texts:
             text += "; " + ", ".join(task_texts)
         verdict = Verdict.WARN if slow else Verdict.OK
+        figures = {"slow": slow, "wait_p95": {q: h.quantile(0.95) for q, h in waits.items()},
+                   "duration_p95": p95}  # fmt: skip
         return Answer("slow", verdict, text + (f"; slower: {', '.join(slow)}" if slow else ""),
-                      {"slow": slow})  # fmt: skip
+                      figures)  # fmt: skip
 
     def failing(self) -> Answer:
         hour = _sum_tasks(self._windows(since=self.now - HOUR))
@@ -66,6 +70,7 @@ class Trends:
         still_failed = self._still_failed()
         failing, lines, worst = [], [], Verdict.OK
         rerun: list[str] = []
+        rates: dict[str, dict[str, Any]] = {}
         for task, f in sorted(hour.items()):
             failed, ended = f.counts[RunState.FAILED], f.runs_ended
             if not failed:
@@ -74,6 +79,7 @@ class Trends:
             earlier = "none the day before" if before is None else f"{before:.1%} the day before"
             rate = f"{failed / ended:.1%}; {earlier}" if ended else earlier
             line = f"{task}: {failed} of {ended} runs failed in the last hour ({rate})"
+            rates[task] = {"failed": failed, "ended": ended, "day_before": before}
             still = still_failed.get(task, [])
             if not still:  # every one of them was rerun since (and is not failed again)
                 lines.append(line + "; all rerun since, none failed now")
@@ -88,7 +94,7 @@ class Trends:
         if not lines:
             return Answer("failing", Verdict.OK, "no run failed in the last hour", {})
         recent = [t for tokens in still_failed.values() for t in tokens][:3]
-        figures = {"tasks": failing, "recent": recent, "rerun": rerun}
+        figures = {"tasks": failing, "recent": recent, "rerun": rerun, "rates": rates}
         return Answer("failing", worst, "; ".join(lines), figures)
 
     def _still_failed(self) -> dict[str, list[str]]:

@@ -234,3 +234,24 @@ def test_failing_says_when_the_failed_runs_were_rerun_and_are_no_longer_failed(
     assert after["verdict"] == "ok"
     assert "all rerun since, none failed now" in after["text"]
     assert after["figures"]["rerun"] == ["deployed"]
+
+
+def test_health_json_carries_the_figures_its_text_prints(
+    settings: Settings, redis: Redis, enqueue: Callable[..., Enqueued],
+    drain: Callable[..., None], invoke: Callable[..., Result],
+) -> None:  # fmt: skip
+    # Given a few runs of a task, one of them failed
+    redis.hset("probe:behaviour", mapping={"fail_every": 3})
+    for n in range(4):
+        enqueue("deployed", token=f"r-{n}", n=n)
+    drain()
+
+    report = json.loads(invoke("health", "--json").output)
+
+    # Then each answer's figures hold what its line says, as numbers
+    up, slow, failing = report["up"]["figures"], report["slow"]["figures"], report["failing"]
+    assert {"redis_ms", "workers", "heartbeat_age", "clock_age", "awaiting_reaper"} <= set(up)
+    assert set(slow["wait_p95"]) == {"default"} and slow["wait_p95"]["default"] >= 0
+    assert slow["duration_p95"]["deployed"]["hour"] > 0
+    assert failing["figures"]["rates"]["deployed"] == {"failed": 2, "ended": 4, "day_before": None}
+    assert "deployed: 2 of 4 runs failed in the last hour" in failing["text"]
