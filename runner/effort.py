@@ -40,12 +40,13 @@ class Effort:
         """The run fields of what the attempt cost until now: CPU seconds, and wall seconds
         less run-queue wait (the wall seconds where the kernel keeps no schedstat)."""
         wall = time.perf_counter() - self.wall
-        waited_now = run_queue_wait()
-        waited = waited_now - self.waited if waited_now is not None and self.waited is not None \
-            else 0.0  # fmt: skip
         cpu = time.process_time() - self.cpu
-        return {"cpu_seconds": round(max(0.0, cpu), 6),
-                "busy_seconds": round(max(0.0, wall - waited), 6)}  # fmt: skip
+        now = run_queue_wait()
+        waited = now - self.waited if now is not None and self.waited is not None else 0.0
+        return {
+            "cpu_seconds": round(max(0.0, cpu), 6),
+            "busy_seconds": round(max(0.0, wall - waited), 6),
+        }
 
 
 NO_EFFORT: dict[str, str] = dict.fromkeys(FIELDS, "")  # an attempt whose task never started

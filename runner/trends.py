@@ -116,13 +116,14 @@ class Trends:
         latest = next(iter(marks.latest(1)), None)
         if latest is None:
             return Answer("deploy", Verdict.OK, "no deploy marked yet", {})
-        head = f"{latest.version} marked {iso_minute(latest.at)} " \
-               f"({rounded_duration(self.now - latest.at)} ago)"  # fmt: skip
+        age = rounded_duration(self.now - latest.at)
+        head = f"{latest.version} marked {iso_minute(latest.at)} ({age} ago)"
         previous = marks.previous_version(latest)
         figures: dict[str, Any] = {"version": latest.version, "at": iso_time(latest.at)}
         alive = self._versions_alive()
-        note = f"; live workers run {len(alive)} versions: {', '.join(alive)}" if len(alive) > 1 \
-            else ""  # fmt: skip
+        note = ""
+        if len(alive) > 1:  # a deploy under way, or a worker left behind
+            note = f"; live workers run {len(alive)} versions: {', '.join(alive)}"
         figures["versions_alive"] = alive
         if previous is None:
             return Answer("deploy", Verdict.OK, f"{head}: no earlier version to compare{note}",

@@ -5,7 +5,7 @@ never reads Redis, so a token or a signed cookie is still checked."""
 from __future__ import annotations
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import JSONResponse, Response
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -24,12 +24,9 @@ def install(app: FastAPI) -> None:
 async def incident(request: Request, exc: Exception) -> Response:
     settings = request.app.state.console.settings
     up = f"redis unreachable: {exc}"
-    if "application/json" in request.headers.get("accept", "") and "text/html" not in \
-            request.headers.get("accept", ""):  # fmt: skip
+    accept = request.headers.get("accept", "")
+    if "application/json" in accept and "text/html" not in accept:  # a script's request
         return JSONResponse({"error": up}, status_code=503)
     where = redact(settings.redis_url or "the embedded Redis under RUNNER_HOME")
-    page: HTMLResponse = render(
-        request, "incident.html", {"up": up, "where": where, "path": request.url.path},
-        status=503,
-    )  # fmt: skip
-    return page
+    context = {"up": up, "where": where, "path": request.url.path}
+    return render(request, "incident.html", context, status=503)
