@@ -79,7 +79,7 @@ class Trends:
             earlier = "none the day before" if before is None else f"{before:.1%} the day before"
             rate = f"{failed / ended:.1%}; {earlier}" if ended else earlier
             line = f"{task}: {failed} of {ended} runs failed in the last hour ({rate})"
-            rates[task] = {"failed": failed, "ended": ended, "day_before": before}
+            rates[task] = {"runs_failed": failed, "ended": ended, "day_before": before}
             still = still_failed.get(task, [])
             if not still:  # every one of them was rerun since (and is not failed again)
                 lines.append(line + "; all rerun since, none failed now")

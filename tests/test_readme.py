@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -76,26 +76,41 @@ def _imports_one_post(line: str, tmp_path: Path, env: dict[str, str]) -> None:
 def _starts_and_stops(command: str, tmp_path: Path, env: dict[str, str]) -> None:
     port = _free_port()
     command = re.sub(r"--port \d+", f"--port {port}", command.split("#")[0]).strip()
-    process = subprocess.Popen(
-        ["bash", "-c", f"exec {command}"], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True, start_new_session=True,
-    )  # fmt: skip
+    log = tmp_path / f"{command.split()[1]}.log"
+    with log.open("wb") as out:  # a file, not a pipe: a full pipe would block its writes
+        process = subprocess.Popen(
+            ["bash", "-c", f"exec {command}"], env=env, cwd=tmp_path, stdout=out,
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
     try:
         if command.startswith("runner web"):
             assert "Overview" in _page(f"http://127.0.0.1:{port}/", process), command
-        else:
-            assert process.stdout is not None
-            first = process.stdout.readline()
-            assert '"worker.started"' in first or "worker.started" in first, first
+        else:  # its first log line, then its horse ready (a stop during start-up is slower)
+            _wait(lambda: "worker.started" in log.read_text(), process, what=command)
+            _wait(lambda: "horse.started" in log.read_text(), process, what=command)
     finally:
         os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            raise AssertionError(f"{command} did not stop:\n{log.read_text()}") from None
 
 
-def _page(url: str, process: subprocess.Popen[str]) -> str:
-    for _ in range(300):
+def _wait(predicate: Callable[[], bool], process: subprocess.Popen[bytes], *, what: str) -> None:
+    for _ in range(600):
+        if predicate():
+            return
         if process.poll() is not None:
-            raise AssertionError(f"exited {process.returncode}: {process.stdout.read()}")  # type: ignore[union-attr]
+            raise AssertionError(f"{what} exited {process.returncode}")
+        time.sleep(0.1)
+    raise AssertionError(f"{what}: nothing after 60 s")
+
+
+def _page(url: str, process: subprocess.Popen[bytes]) -> str:
+    for _ in range(600):
+        if process.poll() is not None:
+            raise AssertionError(f"exited {process.returncode}")
         try:
             with urllib.request.urlopen(url, timeout=5) as answer:
                 return str(answer.read().decode())

@@ -253,5 +253,6 @@ def test_health_json_carries_the_figures_its_text_prints(
     assert {"redis_ms", "workers", "heartbeat_age", "clock_age", "awaiting_reaper"} <= set(up)
     assert set(slow["wait_p95"]) == {"default"} and slow["wait_p95"]["default"] >= 0
     assert slow["duration_p95"]["deployed"]["hour"] > 0
-    assert failing["figures"]["rates"]["deployed"] == {"failed": 2, "ended": 4, "day_before": None}
+    rates = failing["figures"]["rates"]["deployed"]
+    assert rates == {"runs_failed": 2, "ended": 4, "day_before": None}
     assert "deployed: 2 of 4 runs failed in the last hour" in failing["text"]
