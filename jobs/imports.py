@@ -18,13 +18,14 @@ from typing import TYPE_CHECKING, Any
 
 from jobs.downloads import DeadlinePassed, download
 from jobs.feeds import detect_format, read_feed
-from jobs.sources import file_digest, is_url, local_file, spool_path
+from jobs.sources import file_digest, file_gone, is_url, local_file, spool_path
 from runner import PermanentError, Run
 
 if TYPE_CHECKING:  # the store (SQLAlchemy) is imported by a run, not by a worker's start-up
     from sqlalchemy import Engine
 
     from jobs.posts import Item
+    from jobs.progress import Counters
 
 BATCH_SIZE = 500
 CHECKPOINT_EVERY_S = 1.0  # how often an import's progress goes to Redis
@@ -128,9 +129,8 @@ def _upsert(
     the feed's record count as the total, when it is known, for `--wait`'s progress bar).
     With `skip_unchanged`, a body equal to the one last imported from the URL is not applied."""
     from jobs.progress import begin_import, last_sha256
-    from jobs.store import apply_batch
 
-    source, records = feed.source, feed.records
+    source = feed.source
     unchanged = skip_unchanged and feed.sha256 is not None and (
         last_sha256(engine, source=source, token=run.token) == feed.sha256
     )  # fmt: skip
@@ -144,25 +144,38 @@ def _upsert(
         return counters.as_dict()
     if progress.position:
         run.log.info("import.resumed", position=progress.position, counters=counters.as_dict())
-    batches = _batches(read_feed(feed.path, after=progress.position), batch_size)
-    # The database commits the cursor and counters with each batch (exact after any crash);
-    # Redis gets them at most once a second, for `runner show`, the progress bar and a stop
-    # request, and once more at the end.
-    checkpointed, position = -CHECKPOINT_EVERY_S, progress.position
+    try:
+        batches = _batches(read_feed(feed.path, after=progress.position), batch_size)
+        counters = _apply(run, engine, feed, batches, counters=counters, position=progress.position)
+    except FileNotFoundError:  # removed after `fetch`: as `fetch` says it, never retried
+        raise file_gone(source if not is_url(source) else str(feed.path)) from None
+    run.log.info("import.upserted", **counters.as_dict())
+    return counters.as_dict()
+
+
+def _apply(
+    run: Run, engine: Engine, feed: _Feed, batches: Iterator[list[Item]], *,
+    counters: Counters, position: int,
+) -> Counters:  # fmt: skip
+    """Apply `batches`: the database commits the cursor and counters with each batch (exact
+    after any crash); Redis gets them at most once a second, for `runner show`, the progress
+    bar and a stop request, and once more at the end."""
+    from jobs.store import apply_batch
+
+    checkpointed = -CHECKPOINT_EVERY_S
     for batch in batches:
         run.ensure_lease()
         position = batch[-1].position
         counters = counters + apply_batch(
-            engine, token=run.token, attempt=run.attempt, source=source, items=batch,
+            engine, token=run.token, attempt=run.attempt, source=feed.source, items=batch,
             position=position,
         )  # fmt: skip
         if time.monotonic() - checkpointed >= CHECKPOINT_EVERY_S:
-            run.checkpoint(cursor=position, counters=counters.as_dict(), total=records)
+            run.checkpoint(cursor=position, counters=counters.as_dict(), total=feed.records)
             checkpointed = time.monotonic()
     if position != run.cursor:
-        run.checkpoint(cursor=position, counters=counters.as_dict(), total=records)
-    run.log.info("import.upserted", **counters.as_dict())
-    return counters.as_dict()
+        run.checkpoint(cursor=position, counters=counters.as_dict(), total=feed.records)
+    return counters
 
 
 def _batches(items: Iterator[Item], size: int) -> Iterator[list[Item]]:

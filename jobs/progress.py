@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 
-from jobs.database import metadata, reading, retry_on_conflict
+from jobs.database import UtcDateTime, metadata, reading, retry_on_conflict
 from jobs.posts import Rejected
 from runner import LeaseLost, PermanentError
 
@@ -30,8 +30,8 @@ imports = sa.Table(
     sa.Column("fence", sa.Integer, nullable=False),
     sa.Column("position", sa.Integer, nullable=False),
     *(sa.Column(name, sa.Integer, nullable=False, server_default="0") for name in OUTCOMES),
-    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("finished_at", sa.DateTime(timezone=True)),
+    sa.Column("started_at", UtcDateTime(), nullable=False),
+    sa.Column("finished_at", UtcDateTime()),
     sa.Column("sha256", sa.String(64)),  # a URL import's body (revision 0002)
 )
 
@@ -44,7 +44,7 @@ import_rejects = sa.Table(
     sa.Column("position", sa.Integer, nullable=False),
     sa.Column("source_id", sa.String),
     sa.Column("reason", sa.Text, nullable=False),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("created_at", UtcDateTime(), nullable=False, index=True),
     # Also the index on token (its leading column); makes a replayed batch unable to
     # store a reject twice.
     sa.UniqueConstraint("token", "position"),

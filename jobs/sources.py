@@ -135,5 +135,10 @@ def local_file(location: str) -> Path:
     """A file source's path; raises PermanentError when the file is gone."""
     path = Path(location)
     if not path.is_file():
-        raise PermanentError(f"{location}: the file is gone; restore it, then rerun")
+        raise file_gone(location)
     return path
+
+
+def file_gone(location: str) -> PermanentError:
+    """The error of a feed removed before or during its import: a retry cannot bring it back."""
+    return PermanentError(f"{location}: the file is gone; restore it, then rerun")

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection, Dialect, Engine
 from sqlalchemy.types import TypeEngine
 
-from jobs.database import make_engine, metadata, reading, retry_on_conflict
+from jobs.database import UtcDateTime, make_engine, metadata, reading, retry_on_conflict
 from jobs.posts import Item, Post, Rejected, version_key
 from jobs.progress import Counters, lease_lost, lock_import, record_batch, record_rejects
 from jobs.revisions import ensure_ready
@@ -60,8 +60,8 @@ posts = sa.Table(
     sa.Column("freshness", sa.Integer),
     sa.Column("content_hash", sa.String, nullable=False),
     sa.Column("meta", _Meta(), nullable=False),
-    sa.Column("imported_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("imported_at", UtcDateTime(), nullable=False),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
     sa.Index("ix_posts_updated_at", "updated_at"),
 )
 

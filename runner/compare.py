@@ -6,10 +6,14 @@ The rules (the README's Monitoring section states them too):
 - fewer than `min_runs` ended runs on either side: no verdict ("too few runs");
 - the failure rate changed when the two-proportion z statistic is at least 3 and the rates
   differ by at least one percentage point;
-- a p50 or p95 (duration, queue wait) changed when it moved by more than `slower` (25 %) of
-  the earlier value and by at least 100 ms, and the whole distribution moved the same way:
-  a Mann-Whitney rank test over the histogram buckets gives |z| >= 3 (so a few runs stalled
-  by a busy machine do not make a change; every run slower does).
+- a p50 or p95 changed when it moved by more than `slower` (25 %) of the earlier value and by
+  at least a floor, and the whole distribution moved the same way: a Mann-Whitney rank test
+  over the histogram buckets gives |z| >= 3 (so a few runs stalled by a busy machine do not
+  make a change; every run slower does);
+- which figures: when both sides recorded what their attempts cost (runner.effort), the CPU
+  time (floor 10 ms) and the wall time less run-queue wait (floor 100 ms), which a loaded
+  host does not inflate; else (figures of older workers) the duration and the queue wait
+  (floor 100 ms), which it does.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from runner.record import RunState
 Z_CHANGED = 3.0
 RATE_POINTS = 0.01
 SECONDS_FLOOR = 0.1
+CPU_FLOOR = 0.01
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +67,10 @@ class Comparison:
             return f"{self.task}: too few runs ({self.runs[0]} before, {self.runs[1]} after)"
         if not self.changes:
             return f"{self.task} unchanged"
-        return f"{self.task} " + ", ".join(c.text() for c in self.changes)
+        slower = any(c.worse and c.name != "failures" for c in self.changes)
+        return f"{self.task} {'slower: ' if slower else ''}" + ", ".join(
+            c.text() for c in self.changes
+        )
 
 
 def rate_changed(failed: tuple[int, int], ended: tuple[int, int]) -> bool:
@@ -78,10 +86,12 @@ def rate_changed(failed: tuple[int, int], ended: tuple[int, int]) -> bool:
     return spread == 0 or abs(p2 - p1) / spread >= Z_CHANGED
 
 
-def seconds_changed(before: float | None, after: float | None, slower: float) -> bool:
+def seconds_changed(
+    before: float | None, after: float | None, slower: float, floor: float = SECONDS_FLOOR
+) -> bool:
     if before is None or after is None:
         return False
-    return abs(after - before) >= max(SECONDS_FLOOR, slower * before)
+    return abs(after - before) > max(floor - 1e-9, slower * before)
 
 
 def shift_z(before: Histogram, after: Histogram) -> float:
@@ -98,10 +108,21 @@ def shift_z(before: Histogram, after: Histogram) -> float:
     return (u - n1 * n2 / 2) / spread
 
 
+# (name, histogram, quantile, floor): what the verdict reads, by what the figures have
+EFFORT = (
+    ("cpu p50", "cpu", 0.5, CPU_FLOOR),
+    ("cpu p95", "cpu", 0.95, CPU_FLOOR),
+    ("busy p50", "busy", 0.5, SECONDS_FLOOR),
+    ("busy p95", "busy", 0.95, SECONDS_FLOOR),
+)
+WALL = (("p50", "dur", 0.5, SECONDS_FLOOR), ("p95", "dur", 0.95, SECONDS_FLOOR),
+        ("wait p95", "wait", 0.95, SECONDS_FLOOR))  # fmt: skip
+
+
 def compare(
     task: str, before: TaskFigures, after: TaskFigures, limits: HealthThresholds
 ) -> Comparison:
-    """Per the rules above: failure rate, p50/p95 duration, p95 wait."""
+    """Per the rules above: failure rate, then CPU and busy time (else duration and wait)."""
     runs = (before.runs_ended, after.runs_ended)
     if min(runs) < limits.min_runs:
         return Comparison(task, enough=False, runs=runs)
@@ -110,22 +131,13 @@ def compare(
     if rate_changed(failed, runs):
         rates = (failed[0] / runs[0], failed[1] / runs[1])
         changes.append(Change("failures", rates[0], rates[1], worse=rates[1] > rates[0]))
-    for name, histogram_of, q in (
-        ("p50", _duration, 0.5), ("p95", _duration, 0.95), ("wait p95", _wait, 0.95),
-    ):  # fmt: skip
-        earlier, later = histogram_of(before), histogram_of(after)
+    costed = before.cpu.count and after.cpu.count
+    for name, histogram, q, floor in EFFORT if costed else WALL:
+        earlier, later = before.histogram(histogram), after.histogram(histogram)
         b, a = earlier.quantile(q), later.quantile(q)
-        if b is None or a is None or not seconds_changed(b, a, limits.slower):
+        if b is None or a is None or not seconds_changed(b, a, limits.slower, floor):
             continue
         z = shift_z(earlier, later)
         if abs(z) >= Z_CHANGED and (z > 0) == (a > b):
             changes.append(Change(name, b, a, worse=a > b))
     return Comparison(task, enough=True, runs=runs, changes=tuple(changes))
-
-
-def _duration(figures: TaskFigures) -> Histogram:
-    return figures.duration
-
-
-def _wait(figures: TaskFigures) -> Histogram:
-    return figures.wait

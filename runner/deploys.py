@@ -1,8 +1,10 @@
 """Deploy marks: when each code version started running, so health can say whether the last
-deploy changed anything. The first worker or clock to start with a version different from the
-latest mark's records a mark (one Lua call: any number of processes starting together make
-one), a rollback A -> B -> A makes a new mark for A, and `runner deploy mark` records one by
-hand."""
+deploy changed anything. The first worker or clock to start with a `RUNNER_CODE_VERSION`
+different from the latest mark's records a mark (one Lua call: any number of processes starting
+together make one), a rollback A -> B -> A makes a new mark for A, and `runner deploy mark`
+records one by hand. A process without `RUNNER_CODE_VERSION` (a `runner worker --burst` started
+to debug a queue) marks nothing: the version it works out for itself (the git sha) says what
+code it runs, not that anything was deployed."""
 
 from __future__ import annotations
 
@@ -116,8 +118,11 @@ class DeployMarks:
 
 
 def mark_deploy(redis: Redis, settings: Settings, *, by: str) -> None:
-    """At a worker's or clock's start: mark this code version if it is new (logged); a Redis
-    failure is logged and ignored (the process starts anyway, the next one marks)."""
+    """At a worker's or clock's start: mark the deployment's `RUNNER_CODE_VERSION` if it is new
+    (logged); nothing without one; a Redis failure is logged and ignored (the process starts
+    anyway, the next one marks)."""
+    if not settings.code_version:
+        return
     version = code_version(settings)
     try:
         mark = DeployMarks(redis, settings).mark(version, by=by)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from datetime import UTC, datetime
 
 HOUR = 3600
 
@@ -52,3 +53,16 @@ def ago(ts: float | None, *, now: float | None = None) -> str:
             text = f"{int(seconds // size)}{unit}"
             break
     return f"in {text}" if later else f"{text} ago"
+
+
+def iso_time(ts: float | None) -> str | None:
+    """A Unix time as UTC ISO 8601 with a `Z`, to the second (the one time format of logs and
+    JSON); None when unknown."""
+    if not ts:
+        return None
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def iso_minute(ts: float) -> str:
+    """A Unix time as `HH:MMZ` (UTC), for one-line answers."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%H:%MZ")

@@ -23,6 +23,7 @@ from runner.config import Settings
 from runner.context import Run
 from runner.delivery import delivery_key
 from runner.deploys import code_version
+from runner.effort import NO_EFFORT, Effort
 from runner.enqueue import Enqueuer, Request
 from runner.enqueued import Enqueued
 from runner.errors import (
@@ -84,6 +85,7 @@ class Executor:
         self._claimed: _Claimed | None = None  # the claim the horse sent with RQ's records
         self._deferring = False  # the horse sends this attempt's success with RQ's records
         self._pending: _Release | None = None  # ... this one, until it does
+        self._effort: Effort | None = None  # the running task's CPU and busy time meter
 
     def install(self) -> None:
         """Make this the executor that RQ jobs of this process call (and make sure logging
@@ -217,6 +219,7 @@ class Executor:
     def _run_task(
         self, record: RunRecord, holder: str, steps: dict[str, Any], stream: RunStream
     ) -> Outcome:
+        self._effort = None  # a handed-over or abandoned attempt released none
         try:
             task = self.registry.get(record.task)
         except UnknownTask as exc:  # enqueued by code this worker does not have (deploy skew)
@@ -229,6 +232,7 @@ class Executor:
         if record.cancel_requested:  # cancelled while its previous attempt was ending
             return self._cancelled(record, holder, stream)
         started = time.monotonic()
+        self._effort = Effort.start()
         lease = self.leases.hold(record.token, holder, stream)
         try:
             run = Run(
@@ -326,6 +330,8 @@ class Executor:
     ) -> Outcome:  # fmt: skip
         """Write the attempt's outcome with its closing event in one call, then log it (a
         success the horse sends with RQ's records: when it does, `stage_release`)."""
+        effort, self._effort = self._effort, None
+        fields = {**fields, **(effort.fields() if effort else NO_EFFORT)}
         closing = event_json(event, state=fields["state"], **details)
         events = [*stream.take(), closing]
         if self._deferring and fields["state"] == RunState.SUCCEEDED:

@@ -40,11 +40,13 @@ VERSION_TTL = 30 * 24 * HOUR
 RETRIED = "retried"  # an attempt that ended `retrying`
 OUTCOMES = (RunState.SUCCEEDED, RunState.FAILED, RETRIED, RunState.CANCELLED)
 COUNTS = ("started", *OUTCOMES)
-HISTOGRAMS = ("wait", "dur")  # queue wait (enqueued or requeued -> started), duration
+HISTOGRAMS = ("wait", "dur", "cpu", "busy")  # queue wait, duration; CPU, wall less CPU wait
 
-# Lua: `record_figures(fig, task, queue, version, counts, observed)` adds `counts` (name ->
-# n) and `observed` (histogram -> seconds) to the four figure hashes `fig` = {total, minute,
-# hour, version} (KEYS) with their TTLs `fig.ttl` = {minute, hour, version} (ARGV).
+# Lua: `record_figures(fig, task, queue, version, counts, observed, effort)` adds `counts`
+# (name -> n) and `observed` (histogram -> seconds) to the four figure hashes `fig` = {total,
+# minute, hour, version} (KEYS) with their TTLs `fig.ttl` = {minute, hour, version} (ARGV),
+# and `effort` (cpu, busy -> seconds: runner.effort) to the version's hash alone, as bucket
+# counts without a sum (one HINCRBY each: the deploy verdict needs no more).
 RECORD_FIGURES = (
     "local BOUNDS = {"
     + ", ".join(repr(b) for b in BOUNDS)
@@ -55,7 +57,7 @@ local function figure_bucket(seconds)
   return #BOUNDS + 1
 end
 
-local function record_figures(fig, task, queue, version, counts, observed)
+local function record_figures(fig, task, queue, version, counts, observed, effort)
   local plain = task .. '|' .. queue .. '|'
   local versioned = plain .. version .. '|'
   local targets = {{fig.total, plain}, {fig.minute, versioned}, {fig.hour, versioned},
@@ -68,6 +70,9 @@ local function record_figures(fig, task, queue, version, counts, observed)
       redis.call('HINCRBY', key, base .. name .. ':' .. figure_bucket(seconds), 1)
       redis.call('HINCRBYFLOAT', key, base .. name .. '_sum', seconds)
     end
+  end
+  for name, seconds in pairs(effort or {}) do  -- the deploy verdict's: the version's alone
+    redis.call('HINCRBY', fig.version, plain .. name .. ':' .. figure_bucket(seconds), 1)
   end
   redis.call('EXPIRE', fig.minute, fig.ttl[1])
   redis.call('EXPIRE', fig.hour, fig.ttl[2])
@@ -137,6 +142,12 @@ class TaskFigures:
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTS, 0))
     wait: Histogram = field(default_factory=Histogram)
     duration: Histogram = field(default_factory=Histogram)
+    cpu: Histogram = field(default_factory=Histogram)  # per version only (runner.effort)
+    busy: Histogram = field(default_factory=Histogram)  # wall less run-queue wait, likewise
+
+    def histogram(self, name: str) -> Histogram:
+        """The histogram a figure field names ('wait', 'dur', 'cpu', 'busy')."""
+        return {"wait": self.wait, "dur": self.duration, "cpu": self.cpu, "busy": self.busy}[name]
 
     @property
     def finished(self) -> int:
@@ -157,8 +168,8 @@ class TaskFigures:
     def add(self, other: TaskFigures) -> None:
         for name, n in other.counts.items():
             self.counts[name] = self.counts.get(name, 0) + n
-        self.wait.add(other.wait)
-        self.duration.add(other.duration)
+        for name in HISTOGRAMS:
+            self.histogram(name).add(other.histogram(name))
 
 
 def parse(raw: Mapping[bytes, bytes], *, versioned: bool) -> dict[tuple[str, ...], TaskFigures]:
@@ -171,12 +182,10 @@ def parse(raw: Mapping[bytes, bytes], *, versioned: bool) -> dict[tuple[str, ...
             continue
         figures, name = out[tuple(parts[:width])], parts[width]
         histogram_name, _, bucket = name.partition(":")
-        if name in ("wait_sum", "dur_sum"):
-            histogram = figures.wait if name == "wait_sum" else figures.duration
-            histogram.total += float(value)
+        if name.endswith("_sum") and name.removesuffix("_sum") in HISTOGRAMS:
+            figures.histogram(name.removesuffix("_sum")).total += float(value)
         elif bucket and histogram_name in HISTOGRAMS:
-            histogram = figures.wait if histogram_name == "wait" else figures.duration
-            histogram.buckets[int(bucket) - 1] += int(value)
+            figures.histogram(histogram_name).buckets[int(bucket) - 1] += int(value)
         else:
             figures.counts[name] = figures.counts.get(name, 0) + int(value)
     return dict(out)

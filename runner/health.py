@@ -128,7 +128,11 @@ class _Health:
             parts.append(f"{check.name} {'ok' if check.ok else 'FAIL'}: {check.detail}")
             if not check.ok:
                 problems.append(check.name)
-        figures = {"redis_ms": round(latency * 1000, 3), "workers": len(workers), "stuck": stuck}
+        figures = {
+            "redis_ms": round(latency * 1000, 3), "workers": len(workers), "stuck": stuck,
+            "supervisors": len({w.supervisor for w in workers}), "awaiting_reaper": waiting,
+            "heartbeat_age": max(ages) if ages else None, "clock_age": self._clock_age(),
+        }  # fmt: skip
         verdict = Verdict.FAIL if problems else Verdict.OK
         return Answer("up", verdict, "; ".join(parts), figures)
 
@@ -156,6 +160,10 @@ class _Health:
             f"{report['kept']} outbox rows kept by the relay ({report['reason'][:200]}): fix"
             " the task, or delete them from runner_outbox"
         )
+
+    def _clock_age(self) -> float | None:
+        raw = self.redis.get(self.keys.last_tick)
+        return None if raw is None else round(max(0.0, self.now - float(raw)), 3)
 
     def _awaiting_reaper(self) -> int:
         _, orphaned = Runs(self.redis, self.settings).leaseless()

@@ -30,6 +30,7 @@ from runner.record import texts
 
 log = structlog.get_logger("runner.liveness")
 HORSE_NAME = re.compile(r"\.horse\d+$")  # runner.worker.horse_name
+CODE_VERSION_FIELD = "runner_code_version"  # in RQ's worker hash, beside RQ's own `version`
 
 # The supervisor's beat for its horse: refresh the heartbeat of a registration that exists
 # (never recreate one the reaper removed).
@@ -54,6 +55,7 @@ class WorkerBeat:
     queues: tuple[str, ...]
     state: str
     last_heartbeat: float | None
+    version: str | None = None  # the runner's code version, recorded at the horse's birth
 
     @property
     def supervisor(self) -> str:
@@ -81,9 +83,9 @@ class Liveness:
         keys = sorted(k for k in members if HORSE_NAME.search(k.removeprefix(prefix)))
         pipe = self.redis.pipeline(transaction=False)
         for key in keys:
-            pipe.hmget(key, "last_heartbeat", "queues", "state")
+            pipe.hmget(key, "last_heartbeat", "queues", "state", CODE_VERSION_FIELD)
         found = []
-        for key, (beat, queues, state) in zip(keys, pipe.execute(), strict=True):
+        for key, (beat, queues, state, version) in zip(keys, pipe.execute(), strict=True):
             name = key.removeprefix(Worker.redis_worker_namespace_prefix)
             found.append(
                 WorkerBeat(
@@ -91,6 +93,7 @@ class Liveness:
                     queues=tuple(q for q in texts([queues or b""])[0].split(",") if q),
                     state=texts([state or b"?"])[0],
                     last_heartbeat=utcparse(beat.decode()).timestamp() if beat else None,
+                    version=version.decode() if version else None,
                 )
             )
         return found

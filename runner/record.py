@@ -92,6 +92,7 @@ class RunRecord:
     handovers: int = 0  # attempts that stopped to hand the run over (a deploy, not a failure)
     due_at: float | None = None  # a scheduled run's due time (`at=`, `after=`)
     traceparent: str = ""  # the enqueuer's W3C trace context, when it gave one
+    rerun_attempt: int = 0  # the attempt an operator's latest rerun started; 0: never rerun
 
     @classmethod
     def from_hash(cls, raw: Mapping[bytes, bytes]) -> RunRecord:
@@ -132,6 +133,7 @@ class RunRecord:
             handovers=int(f.get("handovers") or 0),
             due_at=num("due_at"),
             traceparent=f.get("traceparent", ""),
+            rerun_attempt=int(f.get("rerun_attempt") or 0),
         )
 
     @property

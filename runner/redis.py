@@ -147,19 +147,42 @@ class EmbeddedRedis:
         except (RedisError, OSError):
             return False
 
+    @property
+    def stopped_mark(self) -> Path:
+        """A file `runner redis stop` leaves: read-only commands do not start the server then."""
+        return self.directory / "stopped-by-operator"
+
+    @property
+    def log(self) -> Path:
+        return self.directory / "redis.log"
+
+    def stopped_by_operator(self) -> bool:
+        return self.stopped_mark.exists()
+
+    def crashed(self) -> bool:
+        """Not running, not stopped by an operator, and its pid file left behind (a clean
+        shutdown removes it): it died (killed, out of memory, its disk full)."""
+        pid_file = self.directory / "redis.pid"
+        return pid_file.exists() and not self.stopped_by_operator() and not self.is_running()
+
     def ensure_started(self) -> str:
-        """Start the server unless it already runs (under a file lock); returns its URL."""
-        if self.is_running():
-            return self.url
-        self.directory.mkdir(parents=True, exist_ok=True)
-        with self._start_lock():
-            if not self.is_running():
-                self._spawn()
-                self._wait_until_up()
+        """Start the server unless it already runs (under a file lock), and clear the mark of
+        an operator's stop; returns its URL."""
+        if not self.is_running():
+            self.directory.mkdir(parents=True, exist_ok=True)
+            with self._start_lock():
+                if not self.is_running():
+                    self._spawn()
+                    self._wait_until_up()
+        self.stopped_mark.unlink(missing_ok=True)
         return self.url
 
-    def stop(self) -> bool:
-        """Shut the server down cleanly (AOF flushed); returns whether one was running."""
+    def stop(self, *, by_operator: bool = False) -> bool:
+        """Shut the server down cleanly (AOF flushed), leaving the mark of an operator's stop
+        when `by_operator`; returns whether one was running."""
+        if by_operator:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self.stopped_mark.touch()
         if not self.is_running():
             return False
         with suppress(RedisError):  # SHUTDOWN closes the connection under us
@@ -192,9 +215,7 @@ class EmbeddedRedis:
             if self.is_running():
                 return
             time.sleep(0.02)
-        raise RedisUnavailable(
-            f"the embedded redis-server did not start; see {self.directory / 'redis.log'}"
-        )
+        raise RedisUnavailable(f"the embedded redis-server did not start: see its log, {self.log}")
 
     @contextmanager
     def _start_lock(self) -> Iterator[None]:

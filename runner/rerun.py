@@ -71,6 +71,7 @@ def rerun(
     fields: dict[str, object] = {
         "attempt": record.attempt + 1,
         "attempt_base": record.attempt,
+        "rerun_attempt": record.attempt + 1,
         "finished_at": None,
         "retry_at": None,
         "cancel_requested": "",

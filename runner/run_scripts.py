@@ -178,11 +178,14 @@ else
   for _, key in ipairs({run, steps, log}) do redis.call('EXPIRE', key, retention) end
   redis.call('ZREMRANGEBYSCORE', state_index, '-inf', now - tonumber(retention))
 end
-local seen = redis.call('HMGET', run, 'state', 'task', 'queue', 'code_version', 'started_at')
+local seen = redis.call('HMGET', run, 'state', 'task', 'queue', 'code_version', 'started_at',
+                        'cpu_seconds', 'busy_seconds')
 local outcome = seen[1]
 if outcome == 'retrying' then outcome = 'retried' end
 local started = tonumber(seen[5]) or now
-record_figures(fig, seen[2], seen[3], seen[4] or '', {[outcome] = 1}, {dur = now - started})
+local effort = {cpu = tonumber(seen[6] or ''), busy = tonumber(seen[7] or '')}  -- runner.effort
+record_figures(fig, seen[2], seen[3], seen[4] or '', {[outcome] = 1}, {dur = now - started},
+               effort)
 return 1
 """
 )

@@ -41,6 +41,7 @@ from runner.delivery import DeliveryQueue, Taken, put_back, stage_take, taken
 from runner.deploys import mark_deploy
 from runner.errors import RunFailed
 from runner.execute import Executor
+from runner.liveness import CODE_VERSION_FIELD
 from runner.redis import REDIS_DOWN, connect
 from runner.tasks import load_registry
 
@@ -186,6 +187,11 @@ class Horse(BatchedBookkeeping):
         if isinstance(exc_info[1], RunFailed):
             return  # the run's own failure: logged as `run.failed` already, no traceback
         super().handle_exception(job, *exc_info)
+
+    def register_birth(self) -> None:
+        super().register_birth()  # type: ignore[no-untyped-call]
+        if self.executor is not None:  # health notes live workers of two code versions
+            self.connection.hset(self.key, CODE_VERSION_FIELD, self.executor.version)
 
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
         now = time.monotonic()

@@ -238,3 +238,16 @@ def invoke(settings: Settings) -> Callable[..., Result]:
         return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
 
     return invoke
+
+
+@contextlib.contextmanager
+def cpu_hogs(count: int = 2) -> Iterator[None]:
+    """`count` processes spinning on a CPU each (`yes > /dev/null`) while the block runs: a
+    host as loaded as a shared CI machine. Killed at the end, whatever happens."""
+    hogs = [subprocess.Popen(["yes"], stdout=subprocess.DEVNULL) for _ in range(count)]
+    try:
+        yield
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait(timeout=10)

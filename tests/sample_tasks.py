@@ -130,9 +130,13 @@ def sleepy(run: Run, *, seconds: float = 1.0) -> None:
 @registry.task(retry=RetryPolicy(attempts=1))
 def deployed(run: Run, *, n: int = 0) -> int:
     """Behaves as the Redis hash `probe:behaviour` says (the code of the version deployed):
-    sleep `seconds`, and fail runs whose n is a multiple of `fail_every` (0: never)."""
+    sleep `seconds`, burn `cpu` seconds of CPU time, and fail runs whose n is a multiple of
+    `fail_every` (0: never)."""
     behaviour = {k.decode(): float(v) for k, v in _redis().hgetall("probe:behaviour").items()}
     time.sleep(behaviour.get("seconds", 0.0))
+    burn_until = time.process_time() + behaviour.get("cpu", 0.0)  # a CPU regression
+    while time.process_time() < burn_until:
+        pass
     every = int(behaviour.get("fail_every", 0))
     if every and n % every == 0:
         raise RuntimeError(f"run {n} broke (simulated)")

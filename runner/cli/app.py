@@ -35,19 +35,25 @@ class App:
         self.starts_redis = True
 
     def reading(self) -> None:
-        """Mark this command read-only: it never starts a stopped embedded Redis."""
+        """Mark this command read-only: it starts the embedded Redis on demand, unless an
+        operator stopped it with `runner redis stop`."""
         self.starts_redis = False
 
     @cached_property
     def redis(self) -> Redis:
         """The client; raises RedisUnavailable when Redis cannot be reached, or (for a
-        read-only command) when the embedded Redis is stopped, without starting it."""
+        read-only command) when an operator stopped the embedded Redis, without starting it."""
         reading = not self.starts_redis and self.settings.redis_url is None
-        if reading and not EmbeddedRedis.for_home(self.settings.home).is_running():
+        server = EmbeddedRedis.for_home(self.settings.home)
+        if reading and server.stopped_by_operator() and not server.is_running():
             raise RedisUnavailable(
-                "the embedded Redis is stopped (`runner redis stop`); a command that does"
-                " work starts it again, e.g. `runner worker`"
+                "the embedded Redis is not running: stopped with `runner redis stop`;"
+                " `runner redis start` (or a command that does work, e.g. `runner worker`)"
+                " starts it again"
             )
+        if self.settings.redis_url is None and server.crashed():
+            click.echo(f"note: the embedded Redis had crashed (see its log, {server.log});"
+                       " starting it again", err=True)  # fmt: skip
         return connect(self.settings)
 
     @cached_property

@@ -31,7 +31,8 @@ from runner.errors import (
     UnknownTask,
 )
 from runner.health import Report, check_health
-from runner.redis import EmbeddedRedis, redact
+from runner.liveness import Liveness
+from runner.redis import EmbeddedRedis, connect, redact
 from runner.supervisor import run_worker
 from runner.tasks import TaskRegistry, load_registry
 from runner.worker import WorkerOptions
@@ -208,11 +209,31 @@ def redis_group() -> None:
 
 
 @redis_group.command("stop")
+@click.option("--force", is_flag=True, help="Stop it even while workers are connected.")
 @pass_app
-def redis_stop(app: App) -> None:
-    """Shut the embedded server down cleanly (its data stays under RUNNER_HOME)."""
+def redis_stop(app: App, force: bool) -> None:
+    """Shut the embedded server down cleanly (its data stays under RUNNER_HOME); read-only
+    commands leave it stopped until `runner redis start` or a command that does work."""
     server = EmbeddedRedis.for_home(app.settings.home)
-    click.echo("stopped" if server.stop() else "not running")
+    if server.is_running() and not force:
+        alive = Liveness(connect(app.settings), app.settings).alive()
+        if alive:
+            names = ", ".join(sorted({w.supervisor for w in alive}))
+            click.echo(f"error: {len(alive)} workers are connected ({names}): stopping Redis"
+                       " stops their work; stop them first, or add --force", err=True)  # fmt: skip
+            sys.exit(1)
+    stopped = server.stop(by_operator=True)
+    click.echo("stopped" if stopped else "not running (it stays stopped)")
+
+
+@redis_group.command("start")
+@pass_app
+def redis_start(app: App) -> None:
+    """Start the embedded server (after `runner redis stop`, or a crash)."""
+    server = EmbeddedRedis.for_home(app.settings.home)
+    was_running = server.is_running()
+    server.ensure_started()
+    click.echo("already running" if was_running else f"started ({server.url})")
 
 
 @redis_group.command("url")

@@ -9,6 +9,7 @@ import click
 from structlog.contextvars import bound_contextvars
 
 import runner.logs as logs
+from runner.attempts import attempts
 from runner.cli.app import App, json_line, pass_app, stopped_waiting
 from runner.cli.events import Tracebacks, event_line
 from runner.cli.types import Duration
@@ -19,6 +20,7 @@ from runner.cli.views import (
     runs_table,
 )
 from runner.errors import UnknownRun
+from runner.logs import read_events
 from runner.printable import printable
 from runner.record import TERMINAL, RunState
 from runner.rerun import RerunAction
@@ -63,11 +65,12 @@ def show(app: App, run: str, as_json: bool) -> None:
     if record is None:
         raise UnknownRun(f"run {token!r} expired while reading it")
     steps = app.runs.steps(token)
+    tried = attempts(record, [e for _, e in read_events(app.redis, app.runs.keys, token)])
     notes = [n for note in app.registry.notes if (n := note(record))]
     if as_json:
-        click.echo(json_line(**run_detail(record, steps), notes=notes))
+        click.echo(json_line(**run_detail(record, steps, tried), notes=notes))
     else:
-        click.echo(printable("\n".join([detail_text(record, steps), *notes])))
+        click.echo(printable("\n".join([detail_text(record, steps, tried), *notes])))
 
 
 @click.command("logs")

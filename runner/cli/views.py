@@ -6,26 +6,25 @@ import json
 import shutil
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
+from runner.attempts import Attempt
 from runner.durations import ago, duration
+from runner.durations import iso_time as iso
 from runner.record import RunRecord, RunState
 
 
-def iso(ts: float | None) -> str | None:
-    """A Unix time as UTC ISO 8601 with a `Z` (the one time format of logs and JSON)."""
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if ts else None
-
-
-def took(run: RunRecord) -> float | None:
-    """Seconds the run's latest attempt took, or has taken so far while it runs."""
-    if not run.started_at:
+def took(run: RunRecord, attempts: Sequence[Attempt] = ()) -> float | None:
+    """Seconds the whole run took (its first attempt's start to its end), or has taken so far
+    while it runs; without its attempts, from the latest attempt's start."""
+    first = next((a.started for a in attempts if a.started), None)
+    began = min(first, run.started_at or first) if first else run.started_at
+    if not began:
         return None
     if run.state == RunState.RUNNING:
-        return max(0.0, time.time() - run.started_at)
-    if run.finished_at and run.finished_at >= run.started_at:
-        return run.finished_at - run.started_at
+        return max(0.0, time.time() - began)
+    if run.finished_at and run.finished_at >= began:
+        return run.finished_at - began
     return None
 
 
@@ -65,8 +64,11 @@ def run_summary(run: RunRecord) -> dict[str, Any]:
     }
 
 
-def run_detail(run: RunRecord, steps: dict[str, Any]) -> dict[str, Any]:
-    """`show --json`: the summary plus counters, cursor, steps, error, result and times."""
+def run_detail(
+    run: RunRecord, steps: dict[str, Any], attempts: Sequence[Attempt] = ()
+) -> dict[str, Any]:
+    """`show --json`: the summary plus counters, cursor, steps, attempts, error, result and
+    times (every time ISO 8601 UTC)."""
     return {
         **run_summary(run),
         "queue": run.queue,
@@ -79,11 +81,27 @@ def run_detail(run: RunRecord, steps: dict[str, Any]) -> dict[str, Any]:
         "counters": run.counters,
         "total": run.total,
         "cursor": run.cursor,
-        "steps": steps,
+        "steps": {name: _step_json(step) for name, step in steps.items()},
+        "attempt_list": [_attempt_json(a) for a in attempts],
+        "took": took(run, attempts),
         "result": run.result,
         "handovers": run.handovers,
         "cancel_requested": run.cancel_requested or None,
     }
+
+
+def _attempt_json(a: Attempt) -> dict[str, Any]:
+    return {
+        "attempt": a.number, "worker": a.worker, "code_version": a.code_version,
+        "outcome": a.outcome, "started_at": iso(a.started), "ended_at": iso(a.ended),
+        "seconds": a.seconds,
+    }  # fmt: skip
+
+
+def _step_json(step: Any) -> Any:
+    if isinstance(step, dict) and isinstance(step.get("finished_at"), int | float):
+        return {**step, "finished_at": iso(step["finished_at"])}
+    return step
 
 
 def table(rows: Sequence[Sequence[str]], headers: Sequence[str]) -> str:
@@ -132,16 +150,30 @@ def cut(text: str, width: int, *, keep_end: bool = False) -> str:
 
 
 def attempts_text(run: RunRecord) -> str:
-    """The attempt number and what is left of this run's allowance (a rerun starts a new one)."""
+    """The attempt number and what is left of this run's allowance (a rerun starts a new one;
+    an attempt that handed the run over to another worker does not count)."""
     left = max(0, run.attempts_left)
     text = f"{run.attempt}, {left or 'none'} left"
-    if run.attempt_base:
-        text += f" (of {run.max_attempts} since the rerun at attempt {run.attempt_base + 1})"
-    return text
+    notes = []
+    if run.rerun_attempt:
+        notes.append(f"of {run.max_attempts} since the rerun at attempt {run.rerun_attempt}")
+    if run.handovers:
+        notes.append(f"{run.handovers} handed over, not counted")
+    return text + (f" ({'; '.join(notes)})" if notes else "")
 
 
-def detail_text(run: RunRecord, steps: dict[str, Any]) -> str:
-    """`show` for people: one field a line, then the steps and the error."""
+def attempt_lines(attempts: Sequence[Attempt]) -> list[str]:
+    """One line per attempt: number, worker, code version, outcome, duration."""
+    lines = ["tries:" + ("" if attempts else "      none in the log")]
+    for a in attempts:
+        lines.append(f"  #{a.number} {a.worker or '-'}  code {a.code_version or '-'}  "
+                     f"{a.outcome or '-'}  {duration(a.seconds)}")  # fmt: skip
+    return lines
+
+
+def detail_text(run: RunRecord, steps: dict[str, Any], attempts: Sequence[Attempt] = ()) -> str:
+    """`show` for people: one field a line, then the attempts, the steps and the error."""
+    whole = took(run, attempts)
     lines = [
         f"token:      {run.token}",
         f"task:       {run.task}  args={json.dumps(run.args)}",
@@ -155,7 +187,7 @@ def detail_text(run: RunRecord, steps: dict[str, Any]) -> str:
         f"started:    {iso(run.started_at) or '-'}"
         + (" (latest attempt)" if run.attempt > 1 else ""),
         f"finished:   {iso(run.finished_at) or '-'}"
-        + (f"  took {duration(took(run))}" if took(run) is not None else ""),
+        + (f"  took {duration(whole)}" if whole is not None else ""),
         f"counters:   {counters_text(run.counters)}" + (f"  of {run.total}" if run.total else ""),
         f"cursor:     {json.dumps(run.cursor)}",
     ]
@@ -168,6 +200,7 @@ def detail_text(run: RunRecord, steps: dict[str, Any]) -> str:
     if run.cancel_requested:
         asked = "" if run.state == RunState.CANCELLED else ", stops at its next checkpoint"
         lines.append(f"cancel:     asked by {run.cancel_requested}{asked}")
+    lines += attempt_lines(attempts)
     lines.append("steps:" + ("" if steps else "      none finished"))
     for name, step in steps.items():
         lines.append(f"  - {name}: attempt {step.get('attempt')}, {step.get('seconds', 0):.3f}s")

@@ -20,7 +20,7 @@ from runner.keys import Keys
 from runner.logs import configure as configure_logs
 from runner.redis import connect
 from runner.tasks import TaskRegistry, load_registry
-from runner.web import actions, cron, live, monitoring, overview, runs, signin
+from runner.web import actions, cron, incident, live, monitoring, overview, runs, signin
 from runner.web.clients import parse_trusted
 from runner.web.console import Console
 from runner.web.guard import Guard
@@ -79,6 +79,7 @@ def create_app(
     for router in (*ROUTERS, *routers, *site):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    incident.install(app)
     login = app.state.templates.get_template("login.html")
     app.add_middleware(
         Guard,

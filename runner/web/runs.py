@@ -8,6 +8,8 @@ from typing import Any, cast
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from runner.attempts import attempts
+from runner.cli.views import argument_text, error_text, took
 from runner.errors import UnknownRun
 from runner.printable import printable_data
 from runner.record import ACTIVE, RunState
@@ -15,7 +17,7 @@ from runner.web.console import Console, ConsoleDep
 from runner.web.listing import PAGE_SIZES, RANGES, STATES, RunFilter, runs_page
 from runner.web.pages import render
 from runner.web.params import whole_number
-from runner.web.runview import EVENTS_SHOWN, LEVELS, attempts, event_row, run_summary, shown
+from runner.web.runview import EVENTS_SHOWN, LEVELS, event_row, run_summary, shown
 
 router = APIRouter()
 
@@ -32,6 +34,10 @@ def runs_list(request: Request, console: ConsoleDep) -> Response:
         "page_sizes": PAGE_SIZES,
         "tasks": [t.name for t in console.registry],
         "queues": sorted({t.queue for t in console.registry} | set(console.settings.queues)),
+        # the columns `runner runs` has: an import's source, the error's first line, duration
+        "argument": {r.token: argument_text(r) for r in page.runs},
+        "error": {r.token: error_text(r) for r in page.runs},
+        "took": {r.token: took(r) for r in page.runs},
     }
     return render(request, "runs.html", context)
 

@@ -210,6 +210,7 @@ def test_a_server_that_trickles_its_headers_has_no_version_and_the_command_says_
     assert record is not None and record.args == {"source": url, "skip_unchanged": True}
 
 
+@pytest.mark.load_sensitive
 def test_a_trickling_server_is_cut_off_by_the_deadline(
     served: tuple[Feed, str], tmp_path: Path
 ) -> None:

@@ -86,6 +86,7 @@ def assert_every_post_once(settings: Settings, token: str) -> None:
 
 
 @pytest.mark.parametrize("whom", ["the supervisor", "every process"])
+@pytest.mark.load_sensitive
 def test_a_sigterm_mid_import_hands_the_run_over_to_the_other_worker_at_once(
     whom: str, redis: Redis, runs: Runs, settings: Settings,
     import_feed: Callable[[], Enqueued], start_worker: Callable[..., WorkerProcess],

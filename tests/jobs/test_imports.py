@@ -216,6 +216,36 @@ def test_an_attempt_that_dies_between_its_last_batch_and_finishing_is_finished_b
     assert (row["state"], row["fence"], row["inserted"]) == ("finished", 2, 30)
 
 
+def test_a_feed_removed_during_the_upsert_step_fails_at_once_as_the_fetch_step_says(
+    tmp_path: Path, import_feed: Callable[..., Enqueued], work: Callable[[], None],
+    drain: Callable[..., None], runs: Runs, settings: Settings,
+) -> None:  # fmt: skip
+    # Given an import whose first attempt fetched the feed, then failed in `upsert` (the
+    # database refused its first batch)
+    engine = engine_for(settings.store_url)
+    upgrade(engine)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TRIGGER refuse_posts BEFORE INSERT ON posts"
+            " BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        )
+    path = feed(tmp_path / "a.jsonl", list(generate_posts(3, seed=4)))
+    token = import_feed(path).token
+    work()
+    record = runs.get(token)
+    assert record is not None and record.state == "retrying" and set(runs.steps(token)) == {"fetch"}
+    # When the feed is removed before the next attempt
+    path.unlink()
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TRIGGER refuse_posts")
+    drain()
+    # Then that attempt fails the run at once, saying the file is gone, as `fetch` does
+    record = runs.get(token)
+    assert record is not None and record.state == "failed" and record.attempt == 2
+    assert record.error is not None and record.error["type"] == "PermanentError"
+    assert "the file is gone; restore it, then rerun" in record.error["message"]
+
+
 def test_an_import_from_a_url_is_downloaded_then_imported(
     tmp_path: Path, import_feed: Callable[..., Enqueued], drain: Callable[..., None], runs: Runs
 ) -> None:
@@ -249,15 +279,20 @@ def test_the_inbox_imports_each_new_file_once_and_files_it_away(
     assert len(imports_) == 2 and all(r.state == "succeeded" for r in imports_)
     enqueuer.enqueue(Request(poll, {}, token="poll-2"))
     drain()
-    assert sorted(p.suffix for p in (inbox / "done").iterdir()) == [".jsonl", ".jsonl"]
+    filed = sorted(p.name[33:] for p in (inbox / "done").iterdir())  # after '<hash>-'
+    assert filed == ["copy-of-one.jsonl", "one.jsonl", "two.jsonl"]
     assert not list((inbox / "processing").iterdir())
     assert len(runs.list(task="import_posts")) == 2
+    # And each run's source keeps the name the file was dropped with
+    sources = sorted(Path(r.args["source"]).name[33:] for r in runs.list(task="import_posts"))
+    assert sources in (["copy-of-one.jsonl", "two.jsonl"], ["one.jsonl", "two.jsonl"])
 
 
 KILLS = 10
 
 
 @pytest.mark.slow
+@pytest.mark.load_sensitive
 def test_twenty_thousand_posts_survive_random_sigkills_exactly(
     tmp_path: Path, settings: Settings, import_feed: Callable[..., Enqueued],
     start_worker: Callable[..., WorkerProcess], runs: Runs,
@@ -329,6 +364,7 @@ def _no_leftover_engines() -> Iterator[None]:
     engine_for.cache_clear()
 
 
+@pytest.mark.load_sensitive
 def test_an_import_gives_wait_a_total_so_the_bar_shows_how_far_and_how_fast(
     tmp_path: Path, import_feed: Callable[..., Enqueued], drain: Callable[..., None], runs: Runs
 ) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import re
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,3 +59,31 @@ def test_imports_show_their_counters_and_their_rejects_page_by_page(
         rest.append(client.get(f"/imports?token={token}&after={nxt}"))
     shown = sum(page.text.count('<tr><td class="num">') for page in [first, *rest])
     assert shown == 5
+
+
+@pytest.fixture
+def new_york(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """This process's local time is New York's (UTC-5 or -4) while the test runs."""
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_import_times_read_from_sqlite_are_utc_whatever_the_servers_zone(
+    settings: Settings, redis: Redis, invoke: Callable[..., Any], work: Callable[[], None],
+    tmp_path: Path, new_york: None,
+) -> None:  # fmt: skip
+    # Given an import that ran just now on a server whose local zone is not UTC
+    feed = tmp_path / "one.jsonl"
+    feed.write_text(json.dumps({"source_id": "ok-1", "title": "T", "body": "B"}) + "\n")
+    invoke("import", str(feed))
+    work()
+    client = TestClient(create_app(settings, redis=redis), base_url="http://127.0.0.1:8080")
+
+    page = client.get("/imports").text
+
+    # Then its start shows as moments ago, not hours in the future or the past
+    shown = re.findall(r"<time [^>]*>([^<]+)</time>", page)
+    assert shown and all(s.endswith("s ago") or s.endswith("m ago") for s in shown), shown

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Callable
+from datetime import datetime
 
 from click.testing import Result
 from redis import Redis
@@ -116,3 +117,32 @@ def test_health_is_unhealthy_without_workers(
     redis.lmove("rq:queue:default", "rq:queue:default:intermediate")
     result = invoke("health")
     assert "1 runs awaiting the reaper" in result.output.splitlines()[0]
+
+
+def test_show_lists_each_attempt_and_took_is_the_whole_run(
+    invoke: Callable[..., Result], enqueue: Callable[..., Enqueued], drain: Callable[..., None]
+) -> None:
+    # Given a run that failed twice before succeeding
+    token = enqueue("flaky", failures=2).token
+    drain()
+
+    shown = json.loads(invoke("show", token, "--json").stdout)
+    text = invoke("show", token).stdout
+
+    # Then each attempt is listed with its worker, code version, outcome and duration
+    tries = shown["attempt_list"]
+    assert [(a["attempt"], a["outcome"]) for a in tries] == [
+        (1, "failed, retried"), (2, "failed, retried"), (3, "succeeded"),
+    ]  # fmt: skip
+    assert all(a["worker"] and a["code_version"] and a["seconds"] is not None for a in tries)
+    assert "#1 " in text and "#3 " in text and "succeeded" in text
+    # And "took" runs from the first attempt's start to the end, not the latest attempt's
+    first, last = tries[0], tries[-1]
+    assert shown["took"] >= _seconds_between(first["started_at"], last["ended_at"]) - 1
+    assert shown["took"] > last["seconds"]
+    # And every time in the JSON is ISO 8601 UTC, the steps' too
+    assert all(s["finished_at"].endswith("Z") for s in shown["steps"].values())
+
+
+def _seconds_between(start: str, end: str) -> float:
+    return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()

@@ -5,16 +5,22 @@ stopped embedded Redis stopped, and human output only on a terminal."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 from collections.abc import Callable
 from pathlib import Path
 
 from click.testing import CliRunner, Result
+from redis import Redis
 
 from runner.cli.commands import cli
 from runner.config import Settings
 from runner.enqueue import Enqueued
+from runner.keys import Keys
+from runner.liveness import Liveness
 from runner.redis import EmbeddedRedis
 from runner.runs import Runs
+from tests.conftest import WorkerProcess, wait_for
 
 
 def test_rerun_force_reruns_a_succeeded_run_and_logs_it_as_deliberate(
@@ -83,7 +89,7 @@ def test_bad_option_values_are_one_line_usage_errors(invoke: Callable[..., Resul
 
 
 def test_read_only_commands_leave_a_stopped_embedded_redis_stopped(tmp_path: Path) -> None:
-    # Given the embedded Redis under a home, stopped
+    # Given the embedded Redis under a home, stopped by an operator
     env = {"RUNNER_HOME": str(tmp_path / "home"), "RUNNER_TASKS": "tests.sample_tasks"}
     runner = CliRunner()
     assert runner.invoke(cli, ["enqueue", "noop"], env=env).exit_code == 0
@@ -93,9 +99,74 @@ def test_read_only_commands_leave_a_stopped_embedded_redis_stopped(tmp_path: Pat
         # When read-only commands run
         for args in (["runs"], ["show", "noop"], ["logs", "noop"], ["cron", "list"], ["health"]):
             result = runner.invoke(cli, args, env=env)
-            # Then each says the embedded Redis is stopped, and it stays stopped
+            # Then each says who stopped it and how to start it, and it stays stopped
             assert result.exit_code == 1, (args, result.output)
-            assert "embedded Redis is stopped" in result.output, (args, result.output)
+            assert "not running: stopped with `runner redis stop`" in result.output, args
+            assert "`runner redis start`" in result.output
             assert not server.is_running(), args
+        # And `runner redis start` starts it, and clears the mark: reads work again
+        assert runner.invoke(cli, ["redis", "start"], env=env).output.startswith("started")
+        assert runner.invoke(cli, ["show", "noop"], env=env).exit_code == 0
+        server.stop()
+        assert runner.invoke(cli, ["enqueue", "noop"], env=env).exit_code == 0  # a working one
+        assert runner.invoke(cli, ["runs"], env=env).exit_code == 0 and server.is_running()
     finally:
         server.stop()
+
+
+def test_read_only_commands_start_the_embedded_redis_nobody_stopped(tmp_path: Path) -> None:
+    # Given a fresh home, and then a home whose redis-server crashed (SIGKILL)
+    env = {"RUNNER_HOME": str(tmp_path / "home"), "RUNNER_TASKS": "tests.sample_tasks"}
+    runner = CliRunner()
+    server = EmbeddedRedis.for_home(tmp_path / "home")
+    try:
+        fresh = runner.invoke(cli, ["runs"], env=env)
+        assert fresh.exit_code == 0 and "no runs match" in fresh.output, fresh.output
+        assert runner.invoke(cli, ["enqueue", "noop"], env=env).exit_code == 0
+        pid = int((server.directory / "redis.pid").read_text())
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: not server.is_running(), what="the killed redis-server gone")
+        # When a read-only command runs, Then it starts the server and answers
+        result = runner.invoke(cli, ["show", "noop"], env=env)
+        assert result.exit_code == 0, result.output
+        assert "the embedded Redis had crashed (see its log, " in result.stderr
+    finally:
+        server.stop()
+
+
+def test_redis_stop_refuses_while_workers_are_connected_unless_forced(
+    settings: Settings, tmp_path: Path, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    # Given the embedded Redis with a live worker on it
+    home = tmp_path / "own-home"
+    env = {"RUNNER_HOME": str(home), "RUNNER_TASKS": "tests.sample_tasks"}
+    server = EmbeddedRedis.for_home(home)
+    runner = CliRunner()
+    try:
+        url = server.ensure_started()
+        worker = start_worker(RUNNER_HOME=str(home), RUNNER_REDIS_URL="")
+        own = Liveness(Redis.from_url(url), settings)
+        wait_for(lambda: bool(own.alive()), what="a live worker")
+        # When an operator stops it, Then it refuses, naming the workers
+        refused = runner.invoke(cli, ["redis", "stop"], env=env)
+        assert refused.exit_code == 1 and "1 workers are connected" in refused.output
+        assert "--force" in refused.output and server.is_running()
+        # And with --force it stops
+        assert runner.invoke(cli, ["redis", "stop", "--force"], env=env).output == "stopped\n"
+        worker.kill_group()
+    finally:
+        server.stop()
+
+
+def test_show_after_a_handover_does_not_speak_of_a_rerun(
+    invoke: Callable[..., Result], enqueue: Callable[..., Enqueued], redis: Redis,
+    settings: Settings,
+) -> None:  # fmt: skip
+    # Given a run whose first attempt handed it over (as Runs.hand_over records it)
+    token = enqueue("noop").token
+    redis.hset(Keys(settings.prefix).run(token),
+               mapping={"attempt": 2, "attempt_base": 1, "handovers": 1})  # fmt: skip
+
+    line = attempts_line(invoke("show", token).stdout)
+
+    assert "rerun" not in line and "1 handed over, not counted" in line, line

@@ -37,3 +37,35 @@ def test_rates_need_enough_runs_and_a_real_difference() -> None:
     assert not compare("t", figures(bucket_counts={0.1: 5}), figures(bucket_counts={0.1: 5}),
                        HealthThresholds()).enough  # fmt: skip
     assert Histogram().count == 0
+
+
+def costed(*, wall: float, cpu: float, busy: float, runs: int = 40) -> TaskFigures:
+    """Figures of `runs` attempts of a version: wall-clock duration, CPU and busy time."""
+    f = figures(bucket_counts={wall: runs})
+    f.cpu.buckets[BOUNDS.index(cpu)] += runs
+    f.busy.buckets[BOUNDS.index(busy)] += runs
+    return f
+
+
+def test_a_busy_host_makes_attempts_wait_for_a_cpu_and_that_is_not_slower() -> None:
+    limits = HealthThresholds()
+    quiet = costed(wall=0.25, cpu=0.25, busy=0.25)
+    loaded = costed(wall=0.5, cpu=0.25, busy=0.25)  # twice the wall time, the same work
+    more_cpu = costed(wall=0.5, cpu=0.5, busy=0.5)
+    waiting = costed(wall=2.5, cpu=0.25, busy=2.5)  # a sleep (an I/O stand-in) added
+
+    assert compare("t", quiet, loaded, limits).text() == "t unchanged"
+    assert compare("t", quiet, more_cpu, limits).text().startswith("t slower: cpu p50 +")
+    assert "busy p50 +" in compare("t", quiet, waiting, limits).text()
+    assert "cpu" not in compare("t", quiet, waiting, limits).text()
+    # Figures of workers that recorded no CPU time: the wall-clock duration, as before
+    assert compare("t", figures(bucket_counts={0.25: 40}), figures(bucket_counts={0.5: 40}),
+                   limits).text().startswith("t slower: p50 +")  # fmt: skip
+
+
+def test_cpu_time_that_moved_ten_milliseconds_and_a_quarter_is_a_change() -> None:
+    tiny = costed(wall=0.25, cpu=0.01, busy=0.25)
+    twice_as_tiny = costed(wall=0.25, cpu=0.025, busy=0.25)  # p50 0.005 -> 0.0175: +12.5 ms
+
+    changes = compare("t", tiny, twice_as_tiny, HealthThresholds()).changes
+    assert [c.name for c in changes] == ["cpu p50", "cpu p95"]

@@ -174,6 +174,7 @@ def test_a_killed_horse_leaves_the_other_three_alone_and_its_run_resumes(
 
 
 @pytest.mark.slow
+@pytest.mark.load_sensitive
 def test_a_sigterm_hands_every_horses_run_over(
     redis: Redis, runs: Runs, settings: Settings, import_feeds: Callable[[], list[str]],
     start_worker: Callable[..., WorkerProcess],

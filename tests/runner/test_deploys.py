@@ -79,3 +79,12 @@ def test_a_worker_starting_with_a_new_version_marks_it(settings: Settings, tmp_p
 
     marks = DeployMarks(Redis.from_url(str(settings.redis_url)), settings).all()
     assert [(m.version, m.by.split()[0]) for m in marks] == [("w-1", "worker")]
+
+
+def test_a_worker_without_runner_code_version_marks_nothing(settings: Settings) -> None:
+    env = worker_env(settings)
+    env.pop("RUNNER_CODE_VERSION", None)  # a one-off `runner worker --burst` to debug a queue
+    command = [sys.executable, "-m", "runner", "worker", "--burst"]
+    subprocess.run(command, env=env, cwd=ROOT, check=True, capture_output=True, timeout=60)
+
+    assert DeployMarks(Redis.from_url(str(settings.redis_url)), settings).all() == []

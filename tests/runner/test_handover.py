@@ -42,6 +42,7 @@ def in_long_step(redis: Redis, token: str) -> bool:
 
 
 @pytest.mark.slow
+@pytest.mark.load_sensitive
 def test_a_task_that_never_checkpoints_is_killed_at_the_deadline_and_continued_at_once(
     redis: Redis, runs: Runs, enqueue: Callable[..., Enqueued],
     start_worker: Callable[..., WorkerProcess], invoke: Callable[..., Result],

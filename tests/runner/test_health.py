@@ -20,7 +20,7 @@ from runner.health import check_health
 from runner.liveness import Liveness
 from runner.runs import Runs
 from runner.tasks import load_registry
-from tests.conftest import WorkerProcess, state_of, wait_for
+from tests.conftest import WorkerProcess, cpu_hogs, state_of, wait_for
 
 RUNS = 30
 
@@ -28,11 +28,12 @@ RUNS = 30
 def deploy(
     settings: Settings, redis: Redis, enqueue: Callable[..., Enqueued],
     start_worker: Callable[..., WorkerProcess], *, version: str, seconds: float = 0.02,
-    fail_every: int = 0,
+    fail_every: int = 0, cpu: float = 0.0,
 ) -> None:  # fmt: skip
     """Two workers of `version` (real processes), started before the work arrives so the
     queue wait is the queue's and not a process start-up, run RUNS runs of `deployed`."""
-    redis.hset("probe:behaviour", mapping={"seconds": seconds, "fail_every": fail_every})
+    redis.hset("probe:behaviour", mapping={"seconds": seconds, "fail_every": fail_every,
+                                           "cpu": cpu})  # fmt: skip
     workers = [start_worker(RUNNER_CODE_VERSION=version) for _ in range(2)]
     wait_for(lambda: len(Liveness(redis, settings).alive()) == 2, what=f"two {version} workers")
     tokens = [enqueue("deployed", token=f"{version}-{n}", n=n).token for n in range(RUNS)]
@@ -44,6 +45,7 @@ def deploy(
 
 
 @pytest.mark.slow
+@pytest.mark.load_sensitive
 def test_health_names_the_deploy_that_made_a_task_slower_and_failing(
     settings: Settings, redis: Redis, enqueue: Callable[..., Enqueued],
     invoke: Callable[..., Result], start_worker: Callable[..., WorkerProcess],
@@ -67,6 +69,7 @@ def test_health_names_the_deploy_that_made_a_task_slower_and_failing(
 
 
 @pytest.mark.slow
+@pytest.mark.load_sensitive
 def test_health_says_unchanged_for_a_deploy_that_changed_nothing(
     settings: Settings, redis: Redis, enqueue: Callable[..., Enqueued],
     invoke: Callable[..., Result], start_worker: Callable[..., WorkerProcess],
@@ -78,6 +81,44 @@ def test_health_says_unchanged_for_a_deploy_that_changed_nothing(
 
     assert line.split()[1] == "ok"
     assert "B marked" in line and line.endswith("(after A): unchanged")
+
+
+@pytest.mark.slow
+@pytest.mark.load_sensitive
+def test_a_deploy_that_changed_nothing_is_unchanged_though_the_host_was_busy_during_it(
+    settings: Settings, redis: Redis, enqueue: Callable[..., Enqueued],
+    invoke: Callable[..., Result], start_worker: Callable[..., WorkerProcess],
+) -> None:  # fmt: skip
+    # Given A on a quiet host, then the same code as B while two CPU hogs run
+    deploy(settings, redis, enqueue, start_worker, version="A", cpu=0.2)
+    with cpu_hogs(2):  # on 2 cores: each attempt waits for a CPU about as long as it works
+        deploy(settings, redis, enqueue, start_worker, version="B", cpu=0.2)
+
+    line = next(x for x in invoke("health").output.splitlines() if x.startswith("deploy"))
+
+    # Then B is not "slower": CPU time and the time not spent waiting for a CPU did not move
+    assert line.split()[1] == "ok", line
+    assert line.endswith("(after A): unchanged"), line
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("change", "figure"), [({"cpu": 0.2}, "cpu p50 +"), ({"seconds": 1.02}, "busy p50 +")]
+)
+@pytest.mark.load_sensitive
+def test_a_deploy_that_costs_more_cpu_or_waits_longer_is_slower(
+    change: dict[str, float], figure: str, settings: Settings, redis: Redis,
+    enqueue: Callable[..., Enqueued], invoke: Callable[..., Result],
+    start_worker: Callable[..., WorkerProcess],
+) -> None:  # fmt: skip
+    # Given A, then B with a CPU regression, or with an added 1 s wait (an I/O stand-in)
+    deploy(settings, redis, enqueue, start_worker, version="A", cpu=0.005)
+    deploy(settings, redis, enqueue, start_worker, version="B", **{"cpu": 0.005, **change})
+
+    line = next(x for x in invoke("health").output.splitlines() if x.startswith("deploy"))
+
+    assert line.split()[1] == "warn", line
+    assert "deployed slower: " in line and figure in line, line
 
 
 def test_few_runs_never_make_a_verdict(
@@ -142,3 +183,76 @@ def test_the_sites_own_checks_are_part_of_up(redis: Redis, settings: Settings) -
     assert up.verdict == "FAIL"
     assert "content store FAIL: schema behind: run `runner db init`" in up.text
     assert "broken FAIL: the check itself failed: OSError('disk on fire')" in up.text
+
+
+def test_a_deploy_marked_by_hand_with_no_run_of_its_version_says_so(
+    settings: Settings, redis: Redis, enqueue: Callable[..., Enqueued],
+    drain: Callable[..., None], invoke: Callable[..., Result],
+) -> None:  # fmt: skip
+    marks = DeployMarks(redis, settings)
+    marks.mark("v1", by="t", at=time.time() - 60)
+    invoke("deploy", "mark", "--version", "v2")
+
+    line = next(x for x in invoke("health").output.splitlines() if x.startswith("deploy"))
+    as_json = json.loads(invoke("health", "--json").output)["deploy"]
+
+    assert line.split()[1] == "ok"
+    assert "(after v1): no runs of v2 yet" in line and "unchanged" not in line
+    assert as_json["figures"]["at"].endswith("Z")  # ISO 8601 UTC, not an epoch float
+
+
+def test_health_notes_live_workers_of_two_code_versions(
+    settings: Settings, redis: Redis, invoke: Callable[..., Result],
+    start_worker: Callable[..., WorkerProcess],
+) -> None:  # fmt: skip
+    start_worker(RUNNER_CODE_VERSION="A")
+    start_worker(RUNNER_CODE_VERSION="B")
+    wait_for(lambda: len(Liveness(redis, settings).alive()) == 2, what="two workers")
+
+    line = next(x for x in invoke("health").output.splitlines() if x.startswith("deploy"))
+
+    assert line.endswith("live workers run 2 versions: A, B")
+
+
+def test_failing_says_when_the_failed_runs_were_rerun_and_are_no_longer_failed(
+    settings: Settings, redis: Redis, enqueue: Callable[..., Enqueued],
+    drain: Callable[..., None], invoke: Callable[..., Result],
+) -> None:  # fmt: skip
+    redis.hset("probe:behaviour", mapping={"fail_every": 1})  # every run fails
+    for n in range(2):
+        enqueue("deployed", token=f"x-{n}", n=n)
+    drain()
+    before = json.loads(invoke("health", "--json").output)["failing"]
+    redis.hset("probe:behaviour", mapping={"fail_every": 0})
+    assert invoke("rerun", "--failed").exit_code == 0
+    drain()
+
+    after = json.loads(invoke("health", "--json").output)["failing"]
+
+    assert before["verdict"] == "warn" and "none the day before" in before["text"]
+    assert "2 failed now: x-" in before["text"] and "0.0% the day before" not in before["text"]
+    assert after["verdict"] == "ok"
+    assert "all rerun since, none failed now" in after["text"]
+    assert after["figures"]["rerun"] == ["deployed"]
+
+
+def test_health_json_carries_the_figures_its_text_prints(
+    settings: Settings, redis: Redis, enqueue: Callable[..., Enqueued],
+    drain: Callable[..., None], invoke: Callable[..., Result],
+) -> None:  # fmt: skip
+    # Given a few runs of a task, one of them failed
+    redis.hset("probe:behaviour", mapping={"fail_every": 3})
+    for n in range(4):
+        enqueue("deployed", token=f"r-{n}", n=n)
+    drain()
+
+    report = json.loads(invoke("health", "--json").output)
+
+    # Then each answer's figures hold what its line says, as numbers
+    up, slow, failing = report["up"]["figures"], report["slow"]["figures"], report["failing"]
+    assert {"redis_ms", "workers", "heartbeat_age", "clock_age", "awaiting_reaper"} <= set(up)
+    assert set(slow["wait_p95"]) == {"default"} and slow["wait_p95"]["default"] >= 0
+    assert slow["duration_p95"]["deployed"]["hour"] > 0
+    rates = failing["figures"]["rates"]["deployed"]
+    assert rates == {"runs_failed": 2, "ended": 4, "day_before": None}
+    assert "deployed: 2 of 4 runs failed in the last hour" in failing["text"]

@@ -44,6 +44,7 @@ def names(redis: Redis) -> set[str]:
     return {w.name for w in Worker.all(connection=redis)}
 
 
+@pytest.mark.load_sensitive
 def test_a_sigkilled_worker_group_is_not_alive_and_leaves_no_ghost(
     settings: Settings, enqueue: Callable[..., Enqueued], runs: Runs, redis: Redis,
     start_worker: Callable[..., WorkerProcess], invoke: Callable[..., Result],

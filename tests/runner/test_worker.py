@@ -57,6 +57,7 @@ def gone(pid: int) -> bool:
         return True
 
 
+@pytest.mark.load_sensitive
 def test_sigkill_of_a_worker_group_mid_step_resumes_on_another_worker(
     settings: Settings,
     enqueue: Callable[..., Enqueued],

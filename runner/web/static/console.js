@@ -31,11 +31,37 @@ function liveLog(table) {
     }
     body.appendChild(tr);
   });
-  source.addEventListener("run", (message) => showRun(JSON.parse(message.data)));
+  let seen = null;  // the state and attempt the page's run sections were rendered for
+  source.addEventListener("run", (message) => {
+    const summary = JSON.parse(message.data);
+    showRun(summary);
+    const now = summary.state + "/" + summary.attempt;
+    if (seen !== null && now !== seen) refreshRun();
+    seen = now;
+  });
   source.addEventListener("end", () => {
     source.close();
     status.textContent = "the run has finished";
+    refreshRun();
   });
+}
+
+// The run's sections (state, buttons, error, details with the finish time, attempts, steps)
+// as the server renders them now: its own escaped page, parsed inertly (no script runs).
+async function refreshRun() {
+  let answer;
+  try {
+    answer = await fetch(location.href, {headers: {accept: "text/html"}, credentials: "same-origin"});
+  } catch (error) {
+    return;  // the live figures stay; a reload shows the rest
+  }
+  if (!answer.ok) return;
+  const fresh = new DOMParser().parseFromString(await answer.text(), "text/html");
+  for (const id of ["run", "run-details"]) {
+    const now = document.getElementById(id);
+    const next = fresh.getElementById(id);
+    if (now && next) now.replaceWith(document.adoptNode(next));
+  }
 }
 
 function showRun(summary) {

@@ -266,3 +266,32 @@ def test_with_a_token_the_sign_in_form_leads_back_to_the_page_asked_for(
     page.get_by_role("button", name="Sign out").click()
     page.goto(console.url + "/runs")
     expect(page.get_by_label("Token")).to_be_visible()
+
+
+def test_a_run_page_open_while_the_run_ends_shows_its_attempts_steps_buttons_and_finish(
+    page: Any, serve: Callable[..., LiveConsole], settings: Settings, invoke: Callable[..., Any],
+    work: Callable[[], None], tmp_path: Path,
+) -> None:  # fmt: skip
+    # Given the page of a queued import: a Cancel button, no attempt, no step, not finished
+    feed = tmp_path / "winter.jsonl"
+    write_feed(feed, 3)
+    token = invoke("import", str(feed)).output.strip()
+    console = serve(settings)
+    page.goto(f"{console.url}/runs/{token}")
+    expect(page.get_by_role("button", name="Cancel")).to_be_visible()
+    expect(page.locator("#finished")).to_have_text("-")
+    page.evaluate("window.stillTheSamePage = true")
+
+    # When a worker runs it to the end while the page is open
+    work()
+
+    # Then the page shows the run as it ended, without a reload
+    expect(page.locator("#run .state")).to_have_text("succeeded")
+    expect(page.locator("#attempts")).to_contain_text("succeeded")
+    expect(page.locator("#attempts")).not_to_contain_text("running")
+    expect(page.locator("#steps")).to_contain_text("upsert")
+    expect(page.locator("#finished")).not_to_have_text("-")
+    expect(page.get_by_role("button", name="Cancel")).to_have_count(0)
+    expect(page.get_by_role("button", name="Rerun from checkpoint")).to_have_count(0)
+    assert page.evaluate("window.stillTheSamePage") is True
+    assert not page.errors

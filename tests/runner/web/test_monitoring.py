@@ -59,7 +59,7 @@ def test_metrics_parse_and_count_every_run_made_by_two_worker_processes(
 ) -> None:  # fmt: skip
     tokens = [enqueue("noop", token=f"ok-{i}").token for i in range(40)]
     tokens += [enqueue("broken", token=f"bad-{i}").token for i in range(5)]
-    first, second = start_worker("--name", "A"), start_worker("--name", "B")
+    first, second = (start_worker("--name", n, RUNNER_CODE_VERSION="v1") for n in "AB")
     wait_for(lambda: all(state_of(runs, t) in ("succeeded", "failed") for t in tokens),
              timeout=60, what="every run to end")  # fmt: skip
     by_worker = {r.worker.split(".")[0] for t in tokens if (r := runs.get(t))}

@@ -155,3 +155,24 @@ def test_the_console_lists_a_scheduled_run_and_shows_when_it_is_due(
     assert re.search(r"scheduled <b>1</b>", listing)
     page = client.get(f"/runs/{token}").text
     assert 'id="due"' in page and "scheduled" in page
+
+
+def test_the_runs_list_has_the_argument_error_and_duration_columns_runs_has(
+    client: TestClient, redis: Redis, settings: Settings, drain: Callable[..., None]
+) -> None:
+    # Given a failed import-like run (its source argument) and a succeeded one
+    enqueuer = Enqueuer(redis, settings)
+    registry = load_registry(settings.tasks_module)
+    enqueuer.enqueue(Request(registry.get("broken"), {"permanent": True}, token="bad"))
+    enqueuer.enqueue(Request(registry.get("noop"), {"source": "inbox/<b>feed</b>.jsonl"}, "ok"))
+    drain()
+
+    page = client.get("/runs").text
+
+    # Then each row shows what it was run with, the error's first line and how long it took
+    row = next(r for r in page.split("<tr>") if 'href="/runs/bad"' in r)
+    assert "permanent=true" in row
+    assert "PermanentError: the source does not exist (simulated)" in row
+    assert re.search(r'<td class="num">\d+\.\d\d s</td>', row), row
+    ok = next(r for r in page.split("<tr>") if 'href="/runs/ok"' in r)
+    assert "inbox/&lt;b&gt;feed&lt;/b&gt;.jsonl" in ok and "<b>feed" not in ok  # escaped

@@ -1,0 +1,32 @@
+"""The console while Redis is down: every page that needs Redis answers with an incident page
+(503: the up answer, what is unreachable, what still works) instead of a bare 500. The guard
+never reads Redis, so a token or a signed cookie is still checked."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from runner.redis import redact
+from runner.web.pages import render
+
+DOWN = (RedisConnectionError, RedisTimeoutError)
+
+
+def install(app: FastAPI) -> None:
+    """Answer a route's failure to reach Redis with the incident page."""
+    for kind in DOWN:
+        app.add_exception_handler(kind, incident)
+
+
+async def incident(request: Request, exc: Exception) -> Response:
+    settings = request.app.state.console.settings
+    up = f"redis unreachable: {exc}"
+    accept = request.headers.get("accept", "")
+    if "application/json" in accept and "text/html" not in accept:  # a script's request
+        return JSONResponse({"error": up}, status_code=503)
+    where = redact(settings.redis_url or "the embedded Redis under RUNNER_HOME")
+    context = {"up": up, "where": where, "path": request.url.path}
+    return render(request, "incident.html", context, status=503)

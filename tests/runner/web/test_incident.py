@@ -1,0 +1,50 @@
+"""The console while Redis is down: an incident page on every page that needs Redis, never a
+500, and the guard still checks a token without Redis."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from fastapi.testclient import TestClient
+
+from runner.enqueue import Enqueued
+from runner.web.guard import session_value
+from tests.conftest import RedisServer
+
+PAGES = ["/", "/runs", "/runs?state=failed", "/cron", "/runs/some-token", "/runs/some-token/events"]
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_every_page_answers_an_incident_page_while_redis_is_down(
+    path: str, client_for: Callable[..., TestClient], redis_server: RedisServer,
+    enqueue: Callable[..., Enqueued],
+) -> None:  # fmt: skip
+    # Given a console (of a site with a schedule) whose Redis was up, and then stopped
+    client = client_for(tasks_module="tests.cron_tasks")
+    enqueue("noop", token="some-token")
+    assert client.get("/runs").status_code == 200
+    redis_server.stop()
+
+    page = client.get(path)
+
+    # Then the page says what is down, the up answer and what still works: no bare 500
+    assert page.status_code == 503, page.text[:300]
+    assert "Redis is unreachable" in page.text and "up FAIL redis unreachable" in page.text
+    assert "What still works" in page.text and 'href="/health"' in page.text
+    assert client.get("/health").status_code == 503  # the probe still answers
+
+
+def test_a_token_is_checked_without_redis(
+    client_for: Callable[..., TestClient], redis_server: RedisServer
+) -> None:
+    # Given a console with a token, and Redis down
+    client = client_for(web_token="s3cret")
+    redis_server.stop()
+
+    # Then without the token it is the sign-in page; with it, or its cookie, the incident page
+    assert client.get("/runs").status_code == 401
+    bearer = client.get("/runs", headers={"Authorization": "Bearer s3cret"})
+    assert bearer.status_code == 503 and "Redis is unreachable" in bearer.text
+    client.cookies.set("runner_console", session_value("s3cret"))
+    assert client.get("/").status_code == 503
