@@ -4,13 +4,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 from fastapi.testclient import TestClient
+from redis import Redis
 
+from runner.config import Settings
 from runner.enqueue import Enqueued
-from runner.web.guard import session_value
+from runner.web.sessions import Sessions
 from tests.conftest import RedisServer
+
+TOKEN = "s3cret-console-token-for-tests-0123456789ABCDEF"
 
 PAGES = ["/", "/runs", "/runs?state=failed", "/cron", "/runs/some-token", "/runs/some-token/events"]
 
@@ -36,15 +41,18 @@ def test_every_page_answers_an_incident_page_while_redis_is_down(
 
 
 def test_a_token_is_checked_without_redis(
-    client_for: Callable[..., TestClient], redis_server: RedisServer
-) -> None:
-    # Given a console with a token, and Redis down
-    client = client_for(web_token="s3cret")
+    client_for: Callable[..., TestClient], redis_server: RedisServer, redis: Redis,
+    settings: Settings,
+) -> None:  # fmt: skip
+    # Given a console with a token, a session signed in before Redis went down
+    client = client_for(web_token=TOKEN)
+    sessions = Sessions(redis, replace(settings, web_token=TOKEN))
+    cookie = sessions.value(sessions.start())
     redis_server.stop()
 
     # Then without the token it is the sign-in page; with it, or its cookie, the incident page
     assert client.get("/runs").status_code == 401
-    bearer = client.get("/runs", headers={"Authorization": "Bearer s3cret"})
+    bearer = client.get("/runs", headers={"Authorization": f"Bearer {TOKEN}"})
     assert bearer.status_code == 503 and "Redis is unreachable" in bearer.text
-    client.cookies.set("runner_console", session_value("s3cret"))
+    client.cookies.set("runner_console", cookie)
     assert client.get("/").status_code == 503
