@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import psutil
 import pytest
 from click.testing import CliRunner, Result
 from redis import Redis
@@ -26,6 +27,7 @@ from runner.enqueue import Enqueued, Enqueuer, Request
 from runner.execute import Executor
 from runner.record import RunRecord
 from runner.redis import EmbeddedRedis
+from runner.relay_process import PROCESS_NAME as RELAY_PROCESS
 from runner.runs import Runs
 from runner.tasks import load_registry
 from runner.worker import Horse
@@ -251,3 +253,13 @@ def cpu_hogs(count: int = 2) -> Iterator[None]:
         for hog in hogs:
             hog.kill()
             hog.wait(timeout=10)
+
+
+def horses_of(pid: int) -> list[psutil.Process]:
+    """The horses a worker's supervisor forked: its children but the outbox relay."""
+    found = []
+    for child in psutil.Process(pid).children():
+        with contextlib.suppress(psutil.Error):
+            if child.name() != RELAY_PROCESS:
+                found.append(child)
+    return found

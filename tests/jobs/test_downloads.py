@@ -186,6 +186,7 @@ def test_where_head_is_refused_the_headers_of_a_get_give_the_version(
     assert (feed.heads, feed.requests) == (1, 1)
 
 
+@pytest.mark.load_sensitive
 def test_a_server_that_trickles_its_headers_has_no_version_and_the_command_says_queued(
     served: tuple[Feed, str], settings: Settings, runs: Runs
 ) -> None:

@@ -10,7 +10,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import psutil
 import pytest
 import sqlalchemy as sa
 from redis import Redis
@@ -28,7 +27,7 @@ from runner.rerun import RerunAction, rerun
 from runner.runs import Runs
 from runner.tasks import load_registry
 from scripts.gen_posts import generate_posts, write_feed
-from tests.conftest import WorkerProcess, wait_for
+from tests.conftest import WorkerProcess, horses_of, wait_for
 
 pytestmark = pytest.mark.slow
 POSTS = 20_000
@@ -99,7 +98,7 @@ def test_a_sigterm_mid_import_hands_the_run_over_to_the_other_worker_at_once(
     time.sleep(0.5)  # B is listening
     # When A is sent SIGTERM: its supervisor alone, or every process at once (as systemd,
     # Heroku and Kubernetes do)
-    horse = psutil.Process(a.process.pid).children()[0]
+    horse = horses_of(a.process.pid)[0]
     targets = [a.process.pid] + ([horse.pid] if whom == "every process" else [])
     at_signal = done(runs.get(token))
     for pid in targets:

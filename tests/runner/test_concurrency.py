@@ -10,7 +10,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import psutil
 import pytest
 import sqlalchemy as sa
 from click.testing import Result
@@ -28,7 +27,7 @@ from runner.record import RunRecord, RunState
 from runner.runs import Runs
 from runner.tasks import load_registry
 from scripts.gen_posts import generate_posts, write_feed
-from tests.conftest import WorkerProcess, wait_for
+from tests.conftest import WorkerProcess, horses_of, wait_for
 
 POSTS = 6_000  # per feed, in batches of 50: long enough to be caught mid-way under load
 FEEDS = 4
@@ -211,9 +210,9 @@ def test_liveness_counts_horses_each_under_its_supervisor(
     # Given a worker of three horses
     worker = start_worker("--name", "A", "--concurrency", "3")
     horses = wait_for(
-        lambda: len(psutil.Process(worker.process.pid).children()) == 3 and
-        psutil.Process(worker.process.pid).children(), what="three horses",
-    )  # fmt: skip
+        lambda: len(horses_of(worker.process.pid)) == 3 and horses_of(worker.process.pid),
+        what="three horses",
+    )
     # Then liveness counts three workers: its horses, each named under the supervisor
     alive = wait_for(lambda: len(Liveness(redis, settings).alive()) == 3 and
                      Liveness(redis, settings).alive(), what="three live horses")  # fmt: skip

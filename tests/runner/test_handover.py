@@ -21,13 +21,13 @@ from runner.logs import read_events
 from runner.record import RunState
 from runner.runs import Runs
 from runner.tokens import job_id
-from tests.conftest import WorkerProcess, state_of, wait_for
+from tests.conftest import WorkerProcess, horses_of, state_of, wait_for
 
 LONG_LEASE = "30"  # a handover that waited for the lease would blow every wait below
 
 
 def horse_of(worker: WorkerProcess) -> psutil.Process:
-    children = wait_for(lambda: psutil.Process(worker.process.pid).children(), what="a horse")
+    children = wait_for(lambda: horses_of(worker.process.pid), what="a horse")
     return children[0]  # type: ignore[index,no-any-return]
 
 
