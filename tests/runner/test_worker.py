@@ -107,6 +107,34 @@ def test_sigkill_of_only_the_supervisor_takes_its_horse_down(
     assert redis.get(f"probe:overlaps:{token}") is None
 
 
+def test_a_sigkilled_horse_is_replaced_and_the_replacement_resumes_its_run(
+    settings: Settings,
+    enqueue: Callable[..., Enqueued],
+    start_worker: Callable[..., WorkerProcess],
+    runs: Runs,
+    redis: Redis,
+) -> None:
+    # Given a run executing in the horse of worker A, the only worker
+    token = enqueue("slow_steps", steps=3, seconds=1.0).token
+    a = start_worker("--name", "A")
+    wait_for(lambda: ("s1", 1) in executions(redis, token), what="step s1 on A")
+    victim = horse_of(a)
+    # When that horse alone is SIGKILLed (its supervisor lives on)
+    victim.kill()
+    # Then the run succeeds in attempt 2: only a new horse of A's can have run it
+    wait_for(lambda: state_of(runs, token) == "succeeded", timeout=30, what="success")
+    record = runs.get(token)
+    assert record is not None and record.attempt == 2
+    assert record.worker.startswith("A.horse")
+    replacement = int(record.worker.rsplit(".horse", 1)[1])
+    assert replacement != victim.pid
+    assert psutil.Process(replacement).ppid() == a.process.pid  # forked by A's supervisor
+    pids = {int(e.decode().rsplit(":", 1)[1]) for e in redis.lrange(f"probe:exec:{token}", 0, -1)
+            if e.decode().split(":")[1] == "2"}  # fmt: skip
+    assert pids == {replacement}
+    assert a.process.poll() is None
+
+
 def test_an_attempt_paused_past_its_lease_cannot_write_progress(
     settings: Settings,
     enqueue: Callable[..., Enqueued],
