@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from redis import Redis
 
-from jobs.downloads import DeadlinePassed, download, feed_version
+from jobs.downloads import READ_TIMEOUT_S, DeadlinePassed, download, feed_version
 from jobs.sources import resolve
 from runner.config import Settings
 from runner.enqueue import Enqueuer, Request
@@ -21,6 +21,8 @@ from runner.errors import PermanentError
 from runner.runs import Runs
 from runner.tasks import load_registry
 from scripts.gen_posts import generate_posts
+
+SERVER_GIVES_UP_S = READ_TIMEOUT_S / 2  # a stalled or trickling answer is closed by then
 
 
 @dataclass
@@ -30,6 +32,8 @@ class Feed:
     body: bytes = b""
     etag: str | None = None
     trickle_s: float | None = None  # send one byte per this many seconds
+    stall: bool = False  # send the headers, then nothing
+    released: threading.Event = field(default_factory=threading.Event)  # set at teardown
     redirect: str | None = None
     requests: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -61,10 +65,17 @@ def served() -> Iterator[tuple[Feed, str]]:
             if feed.etag:
                 self.send_header("ETag", feed.etag)
             self.end_headers()
+            if feed.stall:  # until the server gives up (SERVER_GIVES_UP_S), body unsent
+                self.wfile.flush()
+                feed.released.wait(SERVER_GIVES_UP_S)
+                return
             if feed.trickle_s is None:
                 self.wfile.write(feed.body)
                 return
+            gives_up = time.monotonic() + SERVER_GIVES_UP_S
             for byte in feed.body:
+                if time.monotonic() >= gives_up or feed.released.is_set():
+                    return  # the connection closes with the body cut short
                 self.wfile.write(bytes([byte]))
                 self.wfile.flush()
                 time.sleep(feed.trickle_s)
@@ -75,6 +86,7 @@ def served() -> Iterator[tuple[Feed, str]]:
     try:
         yield feed, f"http://127.0.0.1:{server.server_port}/feed.jsonl"
     finally:
+        feed.released.set()
         server.shutdown()
         server.server_close()
 
@@ -131,18 +143,28 @@ def test_without_validators_the_version_is_the_content_hash(served: tuple[Feed, 
     assert first.startswith("sha256 ")
 
 
-def test_a_trickling_server_is_cut_off_by_the_deadline(
-    served: tuple[Feed, str], tmp_path: Path
+@pytest.mark.parametrize("server", ["stalls after the headers", "trickles a byte per 0.2 s"])
+def test_a_server_that_sends_its_headers_then_stalls_is_cut_off_by_the_whole_deadline(
+    server: str, served: tuple[Feed, str], tmp_path: Path
 ) -> None:
-    # Given a server that sends one byte every 0.2 s of a 1,000-byte feed (200 s in all)
+    # Given a server that sends the headers of a 1,000-byte feed, then nothing, or one byte
+    # every 0.2 s (200 s in all), and closes the connection after SERVER_GIVES_UP_S: less
+    # than a read's own timeout, which therefore never fires here
+    assert SERVER_GIVES_UP_S < READ_TIMEOUT_S
     feed, url = served
-    feed.body, feed.trickle_s = b"x" * 1000, 0.2
-    started = time.monotonic()
+    feed.body = b"x" * 1000
+    if server.startswith("stalls"):
+        feed.stall = True
+    else:
+        feed.trickle_s = 0.2
     # When it is downloaded with a 1-second deadline
+    # Then the deadline of the whole download stops it, before the server gives up (else
+    # the download would end with the body cut short, and no DeadlinePassed)
     with pytest.raises(DeadlinePassed, match="deadline of 1 s"):
         download(url, tmp_path / "feed.part", deadline_s=1)
-    # Then the download stops at the deadline, not after each read's timeout
-    assert time.monotonic() - started < 5
+    # And the same holds for a version check of a feed without validators (its body is read)
+    with pytest.raises(DeadlinePassed, match="deadline of 1 s"):
+        feed_version(url, deadline_s=1)
 
 
 def test_a_run_fails_after_three_deadlines_with_a_readable_error(
