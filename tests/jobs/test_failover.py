@@ -19,7 +19,7 @@ from jobs.sources import resolve
 from jobs.store import engine_for, posts
 from runner.config import Settings
 from runner.cron import Cron, Firing
-from runner.enqueue import Enqueuer, Request
+from runner.enqueue import Enqueued, Enqueuer, Request
 from runner.record import ACTIVE
 from runner.redis import Durable, connect
 from runner.runs import Runs
@@ -95,6 +95,26 @@ class Crontab(threading.Thread):
             self.error = exc
 
 
+class Operator(threading.Thread):
+    """Enqueues one run, as `runner enqueue` would, keeping what it was told (or the error)."""
+
+    TOKEN = "build_sitemap@operator"  # a task the crontab does not fire in these minutes
+
+    def __init__(self, client: Redis, settings: Settings) -> None:
+        super().__init__(daemon=True)
+        self.enqueuer = Enqueuer(client, settings)
+        self.task = load_registry("jobs").get("build_sitemap")
+        self.told: Enqueued | None = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            args = {"base_url": "https://site.example"}
+            self.told = self.enqueuer.enqueue(Request(self.task, args, self.TOKEN))
+        except BaseException as exc:
+            self.error = exc
+
+
 def state(runs: Runs, token: str) -> str | None:
     record = runs.get(token)
     return record.state if record else None
@@ -138,11 +158,21 @@ def test_a_failover_mid_import_loses_no_post_no_count_and_no_cron_slot(
         wait_for(lambda: half_way(runs, tokens), timeout=60, what="an import half-way")
         pause_replication(replica)
         fill_replication(old)  # so that every write from here on is lost with the master
+        # (and an operator enqueues a run now: it must not be told of a run the failover
+        # loses, so the enqueue waits for the replica, and is redone on the new master)
+        operator = Operator(connect(settings), settings)
+        operator.start()
         frozen_at, active = time.monotonic(), {t for t in tokens if state(runs, t) != "succeeded"}
+        at_freeze = {t: progress(runs, [t]) for t in tokens}
         wait_for(
             lambda: time.monotonic() - frozen_at > settings.lease_seconds + 0.5
             and any(state(runs, t) == "succeeded" for t in active),
             timeout=60, what="an import to finish while the replica is frozen",
+            describe=lambda: "\n".join(
+                [f"{t[:16]} {r.state} on {r.worker} attempt {r.attempt} {r.counters}"
+                 f" ({at_freeze[t]} inserted at the freeze)" for t in tokens if (r := runs.get(t))]
+                + [f"--- {w.log.name}\n{w.output()[-4000:]}" for w in workers]
+            ),
         )  # fmt: skip
         finished_unreplicated = {t for t in active if state(runs, t) == "succeeded"}
         info = old.client().info("replication")
@@ -161,7 +191,12 @@ def test_a_failover_mid_import_loses_no_post_no_count_and_no_cron_slot(
         lines += [f"--- {w.log.name}\n{w.output()[-3000:]}" for w in workers]
         return "\n".join(lines)
 
-    # Then every run ends, succeeded, and nothing is left queued, running or retrying
+    # Then the operator was told of a run only once it was safe, and that run exists
+    if lagging:
+        operator.join(timeout=120)
+        assert operator.error is None and operator.told is not None
+        assert state(runs, Operator.TOKEN) is not None, "an enqueue the failover lost"
+    # And every run ends, succeeded, and nothing is left queued, running or retrying
     crontab.join(timeout=120)
     assert crontab.error is None and len(crontab.firings) == TICKS * len(crontab.cron.entries)
     wait_for(

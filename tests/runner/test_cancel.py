@@ -15,11 +15,12 @@ from runner.config import Settings
 from runner.enqueue import Enqueued
 from runner.errors import InvalidArguments
 from runner.keys import Keys
+from runner.lease import LeaseRenewer, StopReason
 from runner.logs import read_events
 from runner.reaper import Reaper
 from runner.record import RunState
 from runner.rerun import RerunAction, rerun
-from runner.runs import Runs
+from runner.runs import Hold, Runs
 from tests.conftest import state_of, wait_for
 
 
@@ -165,6 +166,28 @@ def test_an_attempt_that_died_after_its_cancel_was_asked_ends_cancelled(
     # Then it is cancelled, not given another attempt
     record = runs.get(token)
     assert record is not None and record.state == RunState.CANCELLED and record.attempt == 1
+
+
+def test_the_lease_renewal_alone_brings_a_cancel_request_to_its_attempt(
+    redis: Redis, runs: Runs, enqueue: Callable[..., Enqueued], settings: Settings,
+) -> None:  # fmt: skip
+    # Given an attempt holding its run's lease, renewed in the background, writing nothing
+    token = enqueue("counting", items=3).token
+    status, _, _ = runs.begin(token, 1, holder="job-1", worker="w", version="v")
+    assert status == "ok" and runs.renew(token, "job-1") == Hold.HELD
+    renewer = LeaseRenewer(runs)
+    lease = renewer.hold(token, "job-1")
+    try:
+        # When an operator cancels the run
+        assert cancel(redis, settings, token, origin="cli").action == CancelAction.STOPPING
+        # Then a renewal's reply says so (and still refuses any other holder)
+        assert runs.renew(token, "job-1") == Hold.CANCEL
+        assert runs.renew(token, "job-2") == Hold.LOST
+        # And the renewer, with no write of the attempt's, asks it to stop for a cancel
+        wait_for(lambda: lease.stop == StopReason.CANCEL, timeout=10, what="the stop request")
+        assert not lease.lost and redis.pttl(Keys().lease(token)) > 0
+    finally:
+        renewer.release(lease)
 
 
 def test_a_finished_run_is_not_cancelled_and_the_cli_says_why(

@@ -69,3 +69,20 @@ def test_cpu_time_that_moved_ten_milliseconds_and_a_quarter_is_a_change() -> Non
 
     changes = compare("t", tiny, twice_as_tiny, HealthThresholds()).changes
     assert [c.name for c in changes] == ["cpu p50", "cpu p95"]
+
+
+def test_too_few_runs_on_the_smaller_side_means_no_verdict_whichever_side_it_is() -> None:
+    limits = HealthThresholds()  # min_runs 20 per side
+    many = figures(bucket_counts={0.1: 40})
+    few_and_bad = figures(bucket_counts={1.0: 5}, failed=5)  # slower and failing, but 5 runs
+    just_enough = figures(bucket_counts={1.0: limits.min_runs}, failed=limits.min_runs)
+
+    for before, after in ((many, few_and_bad), (few_and_bad, many)):
+        verdict = compare("t", before, after, limits)
+        assert not verdict.enough and verdict.changes == ()
+        assert "too few runs" in verdict.text()
+    assert compare("t", many, few_and_bad, limits).text() == (
+        "t: too few runs (40 before, 5 after)"
+    )
+    enough = compare("t", many, just_enough, limits)
+    assert enough.enough and enough.worse  # the smaller side at min_runs: a verdict

@@ -72,6 +72,36 @@ def test_a_task_that_never_checkpoints_is_killed_at_the_deadline_and_continued_a
 
 
 @pytest.mark.slow
+def test_a_killed_horse_whose_run_was_being_cancelled_ends_it_cancelled_not_requeued(
+    redis: Redis, runs: Runs, enqueue: Callable[..., Enqueued],
+    start_worker: Callable[..., WorkerProcess], invoke: Callable[..., Result],
+) -> None:  # fmt: skip
+    # Given a run inside one long step on worker A (30 s lease, 3 s to stop), B idle beside it
+    token = enqueue("stubborn", seconds=120).token
+    a = start_worker("--name", "A", RUNNER_LEASE_SECONDS=LONG_LEASE, RUNNER_STOP_SECONDS="3")
+    wait_for(lambda: in_long_step(redis, token), what="the long step on A")
+    start_worker("--name", "B", RUNNER_LEASE_SECONDS=LONG_LEASE)
+    # And an operator asked for it to be cancelled (it would stop at its next step boundary)
+    asked = invoke("cancel", token)
+    assert asked.exit_code == 0 and "stopping" in asked.stdout, asked.output
+    # When A's supervisor gets SIGTERM, and kills the busy horse at its stop deadline
+    a.process.send_signal(signal.SIGTERM)
+    assert a.process.wait(timeout=10) == 0
+    assert "horse.killed" in a.output()
+    # Then the supervisor ends the run cancelled, at once: no next attempt, not on B either
+    wait_for(lambda: state_of(runs, token) == RunState.CANCELLED, timeout=10, what="cancelled")
+    record = runs.get(token)
+    assert record is not None and record.attempt == 1 and record.handovers == 0
+    assert handovers(redis, token) == []
+    [ended] = [e for _, e in read_events(redis, Keys(), token) if e["event"] == "run.cancelled"]
+    assert ended["by"] == "supervisor"
+    assert redis.llen("rq:queue:default") == 0
+    time.sleep(1.0)  # B had every chance to take a requeued job
+    assert [e.decode().split(":")[1] for e in redis.lrange(f"probe:exec:{token}", 0, -1)] == ["1"]
+    assert state_of(runs, token) == RunState.CANCELLED
+
+
+@pytest.mark.slow
 def test_a_second_sigterm_stops_the_worker_at_once_and_still_hands_over(
     redis: Redis, runs: Runs, enqueue: Callable[..., Enqueued],
     start_worker: Callable[..., WorkerProcess],
@@ -133,3 +163,21 @@ def test_a_handover_is_fenced_by_the_lease_and_uses_no_attempt(
     assert hand_over_killed(redis, settings, worker="w.horse1", why="again") == 0
     assert not runs.hand_over(record, holder=job_id(token, 1))
     assert redis.lrange("rq:queue:default", 0, -1).count(job_id(token, 2).encode()) == 1
+
+
+def test_the_supervisor_ends_a_dead_horses_run_cancelled_when_its_cancel_was_asked(
+    redis: Redis, runs: Runs, enqueue: Callable[..., Enqueued], settings: Settings,
+    invoke: Callable[..., Result],
+) -> None:  # fmt: skip
+    # Given a run held by horse "w.horse1" whose cancel an operator asked for
+    token = enqueue("counting", items=3).token
+    runs.begin(token, 1, holder=job_id(token, 1), worker="w.horse1", version="v")
+    assert "stopping" in invoke("cancel", token).stdout
+    # When the horse's supervisor hands over what the (killed) horse held
+    assert hand_over_killed(redis, settings, worker="w.horse1", why="test") == 1
+    # Then the run ended cancelled, with no next attempt queued
+    after = runs.get(token)
+    assert after is not None and after.state == RunState.CANCELLED and after.attempt == 1
+    assert after.handovers == 0 and not redis.exists(Keys().lease(token))
+    assert job_id(token, 2).encode() not in redis.lrange("rq:queue:default", 0, -1)
+    assert handovers(redis, token) == []

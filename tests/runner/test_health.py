@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
 from click.testing import Result
 from redis import Redis
 
+from runner.answers import Verdict
 from runner.config import Settings
 from runner.cron import Cron
 from runner.deploys import DeployMarks
@@ -157,6 +159,26 @@ def test_the_clock_is_part_of_up_when_the_schedule_has_entries(
     assert later.up.verdict == "FAIL" and "clock last ticked 3.3 min ago" in later.up.text
     unscheduled = check_health(redis, settings, scheduled=False, now=time.time() + 200)
     assert "the clock stopped" not in unscheduled.up.text and "clock ticked" in unscheduled.up.text
+
+
+def test_a_stopped_clock_fails_up_while_a_worker_is_alive(
+    redis: Redis, settings: Settings, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    # Given a live worker whose heartbeat stays fresh for 2 x 300 s, and a clock that ticked
+    long_lease = replace(settings, lease_seconds=300.0)
+    start_worker(RUNNER_LEASE_SECONDS="300")
+    wait_for(lambda: Liveness(redis, long_lease).alive(), what="a live worker")
+    Cron(redis, long_lease, registry=load_registry("tests.cron_tasks")).tick(datetime.now(UTC))
+    ticking = check_health(redis, long_lease, scheduled=True).up
+    assert ticking.verdict == Verdict.OK, ticking.text
+
+    # When the clock has not ticked for 200 s (over clock_seconds, 180 s)
+    stopped = check_health(redis, long_lease, scheduled=True, now=time.time() + 200).up
+
+    # Then up fails for the clock alone: the worker is still alive
+    assert stopped.figures["workers"] == 1 and "no worker alive" not in stopped.text
+    assert stopped.verdict == Verdict.FAIL
+    assert "clock last ticked 3.3 min ago" in stopped.text
 
 
 def test_runs_queued_long_on_a_queue_no_live_worker_serves_are_counted(

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import signal
+from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
+from redis import Redis
 from redis.sentinel import SentinelConnectionPool
 from rq.serializers import JSONSerializer
 
+from runner.cli.commands import cli
 from runner.config import Settings
 from runner.errors import ConfigError, RedisUnavailable
+from runner.keys import Keys
 from runner.redis import Durable, connect, redact, redis_url
+from runner.runs import Runs
 from runner.sentinel import ClosingSentinelConnection, SentinelURL, parse_sentinel_url
 from runner.worker import Horse
+from tests.conftest import TEST_TASKS as TASKS
 from tests.sentinels import sentinel_topology
 
 
@@ -100,6 +108,28 @@ def test_a_client_follows_the_master_through_a_failover_and_the_sentinels_passwo
         # Then the same client, retrying through the outage, writes to the new master
         Durable(30)(client.set, "after", "2")
         assert new.client().get("after") == b"2" and new.client().get("before") == b"1"
+
+
+@pytest.mark.slow
+def test_a_run_enqueued_through_a_sentinel_url_lands_in_that_db_of_the_master(
+    tmp_path: Path,
+) -> None:
+    with sentinel_topology() as topology:
+        # Given a Sentinel URL naming database 3
+        url = topology.url.removesuffix("/0") + "/3"
+        env = {"RUNNER_REDIS_URL": url, "RUNNER_HOME": str(tmp_path), "RUNNER_TASKS": TASKS}
+        # When the CLI enqueues a run through it
+        result = CliRunner().invoke(cli, ["enqueue", "noop", "--json"], env=env)
+        assert result.exit_code == 0, result.output
+        token = json.loads(result.output)["token"]
+        # Then the run and its job are in db 3 of the master the sentinels name, not in db 0
+        master = topology.master()
+        db3, db0 = Redis(port=master.port, db=3), Redis(port=master.port, db=0)
+        assert db3.exists(Keys().run(token)) and db3.llen("rq:queue:default") == 1
+        assert db0.dbsize() == 0
+        # And a client of the same URL reads it back from there
+        settings = Settings(home=tmp_path, redis_url=url)
+        assert Runs(connect(settings), settings).get(token) is not None
 
 
 class Interrupted(Exception):
