@@ -289,12 +289,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=17, help="the sample's seed (17)")
     parser.add_argument("--timeout", type=float, help="seconds per mutant (3x the clean run)")
     parser.add_argument("--only", nargs="+", metavar="ID", help="run just these mutants")
+    parser.add_argument("--tests", nargs="+", metavar="FILE", help="run these tests instead")
     parser.add_argument("--report", action="store_true", help="only summarize saved results")
     args = parser.parse_args()
     config = tomllib.loads(CONFIG.read_text())
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("mutate: stopped"))  # restores the file
     for module in modules(args.path, config["tests"]):
-        mutate_module(module, config["tests"][module], args, config)
+        mutate_module(module, args.tests or config["tests"][module], args, config)
 
 
 if __name__ == "__main__":

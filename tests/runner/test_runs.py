@@ -1,0 +1,39 @@
+"""runner.runs: reading run records (by token, job id or prefix; listings) and the reads the
+reaper relies on. The lease-fenced writes are tested through attempts in test_execute.py."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from runner.enqueue import Enqueued
+from runner.errors import UnknownRun
+from runner.runs import Runs
+
+
+def test_a_run_is_found_by_its_token_its_job_id_or_a_unique_prefix(
+    enqueue: Callable[..., Enqueued], runs: Runs
+) -> None:
+    # Given two queued runs whose tokens share a prefix
+    first = enqueue("noop", token="import-alpha")
+    enqueue("noop", token="import-beta")
+    # When each is looked up by token, by RQ job id and by an unambiguous prefix
+    # Then each way names the same run
+    assert runs.resolve("import-alpha") == "import-alpha"
+    assert runs.resolve(first.job_id) == "import-alpha"
+    assert runs.resolve("import-a") == "import-alpha"
+
+
+def test_an_ambiguous_or_unknown_reference_is_refused_with_what_it_matched(
+    enqueue: Callable[..., Enqueued], runs: Runs
+) -> None:
+    # Given two runs whose tokens share a prefix
+    enqueue("noop", token="import-alpha")
+    enqueue("noop", token="import-beta")
+    # When the shared prefix, or a prefix of no run, is looked up
+    # Then each is refused, saying how many runs matched
+    with pytest.raises(UnknownRun, match=r"'import-' matches 2 runs \(import-alpha, import-beta"):
+        runs.resolve("import-")
+    with pytest.raises(UnknownRun, match="no run matches 'export'"):
+        runs.resolve("export")
