@@ -123,8 +123,8 @@ class InPlace:
     """Writes a mutant into its file and always puts the original back (even after a kill of
     this process: the original is saved beside the results first, and restored on start)."""
 
-    def __init__(self, state: Path) -> None:
-        self.saved = state / "in-flight.json"
+    def __init__(self, state: Path, module: str) -> None:
+        self.saved = state / f"in-flight-{module.replace('/', '__')}.json"
         state.mkdir(parents=True, exist_ok=True)
         self.restore()
 
@@ -166,6 +166,20 @@ def run_tests(tests: list[str], timeout: float) -> tuple[str, float, str]:
     return outcome, time.monotonic() - started, out.decode(errors="replace")[-2000:]
 
 
+def claimed(mutant: Mutant) -> bool:
+    """Claims `mutant` for this process, unless a live process has: copies of the tree (each
+    its own checkout, one RUNNER_MUTATE_DIR) can share a module's sample."""
+    claim = results_dir() / "claims" / mutant.key
+    claim.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        other = int(claim.read_text() or 0)
+        os.kill(other, 0)
+        return other == os.getpid()
+    except (FileNotFoundError, ProcessLookupError, ValueError):
+        claim.write_text(str(os.getpid()))
+        return True
+
+
 def _failed_test(output: str) -> str:
     """The first test pytest reports as failed or in error, from the output's tail."""
     for line in output.splitlines():
@@ -194,7 +208,7 @@ def equivalent_reason(config: dict[str, object], module: str, mutant: dict[str, 
 
 def mutate_module(module: str, tests: list[str], args: argparse.Namespace, config: dict) -> None:
     path = ROOT / module
-    found = all_mutants(path)
+    found = [m for m in all_mutants(path) if args.kind in ("all", m.id.split("/")[0])]
     sample = random.Random(args.seed).sample(found, min(args.sample, len(found)))
     sample.sort(key=lambda m: (m.line, m.id))
     file = results_dir() / (module.replace("/", "__") + ".jsonl")
@@ -214,8 +228,10 @@ def mutate_module(module: str, tests: list[str], args: argparse.Namespace, confi
             sys.exit(f"mutate: {module}'s tests fail without a mutant; fix them first:\n{tail}")
         timeout = args.timeout or max(60.0, 3 * baseline)
         print(f"  tests pass unmutated in {baseline:.0f} s; timeout {timeout:.0f} s", flush=True)
-        in_place = InPlace(results_dir())
+        in_place = InPlace(results_dir(), module)
         for n, mutant in enumerate(todo, 1):
+            if not args.only and (mutant.key in load_results(file) or not claimed(mutant)):
+                continue  # another copy of the tree, sharing the results, has it
             try:
                 in_place.write(path, mutant.source)
                 outcome, seconds, tail = run_tests(tests, timeout)
@@ -289,6 +305,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=17, help="the sample's seed (17)")
     parser.add_argument("--timeout", type=float, help="seconds per mutant (3x the clean run)")
     parser.add_argument("--only", nargs="+", metavar="ID", help="run just these mutants")
+    parser.add_argument(
+        "--kind",
+        choices=("all", "core", "lua"),
+        default="all",
+        help="cosmic-ray's mutants (core), ours of the Lua scripts (lua), or both",
+    )
     parser.add_argument("--tests", nargs="+", metavar="FILE", help="run these tests instead")
     parser.add_argument("--report", action="store_true", help="only summarize saved results")
     args = parser.parse_args()
