@@ -65,3 +65,14 @@ def test_a_listing_is_newest_first_and_filtered_by_state_task_and_creation_time(
     assert tokens(task="slow_steps") == ["new-steps"]
     assert set(tokens(since=new.created_at)) == {"new-steps", "new-noop"}
     assert len(tokens(limit=2)) == 2 and "old-noop" not in tokens(limit=2)
+
+
+def test_a_long_listing_stops_at_its_limit(enqueue: Callable[..., Enqueued], runs: Runs) -> None:
+    # Given more runs than a limit past Python's small integers (a limit is an int, compared
+    # by value)
+    for n in range(301):
+        enqueue("noop", token=f"run-{n}")
+    # When they are listed with a limit of 300
+    listed = runs.list(limit=300)
+    # Then exactly 300 come back
+    assert len(listed) == 300
