@@ -76,3 +76,15 @@ def test_a_long_listing_stops_at_its_limit(enqueue: Callable[..., Enqueued], run
     listed = runs.list(limit=300)
     # Then exactly 300 come back
     assert len(listed) == 300
+
+
+def test_a_listing_reads_every_page_of_the_index(
+    enqueue: Callable[..., Enqueued], runs: Runs
+) -> None:
+    # Given exactly one page of runs and one more (the index is read 500 at a time)
+    for n in range(501):
+        enqueue("noop", token=f"run-{n}")
+    # When they are listed without a limit
+    listed = {r.token for r in runs.list()}
+    # Then every run comes back, once
+    assert listed == {f"run-{n}" for n in range(501)}
