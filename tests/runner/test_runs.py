@@ -11,6 +11,7 @@ from runner.enqueue import Enqueued
 from runner.errors import UnknownRun
 from runner.record import RunState
 from runner.runs import Runs
+from runner.tokens import job_id
 
 
 def test_a_run_is_found_by_its_token_its_job_id_or_a_unique_prefix(
@@ -88,3 +89,22 @@ def test_a_listing_reads_every_page_of_the_index(
     listed = {r.token for r in runs.list()}
     # Then every run comes back, once
     assert listed == {f"run-{n}" for n in range(501)}
+
+
+def test_each_handover_is_counted_and_none_uses_an_attempt(
+    enqueue: Callable[..., Enqueued], runs: Runs
+) -> None:
+    # Given a run whose attempts 1 and 2 are each claimed and then handed over by a stopping
+    # worker
+    token = enqueue("counting", items=3).token
+    budget = runs.get(token).attempts_left  # type: ignore[union-attr]
+    for attempt in (1, 2):
+        holder = job_id(token, attempt)
+        _, record, _ = runs.begin(token, attempt, holder=holder, worker="w", version="v")
+        assert record is not None and record.state == RunState.RUNNING
+        assert runs.hand_over(record, holder=holder)
+    # When the run is read
+    after = runs.get(token)
+    # Then it is queued as attempt 3, with two handovers and its whole attempt budget left
+    assert after is not None and after.state == RunState.QUEUED and after.attempt == 3
+    assert after.handovers == 2 and after.attempts_left == budget
