@@ -200,7 +200,7 @@ def equivalent_reason(config: dict[str, object], module: str, mutant: dict[str, 
         if (
             entry["module"] == module
             and entry["original"].strip() == str(mutant["original"]).strip()
-            and entry["mutated"].strip() == str(mutant["mutated"]).strip()
+            and entry["mutated"].strip() in ("*", str(mutant["mutated"]).strip())
         ):
             return str(entry["reason"])
     return ""
