@@ -4,6 +4,7 @@ lease, whatever the number of queues, and the reaper finds one whose worker died
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -195,3 +196,20 @@ def test_a_horse_that_finds_its_worker_suspended_puts_the_job_it_took_ahead_back
     assert horse.seen_at_teardown == []  # given back before RQ's wait for a resume
     assert listed(redis, "rq:queue:default") == [second.job_id]
     assert [runs.get(r.token).state for r in (first, second)] == ["succeeded", "queued"]  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("names", [("default",), ("urgent", "default")])
+def test_a_job_that_arrives_while_a_worker_waits_is_taken_by_that_worker(
+    names: tuple[str, ...], enqueue: Callable[..., Enqueued], redis: Redis
+) -> None:
+    # Given a worker waiting up to 30 s on empty queues, and a job enqueued half a second in
+    arrival = threading.Timer(0.5, enqueue, args=("counting",), kwargs={"items": 1})
+    arrival.start()
+    try:
+        # When the worker's wait ends
+        job_id, queue = take(redis, *names, timeout=30)
+    finally:
+        arrival.join()
+    # Then it took that job, into the intermediate list, and waits no more
+    assert queue == "default" and listed(redis, "rq:queue:default") == []
+    assert listed(redis, delivery_key("default")) == [job_id]
