@@ -123,8 +123,11 @@ class InPlace:
     """Writes a mutant into its file and always puts the original back (even after a kill of
     this process: the original is saved beside the results first, and restored on start)."""
 
-    def __init__(self, state: Path, module: str) -> None:
-        self.saved = state / f"in-flight-{module.replace('/', '__')}.json"
+    def __init__(self, state: Path, path: Path) -> None:
+        # one record per file of each tree: two copies of the tree mutating the same module
+        # must never restore each other's file
+        name = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
+        self.saved = state / f"in-flight-{name}.json"
         state.mkdir(parents=True, exist_ok=True)
         self.restore()
 
@@ -228,7 +231,7 @@ def mutate_module(module: str, tests: list[str], args: argparse.Namespace, confi
             sys.exit(f"mutate: {module}'s tests fail without a mutant; fix them first:\n{tail}")
         timeout = args.timeout or max(60.0, 3 * baseline)
         print(f"  tests pass unmutated in {baseline:.0f} s; timeout {timeout:.0f} s", flush=True)
-        in_place = InPlace(results_dir(), module)
+        in_place = InPlace(results_dir(), path)
         for n, mutant in enumerate(todo, 1):
             if not args.only and (mutant.key in load_results(file) or not claimed(mutant)):
                 continue  # another copy of the tree, sharing the results, has it
