@@ -4,6 +4,7 @@ lease, whatever the number of queues, and the reaper finds one whose worker died
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -16,7 +17,7 @@ from rq.serializers import JSONSerializer
 from rq.suspension import suspend
 
 from runner.config import Settings
-from runner.delivery import DeliveryQueue, delivery_key
+from runner.delivery import DeliveryQueue, Limbo, delivery_key
 from runner.enqueue import Enqueued, Enqueuer, Request
 from runner.execute import Executor
 from runner.reaper import Reaper
@@ -195,3 +196,38 @@ def test_a_horse_that_finds_its_worker_suspended_puts_the_job_it_took_ahead_back
     assert horse.seen_at_teardown == []  # given back before RQ's wait for a resume
     assert listed(redis, "rq:queue:default") == [second.job_id]
     assert [runs.get(r.token).state for r in (first, second)] == ["succeeded", "queued"]  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("names", [("default",), ("urgent", "default")])
+def test_a_job_that_arrives_while_a_worker_waits_is_taken_by_that_worker(
+    names: tuple[str, ...], enqueue: Callable[..., Enqueued], redis: Redis
+) -> None:
+    # Given a worker waiting up to 30 s on empty queues, and a job enqueued half a second in
+    arrival = threading.Timer(0.5, enqueue, args=("counting",), kwargs={"items": 1})
+    arrival.start()
+    try:
+        # When the worker's wait ends
+        job_id, queue = take(redis, *names, timeout=30)
+    finally:
+        arrival.join()
+    # Then it took that job, into the intermediate list, and waits no more
+    assert queue == "default" and listed(redis, "rq:queue:default") == []
+    assert listed(redis, delivery_key("default")) == [job_id]
+
+
+def test_limbo_gives_out_every_job_first_seen_longer_ago_than_asked_and_no_other(
+    enqueue: Callable[..., Enqueued], redis: Redis, settings: Settings
+) -> None:
+    # Given two jobs taken off the queue by a worker that then died
+    enqueue("counting", items=1)
+    enqueue("counting", items=2)
+    ids = [take(redis, "default")[0], take(redis, "default")[0]]
+    limbo = Limbo(redis, settings)
+    # When they are first seen, and seen again soon after, against an hour
+    # Then neither is overdue yet
+    assert limbo.overdue(3600.0) == [] and limbo.overdue(3600.0) == []
+    # When they were first seen 100 s ago (the sightings' record rewritten so)
+    redis.hset(limbo.key, mapping={job_id: time.time() - 100 for job_id in ids})
+    # Then both are overdue against 50 s, in their intermediate list, and neither against 150 s
+    assert sorted(limbo.overdue(50.0)) == sorted((delivery_key("default"), i) for i in ids)
+    assert limbo.overdue(150.0) == []
