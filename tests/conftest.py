@@ -256,10 +256,12 @@ def cpu_hogs(count: int = 2) -> Iterator[None]:
 
 
 def horses_of(pid: int) -> list[psutil.Process]:
-    """The horses a worker's supervisor forked: its children but the outbox relay."""
+    """The horses a worker's supervisor forked: its children but the outbox relay and a
+    passing subprocess (at import, croniter runs `file -b python` through
+    platform.architecture())."""
     found = []
     for child in psutil.Process(pid).children():
         with contextlib.suppress(psutil.Error):
-            if child.name() != RELAY_PROCESS:
+            if child.name() != RELAY_PROCESS and "runner" in child.cmdline():
                 found.append(child)
     return found

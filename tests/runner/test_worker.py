@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import time
@@ -19,7 +18,7 @@ from runner.liveness import Liveness
 from runner.logs import read_events
 from runner.runs import Runs
 from runner.tokens import job_id
-from tests.conftest import RedisServer, WorkerProcess, state_of, wait_for
+from tests.conftest import RedisServer, WorkerProcess, horses_of, state_of, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -37,18 +36,8 @@ def running_on(runs: Runs, token: str, worker: str, attempt: int) -> bool:
 
 
 def horse_of(worker: WorkerProcess) -> psutil.Process:
-    """The worker's horse: its forked child, not a passing subprocess (at import, croniter
-    runs `file -b python` through platform.architecture())."""
-
-    def horses() -> list[psutil.Process]:
-        found = []
-        for child in psutil.Process(worker.process.pid).children():
-            with contextlib.suppress(psutil.Error):
-                if "runner" in child.cmdline():
-                    found.append(child)
-        return found
-
-    return wait_for(horses, what="a horse")[0]  # type: ignore[index,no-any-return]
+    """The worker's horse (tests.conftest.horses_of)."""
+    return wait_for(lambda: horses_of(worker.process.pid), what="a horse")[0]  # type: ignore[index,no-any-return]
 
 
 def gone(pid: int) -> bool:
