@@ -150,8 +150,26 @@ def _pipelined(conn: Connection) -> Iterator[None]:
     if conn.dialect.name != "postgresql":
         yield
         return
-    with conn.connection.driver_connection.pipeline():  # type: ignore[union-attr]
-        yield
+    try:
+        with conn.connection.driver_connection.pipeline():  # type: ignore[union-attr]
+            yield
+    except sa.exc.DBAPIError as exc:
+        # A failed statement aborts the pipeline, so the transaction's rollback fails too
+        # ("pipeline aborted") and hides the error that matters: a concurrent import that
+        # inserted one of our posts first, which apply_batch retries.
+        conflict = _integrity_error_behind(exc)
+        if conflict is None:
+            raise
+        raise conflict from None
+
+
+def _integrity_error_behind(exc: BaseException) -> sa.exc.IntegrityError | None:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, sa.exc.IntegrityError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _locked_with_versions(
