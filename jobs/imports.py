@@ -159,7 +159,7 @@ def _apply(
 ) -> Counters:  # fmt: skip
     """Apply `batches`: the database commits the cursor and counters with each batch (exact
     after any crash); Redis gets them at most once a second, for `runner show`, the progress
-    bar and a stop request, and once more at the end."""
+    bar and a stop request, once more at the end, and at once when a stop is known here."""
     from jobs.store import apply_batch
 
     checkpointed = -CHECKPOINT_EVERY_S
@@ -170,7 +170,7 @@ def _apply(
             engine, token=run.token, attempt=run.attempt, source=feed.source, items=batch,
             position=position,
         )  # fmt: skip
-        if time.monotonic() - checkpointed >= CHECKPOINT_EVERY_S:
+        if run.stop_asked or time.monotonic() - checkpointed >= CHECKPOINT_EVERY_S:
             run.checkpoint(cursor=position, counters=counters.as_dict(), total=feed.records)
             checkpointed = time.monotonic()
     if position != run.cursor:

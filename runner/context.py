@@ -87,6 +87,13 @@ class Run:
     def counters(self) -> dict[str, int]:
         return dict(self._counters)
 
+    @property
+    def stop_asked(self) -> bool:
+        """Whether this attempt was asked to stop (a handover, or a cancel the lease brought
+        back): the next `checkpoint` or `step` stops it. Known locally, without Redis, so a
+        task that checkpoints only now and then can checkpoint at once."""
+        return self._lease.stop is not None
+
     def step(self, name: str, fn: Callable[[], T], *, retry: RetryPolicy | None = None) -> T:
         """Run `fn` once per run: a step finished in an earlier attempt returns its recorded
         result without running. Transient faults are retried with backoff (tenacity)."""

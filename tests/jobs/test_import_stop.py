@@ -30,7 +30,7 @@ from scripts.gen_posts import generate_posts, write_feed
 from tests.conftest import WorkerProcess, horses_of, wait_for
 
 pytestmark = pytest.mark.slow
-POSTS = 20_000
+POSTS = 60_000  # long enough to outlast a second between two checkpoints to Redis
 LEASE = "30"  # the default: a handover that waited for the lease would miss every deadline
 STOP_SECONDS = 10.0  # RUNNER_STOP_SECONDS' default
 
