@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -122,3 +125,41 @@ def page(browser: Any) -> Iterator[Any]:
     yield page
     context.close()
     assert not dialogs, f"a script ran in the page: {dialogs}"
+
+
+@dataclass
+class ConsoleProcess:
+    """A real `runner web` process on a free port of `host`, and what it printed once ended."""
+
+    process: subprocess.Popen[bytes]
+    host: str
+    port: int
+    output: str = ""
+
+    @property
+    def url(self) -> str:
+        return f"http://{'[' + self.host + ']' if ':' in self.host else self.host}:{self.port}"
+
+
+@contextlib.contextmanager
+def console_process(settings: Settings, *, host: str = "127.0.0.1") -> Iterator[ConsoleProcess]:
+    """Start `runner web --host HOST --port <free port>` (IPv6 given in brackets, as a user
+    types it); terminate it on the way out and keep its output."""
+    from tests.conftest import ROOT, worker_env
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as probe:
+        probe.bind((host, 0))
+        port = probe.getsockname()[1]
+    shown = f"[{host}]" if ":" in host else host
+    command = [sys.executable, "-m", "runner", "web", "--host", shown, "--port", str(port)]
+    process = subprocess.Popen(
+        command, env=worker_env(settings), cwd=ROOT, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    console = ConsoleProcess(process, host, port)
+    try:
+        yield console
+    finally:
+        process.terminate()
+        console.output = process.communicate(timeout=10)[0].decode()

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
 import urllib.request
 from collections.abc import Callable
 from typing import Any
@@ -13,7 +10,8 @@ import pytest
 
 from runner.config import Settings
 from runner.web.hosts import is_loopback
-from tests.conftest import ROOT, wait_for, worker_env
+from tests.conftest import wait_for
+from tests.runner.web.conftest import console_process
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.20", "::", "jobs.example.com"])
@@ -32,26 +30,17 @@ def test_loopback_is_127_8_ipv6_one_and_localhost() -> None:
 
 
 def test_the_command_serves_the_console_on_loopback(settings: Settings) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "runner", "web", "--port", str(port)]
-    process = subprocess.Popen(
-        command, env=worker_env(settings), cwd=ROOT, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-
-        def page() -> str:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/runs", timeout=2) as answer:
-                    return str(answer.read().decode())
-            except OSError:
-                return ""
-
-        html = str(wait_for(page, timeout=20, what="the console to answer"))
+    with console_process(settings) as console:
+        html = str(wait_for(lambda: page(f"{console.url}/runs"), timeout=20,
+                            what="the console to answer"))  # fmt: skip
         assert "<h1>Runs</h1>" in html
-    finally:
-        process.terminate()
-        output = process.communicate(timeout=10)[0].decode()
-    assert f"http://127.0.0.1:{port}/" in output
+    assert f"{console.url}/" in console.output
+
+
+def page(url: str) -> str:
+    """The page at `url`, or "" while the console does not answer yet."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as answer:
+            return str(answer.read().decode())
+    except OSError:
+        return ""

@@ -3,10 +3,6 @@ characters made visible, token links that keep the token whole, `--host [::1]`."
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import urllib.request
 from collections.abc import Callable
 from typing import Any
 
@@ -17,7 +13,9 @@ from redis import Redis
 from runner.cli import cli
 from runner.config import Settings
 from runner.redis import redact
-from tests.conftest import ROOT, wait_for, worker_env
+from tests.conftest import wait_for, worker_env
+from tests.runner.web.conftest import console_process
+from tests.runner.web.test_command import page
 
 HIDDEN = "\u202e\u2066\u200b\r\x07\x00\x08\x1b"
 
@@ -71,25 +69,8 @@ def test_token_links_are_fully_percent_encoded_and_lead_to_the_run(
 
 
 def test_the_console_listens_on_ipv6_loopback_given_in_brackets(settings: Settings) -> None:
-    with socket.socket(socket.AF_INET6) as probe:
-        probe.bind(("::1", 0))
-        port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "runner", "web", "--host", "[::1]", "--port", str(port)]
-    process = subprocess.Popen(
-        command, env=worker_env(settings), cwd=ROOT, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-
-        def page() -> str:
-            try:
-                with urllib.request.urlopen(f"http://[::1]:{port}/runs", timeout=2) as answer:
-                    return str(answer.read().decode())
-            except OSError:
-                return ""
-
-        assert "<h1>Runs</h1>" in str(wait_for(page, timeout=20, what="the console on ::1"))
-    finally:
-        process.terminate()
-        output = process.communicate(timeout=10)[0].decode()
-    assert f"http://[::1]:{port}/" in output
+    with console_process(settings, host="::1") as console:
+        html = str(wait_for(lambda: page(f"{console.url}/runs"), timeout=20,
+                            what="the console on ::1"))  # fmt: skip
+        assert "<h1>Runs</h1>" in html
+    assert f"{console.url}/" in console.output  # http://[::1]:PORT/
