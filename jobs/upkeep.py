@@ -163,7 +163,7 @@ def prune_rejects(engine: Engine, *, before: datetime) -> int:
 def prune(
     run: Run, *, spool_days: float = 2.0, rejects_days: float = 30.0, now: str | None = None
 ) -> dict[str, int]:
-    """Remove what is past retention: finished runs and their logs (`runner.retention`), spool
+    """Remove what is past retention: finished runs and their logs (`runner.runs.retention`), spool
     files older than `spool_days` and import rejects older than `rejects_days`. Runs that are
     queued, running or retrying are never touched. `now` (ISO time) is for tests."""
     from jobs.store import engine_for

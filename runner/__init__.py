@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from runner.client import Client
+from runner.attempt.context import Run
+from runner.client.sync import Client
 from runner.config import Settings
-from runner.context import Run
-from runner.enqueue import Request
-from runner.enqueued import Enqueued
+from runner.connections.redis import connect, redact
+from runner.cron.schedule import CronEntry
 from runner.errors import (
     AttemptStopped,
     ConfigError,
@@ -29,24 +29,23 @@ from runner.errors import (
     UnknownRun,
 )
 from runner.handles import TaskHandle
-from runner.health import Check as HealthCheck
-from runner.record import RunRecord, RunState
-from runner.redis import connect, redact
-from runner.retention import prune_runs
-from runner.schedule import CronEntry
+from runner.record import Enqueued, RunRecord, RunState
+from runner.runs.enqueue import Request
+from runner.runs.retention import prune_runs
+from runner.tasks import Check as HealthCheck
 from runner.tasks import RetryPolicy, Task, TaskRegistry
 from runner.tokens import canonical_json, content_token, derive_token, slot_token
 
 if TYPE_CHECKING:
-    from runner.aclient import AsyncClient
-    from runner.outbox import create_outbox_table, drop_outbox_table, outbox_table
+    from runner.client.aio import AsyncClient
+    from runner.client.outbox import create_outbox_table, drop_outbox_table, outbox_table
 
 # Imported on first use: redis.asyncio and SQLAlchemy are for the code that needs them.
 _LAZY = {
-    "AsyncClient": "runner.aclient",
-    "create_outbox_table": "runner.outbox",
-    "drop_outbox_table": "runner.outbox",
-    "outbox_table": "runner.outbox",
+    "AsyncClient": "runner.client.aio",
+    "create_outbox_table": "runner.client.outbox",
+    "drop_outbox_table": "runner.client.outbox",
+    "outbox_table": "runner.client.outbox",
 }
 
 

@@ -62,7 +62,9 @@ class Settings:
     download_deadline_seconds: float = 300.0
     url_check_seconds: float = 3.0
     url_min_interval_seconds: float = 900.0
-    outbox_url: str | None = None  # the database of the outbox the relay reads (runner.outbox)
+    outbox_url: str | None = (
+        None  # the database of the outbox the relay reads (runner.client.outbox)
+    )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -18,8 +18,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar
 
-from runner.enqueued import Enqueued
 from runner.errors import InvalidArguments
+from runner.record import Enqueued
 
 P = ParamSpec("P")
 R = TypeVar("R")

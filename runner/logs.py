@@ -17,8 +17,8 @@ import structlog
 from redis import Redis
 from redis.exceptions import RedisError
 
+from runner.connections.redis import redact
 from runner.keys import Keys
-from runner.redis import redact
 
 EventDict = MutableMapping[str, Any]
 TEXT_MAX = 10_000  # characters of one stored text (an error message, a log field) kept

@@ -32,7 +32,7 @@ class RunState(StrEnum):
                                               lease): the `Executor` of a stopping worker,
                                               or (`hand_over_killed`) the `Supervisor` that
                                               killed its horse at the stop deadline
-    queued,       cancelled                   `Runs.cancel` (`CANCEL_RUN`): `runner.cancel`
+    queued,       cancelled                   `Runs.cancel` (`CANCEL_RUN`): `runner.runs.cancel`
     retrying,                                 (`runner cancel`, the console, `Client.cancel`)
     scheduled
     running       cancelled                   `Runs.release`: the attempt stopped at its
@@ -159,3 +159,13 @@ def encode(fields: Mapping[str, Any]) -> list[str]:
         else:
             flat += [name, "" if value is None else str(value)]
     return flat
+
+
+@dataclass(frozen=True, slots=True)
+class Enqueued:
+    """What enqueue did for one token: a new run (`deduplicated` false) or the existing one."""
+
+    token: str
+    job_id: str
+    state: RunState
+    deduplicated: bool

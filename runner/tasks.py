@@ -14,9 +14,9 @@ import tenacity
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from runner.config import Settings
 from runner.errors import ConfigError, InvalidArguments, TransientError, UnknownTask
 from runner.handles import Enqueuing, P, R, TaskFn, TaskHandle
-from runner.health import SiteCheck
 
 if TYPE_CHECKING:
     from runner.record import RunRecord
@@ -30,6 +30,21 @@ TRANSIENT: tuple[type[BaseException], ...] = (
     RedisConnectionError,
     RedisTimeoutError,
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One site check's result (exported as `runner.HealthCheck`): its name, whether it
+    passed, and a one-line detail."""
+
+    name: str
+    ok: bool
+    detail: str
+
+
+# The site's own checks (`TaskRegistry.health_checks`: its content store, say): each takes the
+# settings and returns a Check; they are part of "up".
+SiteCheck = Callable[[Settings], Check]
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +114,7 @@ class TaskRegistry:
     def __init__(self) -> None:
         self._tasks: dict[str, Task] = {}
         self.commands: list[click.Command] = []  # the site's own CLI commands (`runner import`)
-        self.schedule: list[Any] = []  # the site's cron entries (runner.schedule.CronEntry)
+        self.schedule: list[Any] = []  # the site's cron entries (runner.cron.schedule.CronEntry)
         # The site's own checks for `runner health` (its database, say): each takes the
         # settings and returns a `HealthCheck` (name, ok, one-line detail).
         self.health_checks: list[SiteCheck] = []
@@ -149,7 +164,7 @@ class TaskRegistry:
 
 
 class _Steps(Protocol):
-    """What `noop` needs of a Run (runner.context imports this module, not the reverse)."""
+    """What `noop` needs of a Run (runner.attempt.context imports this module, not the reverse)."""
 
     def step(self, name: str, fn: Callable[[], _T]) -> _T: ...
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 
 from fastapi.testclient import TestClient
 
-from runner.enqueue import Enqueuer, Request
+from runner.runs.enqueue import Enqueuer, Request
 from runner.tasks import load_registry
 from runner.web import create_app
 from scripts.bench_env import BenchEnv, wait_until

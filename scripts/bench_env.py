@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from redis import Redis
 
 from runner.config import Settings
-from runner.redis import EmbeddedRedis
+from runner.connections.redis import EmbeddedRedis
 from scripts.gen_posts import generate_posts, write_feed
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -25,9 +25,9 @@ from jobs.revisions import upgrade
 from jobs.sources import resolve
 from jobs.store import posts
 from runner.config import Settings
-from runner.enqueue import Enqueuer, Request
 from runner.record import RunRecord
-from runner.runs import Runs
+from runner.runs.enqueue import Enqueuer, Request
+from runner.runs.transitions import Runs
 from runner.tasks import load_registry
 from scripts.bench_env import ROOT, BenchEnv, Proc, postgres_schema, wait_until
 

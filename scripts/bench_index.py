@@ -10,8 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from runner.record import RunState
-from runner.run_index import RunIndex, RunQuery
-from runner.runs import Runs
+from runner.runs.index import RunIndex, RunQuery
+from runner.runs.transitions import Runs
 from scripts.bench_env import BenchEnv
 
 LIMIT = 50

@@ -27,7 +27,7 @@ def main(argv: list[str]) -> int:
     url, kind, queue = argv
     worker_class = SimpleWorker if kind == "simple" else Worker
     worker = worker_class([queue], connection=Redis.from_url(url), serializer=JSONSerializer)
-    # The same RQ logging level as the runner's horse (`runner.worker.horse_main`).
+    # The same RQ logging level as the runner's horse (`runner.worker.horse.horse_main`).
     worker.work(burst=True, logging_level="WARNING", with_scheduler=False)
     return 0
 

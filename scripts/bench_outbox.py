@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 from jobs.database import make_engine
 from jobs.revisions import upgrade
-from runner.client import Client
-from runner.relay import POLL_SECONDS
+from runner.client.sync import Client
+from runner.worker.relay import POLL_SECONDS
 from scripts.bench_env import BenchEnv
 
 __all__ = ["POLL_SECONDS", "RelayDelays", "relay_delays"]

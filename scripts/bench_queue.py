@@ -22,8 +22,8 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.utils import utcparse
 
-from runner.enqueue import Enqueued, Enqueuer, Request
 from runner.keys import Keys
+from runner.runs.enqueue import Enqueued, Enqueuer, Request
 from runner.tasks import Task, load_registry
 from scripts import bench_tasks
 from scripts.bench_env import ROOT, BenchEnv

@@ -7,7 +7,7 @@ It runs in a process of its own, so the horse's logging setup (to a file) stays 
 
 A round trip is one `send_packed_command` on a connection: one command, one pipeline or one
 MULTI/EXEC, one Lua call. The horse runs in the bench's process (the same `Horse` and
-`Executor` that `runner.worker.horse_main` builds, on the same kind of socket) with a client
+`Executor` that `runner.worker.horse.horse_main` builds, on the same kind of socket) with a client
 whose connections count what they send, so every trip it makes is seen, its lease renewer's
 and log flusher's included. Steady state: a burst of N jobs minus an idle burst, over N,
 after a first burst has loaded the scripts; the heartbeats fall where they fall (every few
@@ -31,15 +31,15 @@ from redis.connection import AbstractConnection
 from rq import Queue, SimpleWorker
 from rq.serializers import JSONSerializer
 
-import runner.delivery as delivery
-import runner.enqueue as enqueue
+import runner.delivery.dequeue as delivery
 import runner.logs as logs
-import runner.run_scripts as run_scripts
+import runner.runs.enqueue as enqueue
+import runner.runs.scripts as run_scripts
+from runner.attempt.execute import Executor
 from runner.config import Settings
-from runner.enqueue import Enqueuer, Request
-from runner.execute import Executor
+from runner.runs.enqueue import Enqueuer, Request
 from runner.tasks import load_registry
-from runner.worker import Horse
+from runner.worker.horse import Horse
 from scripts.bench_jobs import NOOP
 
 

@@ -1,9 +1,9 @@
 """Mutants of the Lua scripts held in a Python module's string constants.
 
 Python mutation tools see a Lua script as one string, so they never change the run state
-machine's logic. This finds every module-level string that calls `redis.call` (as
-tests/runner/test_lua.py does) and makes one mutant per change of three kinds, each on one
-line of the script:
+machine's logic. This finds every module-level string that calls `redis.call`
+(as tests/runner/connections/test_lua.py does) and makes one mutant per change of three kinds, each
+on one line of the script:
 
 - `lua/flip`: a comparison flipped (`==` and `~=`, `<` and `>=`, `>` and `<=`);
 - `lua/drop-call`: one statement that starts with `redis.call` removed (all its lines), or

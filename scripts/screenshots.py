@@ -28,19 +28,19 @@ from playwright.sync_api import sync_playwright
 from rq.serializers import JSONSerializer
 
 from runner import logs
+from runner.attempt.execute import Executor
 from runner.config import Settings
-from runner.cron import Cron
-from runner.deploys import DeployMarks
-from runner.enqueue import Enqueuer, Request
-from runner.execute import Executor
-from runner.liveness import Liveness
+from runner.connections.redis import EmbeddedRedis, connect
+from runner.cron.ticks import Cron
 from runner.record import RunState
-from runner.redis import EmbeddedRedis, connect
-from runner.rerun import rerun
-from runner.runs import Runs
+from runner.runs.deploys import DeployMarks
+from runner.runs.enqueue import Enqueuer, Request
+from runner.runs.rerun import rerun
+from runner.runs.transitions import Runs
 from runner.tasks import load_registry
 from runner.web import create_app
-from runner.worker import Horse
+from runner.worker.horse import Horse
+from runner.worker.liveness import Liveness
 from scripts.gen_posts import generate_posts, write_feed
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,8 +76,8 @@ def populate(settings: Settings, home: Path) -> None:
     feeds.mkdir(parents=True)
     clock = SimulatedClock(time.time() - 24 * 3600)
     marks = DeployMarks(redis, settings)
-    with (patch("runner.runs.time", clock), patch("runner.enqueue.time", clock),
-          patch("runner.execute.time", clock)):  # fmt: skip
+    with (patch("runner.runs.transitions.time", clock), patch("runner.runs.enqueue.time", clock),
+          patch("runner.attempt.execute.time", clock)):  # fmt: skip
         for slot in range(72):
             clock.now = time.time() - 24 * 3600 + slot * 1200
             version = "4f2a9c1" if slot < 48 else "8d03e77"

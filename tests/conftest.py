@@ -21,16 +21,16 @@ from click.testing import CliRunner, Result
 from redis import Redis
 from rq.serializers import JSONSerializer
 
+from runner.attempt.execute import Executor
 from runner.cli.commands import cli
 from runner.config import Settings
-from runner.enqueue import Enqueued, Enqueuer, Request
-from runner.execute import Executor
+from runner.connections.redis import EmbeddedRedis
 from runner.record import RunRecord
-from runner.redis import EmbeddedRedis
-from runner.relay_process import PROCESS_NAME as RELAY_PROCESS
-from runner.runs import Runs
+from runner.runs.enqueue import Enqueued, Enqueuer, Request
+from runner.runs.transitions import Runs
 from runner.tasks import load_registry
-from runner.worker import Horse
+from runner.worker.horse import Horse
+from runner.worker.relay_process import PROCESS_NAME as RELAY_PROCESS
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_TASKS = "tests.sample_tasks"
@@ -214,7 +214,7 @@ def drain(
     work: Callable[[], None], redis: Redis, settings: Settings, runs: Runs
 ) -> Callable[..., None]:
     """Work in-process until no run is queued, running or retrying (retries included)."""
-    from runner.reaper import Reaper
+    from runner.worker.reaper import Reaper
 
     reaper = Reaper(redis, settings)
 

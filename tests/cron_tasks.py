@@ -8,8 +8,8 @@ from typing import Any
 
 from rq import get_current_job
 
-from runner.context import Run
-from runner.schedule import CronEntry
+from runner.attempt.context import Run
+from runner.cron.schedule import CronEntry
 from runner.tasks import Task, TaskRegistry
 
 HOLD_KEY = "cron-test:hold"

@@ -31,7 +31,7 @@ import sqlalchemy as sa
 from redis import Redis
 from redis.exceptions import RedisError
 
-from runner.redis import redis_server_binary
+from runner.connections.redis import redis_server_binary
 
 WORKERS = ("w1", "w2")
 _PAIRS = {"w1": 8, "w2": 12, "root": 16}  # each pair's /30: data side +1, far side +2

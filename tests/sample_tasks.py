@@ -11,7 +11,7 @@ import psutil
 from redis import Redis
 from rq import get_current_job
 
-from runner.context import Run
+from runner.attempt.context import Run
 from runner.errors import PermanentError, TransientError
 from runner.keys import Keys
 from runner.tasks import RetryPolicy, TaskRegistry

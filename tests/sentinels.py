@@ -18,7 +18,7 @@ from pathlib import Path
 from redis import Redis
 from redis.exceptions import RedisError
 
-from runner.redis import redis_server_binary
+from runner.connections.redis import redis_server_binary
 
 SERVICE = "site"
 DOWN_AFTER_MS = 1000

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.redis import EmbeddedRedis
+from runner.connections.redis import EmbeddedRedis
 from tests.conftest import ROOT
 
 

@@ -123,7 +123,7 @@ OTHER_MEANINGS = {("jobs.progress", "running"): "the state of an `imports` row, 
 
 
 def _enum_values() -> set[str]:
-    from runner.execute import AttemptOutcome
+    from runner.attempt.execute import AttemptOutcome
     from runner.record import RunState
 
     return {str(v) for v in RunState} | {str(v) for v in AttemptOutcome}
@@ -188,3 +188,60 @@ def test_engine_modules_import_each_name_from_the_module_that_defines_it() -> No
         if n not in _defined(known[imported]) and f"{imported}.{n}" not in known
     ]
     assert not wrong, "\n".join(wrong)
+
+
+# The engine's layers, lowest first (../shared/DESIGN.md, "Decisions", 7): a module may import
+# its own unit and units of a lower rank only. The shared modules at runner/ are units of their
+# own; the entry points (the API package, `python -m runner`, the alias old jobs name) are above
+# every layer. Subsystems of one rank (delivery, client, cron) are independent of each other.
+RANK = {
+    "runner.errors": 0.0, "runner.keys": 0.0, "runner.printable": 0.0, "runner.record": 0.0,
+    "runner.config": 0.1, "runner.tokens": 0.1, "runner.handles": 0.2, "runner.tasks": 0.3,
+    "runner.connections": 1, "runner.logs": 1.5, "runner.runs": 2,
+    "runner.delivery": 3, "runner.client": 3, "runner.cron": 3,
+    "runner.attempt": 4, "runner.worker": 5, "runner.monitoring": 6, "runner.web": 7,
+    "runner.cli": 8,
+}  # fmt: skip
+ENTRY_POINTS = {"runner", "runner.__main__", "runner.execute"}
+SUBSYSTEMS = {
+    "connections", "runs", "delivery", "client", "attempt", "worker", "monitoring", "cron",
+    "cli", "web",
+}  # fmt: skip
+
+
+def unit(module: str) -> str:
+    """The shared module or subsystem package a module belongs to."""
+    return ".".join(module.split(".")[:2])
+
+
+def test_each_layer_imports_only_the_layers_below_it() -> None:
+    known = modules("runner")
+    units = {unit(name) for name in known} - ENTRY_POINTS
+    assert units == set(RANK), (
+        f"a unit without a rank, or a rank without a unit: {units ^ set(RANK)}"
+    )
+    wrong = [
+        f"{name} ({RANK[unit(name)]}) imports {imported} ({RANK[unit(imported)]})"
+        for name, path in known.items() if name not in ENTRY_POINTS
+        for imported, _ in imports(path)
+        if imported.startswith("runner.") and unit(imported) != unit(name)
+        and (unit(imported) in ENTRY_POINTS or RANK[unit(imported)] >= RANK[unit(name)])
+    ]  # fmt: skip
+    assert not wrong, "an import upward or sideways (TYPE_CHECKING included):\n" + "\n".join(wrong)
+
+
+def test_the_engine_is_a_few_shared_modules_and_its_subsystems() -> None:
+    top = sorted(p.name for p in (ROOT / "runner").glob("*.py"))
+    assert len(top) <= 12, top
+    packages = {p.parent.name for p in (ROOT / "runner").glob("*/__init__.py")}
+    assert packages == SUBSYSTEMS
+
+
+def test_each_subsystem_says_what_it_owns_and_what_it_may_import() -> None:
+    for package in sorted(SUBSYSTEMS - {"cli", "web"}):
+        doc = ast.get_docstring(ast.parse((ROOT / "runner" / package / "__init__.py").read_text()))
+        assert doc and "Owns:" in doc and "May import:" in doc, package
+        owned = {p.stem for p in (ROOT / "runner" / package).glob("*.py")} - {"__init__"}
+        named = set(doc.split("Owns:")[1].split("May import:")[0].replace(",", " ").split())
+        missing = [m for m in owned if not {m, f"runner.{package}.{m}", f"{m}."} & named]
+        assert not missing, f"runner/{package}/__init__.py does not say it owns {missing}"

@@ -18,7 +18,7 @@ from jobs.database import make_engine
 from jobs.revisions import upgrade
 from jobs.store import posts
 from runner.config import Settings
-from runner.relay import Relay
+from runner.worker.relay import Relay
 from tests.conftest import ROOT, site_settings, worker_env
 
 EXAMPLE = re.compile(r"```python\n(import os\n.*?FastAPI\(\).*?)```", re.S)

@@ -14,13 +14,12 @@ from redis import Redis
 from rq import Worker
 
 from runner.config import Settings
-from runner.enqueue import Enqueuer
-from runner.enqueued import Enqueued
+from runner.connections.redis import EmbeddedRedis, connect
 from runner.errors import InvalidArguments, RedisUnavailable
 from runner.keys import Keys
-from runner.record import TERMINAL, RunRecord, RunState
-from runner.redis import EmbeddedRedis, connect
-from runner.runs import Runs
+from runner.record import TERMINAL, Enqueued, RunRecord, RunState
+from runner.runs.enqueue import Enqueuer
+from runner.runs.transitions import Runs
 from runner.tasks import TaskRegistry, load_registry
 
 NO_WORKER_SECONDS = 3.0  # how long `--wait` waits before it says no worker is alive

@@ -7,8 +7,8 @@ import sys
 
 import click
 
-from runner.cancel import CancelAction, cancel
 from runner.cli.app import App, json_line, pass_app
+from runner.runs.cancel import CancelAction, cancel
 
 
 @click.command("cancel")

@@ -13,15 +13,13 @@ import click
 from redis.exceptions import RedisError
 
 import runner.logs as logs
-from runner.answers import Answer, Verdict
 from runner.cli.app import App, finish_waiting, json_line, parse_args, pass_app
 from runner.cli.cancel import cancel_command
 from runner.cli.cron import cron_group
 from runner.cli.runs import RUN_COMMANDS
 from runner.cli.web import web_command
 from runner.config import Settings
-from runner.deploys import DeployMarks, code_version
-from runner.enqueue import Request
+from runner.connections.redis import EmbeddedRedis, connect, redact
 from runner.errors import (
     ConfigError,
     InvalidArguments,
@@ -30,12 +28,14 @@ from runner.errors import (
     UnknownRun,
     UnknownTask,
 )
-from runner.health import Report, check_health
-from runner.liveness import Liveness
-from runner.redis import EmbeddedRedis, connect, redact
-from runner.supervisor import run_worker
+from runner.monitoring.answers import Answer, Verdict
+from runner.monitoring.health import Report, check_health
+from runner.runs.deploys import DeployMarks, code_version
+from runner.runs.enqueue import Request
 from runner.tasks import TaskRegistry, load_registry
-from runner.worker import WorkerOptions
+from runner.worker.horse import WorkerOptions
+from runner.worker.liveness import Liveness
+from runner.worker.supervisor import run_worker
 
 USAGE_ERRORS = (ConfigError, InvalidArguments, UnknownRun, UnknownTask)
 
@@ -240,7 +240,7 @@ def redis_start(app: App) -> None:
 @pass_app
 def redis_url_command(app: App) -> None:
     """Print the URL this deployment uses (password hidden), starting the embedded one."""
-    from runner.redis import redis_url
+    from runner.connections.redis import redis_url
 
     click.echo(redact(redis_url(app.settings)))
 

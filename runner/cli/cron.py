@@ -12,7 +12,6 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 from types import FrameType
-from typing import Any
 
 import click
 import structlog
@@ -22,39 +21,16 @@ import runner.logs as logs
 from runner.cli.app import App, json_line, pass_app
 from runner.cli.types import IsoTime
 from runner.cli.views import table
-from runner.cron import Cron, Firing, FiringOutcome
-from runner.deploys import mark_deploy
+from runner.connections.redis import REDIS_DOWN, connect
+from runner.cron.schedule import MINUTE, floor_minute, slot_text, to_utc
+from runner.cron.status import entry_status
+from runner.cron.ticks import Cron, Firing, FiringOutcome
 from runner.errors import ClockStopped
-from runner.redis import REDIS_DOWN, connect
-from runner.schedule import MINUTE, CronEntry, floor_minute, slot_text, to_utc
-from runner.tokens import slot_token
+from runner.runs.deploys import mark_deploy
 
-log = structlog.get_logger("runner.cron")
+log = structlog.get_logger("runner.cron.ticks")
 TICK_OFFSET = timedelta(seconds=1)  # tick just after the minute turns, never just before
 HEARTBEAT_SECONDS = 180
-DAYS = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
-
-
-def describe(expression: str) -> str:
-    """The expression in words for the common forms ('every minute', 'every 5 minutes',
-    'hourly at :07', 'daily at 06:30 UTC', 'weekly on Monday at 06:30 UTC'), else as written."""
-    minute, hour, day, month, weekday = expression.split()
-    at = f"{hour.zfill(2)}:{minute.zfill(2)} UTC"
-    if day != "*" or month != "*":
-        return expression
-    if weekday == "*" and hour == "*":
-        if minute == "*":
-            return "every minute"
-        if minute.isdigit():
-            return f"hourly at :{minute.zfill(2)}"
-        if minute.startswith("*/") and minute[2:].isdigit():
-            return "every minute" if minute == "*/1" else f"every {int(minute[2:])} minutes"
-    if minute.isdigit() and hour.isdigit():
-        if weekday == "*":
-            return f"daily at {at}"
-        if weekday.isdigit() and int(weekday) <= 7:
-            return f"weekly on {DAYS[int(weekday) % 7]} at {at}"
-    return expression
 
 
 class ClockTime:
@@ -235,25 +211,3 @@ def list_command(app: App, as_json: bool) -> None:
         for r in rows
     ]  # fmt: skip
     click.echo(table(cells, ("ENTRY", "SCHEDULE", "TASK", "NEXT", "LAST SLOT", "LAST RUN")))
-
-
-def entry_status(
-    cron: Cron, entry: CronEntry, *, now: datetime, marks: tuple[datetime | None, ...]
-) -> dict[str, Any]:
-    """What `cron list` shows of one entry; a last run that is gone has state 'expired'."""
-    last, fired = marks
-    token = slot_token(entry.task, fired) if fired else None
-    record = cron.runs.get(token) if token else None
-    return {
-        "name": entry.name,
-        "expression": entry.expression,
-        "schedule": describe(entry.expression),
-        "task": entry.task,
-        "queue": entry.queue or cron.registry.get(entry.task).queue,
-        "catch_up": entry.catch_up,
-        "overlap": entry.overlap,
-        "next": slot_text(entry.next_slot(now)),
-        "last_slot": slot_text(last) if last else None,
-        "last_run": token,
-        "last_state": record.state if record else ("expired" if token else None),
-    }

@@ -9,7 +9,6 @@ import click
 from structlog.contextvars import bound_contextvars
 
 import runner.logs as logs
-from runner.attempts import attempts
 from runner.cli.app import App, json_line, pass_app, stopped_waiting
 from runner.cli.events import Tracebacks, event_line
 from runner.cli.types import Duration
@@ -23,8 +22,9 @@ from runner.errors import UnknownRun
 from runner.logs import read_events
 from runner.printable import printable
 from runner.record import TERMINAL, RunState
-from runner.rerun import RerunAction
-from runner.rerun import rerun as rerun_one
+from runner.runs.attempts import attempts
+from runner.runs.rerun import RerunAction
+from runner.runs.rerun import rerun as rerun_one
 
 
 @click.command()

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from runner.schedule import to_utc
+from runner.cron.schedule import to_utc
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}

@@ -12,10 +12,10 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from structlog.contextvars import bound_contextvars
 
-from runner.cancel import CancelAction, cancel
 from runner.errors import BadRequest
 from runner.record import RunState
-from runner.rerun import RerunAction, rerun
+from runner.runs.cancel import CancelAction, cancel
+from runner.runs.rerun import RerunAction, rerun
 from runner.web.console import Console, ConsoleDep
 from runner.web.guard import Visitor
 from runner.web.listing import RunFilter, runs_page

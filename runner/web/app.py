@@ -15,10 +15,10 @@ from fastapi.staticfiles import StaticFiles
 from redis import Redis
 
 from runner.config import Settings
+from runner.connections.redis import connect
 from runner.errors import BadRequest, ConfigError
 from runner.keys import Keys
 from runner.logs import configure as configure_logs
-from runner.redis import connect
 from runner.tasks import TaskRegistry, load_registry
 from runner.web import actions, cron, incident, live, monitoring, overview, runs, signin
 from runner.web.clients import parse_trusted

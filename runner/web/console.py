@@ -10,7 +10,7 @@ from redis import Redis
 
 from runner.config import Settings
 from runner.keys import Keys
-from runner.runs import Runs
+from runner.runs.transitions import Runs
 from runner.tasks import TaskRegistry
 
 

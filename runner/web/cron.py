@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from runner.cli.cron import entry_status
-from runner.cron import Cron
+from runner.cron.status import entry_status
+from runner.cron.ticks import Cron
 from runner.errors import RunnerError
 from runner.web.console import ConsoleDep
 from runner.web.pages import render

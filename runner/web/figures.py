@@ -1,15 +1,15 @@
 """The last 24 hours in figures for the overview, from the per-minute windows the workers
-record (runner.figures): runs succeeded and failed per 10 minutes, p95 duration and queue wait
-per task, and the deploy marks (runner.deploys)."""
+record (runner.runs.figures): runs succeeded and failed per 10 minutes, p95 duration and queue wait
+per task, and the deploy marks (runner.runs.deploys)."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from runner.deploys import DeployMarks
-from runner.figures import Figures, Histogram
 from runner.record import RunState
+from runner.runs.deploys import DeployMarks
+from runner.runs.figures import Figures, Histogram
 from runner.web.console import Console
 
 DAY = 86_400

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse, Response
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from runner.redis import redact
+from runner.connections.redis import redact
 from runner.web.pages import render
 
 DOWN = (RedisConnectionError, RedisTimeoutError)

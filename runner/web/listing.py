@@ -1,5 +1,5 @@
 """The runs list: a filter read from the URL (bounded), and one page of runs, newest first,
-from the run indexes (runner.run_index)."""
+from the run indexes (runner.runs.index)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from redis import Redis
 from runner.config import Settings
 from runner.errors import BadRequest
 from runner.record import RunRecord, RunState
-from runner.run_index import RunIndex, RunQuery
+from runner.runs.index import RunIndex, RunQuery
 from runner.web.params import whole_number
 
 STATES = tuple(str(s) for s in RunState)

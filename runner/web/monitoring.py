@@ -13,8 +13,8 @@ from fastapi.responses import JSONResponse
 from redis import Redis
 
 from runner.config import Settings
-from runner.health import check_health
-from runner.metrics import CONTENT_TYPE, render
+from runner.monitoring.health import check_health
+from runner.monitoring.metrics import CONTENT_TYPE, render
 from runner.tasks import TaskRegistry
 
 router = APIRouter()

@@ -12,14 +12,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from rq import Queue, Worker
 
-from runner.health import check_health
-from runner.liveness import Liveness
+from runner.monitoring.health import check_health
 from runner.record import RunRecord, RunState, texts
 from runner.web.charts import Chart, lines, stacked_bars
 from runner.web.console import Console, ConsoleDep
 from runner.web.figures import DayFigures, day_figures
 from runner.web.listing import recent_failures
 from runner.web.pages import render
+from runner.worker.liveness import Liveness
 
 router = APIRouter()
 FAILING_WITHIN = 24 * 3600  # the failing line links the runs failed this recently

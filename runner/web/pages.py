@@ -14,7 +14,7 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, Template, select_autoescape
 from markupsafe import Markup
 
-from runner.durations import ago, duration
+from runner.monitoring.durations import ago, duration
 from runner.printable import printable
 from runner.record import RunState
 

@@ -14,7 +14,7 @@ from redis import Redis
 
 from runner.keys import Keys
 from runner.record import RunRecord
-from runner.rerun import Rerun, RerunAction
+from runner.runs.rerun import Rerun, RerunAction
 
 PREVIEW_SECONDS = 3600  # a preview not confirmed within this is gone: preview again
 

@@ -8,11 +8,11 @@ from typing import Any, cast
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from runner.attempts import attempts
-from runner.cli.views import argument_text, error_text, took
 from runner.errors import UnknownRun
 from runner.printable import printable_data
 from runner.record import ACTIVE, RunState
+from runner.runs.attempts import attempts
+from runner.runs.summary import argument_text, error_text, took
 from runner.web.console import Console, ConsoleDep
 from runner.web.listing import PAGE_SIZES, RANGES, STATES, RunFilter, runs_page
 from runner.web.pages import render

@@ -1,4 +1,4 @@
-"""One run as the console shows it: events for people (attempts: runner.attempts)."""
+"""One run as the console shows it: events for people (attempts: runner.runs.attempts)."""
 
 from __future__ import annotations
 

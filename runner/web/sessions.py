@@ -14,9 +14,9 @@ import structlog
 from redis import Redis
 
 from runner.config import Settings
+from runner.connections.redis import REDIS_DOWN
 from runner.errors import ConfigError
 from runner.keys import Keys
-from runner.redis import REDIS_DOWN
 
 log = structlog.get_logger("runner.web")
 TOKEN_MIN_LENGTH = 32

@@ -9,7 +9,7 @@ import structlog
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
-from runner.redis import REDIS_DOWN
+from runner.connections.redis import REDIS_DOWN
 from runner.web.console import SettingsDep
 from runner.web.guard import Visitor, cookie_header
 from runner.web.pages import render

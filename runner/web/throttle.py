@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import structlog
 from redis import Redis
 
+from runner.connections.redis import REDIS_DOWN
 from runner.keys import Keys
-from runner.redis import REDIS_DOWN
 
 log = structlog.get_logger("runner.web")
 WINDOW_SECONDS = 60

@@ -10,7 +10,7 @@ import pytest
 from click.testing import Result
 
 from runner.config import Settings
-from runner.runs import Runs
+from runner.runs.transitions import Runs
 from scripts.gen_posts import generate_posts, write_feed
 
 

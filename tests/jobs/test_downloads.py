@@ -20,11 +20,11 @@ from jobs.downloads import READ_TIMEOUT_S, DeadlinePassed, download, feed_versio
 from jobs.sources import resolve
 from runner.cli.commands import cli
 from runner.config import Settings
-from runner.enqueue import Enqueuer, Request
 from runner.errors import PermanentError
 from runner.keys import Keys
 from runner.logs import read_events
-from runner.runs import Runs
+from runner.runs.enqueue import Enqueuer, Request
+from runner.runs.transitions import Runs
 from runner.tasks import load_registry
 from scripts.gen_posts import generate_posts
 from tests.conftest import worker_env

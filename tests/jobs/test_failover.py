@@ -18,11 +18,11 @@ from jobs.progress import imports
 from jobs.sources import resolve
 from jobs.store import engine_for, posts
 from runner.config import Settings
-from runner.cron import Cron, Firing
-from runner.enqueue import Enqueued, Enqueuer, Request
+from runner.connections.redis import Durable, connect
+from runner.cron.ticks import Cron, Firing
 from runner.record import ACTIVE
-from runner.redis import Durable, connect
-from runner.runs import Runs
+from runner.runs.enqueue import Enqueued, Enqueuer, Request
+from runner.runs.transitions import Runs
 from runner.tasks import load_registry
 from scripts.gen_posts import generate_posts, write_feed
 from tests.conftest import WorkerProcess, wait_for

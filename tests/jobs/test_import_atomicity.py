@@ -13,8 +13,8 @@ from click.testing import Result
 from redis import Redis
 
 from runner.config import Settings
-from runner.enqueue import Enqueuer, Request
-from runner.runs import Runs
+from runner.runs.enqueue import Enqueuer, Request
+from runner.runs.transitions import Runs
 from runner.tasks import load_registry
 from scripts.gen_posts import generate_posts, write_feed
 

@@ -17,14 +17,14 @@ from redis import Redis
 from jobs.progress import imports
 from jobs.sources import resolve
 from jobs.store import engine_for, posts
-from runner.cancel import CancelAction, cancel
 from runner.config import Settings
-from runner.enqueue import Enqueued, Enqueuer, Request
 from runner.keys import Keys
 from runner.logs import read_events
 from runner.record import RunRecord, RunState
-from runner.rerun import RerunAction, rerun
-from runner.runs import Runs
+from runner.runs.cancel import CancelAction, cancel
+from runner.runs.enqueue import Enqueued, Enqueuer, Request
+from runner.runs.rerun import RerunAction, rerun
+from runner.runs.transitions import Runs
 from runner.tasks import load_registry
 from scripts.gen_posts import generate_posts, write_feed
 from tests.conftest import WorkerProcess, horses_of, wait_for

@@ -21,9 +21,9 @@ from jobs.revisions import upgrade
 from jobs.sources import resolve
 from jobs.store import engine_for, get_post, posts
 from runner.config import Settings
-from runner.enqueue import Enqueued, Enqueuer, Request
 from runner.record import RunState
-from runner.runs import Runs
+from runner.runs.enqueue import Enqueued, Enqueuer, Request
+from runner.runs.transitions import Runs
 from runner.tasks import load_registry
 from scripts.gen_posts import generate_posts, write_feed
 from tests.conftest import WorkerProcess, wait_for

@@ -59,7 +59,7 @@ def test_a_worker_and_the_command_line_start_without_the_store() -> None:
         "import sys\n"
         "from runner.cli.commands import cli\n"
         "from runner.tasks import load_registry\n"
-        "import runner.supervisor\n"
+        "import runner.worker.supervisor\n"
         "registry = load_registry('jobs')\n"
         "registry.get('import_posts').check_args({'source': 'feed.jsonl'})\n"
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'sqlalchemy', 'alembic',"

@@ -20,8 +20,8 @@ from sqlalchemy import Connection, Engine
 from jobs.database import reading
 from runner import Client, RunState
 from runner.config import Settings
-from runner.health import check_health
-from runner.relay import Relay, relay_engine
+from runner.monitoring.health import check_health
+from runner.worker.relay import Relay, relay_engine
 from tests.conftest import ROOT, WorkerProcess, wait_for, worker_env
 
 OUTBOX = sa.table("runner_outbox", sa.column("token"), sa.column("task"), sa.column("error"))
@@ -129,7 +129,9 @@ def outbox_locked(engine: Engine) -> Iterator[Connection]:
 
 def start_relay(settings: Settings, tmp_path: Path, name: str) -> subprocess.Popen[bytes]:
     env = worker_env(settings, RUNNER_OUTBOX_URL=settings.outbox_url or "")
-    code = "import os; from runner.config import Settings; from runner.relay import relay_main;"
+    code = (
+        "import os; from runner.config import Settings; from runner.worker.relay import relay_main;"
+    )
     code += " relay_main(Settings.from_env(), os.getppid())"
     with open(tmp_path / f"{name}.log", "wb") as out:
         return subprocess.Popen([sys.executable, "-c", code], env=env, cwd=ROOT, stdout=out,

@@ -20,8 +20,8 @@ from jobs.revisions import SchemaMismatch, current, ensure_ready, head, upgrade
 from jobs.store import apply_batch, get_post
 from runner.cli.commands import cli
 from runner.config import Settings
-from runner.enqueue import Enqueuer, Request
-from runner.runs import Runs
+from runner.runs.enqueue import Enqueuer, Request
+from runner.runs.transitions import Runs
 from runner.tasks import load_registry
 from tests.jobs.test_posts import HASH_BEFORE_MSGSPEC, full_record
 

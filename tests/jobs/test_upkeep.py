@@ -22,12 +22,12 @@ from jobs.progress import import_rejects
 from jobs.schedule import SCHEDULE
 from jobs.store import engine_for, get_post, posts
 from jobs.upkeep import freshness, refresh_batch
-from runner.cli.cron import describe
 from runner.config import Settings
-from runner.enqueue import Enqueued
+from runner.cron.schedule import check_schedule
+from runner.cron.status import describe
 from runner.keys import Keys
-from runner.runs import Runs
-from runner.schedule import check_schedule
+from runner.runs.enqueue import Enqueued
+from runner.runs.transitions import Runs
 from runner.tasks import load_registry
 
 NS = {"s": "http://www.sitemaps.org/schemas/sitemap/0.9"}

@@ -11,7 +11,7 @@ from datetime import datetime
 from click.testing import Result
 from redis import Redis
 
-from runner.enqueue import Enqueued
+from runner.runs.enqueue import Enqueued
 from tests.conftest import ROOT
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from click.testing import Result
 
 from runner.config import Settings
-from runner.runs import Runs
+from runner.runs.transitions import Runs
 from tests.conftest import ROOT, wait_for, worker_env
 
 

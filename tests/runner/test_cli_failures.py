@@ -11,7 +11,7 @@ from click.testing import CliRunner, Result
 
 from runner.cli.commands import cli
 from runner.config import Settings
-from runner.enqueue import Enqueued
+from runner.runs.enqueue import Enqueued
 from tests.conftest import worker_env
 
 

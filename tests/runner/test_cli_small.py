@@ -15,11 +15,11 @@ from redis import Redis
 
 from runner.cli.commands import cli
 from runner.config import Settings
-from runner.enqueue import Enqueued
+from runner.connections.redis import EmbeddedRedis
 from runner.keys import Keys
-from runner.liveness import Liveness
-from runner.redis import EmbeddedRedis
-from runner.runs import Runs
+from runner.runs.enqueue import Enqueued
+from runner.runs.transitions import Runs
+from runner.worker.liveness import Liveness
 from tests.conftest import WorkerProcess, wait_for
 
 

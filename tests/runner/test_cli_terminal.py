@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from runner.config import Settings
-from runner.enqueue import Enqueued
+from runner.runs.enqueue import Enqueued
 from tests.conftest import ROOT, worker_env
 
 

@@ -19,13 +19,13 @@ from jobs.progress import imports
 from jobs.sources import resolve
 from jobs.store import engine_for, posts
 from runner.config import Settings
-from runner.enqueue import Enqueuer, Request
 from runner.keys import Keys
-from runner.liveness import Liveness
 from runner.logs import read_events
 from runner.record import RunRecord, RunState
-from runner.runs import Runs
+from runner.runs.enqueue import Enqueuer, Request
+from runner.runs.transitions import Runs
 from runner.tasks import load_registry
+from runner.worker.liveness import Liveness
 from scripts.gen_posts import generate_posts, write_feed
 from tests.conftest import WorkerProcess, horses_of, wait_for
 

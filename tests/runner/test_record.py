@@ -9,10 +9,10 @@ import pytest
 from redis import Redis
 
 from runner.config import Settings
-from runner.enqueue import Enqueued
 from runner.record import RunState
-from runner.rerun import rerun
-from runner.runs import Runs
+from runner.runs.enqueue import Enqueued
+from runner.runs.rerun import rerun
+from runner.runs.transitions import Runs
 
 
 def test_a_run_record_is_a_snapshot_that_cannot_be_changed_in_place(

@@ -15,12 +15,12 @@ from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
 
 from runner.config import Settings
-from runner.enqueue import Enqueued
 from runner.keys import Keys
 from runner.logs import read_events
-from runner.reaper import Reaper
-from runner.rerun import RerunAction, rerun
-from runner.runs import Runs
+from runner.runs.enqueue import Enqueued
+from runner.runs.rerun import RerunAction, rerun
+from runner.runs.transitions import Runs
+from runner.worker.reaper import Reaper
 
 
 def failed_registry(redis: Redis) -> FailedJobRegistry:

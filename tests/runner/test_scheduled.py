@@ -14,10 +14,10 @@ from redis import Redis
 
 from runner import Client, InvalidArguments, RunState
 from runner.config import Settings
-from runner.health import check_health
 from runner.keys import Keys
-from runner.reaper import Reaper
+from runner.monitoring.health import check_health
 from runner.tokens import job_id
+from runner.worker.reaper import Reaper
 from tests.conftest import WorkerProcess, wait_for
 
 KEYS = Keys()

@@ -5,8 +5,8 @@ from __future__ import annotations
 from redis import Redis
 
 from runner.config import Settings
-from runner.lua import registered
-from runner.run_scripts import RENEW_LEASE
+from runner.connections.lua import registered
+from runner.runs.scripts import RENEW_LEASE
 from scripts.bench_queue import median_ratio, rounds
 from scripts.bench_trips import (
     TripLog,

@@ -27,7 +27,7 @@ def strings(source: str) -> list[str]:
 
 def test_the_state_machines_scripts_get_mutants_of_every_kind() -> None:
     # Given the module of the run record's scripts
-    source = (RUNNER / "run_scripts.py").read_text()
+    source = (RUNNER / "runs" / "scripts.py").read_text()
     # When its mutants are made
     kinds = {m.id.split(":")[0] for m in lua_mutants.mutants(source)}
     # Then each of the three kinds is among them

@@ -15,7 +15,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from runner.config import Settings
-from runner.runs import Runs
+from runner.runs.transitions import Runs
 from tests.conftest import ROOT, wait_for, worker_env
 
 BIG = 5_000_000

@@ -15,11 +15,11 @@ from playwright.sync_api import expect
 from redis import Redis
 from rq.serializers import JSONSerializer
 
+from runner.attempt.execute import Executor
 from runner.config import Settings
-from runner.execute import Executor
-from runner.runs import Runs
+from runner.runs.transitions import Runs
 from runner.tasks import load_registry
-from runner.worker import Horse
+from runner.worker.horse import Horse
 from scripts.gen_posts import generate_posts
 from scripts.gen_posts import write_feed as write_posts
 from tests.conftest import site_settings, state_of, wait_for

@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from runner.runs import Runs
+from runner.runs.transitions import Runs
 from tests.conftest import state_of
 from tests.runner.web.conftest import BASE
 

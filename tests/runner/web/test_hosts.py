@@ -17,7 +17,7 @@ from redis import Redis
 from runner.cli import cli
 from runner.config import Settings
 from runner.errors import ConfigError
-from runner.runs import Runs
+from runner.runs.transitions import Runs
 from runner.web import create_app
 from runner.web.hosts import HostList, split_host
 from tests.conftest import ROOT, state_of, worker_env

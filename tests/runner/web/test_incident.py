@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from redis import Redis
 
 from runner.config import Settings
-from runner.enqueue import Enqueued
+from runner.runs.enqueue import Enqueued
 from runner.web.sessions import Sessions
 from tests.conftest import RedisServer
 

@@ -11,18 +11,18 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis
 
 from runner.config import Settings
-from runner.enqueue import Enqueued
-from runner.runs import Runs
+from runner.runs.enqueue import Enqueued
+from runner.runs.transitions import Runs
 from tests.conftest import WorkerProcess, state_of, wait_for
 
 
 def families(text: str) -> dict[str, Any]:
-    """Parsed by prometheus_client's own parser; the counter runner_runs_total and the gauge
-    runner_runs{state} are two families of one name, told apart by type."""
+    """Parsed by prometheus_client's own parser, each family once, one family per name (a
+    counter `x` is exposed as `x_total`: no other family may be named `x`)."""
     found: dict[str, Any] = {}
     for family in text_string_to_metric_families(text):
         key = family.name + ("_total" if family.type == "counter" else "")
-        assert key not in found, f"{key} twice"
+        assert key not in found and family.name not in found, f"{family.name} twice"
         found[key] = family
     return found
 
@@ -79,8 +79,9 @@ def test_metrics_parse_and_count_every_run_made_by_two_worker_processes(
     assert buckets == sorted(buckets), "cumulative buckets never fall"
     assert samples(found["runner_queue_wait_seconds"], "runner_queue_wait_seconds_count",
                    task="broken") == [5.0]  # fmt: skip
-    assert samples(found["runner_runs"], "runner_runs", state="succeeded") == [40.0]
-    assert samples(found["runner_runs"], "runner_runs", state="failed") == [5.0]
+    by_state = found["runner_runs_by_state"]
+    assert samples(by_state, "runner_runs_by_state", state="succeeded") == [40.0]
+    assert samples(by_state, "runner_runs_by_state", state="failed") == [5.0]
     assert samples(found["runner_workers"], "runner_workers") == [2.0]
     assert samples(found["runner_queue_length"], "runner_queue_length", queue="default") == [0.0]
     assert found["runner_build_info"].samples[0].value == 1.0

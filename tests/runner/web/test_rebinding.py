@@ -17,7 +17,7 @@ import uvicorn
 from redis import Redis
 
 from runner.config import Settings
-from runner.runs import Runs
+from runner.runs.transitions import Runs
 from runner.web import create_app
 from tests.conftest import state_of
 from tests.runner.web.conftest import CHROMIUM, CHROMIUM_FLAGS

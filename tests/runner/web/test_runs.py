@@ -12,10 +12,10 @@ from fastapi.testclient import TestClient
 from redis import Redis
 
 from runner.config import Settings
-from runner.enqueue import Enqueuer, Request
 from runner.keys import Keys
 from runner.logs import read_events
-from runner.runs import Runs
+from runner.runs.enqueue import Enqueuer, Request
+from runner.runs.transitions import Runs
 from runner.tasks import load_registry
 from tests.conftest import state_of
 from tests.runner.web.conftest import BASE
@@ -146,7 +146,7 @@ def test_cancelling_a_queued_run_from_the_console_ends_it_at_once_logged_as_web(
 def test_the_console_lists_a_scheduled_run_and_shows_when_it_is_due(
     client: TestClient, redis: Redis, settings: Settings
 ) -> None:
-    from runner.client import Client
+    from runner.client.sync import Client
 
     token = Client(redis, settings).enqueue("greet", {"name": "ada"}, after=3600).token
 

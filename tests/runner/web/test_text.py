@@ -12,7 +12,7 @@ from redis import Redis
 
 from runner.cli import cli
 from runner.config import Settings
-from runner.redis import redact
+from runner.connections.redis import redact
 from tests.conftest import wait_for, worker_env
 from tests.runner.web.conftest import console_process
 from tests.runner.web.test_command import page

@@ -1,0 +1,300 @@
+"""The Lua scripts that change a run record, each one atomic write (called by
+runner.runs.transitions).
+
+Each names its keys and arguments as locals first; the state strings are `RunState`'s values.
+"""
+
+from __future__ import annotations
+
+from runner.runs.figures import RECORD_FIGURES
+
+# Appends ARGV[first..#ARGV] (JSON events) to the stream `log`, capped at about `cap`.
+LOG_EVENTS = """
+local function log_events(log, cap, first)
+  for i = first, #ARGV do
+    local event = ARGV[i]
+    redis.call('XADD', log, 'MAXLEN', '~', cap, '*', 'e', event)
+  end
+end
+"""
+
+# Claim the token for an attempt and read the run and its finished steps, in one call; the
+# job id leaves its intermediate list here, so a delivery is always in that list or leased.
+# The attempt's `started` and queue wait are counted here (runner.runs.figures). A failed run's
+# own last job, requeued by RQ's tools (`rq requeue`), begins its next attempt: a rerun from
+# the checkpoint, status 'rerun'. Returns {status, run pairs, step pairs}; status 'ok',
+# 'rerun', or why the body must not run ('ok' again for the holder that claimed it already:
+# a retry after a reply lost to a failover). The holder is unique to one execution, not the
+# job id: a job delivered twice (its first claim lost in a failover) is two holders, fenced
+# apart.
+BEGIN_ATTEMPT = (
+    RECORD_FIGURES
+    + """
+local run = KEYS[1]           -- the run hash
+local lease = KEYS[2]         -- the token's lease (holds the attempt's holder)
+local running = KEYS[3]       -- set of tokens marked running
+local steps = KEYS[4]         -- the run's finished steps
+local delivery = KEYS[5]      -- the intermediate list the job id was dequeued into
+local queued_index = KEYS[6]  -- tokens of queued runs by when they were queued
+local running_index = KEYS[7] -- tokens of running runs by when they started
+local failed_index = KEYS[8]  -- tokens of failed runs by when they failed
+local log = KEYS[9]           -- the run's log stream
+local fig_total, fig_minute = KEYS[10], KEYS[11]  -- the figure hashes (runner.runs.figures)
+local fig_hour, fig_version = KEYS[12], KEYS[13]
+local attempt = ARGV[1]       -- the attempt this job is for
+local holder = ARGV[2]        -- the job id and a nonce of this execution, the lease's holder
+local lease_ms = ARGV[3]      -- the lease's TTL
+local now = ARGV[4]           -- epoch seconds
+local worker = ARGV[5]        -- the worker's name
+local token = ARGV[6]
+local version = ARGV[7]       -- the code version running the attempt
+local job_id = ARGV[8]        -- the RQ job id
+local ttl_minute, ttl_hour, ttl_version = ARGV[9], ARGV[10], ARGV[11]  -- the figures' TTLs
+local fig = {total = fig_total, minute = fig_minute, hour = fig_hour, version = fig_version,
+             ttl = {ttl_minute, ttl_hour, ttl_version}}
+
+redis.call('LREM', delivery, 1, job_id)
+if redis.call('EXISTS', run) == 0 then return {'missing', {}, {}} end
+local seen = redis.call('HMGET', run, 'state', 'attempt', 'job_id', 'task', 'queue',
+                        'queued_at', 'created_at')
+local status = 'ok'
+local claimed = false         -- this holder claimed it already: nothing to write again
+if seen[1] == 'failed' and seen[3] == job_id then status = 'rerun'
+elseif tonumber(seen[2]) ~= tonumber(attempt) then status = 'stale'
+elseif seen[1] == 'running' and redis.call('GET', lease) == holder then claimed = true
+elseif seen[1] ~= 'queued' then status = seen[1]
+end
+if not claimed and (status == 'ok' or status == 'rerun')
+   and not redis.call('SET', lease, holder, 'NX', 'PX', lease_ms) then status = 'leased' end
+if status == 'rerun' then
+  local next_attempt = tonumber(seen[2]) + 1
+  redis.call('HSET', run, 'attempt', next_attempt, 'attempt_base', seen[2],
+             'finished_at', '', 'retry_at', '')
+  for _, key in ipairs({run, steps, log}) do redis.call('PERSIST', key) end
+  redis.call('ZREM', failed_index, token)
+end
+if not claimed and (status == 'ok' or status == 'rerun') then
+  redis.call('HSET', run, 'state', 'running', 'started_at', now, 'updated_at', now,
+             'worker', worker, 'job_id', job_id, 'code_version', version)
+  redis.call('SADD', running, token)
+  redis.call('ZREM', queued_index, token)
+  redis.call('ZADD', running_index, now, token)
+  local observed = {}
+  if status == 'ok' then observed.wait = tonumber(now) - tonumber(seen[6] or seen[7] or now) end
+  record_figures(fig, seen[4], seen[5], version, {started = 1}, observed)
+end
+return {status, redis.call('HGETALL', run), redis.call('HGETALL', steps)}
+"""
+)
+
+# Is an operator asking the run to stop? Rides along with the writes an attempt makes anyway.
+CANCEL_ASKED = """
+local function cancel_asked(run)
+  local origin = redis.call('HGET', run, 'cancel_requested')
+  return origin and origin ~= ''
+end
+"""
+
+# Returns 0 when `holder` lost the lease, 2 when it holds it and the run is to be cancelled,
+# else 1.
+RENEW_LEASE = (
+    CANCEL_ASKED
+    + """
+local lease = KEYS[1]         -- the token's lease
+local run = KEYS[2]           -- the run hash (read for a cancel request)
+local holder = ARGV[1]        -- the attempt's holder (see BEGIN_ATTEMPT)
+local lease_ms = ARGV[2]      -- the new TTL
+if redis.call('GET', lease) ~= holder then return 0 end
+redis.call('PEXPIRE', lease, lease_ms)
+if cancel_asked(run) then return 2 end
+return 1
+"""
+)
+
+# Returns 1, 2 when the run is also to be cancelled, or 0 (nothing written) when `holder`
+# no longer holds the lease.
+FENCED_WRITE = (
+    LOG_EVENTS
+    + CANCEL_ASKED
+    + """
+local lease = KEYS[1]         -- the token's lease
+local run = KEYS[2]           -- the run hash
+local steps = KEYS[3]         -- the run's finished steps
+local log = KEYS[4]           -- the run's log stream
+local holder = ARGV[1]        -- the attempt's holder (see BEGIN_ATTEMPT)
+local cap = ARGV[2]           -- the log stream's cap
+local nrun = tonumber(ARGV[3])  -- then nrun run field/value pairs
+local run_from = 4
+local nstep = tonumber(ARGV[run_from + 2*nrun])  -- then nstep step name/result pairs
+local step_from = run_from + 2*nrun + 1
+local events_from = step_from + 2*nstep          -- then the log events, to the end
+
+if redis.call('GET', lease) ~= holder then return 0 end
+if nrun > 0 then redis.call('HSET', run, unpack(ARGV, run_from, step_from - 2)) end
+if nstep > 0 then redis.call('HSET', steps, unpack(ARGV, step_from, events_from - 1)) end
+log_events(log, cap, events_from)
+if cancel_asked(run) then return 2 end
+return 1
+"""
+)
+
+# Returns 1, or 0 (nothing written) when `holder` no longer holds the lease. The attempt's
+# outcome and duration are counted here (runner.runs.figures): no round trip of their own.
+RELEASE_ATTEMPT = (
+    LOG_EVENTS
+    + RECORD_FIGURES
+    + """
+local lease = KEYS[1]         -- the token's lease
+local run = KEYS[2]           -- the run hash
+local running = KEYS[3]       -- set of tokens marked running
+local delayed = KEYS[4]       -- retries by due time
+local steps = KEYS[5]         -- the run's finished steps
+local log = KEYS[6]           -- the run's log stream
+local running_index = KEYS[7] -- tokens of running runs by when they started
+local state_index = KEYS[8]   -- tokens of runs in the state written, by when they got there
+local fig_total, fig_minute = KEYS[9], KEYS[10]  -- the figure hashes (runner.runs.figures)
+local fig_hour, fig_version = KEYS[11], KEYS[12]
+local ttl_minute, ttl_hour, ttl_version = ARGV[7], ARGV[8], ARGV[9]  -- and their TTLs
+local holder = ARGV[1]        -- the attempt's holder (see BEGIN_ATTEMPT)
+local token = ARGV[2]
+local retention = ARGV[3]     -- seconds a finished run is kept
+local retry_at = ARGV[4]      -- due time of the retry; '' unless retrying
+local cap = ARGV[5]           -- the log stream's cap
+local now = tonumber(ARGV[6]) -- epoch seconds
+local nrun = tonumber(ARGV[10])  -- then nrun run field/value pairs (the state among them)
+local events_from = 11 + 2*nrun  -- then the log events, to the end
+local fig = {total = fig_total, minute = fig_minute, hour = fig_hour, version = fig_version,
+             ttl = {ttl_minute, ttl_hour, ttl_version}}
+
+if redis.call('GET', lease) ~= holder then return 0 end
+redis.call('DEL', lease)
+redis.call('SREM', running, token)
+redis.call('HSET', run, unpack(ARGV, 11, events_from - 1))
+log_events(log, cap, events_from)
+redis.call('ZREM', running_index, token)
+redis.call('ZADD', state_index, now, token)
+if retry_at ~= '' then
+  redis.call('ZADD', delayed, retry_at, token)
+else
+  for _, key in ipairs({run, steps, log}) do redis.call('EXPIRE', key, retention) end
+  redis.call('ZREMRANGEBYSCORE', state_index, '-inf', now - tonumber(retention))
+end
+local seen = redis.call('HMGET', run, 'state', 'task', 'queue', 'code_version', 'started_at',
+                        'cpu_seconds', 'busy_seconds')
+local outcome = seen[1]
+if outcome == 'retrying' then outcome = 'retried' end
+local started = tonumber(seen[5]) or now
+-- runner.attempt.effort
+local effort = {cpu = tonumber(seen[6] or ''), busy = tonumber(seen[7] or '')}
+record_figures(fig, seen[2], seen[3], seen[4] or '', {[outcome] = 1}, {dur = now - started},
+               effort)
+return 1
+"""
+)
+
+# Move an existing run to its next attempt, if it is still as the caller saw it (and, for a
+# handover, if `holder` still holds its lease). Returns 1, or 0 (nothing written) when the
+# run moved on meanwhile.
+ADVANCE_RUN = (
+    LOG_EVENTS
+    + """
+local run = KEYS[1]           -- the run hash
+local lease = KEYS[2]         -- the token's lease
+local running = KEYS[3]       -- set of tokens marked running
+local delayed = KEYS[4]       -- retries by due time
+local steps = KEYS[5]         -- the run's finished steps
+local job_index = KEYS[6]     -- job id -> token, for the new attempt's job id
+local job = KEYS[7]           -- the new attempt's RQ job hash
+local queue = KEYS[8]         -- the RQ queue it goes to
+local queues = KEYS[9]        -- RQ's set of queues
+local log = KEYS[10]          -- the run's log stream
+local from_index = KEYS[11]   -- tokens of runs in `seen_state`
+local to_index = KEYS[12]     -- tokens of runs in the state it moves to
+local token = ARGV[1]
+local seen_state = ARGV[2]    -- the state the caller saw
+local seen_attempt = ARGV[3]  -- the attempt the caller saw
+local lease_gone = ARGV[4]    -- '1': move only if no attempt holds the lease
+local wipe_steps = ARGV[5]    -- '1': forget the finished steps (rerun from scratch)
+local retention = ARGV[6]     -- seconds a finished run is kept
+local now = tonumber(ARGV[7]) -- epoch seconds
+local holder = ARGV[8]        -- '': no attempt involved; else the attempt handing the run
+                              -- over: it must hold the lease, which is dropped
+local cap = ARGV[9]           -- the log stream's cap
+local nrun = tonumber(ARGV[10])  -- then nrun run field/value pairs
+local run_from = 11
+local njob = tonumber(ARGV[run_from + 2*nrun])  -- then njob job field/value pairs (none: the
+local job_from = run_from + 2*nrun + 1          -- run ends here and starts expiring)
+local events_from = job_from + 2*njob           -- then log events, to the end
+
+local seen = redis.call('HMGET', run, 'state', 'attempt')
+if seen[1] ~= seen_state or seen[2] ~= seen_attempt then return 0 end
+if lease_gone == '1' and redis.call('EXISTS', lease) == 1 then return 0 end
+if holder ~= '' then
+  if redis.call('GET', lease) ~= holder then return 0 end
+  redis.call('DEL', lease)
+end
+redis.call('SREM', running, token)
+redis.call('ZREM', delayed, token)
+if wipe_steps == '1' then redis.call('DEL', steps) end
+redis.call('HSET', run, unpack(ARGV, run_from, job_from - 2))
+redis.call('ZREM', from_index, token)
+redis.call('ZADD', to_index, now, token)
+if njob > 0 then
+  redis.call('HSET', run, 'queued_at', now)
+  for _, key in ipairs({run, steps, log}) do redis.call('PERSIST', key) end
+  redis.call('HSET', job, unpack(ARGV, job_from, job_from + 2*njob - 1))
+  redis.call('RPUSH', queue, redis.call('HGET', run, 'job_id'))
+  redis.call('SADD', queues, queue)
+  redis.call('SET', job_index, token, 'EX', retention)
+else
+  for _, key in ipairs({run, steps, log}) do redis.call('EXPIRE', key, retention) end
+  redis.call('ZREMRANGEBYSCORE', to_index, '-inf', now - tonumber(retention))
+end
+log_events(log, cap, events_from)
+return 1
+"""
+)
+
+# An operator cancels a run, if it is still as they saw it: a queued or retrying run ends
+# `cancelled` here (its job leaves the queue; a copy already taken by a worker is refused by
+# BEGIN_ATTEMPT); a running one is asked to stop at its next checkpoint (`cancel_requested`),
+# which its attempt reads in the reply of its next write or lease renewal. Returns 1, or 0
+# (nothing written) when the run moved on meanwhile.
+CANCEL_RUN = (
+    LOG_EVENTS
+    + """
+local run = KEYS[1]           -- the run hash
+local running = KEYS[2]       -- set of tokens marked running
+local delayed = KEYS[3]       -- retries by due time
+local steps = KEYS[4]         -- the run's finished steps
+local log = KEYS[5]           -- the run's log stream
+local queue = KEYS[6]         -- the RQ queue its job waits in
+local job = KEYS[7]           -- its RQ job hash
+local from_index = KEYS[8]    -- tokens of runs in `seen_state`
+local to_index = KEYS[9]      -- tokens of cancelled runs
+local token = ARGV[1]
+local seen_state = ARGV[2]    -- the state the caller saw
+local seen_attempt = ARGV[3]  -- the attempt the caller saw
+local origin = ARGV[4]        -- who cancels: 'cli', 'web', ...
+local now = ARGV[5]           -- epoch seconds
+local retention = ARGV[6]     -- seconds a finished run is kept
+local cap = ARGV[7]           -- the log stream's cap
+local job_id = ARGV[8]        -- the job id of its current attempt
+-- then log events, to the end
+
+local seen = redis.call('HMGET', run, 'state', 'attempt')
+if seen[1] ~= seen_state or seen[2] ~= seen_attempt then return 0 end
+redis.call('HSET', run, 'cancel_requested', origin, 'updated_at', now)
+log_events(log, cap, 9)
+if seen_state == 'running' then return 1 end
+if redis.call('LREM', queue, 0, job_id) > 0 then redis.call('DEL', job) end
+redis.call('ZREM', delayed, token)
+redis.call('SREM', running, token)
+redis.call('HSET', run, 'state', 'cancelled', 'finished_at', now, 'retry_at', '')
+redis.call('ZREM', from_index, token)
+redis.call('ZADD', to_index, now, token)
+for _, key in ipairs({run, steps, log}) do redis.call('EXPIRE', key, retention) end
+redis.call('ZREMRANGEBYSCORE', to_index, '-inf', tonumber(now) - tonumber(retention))
+return 1
+"""
+)

@@ -1,0 +1,144 @@
+"""RQ's view of the runner's jobs, through RQ's own API: the horse writes RQ's records in two
+pipelines instead of seven round trips, and RQ must see the same jobs, registries and workers."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from redis import Redis
+from rq import Queue, Worker
+from rq.job import Job, JobStatus
+from rq.registry import FinishedJobRegistry, StartedJobRegistry
+from rq.serializers import JSONSerializer
+
+from runner.attempt.execute import Executor
+from runner.config import Settings
+from runner.delivery.dequeue import DeliveryQueue
+from runner.keys import Keys
+from runner.logs import read_events
+from runner.runs.enqueue import Enqueued
+from runner.runs.transitions import Runs
+from runner.tasks import load_registry
+from runner.worker.horse import Horse
+from tests.conftest import WorkerProcess, wait_for
+
+
+class PlainHorse(Horse):
+    """The horse with RQ's own bookkeeping (SimpleWorker's methods), for comparison."""
+
+    prepare_execution = Worker.prepare_execution
+    prepare_job_execution = Worker.prepare_job_execution
+    handle_execution_ended = Worker.handle_execution_ended
+    handle_job_success = Worker.handle_job_success
+
+
+def work_with(horse_class: type[Horse], redis: Redis, settings: Settings) -> None:
+    horse = horse_class(list(settings.queues), connection=redis, serializer=JSONSerializer,
+                        name="w.horse1")  # fmt: skip
+    Executor(redis, settings, load_registry(settings.tasks_module), worker=horse.name).install()
+    horse.work(burst=True, logging_level="WARNING")
+
+
+ID = re.compile(rb"[0-9a-f]{32}")
+
+
+def rq_records(redis: Redis) -> dict[str, Any]:
+    """RQ's keys and what is in them, with timestamps and random ids left out."""
+    found: dict[str, Any] = {}
+    for raw_key in sorted(redis.scan_iter("rq:*")):
+        key = ID.sub(b"<id>", raw_key).decode()
+        kind = redis.type(raw_key).decode()
+        if kind == "hash":
+            found[key] = sorted(f.decode() for f in redis.hkeys(raw_key))
+        elif kind == "zset":
+            found[key] = [ID.sub(b"<id>", m).decode() for m in redis.zrange(raw_key, 0, -1)]
+        else:
+            found[key] = kind
+    return found
+
+
+def test_batched_bookkeeping_leaves_rq_the_records_its_own_bookkeeping_does(
+    redis: Redis, settings: Settings, enqueue: Callable[..., Enqueued],
+) -> None:  # fmt: skip
+    seen = []
+    for horse_class in (PlainHorse, Horse):
+        redis.flushall()
+        enqueue("noop", token="t")
+        work_with(horse_class, redis, settings)
+        seen.append(rq_records(redis))
+
+    plain, batched = seen
+    assert batched == plain
+    assert len(batched["rq:finished:default"]) == 1  # the job, as RQ files a finished one
+
+
+def test_rq_sees_a_finished_job_finished_with_its_result(
+    redis: Redis, settings: Settings, enqueue: Callable[..., Enqueued],
+) -> None:  # fmt: skip
+    done = enqueue("noop", token="t")
+
+    work_with(Horse, redis, settings)
+
+    job = Job.fetch(done.job_id, connection=redis, serializer=JSONSerializer)
+    assert job.get_status() == JobStatus.FINISHED
+    result = job.latest_result()
+    assert result is not None and result.return_value == {"outcome": "succeeded", "detail": ""}
+    queue = Queue("default", connection=redis, serializer=JSONSerializer)
+    assert FinishedJobRegistry(queue=queue).get_job_ids() == [done.job_id]
+    assert StartedJobRegistry(queue=queue).get_job_ids() == []
+    assert queue.count == 0 and redis.llen(DeliveryQueue(
+        "default", connection=redis).intermediate_queue.key) == 0  # fmt: skip
+
+
+@pytest.mark.slow
+def test_rq_sees_a_running_job_started_on_a_busy_worker(
+    redis: Redis, settings: Settings, enqueue: Callable[..., Enqueued],
+    start_worker: Callable[..., WorkerProcess],
+) -> None:  # fmt: skip
+    running = enqueue("slow_steps", token="slow", steps=1, seconds=3.0)
+    start_worker("--name", "A")
+    wait_for(lambda: redis.llen("probe:exec:slow"), what="the job under way")
+
+    job = Job.fetch(running.job_id, connection=redis, serializer=JSONSerializer)
+    assert job.get_status() == JobStatus.STARTED
+    queue = Queue("default", connection=redis, serializer=JSONSerializer)
+    assert StartedJobRegistry(queue=queue).get_job_ids() == [running.job_id]
+    [worker] = Worker.all(connection=redis)
+    assert worker.name.startswith("A.horse") and worker.get_state() == "busy"
+    assert worker.get_current_job_id() == running.job_id
+
+
+def test_a_claim_sent_with_rqs_records_falls_back_when_redis_lost_its_script(
+    redis: Redis, runs: Runs, enqueue: Callable[..., Enqueued], work: Callable[[], None],
+) -> None:  # fmt: skip
+    enqueue("noop", token="first")
+    work()  # the horse's scripts are loaded now: its claims ride with RQ's started records
+    redis.script_flush()  # as after a restart of Redis without its script cache
+
+    enqueue("noop", token="second")
+    work()
+
+    record = runs.get("second")
+    assert record is not None and record.state == "succeeded" and record.attempt == 1
+    names = [e["event"] for _, e in read_events(redis, Keys(), "second")]
+    assert names.count("run.state") == 1 and "attempt.skipped" not in names
+
+
+def test_a_success_sent_with_rqs_records_after_the_lease_was_lost_writes_nothing(
+    redis: Redis, runs: Runs, enqueue: Callable[..., Enqueued], work: Callable[[], None],
+) -> None:  # fmt: skip
+    enqueue("noop", token="warm-up")
+    work()  # scripts loaded: the success below rides in RQ's success records
+    enqueue("outlived", token="late")
+
+    work()
+
+    record = runs.get("late")
+    assert record is not None and record.state == "running" and record.result is None
+    events = [e for _, e in read_events(redis, Keys(), "late")]
+    names = [e["event"] for e in events]
+    assert "attempt.abandoned" in names and "run.succeeded" not in names
+    assert "step.finished" in names  # its log events are kept, though its outcome is not

@@ -1,0 +1,90 @@
+"""Operator reruns: from the last checkpoint by default, from scratch on request."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from redis import Redis
+
+from runner.config import Settings
+from runner.runs.enqueue import Enqueued
+from runner.runs.rerun import rerun
+from runner.runs.transitions import Runs
+
+
+def items_executed(redis: Redis, token: str) -> list[str]:
+    return [e.decode().split(":")[0] for e in redis.lrange(f"probe:exec:{token}", 0, -1)]
+
+
+def failed_at_item_three(
+    enqueue: Callable[..., Enqueued], drain: Callable[..., None], redis: Redis
+) -> str:
+    token = enqueue("counting", items=5, seconds=0.0).token
+    redis.set(f"probe:fail:{token}", 3)
+    drain()
+    return token
+
+
+def test_a_failed_run_reruns_from_its_checkpoint(
+    enqueue: Callable[..., Enqueued],
+    drain: Callable[..., None],
+    redis: Redis,
+    runs: Runs,
+    settings: Settings,
+) -> None:
+    # Given a run that failed permanently at item 3, with items 0-2 checkpointed
+    token = failed_at_item_three(enqueue, drain, redis)
+    assert runs.get(token).state == "failed"  # type: ignore[union-attr]
+    redis.delete(f"probe:fail:{token}", f"probe:exec:{token}")
+    # When the operator reruns it
+    result = rerun(redis, settings, token)
+    drain()
+    # Then it resumed at item 3 and finished, as a new attempt with a fresh attempt budget
+    assert result.action == "requeued"
+    record = runs.get(token)
+    assert record is not None and record.state == "succeeded" and record.attempt == 2
+    assert items_executed(redis, token) == ["item3", "item4"]
+    assert record.result == {"done": 5, "resumed_from": 3}
+
+
+def test_from_scratch_forgets_steps_and_cursor(
+    enqueue: Callable[..., Enqueued],
+    drain: Callable[..., None],
+    redis: Redis,
+    runs: Runs,
+    settings: Settings,
+) -> None:
+    token = failed_at_item_three(enqueue, drain, redis)
+    redis.delete(f"probe:fail:{token}", f"probe:exec:{token}")
+    rerun(redis, settings, token, from_scratch=True)
+    drain()
+    record = runs.get(token)
+    assert record is not None and record.state == "succeeded" and record.generation == 1
+    assert items_executed(redis, token) == [f"item{i}" for i in range(5)]
+    assert record.result == {"done": 5, "resumed_from": 0}
+
+
+def test_dry_run_changes_nothing_and_other_states_are_skipped(
+    enqueue: Callable[..., Enqueued],
+    drain: Callable[..., None],
+    redis: Redis,
+    runs: Runs,
+    settings: Settings,
+) -> None:
+    token = failed_at_item_three(enqueue, drain, redis)
+    assert rerun(redis, settings, token, dry_run=True).action == "would requeue"
+    assert runs.get(token).state == "failed"  # type: ignore[union-attr]
+    fine = enqueue("counting", items=1, seconds=0.0).token
+    drain()
+    skipped = rerun(redis, settings, fine)
+    assert skipped.action == "skipped" and "succeeded" in skipped.reason
+    assert runs.get(fine).attempt == 1  # type: ignore[union-attr]
+
+
+def test_a_rerun_run_no_longer_expires_until_it_ends_again(
+    enqueue: Callable[..., Enqueued], drain: Callable[..., None], redis: Redis, settings: Settings
+) -> None:
+    token = failed_at_item_three(enqueue, drain, redis)
+    assert redis.ttl(f"runner:run:{token}") > 0
+    rerun(redis, settings, token)
+    assert redis.ttl(f"runner:run:{token}") == -1

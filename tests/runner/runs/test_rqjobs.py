@@ -1,0 +1,75 @@
+"""The RQ job of an attempt: the hash RQ would write itself, built from a shared template."""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Callable
+
+from redis import Redis
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+from runner.config import Settings
+from runner.runs.enqueue import Enqueued, Enqueuer
+from runner.runs.rqjobs import LEGACY_PERFORM, PERFORM
+from runner.runs.transitions import Runs
+
+TASK_ARGS = {"steps": 1, "seconds": 0.0}
+
+
+def test_an_attempts_job_is_the_hash_rq_itself_would_write(
+    settings: Settings, enqueue: Callable[..., Enqueued], runs: Runs, redis: Redis
+) -> None:
+    # Given a run enqueued (its job from a shared template) and moved on to attempt 2
+    first = enqueue("slow_steps", **TASK_ARGS)
+    enqueuer = Enqueuer(redis, settings)
+    assert runs.advance(
+        first.token, seen_state="queued", seen_attempt=1, run_fields={"attempt": 2},
+        queue="default", timeout=3600,
+    )  # fmt: skip
+    second = runs.get(first.token)
+    assert second is not None
+    for attempt, jid in [(1, first.job_id), (2, second.job_id)]:
+        # Then each job's hash is field for field what RQ's create_job + to_dict gives
+        stored = {k.decode(): v for k, v in redis.hgetall(f"rq:job:{jid}").items()}  # type: ignore[union-attr]
+        expected = enqueuer.jobs.rq_fields("default", first.token, attempt, 3600, jid)
+        stamps = ("created_at", "enqueued_at")
+        assert {k: v for k, v in stored.items() if k not in stamps} == {
+            k: v if isinstance(v, bytes) else str(v).encode()
+            for k, v in expected.items() if k not in stamps
+        }  # fmt: skip
+        # And RQ reads it back as a call of the runner's function for that attempt
+        job = Job.fetch(jid, connection=redis, serializer=JSONSerializer)
+        assert (job.func_name, job.kwargs) == (PERFORM, {"token": first.token, "attempt": attempt})
+        assert job.origin == "default" and job.get_status() == "queued"
+        assert job.enqueued_at is not None and job.created_at is not None
+
+
+def test_queued_jobs_name_a_function_that_stays_importable() -> None:
+    # Jobs already queued in a live Redis carry this exact string: a deploy must resolve it.
+    from rq.utils import import_attribute
+
+    from runner.attempt.execute import perform_attempt
+
+    assert PERFORM == "runner.attempt.execute.perform_attempt"
+    assert LEGACY_PERFORM == "runner.execute.perform_attempt"  # before the subsystem folders
+    assert import_attribute(PERFORM) is perform_attempt
+    assert import_attribute(LEGACY_PERFORM) is perform_attempt
+
+
+def test_a_job_queued_by_the_previous_release_runs(
+    enqueue: Callable[..., Enqueued], runs: Runs, redis: Redis, drain: Callable[..., None]
+) -> None:
+    # Given a run whose queued job names the function where the previous release had it
+    queued = enqueue("slow_steps", **TASK_ARGS)
+    job_tuple = (LEGACY_PERFORM, None, (), {"token": queued.token, "attempt": 1})
+    redis.hset(f"rq:job:{queued.job_id}", "data", zlib.compress(json.dumps(job_tuple).encode()))
+    assert Job.fetch(queued.job_id, connection=redis, serializer=JSONSerializer).func_name == (
+        LEGACY_PERFORM
+    )
+    # When a worker of this release works the queue
+    drain()
+    # Then the run succeeded, once
+    record = runs.get(queued.token)
+    assert record is not None and (record.state, record.attempt) == ("succeeded", 1)

@@ -1,0 +1,120 @@
+"""runner.runs.scripts: what each script keeps besides the run hash (the state indexes, the
+retry schedule, the figures' lifetimes), observed through runner.runs.transitions' calls of them."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from redis import Redis
+
+from runner.config import Settings
+from runner.keys import Keys
+from runner.record import RunState
+from runner.runs.enqueue import Enqueued
+from runner.runs.figures import MINUTE_TTL
+from runner.runs.index import RunIndex
+from runner.runs.transitions import Runs
+from runner.tokens import job_id
+
+
+def indexed(redis: Redis, state: RunState, token: str) -> bool:
+    return redis.zscore(Keys().by_state(state), token) is not None
+
+
+def test_a_claimed_run_moves_from_the_queued_index_to_the_running_one(
+    enqueue: Callable[..., Enqueued], runs: Runs, redis: Redis, settings: Settings
+) -> None:
+    # Given a queued run
+    token = enqueue("noop").token
+    # When an attempt claims it
+    status, _, _ = runs.begin(token, 1, holder=job_id(token, 1), worker="w", version="v")
+    # Then it is counted and indexed as running, no longer as queued
+    assert status == "ok"
+    assert indexed(redis, RunState.RUNNING, token) and not indexed(redis, RunState.QUEUED, token)
+    counts = RunIndex(redis, settings).counts()
+    assert counts[RunState.RUNNING] == 1 and counts[RunState.QUEUED] == 0
+
+
+def test_a_failed_runs_own_job_requeued_by_rq_leaves_the_failed_index(
+    enqueue: Callable[..., Enqueued], drain: Callable[..., None], runs: Runs, redis: Redis
+) -> None:
+    # Given a run that failed permanently
+    token = enqueue("broken").token
+    drain()
+    assert indexed(redis, RunState.FAILED, token)
+    # When its last job comes back (as `rq requeue` sends it) and an attempt claims it
+    holder = job_id(token, 1) + ":again"
+    status, record, _ = runs.begin(
+        token, 1, holder=holder, worker="w", version="v", job_id=job_id(token, 1)
+    )
+    # Then it reruns as running, and is in the failed index no more
+    assert status == "rerun" and record is not None and record.state == RunState.RUNNING
+    assert not indexed(redis, RunState.FAILED, token)
+    assert indexed(redis, RunState.RUNNING, token)
+
+
+def test_a_retrying_run_moved_on_leaves_the_retry_schedule(
+    enqueue: Callable[..., Enqueued], work: Callable[[], None], runs: Runs, redis: Redis
+) -> None:
+    # Given a run whose first attempt failed and waits for its retry
+    token = enqueue("flaky", failures=1).token
+    work()
+    record = runs.get(token)
+    assert record is not None and record.state == RunState.RETRYING
+    assert redis.zscore(Keys().delayed, token) is not None
+    # When it is moved on to its next attempt now (as a rerun does)
+    moved = runs.advance(
+        token, seen_state=RunState.RETRYING, seen_attempt=record.attempt,
+        run_fields={"attempt": record.attempt + 1}, queue=record.queue,
+    )  # fmt: skip
+    # Then it is queued, and no longer due for a retry as well
+    assert moved and runs.get(token).state == RunState.QUEUED  # type: ignore[union-attr]
+    assert redis.zscore(Keys().delayed, token) is None
+
+
+def test_a_run_that_ends_trims_what_its_state_index_holds_past_retention(
+    enqueue: Callable[..., Enqueued], runs: Runs, redis: Redis, settings: Settings
+) -> None:
+    # Given a failed run indexed longer ago than the retention, and a queued run
+    old = time.time() - settings.retention_seconds - 60
+    redis.zadd(Keys().by_state(RunState.FAILED), {"long-gone": old})
+    token = enqueue("noop").token
+    # When the queued run is moved to failed
+    moved = runs.advance(
+        token, seen_state=RunState.QUEUED, seen_attempt=1, run_fields={"state": "failed"}
+    )
+    # Then the index holds it, and the entry past retention is gone
+    assert moved and indexed(redis, RunState.FAILED, token)
+    assert not indexed(redis, RunState.FAILED, "long-gone")
+
+
+def test_an_attempts_figures_live_by_their_window(
+    enqueue: Callable[..., Enqueued], drain: Callable[..., None], runs: Runs, redis: Redis
+) -> None:
+    # Given a run that succeeded
+    token = enqueue("noop").token
+    drain()
+    assert runs.get(token).state == RunState.SUCCEEDED  # type: ignore[union-attr]
+    # When the figure hashes of its minutes and hours are read
+    minutes = list(redis.scan_iter(Keys().figures_window("m", 0).replace(":0", ":*")))
+    hours = list(redis.scan_iter(Keys().figures_window("h", 0).replace(":0", ":*")))
+    # Then each minute's expires within the minute TTL, and each hour's outlives it
+    assert minutes and hours
+    assert all(0 < redis.ttl(key) <= MINUTE_TTL for key in minutes)
+    assert all(redis.ttl(key) > MINUTE_TTL for key in hours)
+
+
+def test_a_cancelled_retrying_run_leaves_the_retry_schedule(
+    enqueue: Callable[..., Enqueued], work: Callable[[], None], runs: Runs, redis: Redis
+) -> None:
+    # Given a run whose first attempt failed and waits for its retry
+    token = enqueue("flaky", failures=1).token
+    work()
+    record = runs.get(token)
+    assert record is not None and record.state == RunState.RETRYING
+    # When an operator cancels it
+    assert runs.cancel(record, origin="cli")
+    # Then it is cancelled, and no longer due for a retry
+    assert runs.get(token).state == RunState.CANCELLED  # type: ignore[union-attr]
+    assert redis.zscore(Keys().delayed, token) is None

@@ -1,0 +1,111 @@
+"""runner.runs.transitions: reading run records (by token, job id or prefix; listings) and the
+reads the reaper relies on. The lease-fenced writes are tested through attempts in
+test_execute.py."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from runner.errors import UnknownRun
+from runner.record import RunState
+from runner.runs.enqueue import Enqueued
+from runner.runs.transitions import Runs
+from runner.tokens import job_id
+
+
+def test_a_run_is_found_by_its_token_its_job_id_or_a_unique_prefix(
+    enqueue: Callable[..., Enqueued], runs: Runs
+) -> None:
+    # Given two queued runs whose tokens share a prefix
+    first = enqueue("noop", token="import-alpha")
+    enqueue("noop", token="import-beta")
+    # When each is looked up by token, by RQ job id and by an unambiguous prefix
+    # Then each way names the same run
+    assert runs.resolve("import-alpha") == "import-alpha"
+    assert runs.resolve(first.job_id) == "import-alpha"
+    assert runs.resolve("import-a") == "import-alpha"
+
+
+def test_an_ambiguous_or_unknown_reference_is_refused_with_what_it_matched(
+    enqueue: Callable[..., Enqueued], runs: Runs
+) -> None:
+    # Given two runs whose tokens share a prefix
+    enqueue("noop", token="import-alpha")
+    enqueue("noop", token="import-beta")
+    # When the shared prefix, or a prefix of no run, is looked up
+    # Then each is refused, saying how many runs matched
+    with pytest.raises(UnknownRun, match=r"'import-' matches 2 runs \(import-alpha, import-beta"):
+        runs.resolve("import-")
+    with pytest.raises(UnknownRun, match="no run matches 'export'"):
+        runs.resolve("export")
+
+
+def test_a_listing_is_newest_first_and_filtered_by_state_task_and_creation_time(
+    enqueue: Callable[..., Enqueued], drain: Callable[..., None], runs: Runs
+) -> None:
+    # Given a run of `noop` that succeeded, then a queued run of `slow_steps` and one of `noop`
+    enqueue("noop", token="old-noop")
+    drain()
+    enqueue("slow_steps", token="new-steps", steps=1, seconds=0.0)
+    enqueue("noop", token="new-noop")
+    old = runs.get("old-noop")
+    new = runs.get("new-steps")
+    assert old is not None and old.state == "succeeded" and new is not None
+
+    # When they are listed with each filter
+    def tokens(**filters: object) -> list[str]:
+        return [r.token for r in runs.list(**filters)]  # type: ignore[arg-type]
+
+    # Then each filter keeps exactly its runs, the newest first
+    assert set(tokens()) == {"old-noop", "new-steps", "new-noop"}
+    assert tokens()[-1] == "old-noop"
+    assert tokens(state=RunState.SUCCEEDED) == ["old-noop"]
+    assert set(tokens(state=RunState.QUEUED)) == {"new-steps", "new-noop"}
+    assert set(tokens(task="noop")) == {"old-noop", "new-noop"}
+    assert tokens(task="slow_steps") == ["new-steps"]
+    assert set(tokens(since=new.created_at)) == {"new-steps", "new-noop"}
+    assert len(tokens(limit=2)) == 2 and "old-noop" not in tokens(limit=2)
+
+
+def test_a_long_listing_stops_at_its_limit(enqueue: Callable[..., Enqueued], runs: Runs) -> None:
+    # Given more runs than a limit past Python's small integers (a limit is an int, compared
+    # by value)
+    for n in range(301):
+        enqueue("noop", token=f"run-{n}")
+    # When they are listed with a limit of 300
+    listed = runs.list(limit=300)
+    # Then exactly 300 come back
+    assert len(listed) == 300
+
+
+def test_a_listing_reads_every_page_of_the_index(
+    enqueue: Callable[..., Enqueued], runs: Runs
+) -> None:
+    # Given exactly one page of runs and one more (the index is read 500 at a time)
+    for n in range(501):
+        enqueue("noop", token=f"run-{n}")
+    # When they are listed without a limit
+    listed = {r.token for r in runs.list()}
+    # Then every run comes back, once
+    assert listed == {f"run-{n}" for n in range(501)}
+
+
+def test_each_handover_is_counted_and_none_uses_an_attempt(
+    enqueue: Callable[..., Enqueued], runs: Runs
+) -> None:
+    # Given a run whose attempts 1 and 2 are each claimed and then handed over by a stopping
+    # worker
+    token = enqueue("counting", items=3).token
+    budget = runs.get(token).attempts_left  # type: ignore[union-attr]
+    for attempt in (1, 2):
+        holder = job_id(token, attempt)
+        _, record, _ = runs.begin(token, attempt, holder=holder, worker="w", version="v")
+        assert record is not None and record.state == RunState.RUNNING
+        assert runs.hand_over(record, holder=holder)
+    # When the run is read
+    after = runs.get(token)
+    # Then it is queued as attempt 3, with two handovers and its whole attempt budget left
+    assert after is not None and after.state == RunState.QUEUED and after.attempt == 3
+    assert after.handovers == 2 and after.attempts_left == budget
