@@ -6,7 +6,9 @@ finished job, a WATCH and a read of its dependents, the outcome (a third pipelin
 worker's idle state. The runner's jobs have no dependents (work is chained by tokens, not RQ
 dependencies), no repeats and no callbacks, so for them the started records go in one
 pipeline and the outcome and the idle state in another: RQ's queues, job hashes, registries,
-results and worker records end up exactly as RQ writes them, in two round trips.
+results and worker records end up exactly as RQ writes them, in two round trips. A succeeded
+runner job is treated as RQ treats `result_ttl=0` (runner.runs.rqjobs.RESULT_TTL): no Result
+stream, no finished registry entry, its job hash deleted.
 """
 
 from __future__ import annotations
@@ -92,15 +94,17 @@ class BatchedBookkeeping(SimpleWorker):
             self.increment_successful_job_count(pipeline=pipeline)
             self.increment_total_working_time(job.ended_at - job.started_at, pipeline)
             result_ttl = job.get_result_ttl(self.default_result_ttl)
-            if result_ttl != 0:
+            if result_ttl != 0:  # a job queued by a release that kept RQ's success records
                 job._handle_success(
                     result_ttl, pipeline=pipeline, worker_name=self.name,
                     execution_id=execution.id, execution_started_at=execution.created_at,
                     execution_ended_at=job.ended_at,
                 )  # fmt: skip
-            job.cleanup(result_ttl, pipeline=pipeline, remove_from_queue=False)
+                job.cleanup(result_ttl, pipeline=pipeline, remove_from_queue=False)
             job._status = JobStatus.FINISHED
             self.cleanup_execution(job, pipeline=pipeline, execution=execution)
+            if result_ttl == 0:  # what RQ's cleanup(0) leaves, in one command, not six
+                pipeline.delete(job.key, job.execution_registry.key)
             self.set_state(WorkerStatus.IDLE, pipeline=pipeline)  # execute_job's, sent here
             released = self.stage_release(pipeline)
             staged = [f for f in (released, self.stage_next(pipeline)) if f is not None]
