@@ -48,9 +48,9 @@ local version = ARGV[7]       -- the code version running the attempt
 local job_id = ARGV[8]        -- the RQ job id
 
 redis.call('LREM', delivery, 1, job_id)
-if redis.call('EXISTS', run) == 0 then return {'missing', {}, {}} end
 local seen = redis.call('HMGET', run, 'state', 'attempt', 'job_id', 'task', 'queue',
                         'queued_at', 'created_at')
+if not seen[1] then return {'missing', {}, {}} end
 local status = 'ok'
 local claimed = false         -- this holder claimed it already: nothing to write again
 if seen[1] == 'failed' and seen[3] == job_id then status = 'rerun'
@@ -165,9 +165,8 @@ redis.call('ZREM', running_index, token)
 redis.call('ZADD', state_index, now, token)
 if retry_at ~= '' then
   redis.call('ZADD', delayed, retry_at, token)
-else
+else  -- (the index's runs past the retention leave it in the reaper's sweep: off the job)
   for _, key in ipairs({run, steps, log}) do redis.call('EXPIRE', key, retention) end
-  redis.call('ZREMRANGEBYSCORE', state_index, '-inf', now - tonumber(retention))
 end
 local seen = redis.call('HMGET', run, 'state', 'task', 'queue', 'code_version', 'started_at',
                         'cpu_seconds', 'busy_seconds', 'waited')

@@ -23,7 +23,7 @@ from runner.connections.lua import registered
 from runner.delivery.dequeue import Limbo, delivery_key
 from runner.keys import Keys
 from runner.logs import into_run_log
-from runner.record import RunRecord, RunState, texts
+from runner.record import TERMINAL, RunRecord, RunState, texts
 from runner.runs.figures import Figures
 from runner.runs.rqjobs import AttemptJobs
 from runner.runs.transitions import Runs
@@ -65,9 +65,19 @@ class Reaper:
             moved = self.requeue_expired() + self.requeue_undelivered() + self.promote_due()
             moved += self.requeue_lost()
             self.figures.roll_up()  # closed minutes into hours, totals, versions: off any job
+            self.trim_indexes()
             return moved
         finally:
             self._unlock(keys=[self.keys.reaper_lock], args=[self.identity])
+
+    def trim_indexes(self) -> None:
+        """Finished runs past the retention leave the per-state indexes (their records expire
+        by themselves; the release that indexed them does not trim, to stay short)."""
+        horizon = time.time() - self.settings.retention_seconds
+        pipe = self.redis.pipeline(transaction=False)
+        for state in TERMINAL:
+            pipe.zremrangebyscore(self.keys.by_state(state), "-inf", horizon)
+        pipe.execute()
 
     def requeue_expired(self) -> int:
         """Runs marked running whose lease is gone: their attempt died; start the next one."""

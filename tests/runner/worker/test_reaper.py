@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from redis import Redis
@@ -69,3 +70,20 @@ def test_advancing_from_a_stale_view_does_nothing(
     assert _queued_ids(redis) == [job_id(token, 2)]
     record = runs.get(token)
     assert record is not None and (record.state, record.attempt) == ("queued", 2)
+
+
+def test_the_sweep_takes_runs_past_the_retention_out_of_the_state_indexes(
+    redis: Redis, settings: Settings, enqueue: Callable[..., Enqueued],
+    drain: Callable[..., None],
+) -> None:  # fmt: skip
+    # Given a run that just succeeded, and one indexed as succeeded past the retention
+    recent = enqueue("noop", token="recent").token
+    drain()
+    index = Keys(settings.prefix).by_state(RunState.SUCCEEDED)
+    old = time.time() - settings.retention_seconds - 60
+    redis.zadd(index, {"old": old})
+    # When the reaper sweeps
+    Reaper(redis, settings).sweep()
+    # Then the old one left the index, the recent one is there
+    assert redis.zscore(index, "old") is None
+    assert redis.zscore(index, recent) is not None
