@@ -13,6 +13,7 @@ stream, no finished registry entry, its job hash deleted.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -33,10 +34,18 @@ def lean(job: Job) -> bool:
     return job.func_name in PERFORMS and job.repeats_left is None
 
 
+COUNTERS_EVERY = 1.0  # seconds: the worker's job counters are written at most this often
+BEAT_AGAIN = 10.0  # seconds: the worker key's TTL is renewed per job at most this often
+
+
 class BatchedBookkeeping(SimpleWorker):
     """RQ's SimpleWorker, writing its records of a runner job in two pipelines."""
 
     _started: Pipeline | None = None  # the execution's records, sent with the job's
+    _jobs_uncounted = 0  # RQ's worker counters, added up since they were last written
+    _seconds_uncounted = 0.0
+    _counted_at = float("-inf")
+    _kept: tuple[int, float] = (0, float("-inf"))  # the worker key's last TTL, and when
 
     def prepare_execution(self, job: Job) -> Execution:
         if not lean(job):
@@ -49,7 +58,9 @@ class BatchedBookkeeping(SimpleWorker):
         self._state, self.last_heartbeat = WorkerStatus.BUSY, now()
         beat = utcformat(self.last_heartbeat)
         pipeline.hset(self.key, mapping={"state": WorkerStatus.BUSY.value, "last_heartbeat": beat})
-        pipeline.expire(self.key, ttl)
+        if self._kept[0] != ttl or time.monotonic() - self._kept[1] >= BEAT_AGAIN:
+            pipeline.expire(self.key, ttl)
+            self._kept = (ttl, time.monotonic())
         self._started = pipeline
         return execution
 
@@ -91,8 +102,7 @@ class BatchedBookkeeping(SimpleWorker):
             return
         assert job.started_at is not None and job.ended_at is not None
         with self.connection.pipeline(transaction=False) as pipeline:
-            self.increment_successful_job_count(pipeline=pipeline)
-            self.increment_total_working_time(job.ended_at - job.started_at, pipeline)
+            self._count_success((job.ended_at - job.started_at).total_seconds(), pipeline)
             result_ttl = job.get_result_ttl(self.default_result_ttl)
             if result_ttl != 0:  # a job queued by a release that kept RQ's success records
                 job._handle_success(
@@ -124,6 +134,22 @@ class BatchedBookkeeping(SimpleWorker):
                 raise reply
         for hand, reply in zip(staged, replies[len(own) :], strict=True):
             hand(reply)
+
+    def _count_success(self, seconds: float, pipeline: Pipeline) -> None:
+        """RQ's worker counters (successful_job_count, total_working_time), added up here and
+        written at most once a second, and when the worker stops (`write_counters`)."""
+        self._jobs_uncounted += 1
+        self._seconds_uncounted += seconds
+        if time.monotonic() - self._counted_at >= COUNTERS_EVERY:
+            self.write_counters(pipeline)
+
+    def write_counters(self, pipeline: Pipeline) -> None:
+        """Add the jobs counted since the last write to RQ's worker counters, in `pipeline`."""
+        if self._jobs_uncounted:
+            pipeline.hincrby(self.key, "successful_job_count", self._jobs_uncounted)
+            pipeline.hincrbyfloat(self.key, "total_working_time", self._seconds_uncounted)
+        self._jobs_uncounted, self._seconds_uncounted = 0, 0.0
+        self._counted_at = time.monotonic()
 
     def stage_release(self, pipeline: Pipeline) -> Callable[[Any], None] | None:
         """More of the job's end to send with RQ's success records (the runner's release of

@@ -181,6 +181,9 @@ class Horse(BatchedBookkeeping):
 
     def teardown(self) -> None:
         self._put_back_ahead()
+        with contextlib.suppress(*REDIS_DOWN), self.connection.pipeline(False) as pipeline:
+            self.write_counters(pipeline)  # the jobs of its last second
+            pipeline.execute()
         super().teardown()  # type: ignore[no-untyped-call]
 
     def handle_exception(self, job: Job, *exc_info: Any) -> None:

@@ -146,3 +146,20 @@ def test_a_success_sent_with_rqs_records_after_the_lease_was_lost_writes_nothing
     names = [e["event"] for e in events]
     assert "attempt.abandoned" in names and "run.succeeded" not in names
     assert "step.finished" in names  # its log events are kept, though its outcome is not
+
+
+def test_the_workers_job_counters_count_every_job_written_at_most_once_a_second(
+    redis: Redis, settings: Settings, enqueue: Callable[..., Enqueued],
+) -> None:  # fmt: skip
+    # Given 30 runs
+    for i in range(30):
+        enqueue("noop", token=f"c{i}")
+    redis.config_resetstat()
+    # When one horse drains them and stops
+    work_with(Horse, redis, settings)
+    # Then RQ's counters of that worker say 30 jobs, written in fewer writes than jobs
+    counted = redis.hmget("rq:worker:w.horse1", "successful_job_count", "total_working_time")
+    assert int(counted[0] or 0) == 30 and float(counted[1] or 0) > 0
+    floats = int(redis.info("commandstats").get("cmdstat_hincrbyfloat", {}).get("calls", 0))
+    writes = floats - 2 * 30  # each job's figures add its wait's and duration's sums
+    assert 1 <= writes < 30
