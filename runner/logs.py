@@ -201,8 +201,20 @@ def read_events(
 ) -> list[tuple[str, dict[str, Any]]]:
     """The run's events after stream id `after` (exclusive when given), oldest first."""
     start = "-" if after == "-" else f"({after}"
-    entries = cast(list[tuple[bytes, dict[bytes, bytes]]], redis.xrange(keys.log(token), min=start))
-    return [(eid.decode(), json.loads(fields[b"e"])) for eid, fields in entries]
+    return entry_events(redis.xrange(keys.log(token), min=start))
+
+
+def entry_events(entries: Any) -> list[tuple[str, dict[str, Any]]]:
+    """A log stream's entries (XRANGE's reply) as (stream id, event) pairs, in their order: an
+    entry holds one event (field `e`) or the several one script wrote (`es`, a JSON array),
+    which share its id."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    for eid, fields in cast(list[tuple[bytes, dict[bytes, bytes]]], entries):
+        if b"es" in fields:
+            out += [(eid.decode(), event) for event in json.loads(fields[b"es"])]
+        else:
+            out.append((eid.decode(), json.loads(fields[b"e"])))
+    return out
 
 
 def follow_events(

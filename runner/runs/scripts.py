@@ -8,12 +8,17 @@ from __future__ import annotations
 
 from runner.runs.figures import RECORD_FIGURES
 
-# Appends ARGV[first..#ARGV] (JSON events) to the stream `log`, capped at about `cap`.
+# Appends ARGV[first..#ARGV] (JSON events) to the stream `log` (capped at about `cap`
+# entries) as one entry: field `e` for one event, `es` (a JSON array) for several
+# (runner.logs.entry_events reads both).
 LOG_EVENTS = """
 local function log_events(log, cap, first)
-  for i = first, #ARGV do
-    local event = ARGV[i]
-    redis.call('XADD', log, 'MAXLEN', '~', cap, '*', 'e', event)
+  local count = #ARGV - first + 1
+  if count == 1 then
+    redis.call('XADD', log, 'MAXLEN', '~', cap, '*', 'e', unpack(ARGV, first, first))
+  elseif count > 1 then
+    local batch = '[' .. table.concat(ARGV, ',', first, #ARGV) .. ']'
+    redis.call('XADD', log, 'MAXLEN', '~', cap, '*', 'es', batch)
   end
 end
 """
@@ -76,7 +81,13 @@ if not claimed and (status == 'ok' or status == 'rerun') then
   redis.call('ZREM', queued_index, token)
   redis.call('ZADD', running_index, now, token)
 end
-return {status, redis.call('HGETALL', run), redis.call('HGETALL', steps)}
+-- a first attempt has no finished steps to resume from (only an attempt holding the lease
+-- writes them), so only a later attempt, a rerun or a retried claim reads them
+local finished = {}
+if claimed or status == 'rerun' or tonumber(attempt) > 1 then
+  finished = redis.call('HGETALL', steps)
+end
+return {status, redis.call('HGETALL', run), finished}
 """
 
 # Is an operator asking the run to stop? Rides along with the writes an attempt makes anyway.

@@ -7,12 +7,13 @@ import json
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
-from typing import Any, cast
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from runner.logs import entry_events
 from runner.printable import printable_data
 from runner.record import TERMINAL, RunRecord
 from runner.web.console import Console, ConsoleDep
@@ -116,11 +117,7 @@ def _read(
     pipe.xrange(console.keys.log(token), min=f"({after}", count=BATCH)
     raw, entries = pipe.execute()
     record = RunRecord.from_hash(raw) if raw else None
-    events = [
-        (eid.decode(), json.loads(fields[b"e"]))
-        for eid, fields in cast(list[tuple[bytes, dict[bytes, bytes]]], entries)
-    ]
-    return record, events
+    return record, entry_events(entries)
 
 
 def _message(kind: str, data: dict[str, Any], *, event_id: str | None = None) -> str:

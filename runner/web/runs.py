@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Any, cast
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from runner.errors import UnknownRun
+from runner.logs import entry_events
 from runner.printable import printable_data
 from runner.record import ACTIVE, RunState
 from runner.runs.attempts import attempts
@@ -77,11 +78,8 @@ def run_page(request: Request, console: ConsoleDep, token: str) -> Response:
 
 def newest_events(console: Console, token: str) -> list[tuple[str, dict[str, Any]]]:
     """The run's newest EVENTS_SHOWN events, oldest first."""
-    raw = cast(
-        list[tuple[bytes, dict[bytes, bytes]]],
-        console.redis.xrevrange(console.keys.log(token), count=EVENTS_SHOWN),
-    )
-    return [(eid.decode(), json.loads(fields[b"e"])) for eid, fields in reversed(raw)]
+    raw = console.redis.xrevrange(console.keys.log(token), count=EVENTS_SHOWN)
+    return entry_events(list(reversed(raw)))[-EVENTS_SHOWN:]  # type: ignore[arg-type]
 
 
 def _without_error(summary: dict[str, Any]) -> dict[str, Any]:
