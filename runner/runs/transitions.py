@@ -86,37 +86,6 @@ class Runs:
             raise UnknownRun(f"no run matches {ref!r}; `runner runs` lists them")
         raise UnknownRun(f"{ref!r} matches {len(matches)} runs ({', '.join(matches[:3])}, ...)")
 
-    def list(
-        self,
-        *,
-        state: RunState | None = None,
-        task: str | None = None,
-        since: float | None = None,
-        limit: int = 0,
-    ) -> list[RunRecord]:
-        """Runs newest first, filtered by state, task and creation time; at most `limit` (0: all).
-        Reads the index page by page, so a short listing of a long history stays cheap."""
-        found: list[RunRecord] = []
-        start, page = 0, 500
-        while True:
-            tokens = texts(
-                self.redis.zrevrangebyscore(
-                    self.keys.runs, "+inf", since or "-inf", start=start, num=page
-                )
-            )
-            pipe = self.redis.pipeline(transaction=False)
-            for token in tokens:
-                pipe.hgetall(self.keys.run(token))
-            for raw in pipe.execute():
-                run = RunRecord.from_hash(raw) if raw else None
-                if run and (not state or run.state == state) and (not task or run.task == task):
-                    found.append(run)
-                    if limit and len(found) >= limit:
-                        return found
-            if len(tokens) < page:
-                return found
-            start += page
-
     def leaseless(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """(tokens marked running, those of them whose lease is gone: their worker died)."""
         running = texts(self.redis.smembers(self.keys.running))
