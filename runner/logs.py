@@ -196,13 +196,28 @@ def configure(
     logging.getLogger("rq.worker").setLevel(logging.WARNING)  # the runner logs each job itself
 
 
-def read_events(
-    redis: Redis, keys: Keys, token: str, *, after: str = "-"
-) -> list[tuple[str, dict[str, Any]]]:
-    """The run's events after stream id `after` (exclusive when given), oldest first."""
-    start = "-" if after == "-" else f"({after}"
-    entries = cast(list[tuple[bytes, dict[bytes, bytes]]], redis.xrange(keys.log(token), min=start))
+Entry = tuple[str, dict[str, Any]]  # a run log's entry: (stream id, event)
+
+
+def decode_entries(reply: Any) -> list[Entry]:
+    """A run log's XRANGE or XREVRANGE reply (each entry's event is JSON under field 'e') as
+    (stream id, event) pairs, in the reply's order: the one decoder of the stream."""
+    entries = cast(list[tuple[bytes, dict[bytes, bytes]]], reply)
     return [(eid.decode(), json.loads(fields[b"e"])) for eid, fields in entries]
+
+
+def read_events(
+    redis: Redis, keys: Keys, token: str, *, after: str = "-", count: int | None = None
+) -> list[Entry]:
+    """The run's events after stream id `after` (exclusive when given), oldest first; at most
+    `count` of them (None: all)."""
+    start = "-" if after == "-" else f"({after}"
+    return decode_entries(redis.xrange(keys.log(token), min=start, count=count))
+
+
+def newest_events(redis: Redis, keys: Keys, token: str, *, count: int) -> list[Entry]:
+    """The run's newest `count` events, oldest first."""
+    return decode_entries(redis.xrevrange(keys.log(token), count=count))[::-1]
 
 
 def follow_events(

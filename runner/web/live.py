@@ -7,12 +7,13 @@ import json
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
-from typing import Any, cast
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from runner.logs import Entry, decode_entries
 from runner.printable import printable_data
 from runner.record import TERMINAL, RunRecord
 from runner.web.console import Console, ConsoleDep
@@ -107,20 +108,13 @@ async def _events(
             await asyncio.sleep(POLL_SECONDS)
 
 
-def _read(
-    console: Console, token: str, after: str
-) -> tuple[RunRecord | None, list[tuple[str, Any]]]:
+def _read(console: Console, token: str, after: str) -> tuple[RunRecord | None, list[Entry]]:
     """The run record and up to BATCH events after stream id `after`."""
     pipe = console.redis.pipeline(transaction=False)
     pipe.hgetall(console.keys.run(token))
     pipe.xrange(console.keys.log(token), min=f"({after}", count=BATCH)
     raw, entries = pipe.execute()
-    record = RunRecord.from_hash(raw) if raw else None
-    events = [
-        (eid.decode(), json.loads(fields[b"e"]))
-        for eid, fields in cast(list[tuple[bytes, dict[bytes, bytes]]], entries)
-    ]
-    return record, events
+    return (RunRecord.from_hash(raw) if raw else None), decode_entries(entries)
 
 
 def _message(kind: str, data: dict[str, Any], *, event_id: str | None = None) -> str:

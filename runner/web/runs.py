@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import json
-from typing import Any, cast
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from runner.errors import UnknownRun
+from runner.logs import newest_events
 from runner.printable import printable_data
 from runner.record import ACTIVE, RunState
 from runner.runs.attempts import attempts
 from runner.runs.summary import argument_text, error_text, took
-from runner.web.console import Console, ConsoleDep
+from runner.web.console import ConsoleDep
 from runner.web.listing import PAGE_SIZES, RANGES, STATES, RunFilter, runs_page
 from runner.web.pages import render
 from runner.web.params import whole_number
@@ -55,7 +56,7 @@ def run_page(request: Request, console: ConsoleDep, token: str) -> Response:
     level = request.query_params.get("level", "")
     level = level if level in LEVELS else ""
     attempt = whole_number(request.query_params.get("attempt"), "attempt")
-    events = newest_events(console, token)
+    events = newest_events(console.redis, console.keys, token, count=EVENTS_SHOWN)
     rows = [event_row(i, e) for i, e in events if shown(e, level=level, attempt=attempt)]
     context = {
         "run": record,
@@ -73,15 +74,6 @@ def run_page(request: Request, console: ConsoleDep, token: str) -> Response:
         "can_cancel": record.state in ACTIVE and not record.cancel_requested,
     }
     return render(request, "run.html", context)
-
-
-def newest_events(console: Console, token: str) -> list[tuple[str, dict[str, Any]]]:
-    """The run's newest EVENTS_SHOWN events, oldest first."""
-    raw = cast(
-        list[tuple[bytes, dict[bytes, bytes]]],
-        console.redis.xrevrange(console.keys.log(token), count=EVENTS_SHOWN),
-    )
-    return [(eid.decode(), json.loads(fields[b"e"])) for eid, fields in reversed(raw)]
 
 
 def _without_error(summary: dict[str, Any]) -> dict[str, Any]:

@@ -46,3 +46,23 @@ def test_a_password_in_a_logged_url_reaches_neither_stdout_nor_the_run_stream(
         assert event["event"] == "connected"
         assert "db.example:6379" in event["url"] and "s3cret" not in event["url"]
     assert "s3cret" not in line
+
+
+def test_the_stream_reads_oldest_first_from_a_point_and_newest_last(
+    redis: Redis, settings: Settings
+) -> None:
+    # Given a run log of five events, written as the scripts and RunStream write them
+    keys = Keys(settings.prefix)
+    stream = logs.RunStream(redis, keys.log("t-2"), maxlen=100)
+    for n in range(5):
+        stream.append({"event": f"e{n}", "level": "info", "n": n})
+    # When it is read whole, after its second entry, in pages, and its newest three
+    whole = logs.read_events(redis, keys, "t-2")
+    after_second = logs.read_events(redis, keys, "t-2", after=whole[1][0])
+    first_two = logs.read_events(redis, keys, "t-2", count=2)
+    newest = logs.newest_events(redis, keys, "t-2", count=3)
+    # Then each is decoded to (stream id, event), oldest first
+    assert [e["n"] for _, e in whole] == [0, 1, 2, 3, 4]
+    assert [e["n"] for _, e in after_second] == [2, 3, 4]
+    assert first_two == whole[:2]
+    assert newest == whole[2:]
