@@ -159,6 +159,11 @@ class TaskRegistry:
             known = ", ".join(sorted(self._tasks))
             raise UnknownTask(f"unknown task {name!r}; known tasks: {known}") from None
 
+    @property
+    def queues(self) -> frozenset[str]:
+        """The queues the tasks are declared on."""
+        return frozenset(t.queue for t in self._tasks.values())
+
     def __iter__(self) -> Iterator[Task]:
         return iter(sorted(self._tasks.values(), key=lambda t: t.name))
 

@@ -13,6 +13,7 @@ from runner.logs import newest_events
 from runner.printable import printable_data
 from runner.record import ACTIVE, RunState
 from runner.runs.attempts import attempts
+from runner.runs.rqjobs import known_queues
 from runner.runs.summary import argument_text, error_text, took
 from runner.web.console import ConsoleDep
 from runner.web.listing import PAGE_SIZES, RANGES, STATES, RunFilter, runs_page
@@ -34,7 +35,7 @@ def runs_list(request: Request, console: ConsoleDep) -> Response:
         "ranges": RANGES,
         "page_sizes": PAGE_SIZES,
         "tasks": [t.name for t in console.registry],
-        "queues": sorted({t.queue for t in console.registry} | set(console.settings.queues)),
+        "queues": known_queues(console.redis, console.settings, tasks=console.registry),
         # the columns `runner runs` has: an import's source, the error's first line, duration
         "argument": {r.token: argument_text(r) for r in page.runs},
         "error": {r.token: error_text(r) for r in page.runs},
