@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import psutil
 import pytest
@@ -132,6 +133,10 @@ def test_a_schedule_with_a_task_twice_or_an_unknown_task_is_refused() -> None:
         check_schedule(twice, registry)
     with pytest.raises(UnknownTask, match="no_such_task"):
         check_schedule([CronEntry("x", "* * * * *", task="no_such_task")], registry)
+    # A line that only looks like an entry (a name and a task) is refused, naming the type
+    look_alike = SimpleNamespace(name="x", task="hourly_chime")
+    with pytest.raises(ConfigError, match=r"use runner\.cron\.schedule\.CronEntry"):
+        check_schedule([look_alike], registry)
 
 
 # -- tick ----------------------------------------------------------------------------------
