@@ -97,6 +97,12 @@ class Keys:
         (epoch seconds), `task|queue|version|figure` -> count."""
         return f"{self.prefix}fig:{shape}:{start}"
 
+    @property
+    def figures_rolled(self) -> str:
+        """String: the start (epoch seconds) of the last minute rolled up into the hour
+        windows, the totals and the versions' hashes (runner.runs.figures)."""
+        return f"{self.prefix}fig:rolled"
+
     def figures_version(self, version: str) -> str:
         """Hash with a TTL: figures of one code version, `task|queue|figure` -> count."""
         return f"{self.prefix}fig:v:{version}"

@@ -6,7 +6,9 @@ finished job, a WATCH and a read of its dependents, the outcome (a third pipelin
 worker's idle state. The runner's jobs have no dependents (work is chained by tokens, not RQ
 dependencies), no repeats and no callbacks, so for them the started records go in one
 pipeline and the outcome and the idle state in another: RQ's queues, job hashes, registries,
-results and worker records end up exactly as RQ writes them, in two round trips.
+results and worker records end up exactly as RQ writes them, in two round trips. A succeeded
+runner job is treated as RQ treats `result_ttl=0` (runner.runs.rqjobs.RESULT_TTL): no Result
+stream, no finished registry entry, its job hash deleted.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.queue import Queue
 from rq.registry import StartedJobRegistry
-from rq.utils import now
+from rq.utils import now, utcformat
 from rq.worker import WorkerStatus
 
 from runner.runs.rqjobs import PERFORMS
@@ -39,12 +41,15 @@ class BatchedBookkeeping(SimpleWorker):
     def prepare_execution(self, job: Job) -> Execution:
         if not lean(job):
             return super().prepare_execution(job)
-        pipeline = self.connection.pipeline()
-        execution = Execution.create(
-            job, self.get_heartbeat_ttl(job), pipeline=pipeline, worker_name=self.name
-        )
+        pipeline = self.connection.pipeline(transaction=False)  # records, not a decision
+        ttl = self.get_heartbeat_ttl(job)
+        execution = Execution.create(job, ttl, pipeline=pipeline, worker_name=self.name)
         self.executions[execution.id] = execution
-        self.set_state(WorkerStatus.BUSY, pipeline=pipeline)
+        # the worker's state and heartbeat in one write (RQ: set_state, then heartbeat)
+        self._state, self.last_heartbeat = WorkerStatus.BUSY, now()
+        beat = utcformat(self.last_heartbeat)
+        pipeline.hset(self.key, mapping={"state": WorkerStatus.BUSY.value, "last_heartbeat": beat})
+        pipeline.expire(self.key, ttl)
         self._started = pipeline
         return execution
 
@@ -56,10 +61,7 @@ class BatchedBookkeeping(SimpleWorker):
         if pipeline is None:
             super().prepare_job_execution(job, remove_from_intermediate_queue=False)
             return
-        ttl = self.get_heartbeat_ttl(job)
-        self.heartbeat(ttl, pipeline=pipeline)
-        job.heartbeat(now(), ttl, pipeline=pipeline)
-        job.prepare_for_execution(self.name, pipeline=pipeline)
+        job.prepare_for_execution(self.name, pipeline=pipeline)  # its heartbeat among them
         pipeline.persist(job.key)
         claimed = self.stage_claim(job, pipeline)
         replies = pipeline.execute(raise_on_error=False)
@@ -88,19 +90,25 @@ class BatchedBookkeeping(SimpleWorker):
             super().handle_job_success(job, queue, started_job_registry, execution)
             return
         assert job.started_at is not None and job.ended_at is not None
-        with self.connection.pipeline() as pipeline:
+        with self.connection.pipeline(transaction=False) as pipeline:
             self.increment_successful_job_count(pipeline=pipeline)
             self.increment_total_working_time(job.ended_at - job.started_at, pipeline)
             result_ttl = job.get_result_ttl(self.default_result_ttl)
-            if result_ttl != 0:
+            if result_ttl != 0:  # a job queued by a release that kept RQ's success records
                 job._handle_success(
                     result_ttl, pipeline=pipeline, worker_name=self.name,
                     execution_id=execution.id, execution_started_at=execution.created_at,
                     execution_ended_at=job.ended_at,
                 )  # fmt: skip
-            job.cleanup(result_ttl, pipeline=pipeline, remove_from_queue=False)
+                job.cleanup(result_ttl, pipeline=pipeline, remove_from_queue=False)
             job._status = JobStatus.FINISHED
-            self.cleanup_execution(job, pipeline=pipeline, execution=execution)
+            if result_ttl == 0:  # what RQ's cleanup(0) and cleanup_execution leave, in 3 commands
+                pipeline.delete(execution.key, job.key, job.execution_registry.key)
+                job.started_job_registry.remove_execution(execution=execution, pipeline=pipeline)
+                pipeline.srem(execution.worker_executions_key, execution.composite_key)
+                self.executions.pop(execution.id, None)
+            else:
+                self.cleanup_execution(job, pipeline=pipeline, execution=execution)
             self.set_state(WorkerStatus.IDLE, pipeline=pipeline)  # execute_job's, sent here
             released = self.stage_release(pipeline)
             staged = [f for f in (released, self.stage_next(pipeline)) if f is not None]

@@ -32,7 +32,10 @@ from runner.tasks import TaskRegistry
 PERFORM = "runner.attempt.execute.perform_attempt"
 LEGACY_PERFORM = "runner.execute.perform_attempt"
 PERFORMS = frozenset({PERFORM, LEGACY_PERFORM})
-RESULT_TTL = 300  # the run record keeps the result; RQ needs it only briefly
+# A succeeded job leaves no RQ records (no Result stream, no finished registry entry, no job
+# hash), as RQ does with result_ttl=0: the run record keeps the result. A failed job stays in
+# RQ's failed registry (`rq requeue` reruns it).
+RESULT_TTL = 0
 
 
 def payload(token: str, attempt: int) -> bytes:

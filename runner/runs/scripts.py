@@ -46,7 +46,8 @@ end
 
 # Claim the token for an attempt and read the run and its finished steps, in one call; the
 # job id leaves its intermediate list here, so a delivery is always in that list or leased.
-# The attempt's `started` and queue wait are counted here (runner.runs.figures). A failed run's
+# The attempt's queue wait is kept on the run (`waited`, counted with the outcome at its
+# release: runner.runs.figures), '' for a rerun. A failed run's
 # own last job, requeued by RQ's tools (`rq requeue`), begins its next attempt: a rerun from
 # the checkpoint (RERUN_RULE), status 'rerun' (RQ's failed registry holds failed runs' jobs
 # only). Returns {status, run pairs, step pairs}; status 'ok', 'rerun', or why the body must
@@ -54,8 +55,7 @@ end
 # failover). The holder is unique to one execution, not the job id: a job delivered twice
 # (its first claim lost in a failover) is two holders, fenced apart.
 BEGIN_ATTEMPT = (
-    RECORD_FIGURES
-    + RERUN_RULE
+    RERUN_RULE
     + """
 local run = KEYS[1]           -- the run hash
 local lease = KEYS[2]         -- the token's lease (holds the attempt's holder)
@@ -66,8 +66,6 @@ local queued_index = KEYS[6]  -- tokens of queued runs by when they were queued
 local running_index = KEYS[7] -- tokens of running runs by when they started
 local failed_index = KEYS[8]  -- tokens of failed runs by when they failed
 local log = KEYS[9]           -- the run's log stream
-local fig_total, fig_minute = KEYS[10], KEYS[11]  -- the figure hashes (runner.runs.figures)
-local fig_hour, fig_version = KEYS[12], KEYS[13]
 local attempt = ARGV[1]       -- the attempt this job is for
 local holder = ARGV[2]        -- the job id and a nonce of this execution, the lease's holder
 local lease_ms = ARGV[3]      -- the lease's TTL
@@ -76,9 +74,6 @@ local worker = ARGV[5]        -- the worker's name
 local token = ARGV[6]
 local version = ARGV[7]       -- the code version running the attempt
 local job_id = ARGV[8]        -- the RQ job id
-local ttl_minute, ttl_hour, ttl_version = ARGV[9], ARGV[10], ARGV[11]  -- the figures' TTLs
-local fig = {total = fig_total, minute = fig_minute, hour = fig_hour, version = fig_version,
-             ttl = {ttl_minute, ttl_hour, ttl_version}}
 
 redis.call('LREM', delivery, 1, job_id)
 if redis.call('EXISTS', run) == 0 then return {'missing', {}, {}} end
@@ -96,14 +91,13 @@ if not claimed and (status == 'ok' or status == 'rerun')
    and not redis.call('SET', lease, holder, 'NX', 'PX', lease_ms) then status = 'leased' end
 if status == 'rerun' then rerun(run, steps, log, failed_index, token, seen[2], false) end
 if not claimed and (status == 'ok' or status == 'rerun') then
+  local waited = ''
+  if status == 'ok' then waited = tonumber(now) - tonumber(seen[6] or seen[7] or now) end
   redis.call('HSET', run, 'state', 'running', 'started_at', now, 'updated_at', now,
-             'worker', worker, 'job_id', job_id, 'code_version', version)
+             'worker', worker, 'job_id', job_id, 'code_version', version, 'waited', waited)
   redis.call('SADD', running, token)
   redis.call('ZREM', queued_index, token)
   redis.call('ZADD', running_index, now, token)
-  local observed = {}
-  if status == 'ok' then observed.wait = tonumber(now) - tonumber(seen[6] or seen[7] or now) end
-  record_figures(fig, seen[4], seen[5], version, {started = 1}, observed)
 end
 return {status, redis.call('HGETALL', run), redis.call('HGETALL', steps)}
 """
@@ -160,8 +154,8 @@ return 1
 """
 )
 
-# Returns 1, or 0 (nothing written) when `holder` no longer holds the lease. The attempt's
-# outcome and duration are counted here (runner.runs.figures): no round trip of their own.
+# Returns 1, or 0 (nothing written) when `holder` no longer holds the lease. The attempt is
+# counted here, once (runner.runs.figures): no round trip of its own.
 RELEASE_ATTEMPT = (
     LOG_EVENTS
     + RECORD_FIGURES
@@ -174,24 +168,22 @@ local steps = KEYS[5]         -- the run's finished steps
 local log = KEYS[6]           -- the run's log stream
 local running_index = KEYS[7] -- tokens of running runs by when they started
 local state_index = KEYS[8]   -- tokens of runs in the state written, by when they got there
-local fig_total, fig_minute = KEYS[9], KEYS[10]  -- the figure hashes (runner.runs.figures)
-local fig_hour, fig_version = KEYS[11], KEYS[12]
-local ttl_minute, ttl_hour, ttl_version = ARGV[7], ARGV[8], ARGV[9]  -- and their TTLs
+local fig_minute = KEYS[9]    -- the minute's figures (runner.runs.figures)
+local ttl_minute = ARGV[7]    -- and their TTL
 local holder = ARGV[1]        -- the attempt's holder (see BEGIN_ATTEMPT)
 local token = ARGV[2]
 local retention = ARGV[3]     -- seconds a finished run is kept
 local retry_at = ARGV[4]      -- due time of the retry; '' unless retrying
 local cap = ARGV[5]           -- the log stream's cap
 local now = tonumber(ARGV[6]) -- epoch seconds
-local nrun = tonumber(ARGV[10])  -- then nrun run field/value pairs (the state among them)
-local events_from = 11 + 2*nrun  -- then the log events, to the end
-local fig = {total = fig_total, minute = fig_minute, hour = fig_hour, version = fig_version,
-             ttl = {ttl_minute, ttl_hour, ttl_version}}
+local nrun = tonumber(ARGV[8])  -- then nrun run field/value pairs (the state among them)
+local events_from = 9 + 2*nrun  -- then the log events, to the end
+local fig = {minute = fig_minute, ttl = ttl_minute}
 
 if redis.call('GET', lease) ~= holder then return 0 end
 redis.call('DEL', lease)
 redis.call('SREM', running, token)
-redis.call('HSET', run, unpack(ARGV, 11, events_from - 1))
+redis.call('HSET', run, unpack(ARGV, 9, events_from - 1))
 log_events(log, cap, events_from)
 redis.call('ZREM', running_index, token)
 redis.call('ZADD', state_index, now, token)
@@ -202,13 +194,14 @@ else
   redis.call('ZREMRANGEBYSCORE', state_index, '-inf', now - tonumber(retention))
 end
 local seen = redis.call('HMGET', run, 'state', 'task', 'queue', 'code_version', 'started_at',
-                        'cpu_seconds', 'busy_seconds')
+                        'cpu_seconds', 'busy_seconds', 'waited')
 local outcome = seen[1]
 if outcome == 'retrying' then outcome = 'retried' end
 local started = tonumber(seen[5]) or now
+local observed = {dur = now - started, wait = tonumber(seen[8] or '')}
 -- runner.attempt.effort
 local effort = {cpu = tonumber(seen[6] or ''), busy = tonumber(seen[7] or '')}
-record_figures(fig, seen[2], seen[3], seen[4] or '', {[outcome] = 1}, {dur = now - started},
+record_figures(fig, seen[2], seen[3], seen[4] or '', {started = 1, [outcome] = 1}, observed,
                effort)
 return 1
 """

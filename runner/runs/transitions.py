@@ -138,9 +138,8 @@ class Runs:
         keys += [self.keys.steps(token), delivery or self.keys.no_delivery]
         keys += [self._index(RunState.QUEUED), self._index(RunState.RUNNING)]
         keys += [self._index(RunState.FAILED), self.keys.log(token)]
-        keys += figure_keys(self.keys, version, now)
         args: list[Any] = [attempt, holder, self.lease_ms, now, worker, token, version]
-        args += [job_id or holder, *FIGURE_TTLS]
+        args += [job_id or holder]
         return keys, args
 
     @staticmethod
@@ -223,7 +222,7 @@ class Runs:
             self.keys.lease(token), self.keys.run(token), self.keys.running,
             self.keys.delayed, self.keys.steps(token), self.keys.log(token),
             self._index(RunState.RUNNING), self._index(RunState(fields["state"])),
-            *figure_keys(self.keys, version, now),
+            *figure_keys(self.keys, now),
         ]  # fmt: skip
         flat = encode({**fields, "updated_at": now})
         retry = "" if retry_at is None else retry_at

@@ -24,6 +24,7 @@ from runner.delivery.dequeue import Limbo, delivery_key
 from runner.keys import Keys
 from runner.logs import into_run_log
 from runner.record import RunRecord, RunState, texts
+from runner.runs.figures import Figures
 from runner.runs.rqjobs import AttemptJobs
 from runner.runs.transitions import Runs
 from runner.worker.liveness import Liveness
@@ -49,6 +50,7 @@ class Reaper:
         self.runs = Runs(redis, settings)
         self.limbo = Limbo(redis, settings)
         self.liveness = Liveness(redis, settings)
+        self.figures = Figures(redis, settings)
         self.jobs = AttemptJobs(redis, failure_ttl=settings.retention_seconds)
         self.identity = uuid.uuid4().hex
         self._unlock = registered(redis, _UNLOCK_REAPER)
@@ -61,7 +63,9 @@ class Reaper:
         try:
             self.liveness.bury_dead()
             moved = self.requeue_expired() + self.requeue_undelivered() + self.promote_due()
-            return moved + self.requeue_lost()
+            moved += self.requeue_lost()
+            self.figures.roll_up()  # closed minutes into hours, totals, versions: off any job
+            return moved
         finally:
             self._unlock(keys=[self.keys.reaper_lock], args=[self.identity])
 

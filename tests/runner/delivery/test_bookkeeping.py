@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from redis import Redis
 from rq import Queue, Worker
+from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.registry import FinishedJobRegistry, StartedJobRegistry
 from rq.serializers import JSONSerializer
@@ -72,25 +73,28 @@ def test_batched_bookkeeping_leaves_rq_the_records_its_own_bookkeeping_does(
 
     plain, batched = seen
     assert batched == plain
-    assert len(batched["rq:finished:default"]) == 1  # the job, as RQ files a finished one
+    # a succeeded job leaves nothing of its own, as RQ does with result_ttl=0
+    assert not [k for k in batched if "finished" in k or k.startswith(("rq:job:", "rq:results:"))]
 
 
-def test_rq_sees_a_finished_job_finished_with_its_result(
-    redis: Redis, settings: Settings, enqueue: Callable[..., Enqueued],
+def test_a_succeeded_job_leaves_rq_no_records_and_its_run_the_result(
+    redis: Redis, settings: Settings, enqueue: Callable[..., Enqueued], runs: Runs,
 ) -> None:  # fmt: skip
     done = enqueue("noop", token="t")
 
     work_with(Horse, redis, settings)
 
-    job = Job.fetch(done.job_id, connection=redis, serializer=JSONSerializer)
-    assert job.get_status() == JobStatus.FINISHED
-    result = job.latest_result()
-    assert result is not None and result.return_value == {"outcome": "succeeded", "detail": ""}
+    # RQ treats it as a job with result_ttl=0: no job hash, result or finished registry entry
+    with pytest.raises(NoSuchJobError):
+        Job.fetch(done.job_id, connection=redis, serializer=JSONSerializer)
     queue = Queue("default", connection=redis, serializer=JSONSerializer)
-    assert FinishedJobRegistry(queue=queue).get_job_ids() == [done.job_id]
+    assert FinishedJobRegistry(queue=queue).get_job_ids() == []
     assert StartedJobRegistry(queue=queue).get_job_ids() == []
     assert queue.count == 0 and redis.llen(DeliveryQueue(
         "default", connection=redis).intermediate_queue.key) == 0  # fmt: skip
+    # and the run record keeps how it went
+    record = runs.get(done.token)
+    assert record is not None and record.state == "succeeded" and record.finished_at
 
 
 @pytest.mark.slow

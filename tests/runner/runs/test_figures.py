@@ -13,7 +13,7 @@ from runner.attempt.execute import Executor
 from runner.config import Settings
 from runner.keys import Keys
 from runner.runs.enqueue import Enqueued, Enqueuer, Request
-from runner.runs.figures import BOUNDS, Figures, Histogram
+from runner.runs.figures import BOUNDS, Figures, Histogram, TaskFigures
 from runner.tasks import load_registry
 from runner.worker.horse import Horse
 
@@ -116,3 +116,64 @@ def test_histogram_quantiles_interpolate_inside_buckets() -> None:
     assert h.quantile(0.95) == 0.5 + 0.5 * 0.95
     assert h.cumulative()[-1] == 100
     assert Histogram().quantile(0.5) is None
+
+
+def test_a_job_writes_its_figures_once_into_its_minute(
+    redis: Redis, settings: Settings, enqueue: Callable[..., Enqueued],
+    drain: Callable[..., None],
+) -> None:  # fmt: skip
+    # Given 20 no-op runs queued
+    for i in range(20):
+        enqueue("noop", token=f"fig-{i}")
+    redis.config_resetstat()
+    # When a worker drains them
+    drain()
+    # Then each job wrote at most 8 figure fields (RQ's worker adds two counters of its own:
+    # successful_job_count and total_working_time), all into minute hashes
+    stats = redis.info("commandstats")
+    calls = [
+        int(stats.get(f"cmdstat_{c}", {}).get("calls", 0)) for c in ("hincrby", "hincrbyfloat")
+    ]
+    rq_counters = 2 * 20
+    assert 20 * 6 <= sum(calls) - rq_counters <= 20 * 8
+    keys = Keys(settings.prefix)
+    assert not redis.exists(keys.figures_total), "a job wrote the totals itself"
+    assert Figures(redis, settings).totals()[("noop", "default")].counts["succeeded"] == 20
+
+
+def test_closed_minutes_roll_up_into_totals_hours_and_versions_exactly(
+    redis: Redis, settings: Settings, enqueue: Callable[..., Enqueued],
+    drain: Callable[..., None],
+) -> None:  # fmt: skip
+    # Given runs of every outcome counted in their minutes (the reaper's sweep marked where
+    # the roll-up starts: before them)
+    for i in range(3):
+        enqueue("noop", token=f"ok-{i}")
+    enqueue("broken", token="bad")
+    enqueue("flaky", token="shaky", failures=1)
+    drain()
+    figures = Figures(redis, settings)
+    version = Executor(redis, settings, load_registry(settings.tasks_module), "w").version
+    since = time.time() - 3 * 3600
+
+    def exact(by: dict[Any, TaskFigures]) -> dict[Any, Any]:
+        """Counts and buckets exactly, sums to a nanosecond (Redis adds in long double)."""
+        return {
+            key: (f.counts, [(h.buckets, round(h.total, 9)) for h in (f.wait, f.duration, f.cpu)])
+            for key, f in by.items()
+        }
+
+    def seen() -> tuple[Any, ...]:
+        hours = [(s, exact(w)) for s, w in figures.windows(since=since, shape="h") if w]
+        return exact(figures.totals()), exact(figures.version(version)), hours
+
+    before = seen()
+    assert figures.totals()[("flaky", "default")].counts["retried"] == 1
+    # When their minutes have closed and are rolled up (twice: a second roll-up adds nothing)
+    later = time.time() + 10 * 60
+    assert figures.roll_up(now=later) >= 1
+    assert figures.roll_up(now=later) == 0
+    # Then the rolled-up hashes hold them, and every reader says exactly what it said before
+    raw = redis.hgetall(Keys(settings.prefix).figures_total)
+    assert raw[b"noop|default|succeeded"] == b"3" and raw[b"broken|default|failed"] == b"1"
+    assert seen() == before

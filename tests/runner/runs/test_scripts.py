@@ -12,7 +12,7 @@ from runner.config import Settings
 from runner.keys import Keys
 from runner.record import RunState
 from runner.runs.enqueue import Enqueued
-from runner.runs.figures import MINUTE_TTL
+from runner.runs.figures import MINUTE_TTL, Figures
 from runner.runs.index import RunIndex
 from runner.runs.transitions import Runs
 from runner.tokens import job_id
@@ -90,12 +90,14 @@ def test_a_run_that_ends_trims_what_its_state_index_holds_past_retention(
 
 
 def test_an_attempts_figures_live_by_their_window(
-    enqueue: Callable[..., Enqueued], drain: Callable[..., None], runs: Runs, redis: Redis
-) -> None:
-    # Given a run that succeeded
+    enqueue: Callable[..., Enqueued], drain: Callable[..., None], runs: Runs, redis: Redis,
+    settings: Settings,
+) -> None:  # fmt: skip
+    # Given a run that succeeded, its minute rolled up once closed
     token = enqueue("noop").token
     drain()
     assert runs.get(token).state == RunState.SUCCEEDED  # type: ignore[union-attr]
+    assert Figures(redis, settings).roll_up(now=time.time() + 600) >= 1
     # When the figure hashes of its minutes and hours are read
     minutes = list(redis.scan_iter(Keys().figures_window("m", 0).replace(":0", ":*")))
     hours = list(redis.scan_iter(Keys().figures_window("h", 0).replace(":0", ":*")))
