@@ -196,25 +196,35 @@ def configure(
     logging.getLogger("rq.worker").setLevel(logging.WARNING)  # the runner logs each job itself
 
 
-def read_events(
-    redis: Redis, keys: Keys, token: str, *, after: str = "-"
-) -> list[tuple[str, dict[str, Any]]]:
-    """The run's events after stream id `after` (exclusive when given), oldest first."""
-    start = "-" if after == "-" else f"({after}"
-    return entry_events(redis.xrange(keys.log(token), min=start))
+Entry = tuple[str, dict[str, Any]]  # a run log's event: (stream id, event)
 
 
-def entry_events(entries: Any) -> list[tuple[str, dict[str, Any]]]:
-    """A log stream's entries (XRANGE's reply) as (stream id, event) pairs, in their order: an
-    entry holds one event (field `e`) or the several one script wrote (`es`, a JSON array),
-    which share its id."""
-    out: list[tuple[str, dict[str, Any]]] = []
-    for eid, fields in cast(list[tuple[bytes, dict[bytes, bytes]]], entries):
+def decode_entries(reply: Any) -> list[Entry]:
+    """A run log's XRANGE reply as (stream id, event) pairs, in the reply's order: the one
+    decoder of the stream. An entry holds one event (JSON under field `e`) or the several one
+    script wrote (`es`, a JSON array, oldest first), which share its id."""
+    out: list[Entry] = []
+    for eid, fields in cast(list[tuple[bytes, dict[bytes, bytes]]], reply):
         if b"es" in fields:
             out += [(eid.decode(), event) for event in json.loads(fields[b"es"])]
         else:
             out.append((eid.decode(), json.loads(fields[b"e"])))
     return out
+
+
+def read_events(
+    redis: Redis, keys: Keys, token: str, *, after: str = "-", count: int | None = None
+) -> list[Entry]:
+    """The run's events after stream id `after` (exclusive when given), oldest first; from at
+    most `count` stream entries (None: all; an entry holds one event or a script's few)."""
+    start = "-" if after == "-" else f"({after}"
+    return decode_entries(redis.xrange(keys.log(token), min=start, count=count))
+
+
+def newest_events(redis: Redis, keys: Keys, token: str, *, count: int) -> list[Entry]:
+    """The run's newest `count` events, oldest first."""
+    newest = cast(list[Any], redis.xrevrange(keys.log(token), count=count))
+    return decode_entries(newest[::-1])[-count:]
 
 
 def follow_events(

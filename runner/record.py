@@ -39,8 +39,12 @@ class RunState(StrEnum):
                                               checkpoint after `Runs.cancel` asked it to;
                                               `Runs.advance` when the attempt died first
                                               (`Reaper`, `hand_over_killed`)
-    failed,       queued                      `Runs.advance`: `rerun` (an operator)
-    cancelled
+    failed,       queued                      `Runs.rerun` (`RERUN_RUN`, by `RERUN_RULE`):
+    cancelled,                                `runner.runs.rerun` (an operator; a succeeded
+    succeeded                                 run only with `--force`)
+    failed        running                     `Runs.begin` (`BEGIN_ATTEMPT`, by `RERUN_RULE`):
+                                              the failed run's last job, requeued by RQ's
+                                              tools (`rq requeue`)
     ============  ==========================  ===============================================
 
     Like `failed`, a cancelled run keeps its checkpoints and can be rerun.

@@ -5,9 +5,9 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import click
 import tenacity
@@ -17,9 +17,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from runner.config import Settings
 from runner.errors import ConfigError, InvalidArguments, TransientError, UnknownTask
 from runner.handles import Enqueuing, P, R, TaskFn, TaskHandle
-
-if TYPE_CHECKING:
-    from runner.record import RunRecord
+from runner.record import RunRecord
 
 TaskFunction = Callable[..., Any]
 _T = TypeVar("_T")
@@ -45,6 +43,30 @@ class Check:
 # The site's own checks (`TaskRegistry.health_checks`: its content store, say): each takes the
 # settings and returns a Check; they are part of "up".
 SiteCheck = Callable[[Settings], Check]
+# A line `runner show` adds about a run (e.g. where its rejected lines are listed), or None.
+RunNote = Callable[[RunRecord], str | None]
+
+
+class ScheduleEntry(Protocol):
+    """A line of the site's cron schedule as the registry holds it: a
+    runner.cron.schedule.CronEntry (the cron layer, above this module, checks each is one)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def task(self) -> str: ...
+
+
+class SitePages(Protocol):
+    """A site's console pages: a fastapi.APIRouter, included by runner.web (this module never
+    imports the web stack)."""
+
+    @property
+    def routes(self) -> Sequence[object]: ...
+
+    @property
+    def tags(self) -> Sequence[object]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,22 +131,23 @@ def _parameters(fn: TaskFunction) -> tuple[tuple[str, ...], frozenset[str] | Non
 
 
 class TaskRegistry:
-    """Name -> Task. A site module exposes one as `registry`; `noop` is always there."""
+    """Name -> Task. A site module exposes one as `registry`; `noop` is always there.
+
+    Beside its tasks it holds what the site adds to the runner, each read by the layer that
+    uses it: `commands` (Click commands of the CLI, e.g. `runner import`), `schedule` (cron
+    entries), `health_checks` (part of "up": its database, say), `web_routers` (console pages:
+    an APIRouter, or 'module:name' of one, so workers and the CLI never import the web stack),
+    `notes` (lines `runner show` adds about a run) and `client` (the `runner.Client` a handle's
+    `enqueue` goes through by default, set by the application at start-up; None: each call
+    names one with `with_options(client=)`)."""
 
     def __init__(self) -> None:
         self._tasks: dict[str, Task] = {}
-        self.commands: list[click.Command] = []  # the site's own CLI commands (`runner import`)
-        self.schedule: list[Any] = []  # the site's cron entries (runner.cron.schedule.CronEntry)
-        # The site's own checks for `runner health` (its database, say): each takes the
-        # settings and returns a `HealthCheck` (name, ok, one-line detail).
+        self.commands: list[click.Command] = []
+        self.schedule: list[ScheduleEntry] = []
         self.health_checks: list[SiteCheck] = []
-        # The site's console pages: fastapi.APIRouter objects, or 'module:name' of one (so
-        # workers and the CLI never import the web stack).
-        self.web_routers: list[Any] = []
-        # lines `runner show` adds about a run, e.g. where its rejected lines are listed
-        self.notes: list[Callable[[RunRecord], str | None]] = []
-        # The client a handle's `enqueue` goes through by default (runner.Client), set by
-        # the application at start-up; None: each call names one (`with_options(client=)`).
+        self.web_routers: list[SitePages | str] = []
+        self.notes: list[RunNote] = []
         self.client: Enqueuing | None = None
         self.register(Task(name="noop", fn=noop, queue="default", timeout=60))
 
@@ -158,6 +181,11 @@ class TaskRegistry:
         except KeyError:
             known = ", ".join(sorted(self._tasks))
             raise UnknownTask(f"unknown task {name!r}; known tasks: {known}") from None
+
+    @property
+    def queues(self) -> frozenset[str]:
+        """The queues the tasks are declared on."""
+        return frozenset(t.queue for t in self._tasks.values())
 
     def __iter__(self) -> Iterator[Task]:
         return iter(sorted(self._tasks.values(), key=lambda t: t.name))

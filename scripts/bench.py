@@ -295,7 +295,7 @@ def index_row(env: BenchEnv, notes: list[str]) -> Row:
     notes.append(
         f"run index: a page of {bench_index.LIMIT} failed import_posts runs among"
         f" {times.runs:,}: RunIndex.page (the state/task indexes, one Lua call)"
-        f" {times.index_ms:.1f} ms against Runs.list (reads records to filter)"
+        f" {times.index_ms:.1f} ms against a scan that reads records to filter"
         f" {times.list_ms:.1f} ms; median of 7"
     )
     return Row(

@@ -27,6 +27,7 @@ from runner.config import Settings
 from runner.connections.redis import EmbeddedRedis
 from runner.record import RunRecord
 from runner.runs.enqueue import Enqueued, Enqueuer, Request
+from runner.runs.index import RunIndex
 from runner.runs.transitions import Runs
 from runner.tasks import load_registry
 from runner.worker.horse import Horse
@@ -87,6 +88,11 @@ def redis(redis_server: RedisServer) -> Redis:
 @pytest.fixture
 def runs(redis: Redis, settings: Settings) -> Runs:
     return Runs(redis, settings)
+
+
+@pytest.fixture
+def index(redis: Redis, settings: Settings) -> RunIndex:
+    return RunIndex(redis, settings)
 
 
 @pytest.fixture
@@ -211,7 +217,7 @@ def state_of(runs: Runs, token: str) -> str | None:
 
 @pytest.fixture
 def drain(
-    work: Callable[[], None], redis: Redis, settings: Settings, runs: Runs
+    work: Callable[[], None], redis: Redis, settings: Settings, index: RunIndex
 ) -> Callable[..., None]:
     """Work in-process until no run is queued, running or retrying (retries included)."""
     from runner.worker.reaper import Reaper
@@ -223,7 +229,7 @@ def drain(
         while time.monotonic() < deadline:
             work()
             reaper.sweep()
-            if not any(r.state in ("queued", "running", "retrying") for r in runs.list()):
+            if not any(r.state in ("queued", "running", "retrying") for r in index.runs()):
                 return
             time.sleep(0.05)
         raise AssertionError("runs still active after draining")

@@ -19,6 +19,7 @@ from runner.errors import InvalidArguments, RedisUnavailable
 from runner.keys import Keys
 from runner.record import TERMINAL, Enqueued, RunRecord, RunState
 from runner.runs.enqueue import Enqueuer
+from runner.runs.index import RunIndex
 from runner.runs.transitions import Runs
 from runner.tasks import TaskRegistry, load_registry
 
@@ -58,6 +59,10 @@ class App:
     @cached_property
     def runs(self) -> Runs:
         return Runs(self.redis, self.settings)
+
+    @cached_property
+    def index(self) -> RunIndex:
+        return RunIndex(self.redis, self.settings)
 
     @cached_property
     def registry(self) -> TaskRegistry:

@@ -23,6 +23,7 @@ from runner.logs import read_events
 from runner.printable import printable
 from runner.record import TERMINAL, RunState
 from runner.runs.attempts import attempts
+from runner.runs.index import RunQuery
 from runner.runs.rerun import RerunAction
 from runner.runs.rerun import rerun as rerun_one
 
@@ -30,7 +31,10 @@ from runner.runs.rerun import rerun as rerun_one
 @click.command()
 @click.option("--state", type=click.Choice([state.value for state in RunState]))
 @click.option("--task", help="Only runs of this task.")
-@click.option("--since", type=Duration(), help="Only runs created within this long (30m, 2h, 7d).")
+@click.option(
+    "--since", type=Duration(),
+    help="Only runs created (with --state: that entered it) within this long (30m, 2h, 7d).",
+)  # fmt: skip
 @click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True,
               help="At most this many (0: all).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per run.")
@@ -41,9 +45,8 @@ def runs(
     """List runs, newest first."""
     app.reading()
     after = time.time() - since if since else None
-    found = app.runs.list(
-        state=RunState(state) if state else None, task=task, since=after, limit=limit
-    )
+    query = RunQuery(state=RunState(state) if state else None, task=task, since=after)
+    found = app.index.runs(query, limit=limit)
     if as_json:
         for r in found:
             click.echo(json_line(**run_summary(r), counters=r.counters))
@@ -112,7 +115,7 @@ def logs_command(app: App, run: str, follow: bool, every_traceback: bool, as_jso
     "--failed", "all_failed", is_flag=True, help="Every failed run (see --task, --since)."
 )
 @click.option("--task", help="With --failed: only this task's runs.")
-@click.option("--since", type=Duration(), help="With --failed: only runs created within this long.")
+@click.option("--since", type=Duration(), help="With --failed: only runs failed within this long.")
 @click.option("--from-scratch", is_flag=True, help="Forget finished steps and the cursor.")
 @click.option("--dry-run", is_flag=True, help="Say what would be rerun; change nothing.")
 @click.option("--force", is_flag=True, help="Also rerun a succeeded RUN (logged as deliberate).")
@@ -128,7 +131,8 @@ def rerun(
         raise click.UsageError("name RUN(s) or use --failed, not both and not neither")
     if all_failed:
         after = time.time() - since if since else None
-        tokens = [r.token for r in app.runs.list(state=RunState.FAILED, task=task, since=after)]
+        query = RunQuery(state=RunState.FAILED, task=task, since=after)
+        tokens = [r.token for r in app.index.runs(query)]
     else:
         tokens = [app.runs.resolve(ref) for ref in run_refs]
     with bound_contextvars(origin="cli"):  # the run's log says who reran it

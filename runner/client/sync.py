@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
 from redis import Redis
 
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Connection
 
 T = TypeVar("T")
+P = ParamSpec("P")
 TaskRef = str | Task | TaskHandle[..., Any]
 WAIT_POLL_SECONDS = (0.02, 0.5)  # `wait` polls from the first to the second, doubling
 
@@ -221,7 +222,7 @@ class Client:
     def close(self) -> None:
         self.redis.close()
 
-    def _call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    def _call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         try:
             return self._durable(fn, *args, **kwargs)
         except REDIS_DOWN as exc:

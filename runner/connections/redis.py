@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import ParamSpec, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import structlog
@@ -31,6 +31,7 @@ from runner.connections.sentinel import is_sentinel_url, master_client, parse_se
 from runner.errors import ConfigError, RedisUnavailable
 
 T = TypeVar("T")
+P = ParamSpec("P")
 SOCKET_PATH_MAX = 100  # sun_path is 108 bytes on Linux; keep a margin
 QUERY_SECRET = re.compile(r"(?i)([?&][a-z_]*password=)[^&#]*")
 REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
@@ -240,7 +241,9 @@ class Durable:
             reraise=True,
         )
 
-    def __call__(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    def __call__(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """`fn(*args, **kwargs)`, tried again through an outage; mypy checks the arguments
+        against `fn`. Raises what `fn` raises once the outage outlasts `seconds`."""
         try:
             return fn(*args, **kwargs)
         except REDIS_DOWN as exc:

@@ -10,7 +10,7 @@ from typing import Any
 from croniter import croniter
 
 from runner.errors import ConfigError, InvalidArguments
-from runner.tasks import TaskRegistry
+from runner.tasks import ScheduleEntry, TaskRegistry
 from runner.tokens import canonical_json
 
 MINUTE = timedelta(minutes=1)
@@ -85,20 +85,22 @@ def _problem(entry: CronEntry) -> str | None:
     return None
 
 
-def check_schedule(entries: Sequence[Any], registry: TaskRegistry) -> list[CronEntry]:
+def check_schedule(entries: Sequence[ScheduleEntry], registry: TaskRegistry) -> list[CronEntry]:
     """The entries, checked: CronEntry objects with unique names and tasks (a task's slot tokens
     must be its entry's alone); raises ConfigError, or UnknownTask for an unregistered task."""
+    checked: list[CronEntry] = []
     for entry in entries:
         if not isinstance(entry, CronEntry):
             raise ConfigError(
                 f"the cron schedule holds {entry!r}; use runner.cron.schedule.CronEntry"
             )
         registry.get(entry.task)
+        checked.append(entry)
     for kind in ("name", "task"):
-        values = [getattr(e, kind) for e in entries]
+        values = [getattr(e, kind) for e in checked]
         if twice := sorted({v for v in values if values.count(v) > 1}):
             raise ConfigError(f"the cron schedule has several entries with {kind} {twice}")
-    return list(entries)
+    return checked
 
 
 def to_utc(moment: datetime) -> datetime:

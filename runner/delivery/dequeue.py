@@ -43,6 +43,7 @@ from runner.config import Settings
 from runner.connections.lua import registered
 from runner.keys import Keys
 from runner.record import texts
+from runner.runs.rqjobs import known_queues
 
 # A worker of several queues blocks on its first queue at most this long before it looks at
 # the others again (Redis can block on several lists only with a pop, never with a move).
@@ -213,13 +214,13 @@ class Limbo:
 
     def __init__(self, redis: Redis, settings: Settings) -> None:
         self.redis = redis
+        self.settings = settings
         self.key = Keys(settings.prefix).limbo
 
     def overdue(self, after_seconds: float) -> list[tuple[str, str]]:
         """(intermediate list, job id) of every job seen there for longer than `after_seconds`.
         Records ids seen for the first time and forgets ids that have left."""
-        queues = texts(self.redis.smembers(Queue.redis_queues_keys))
-        lists = [IntermediateQueue.get_intermediate_queue_key(q) for q in queues]
+        lists = [delivery_key(q) for q in known_queues(self.redis, self.settings)]
         pipe = self.redis.pipeline(transaction=False)
         for name in lists:
             pipe.lrange(name, 0, -1)

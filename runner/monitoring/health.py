@@ -27,6 +27,7 @@ from runner.monitoring.answers import Answer, Verdict
 from runner.monitoring.durations import rounded_duration
 from runner.monitoring.trends import Trends
 from runner.record import RunState, texts
+from runner.runs.rqjobs import known_queues
 from runner.runs.transitions import Runs
 from runner.tasks import Check, SiteCheck
 from runner.worker.liveness import Liveness
@@ -154,7 +155,10 @@ class _Health:
 
     def _awaiting_reaper(self) -> int:
         _, orphaned = Runs(self.redis, self.settings).leaseless()
-        taken = sum(self.redis.llen(delivery_key(q)) for q in self.settings.queues)
+        pipe = self.redis.pipeline(transaction=False)
+        for queue in known_queues(self.redis, self.settings):
+            pipe.llen(delivery_key(queue))
+        taken = sum(int(n) for n in pipe.execute())
         overdue = self.now - self.settings.lease_seconds  # due, and not pushed by a reaper
         late = int(self.redis.zcount(self.keys.delayed, "-inf", overdue))
         return len(orphaned) + taken + late

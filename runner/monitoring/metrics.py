@@ -23,9 +23,10 @@ from rq import Queue
 
 from runner.config import Settings
 from runner.keys import Keys
-from runner.record import RunState, texts
+from runner.record import RunState
 from runner.runs.deploys import DeployMarks, code_version
 from runner.runs.figures import BOUNDS, OUTCOMES, Figures, Histogram
+from runner.runs.rqjobs import known_queues
 from runner.worker.liveness import Liveness
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -87,10 +88,7 @@ class RunnerCollector(Collector):
         yield from (runs, started, duration, wait)
 
     def _queues(self) -> Iterator[Metric]:
-        names = sorted(set(self.settings.queues) | {
-            q.removeprefix(Queue.redis_queue_namespace_prefix)
-            for q in texts(self.redis.smembers(Queue.redis_queues_keys))
-        })  # fmt: skip
+        names = known_queues(self.redis, self.settings)
         pipe = self.redis.pipeline(transaction=False)
         for name in names:
             pipe.llen(Queue.redis_queue_namespace_prefix + name)

@@ -5,13 +5,15 @@ queue (`Keys.by_task`, `Keys.by_queue`, scored by creation time), and all runs (
 One page is one Lua call that walks the narrowest index newest first, keeps the tokens that
 are in the other filters' indexes and start with the token prefix, and stops at `limit`
 matches or after examining `SCAN_CAP` entries (then `RunPage.next` continues from there);
-then one pipelined read of the page's run records.
+then one pipelined read of the page's run records. `RunIndex.runs` follows the pages for a
+listing longer than one page (the CLI's `runner runs`, `rerun --failed`); it is the one way
+runs are listed.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
 from redis import Redis
@@ -98,6 +100,11 @@ class RunIndex:
 
     def page(self, query: RunQuery) -> RunPage:
         """One page of `query`; raises ValueError for a malformed `after` cursor."""
+        runs, cursor = self._walk(query)
+        return RunPage(runs, cursor, self.counts(since=query.since, until=query.until))
+
+    def _walk(self, query: RunQuery) -> tuple[list[RunRecord], str | None]:
+        """One page's runs and the next page's cursor (None: no more)."""
         indexes = [self.keys.by_task(query.task)] if query.task else []
         indexes += [self.keys.by_queue(query.queue)] if query.queue else []
         if query.state:
@@ -121,8 +128,21 @@ class RunIndex:
         )
         runs = self._records(texts(tokens))
         more = texts([next_score])[0]
-        cursor = f"{more}:{texts([next_token])[0]}" if more else None
-        return RunPage(runs, cursor, self.counts(since=query.since, until=query.until))
+        return runs, f"{more}:{texts([next_token])[0]}" if more else None
+
+    def runs(self, query: RunQuery | None = None, *, limit: int = 0) -> list[RunRecord]:
+        """The runs of `query` newest first (from its `after` cursor on), page after page of up
+        to CHUNK runs, at most `limit` of them (0: all); the query's own `limit` (one page's
+        size) is not used. Raises ValueError for a malformed `after` cursor."""
+        query = query or RunQuery()
+        found: list[RunRecord] = []
+        after = query.after
+        while True:
+            wanted = min(CHUNK, limit - len(found)) if limit else CHUNK
+            runs, after = self._walk(replace(query, limit=wanted, after=after))
+            found += runs
+            if after is None or (limit and len(found) >= limit):
+                return found
 
     def counts(self, *, since: float | None = None, until: float | None = None) -> dict[str, int]:
         """Runs per state that entered it within [since, until] (all, without bounds)."""

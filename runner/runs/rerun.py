@@ -5,17 +5,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 import structlog
 from redis import Redis
 
 from runner.config import Settings
-from runner.keys import Keys
-from runner.logs import into_run_log
+from runner.logs import event_json, streaming_to
 from runner.record import RunState
 from runner.runs.transitions import Runs
 
 log = structlog.get_logger("runner.runs.rerun")
+MISSING = "the run has expired or never existed"
 
 
 class RerunAction(StrEnum):
@@ -48,56 +49,51 @@ def rerun(
     seen: tuple[str, int] | None = None,
 ) -> Rerun:
     """Give a failed or cancelled run its next attempt (with `force`, a succeeded one too,
-    logged as deliberate); any other state is left alone and said why. With `seen` (state,
-    attempt), only if the run is still there: checked in the same atomic step as the rerun."""
-    keys = Keys(settings.prefix)
+    logged as deliberate); any other state is left alone and said why. The rule and the move
+    are one Lua call (`Runs.rerun`). With `seen` (state, attempt), only if the run is still
+    there: checked in the same atomic step as the rerun."""
     runs = Runs(redis, settings)
     record = runs.get(token)
     if record is None:
-        why = "the run has expired or never existed"
-        return Rerun(token, "?", "missing", RerunAction.SKIPPED, why)
+        return Rerun(token, "?", "missing", RerunAction.SKIPPED, MISSING)
+    details: dict[str, Any] = {
+        "token": token, "task": record.task, "attempt": record.attempt + 1,
+        "from_scratch": from_scratch, "state": RunState.QUEUED, "was": record.state,
+        "forced": record.state == RunState.SUCCEEDED,
+    }  # fmt: skip
     if seen is not None and (str(record.state), record.attempt) != seen:
-        why = f"it changed since the preview: it is {record.state} at attempt {record.attempt}"
-        return Rerun(token, record.task, record.state, RerunAction.SKIPPED, why)
-    rerunnable = {RunState.FAILED, RunState.CANCELLED} | ({RunState.SUCCEEDED} if force else set())
-    if record.state not in rerunnable:
-        why = f"it is {record.state}; only failed and cancelled runs are rerun"
-        if record.state == RunState.SUCCEEDED:
-            why += " (--force reruns a succeeded one; --from-scratch redoes its steps)"
-        return Rerun(token, record.task, record.state, RerunAction.SKIPPED, why)
-    if dry_run:
-        where = _where(from_scratch)
-        return Rerun(token, record.task, record.state, RerunAction.WOULD_REQUEUE, where)
-    fields: dict[str, object] = {
-        "attempt": record.attempt + 1,
-        "attempt_base": record.attempt,
-        "rerun_attempt": record.attempt + 1,
-        "finished_at": None,
-        "retry_at": None,
-        "cancel_requested": "",
-    }
-    if from_scratch:
-        fields |= {"generation": record.generation + 1, "cursor": None, "counters": None}
-    moved = runs.advance(
-        token,
-        seen_state=record.state,
-        seen_attempt=record.attempt,
-        run_fields=fields,
-        queue=record.queue,
-        timeout=record.timeout,
-        wipe_steps=from_scratch,
-    )
-    if not moved:
-        why = "it changed meanwhile; retry"
-        return Rerun(token, record.task, record.state, RerunAction.SKIPPED, why)
-    with into_run_log(redis, keys.log(token), maxlen=settings.log_max_events):
-        log.info(
-            "run.rerun", token=token, task=record.task, attempt=record.attempt + 1,
-            from_scratch=from_scratch, state=RunState.QUEUED, was=record.state,
-            forced=record.state == RunState.SUCCEEDED,
+        verdict, state, attempt = "changed", str(record.state), record.attempt
+    else:
+        verdict, state, attempt = runs.rerun(
+            record, from_scratch=from_scratch, force=force, dry_run=dry_run,
+            events=[event_json("run.rerun", **details)],
         )  # fmt: skip
-    return Rerun(token, record.task, RunState.QUEUED, RerunAction.REQUEUED, _where(from_scratch))
+    if verdict == "requeued":
+        with streaming_to(None):  # the run's log has it already
+            log.info("run.rerun", **details)
+    said = _said(verdict, state, attempt, from_scratch, seen)
+    return Rerun(token, record.task, state or "missing", *said)
 
 
-def _where(from_scratch: bool) -> str:
-    return "from scratch" if from_scratch else "from its last checkpoint"
+def _said(
+    verdict: str, state: str, attempt: int, from_scratch: bool, seen: tuple[str, int] | None
+) -> tuple[RerunAction, str]:
+    """The action and the reason the operator reads, for `Runs.rerun`'s verdict."""
+    where = "from scratch" if from_scratch else "from its last checkpoint"
+    if verdict == "requeued":
+        return RerunAction.REQUEUED, where
+    if verdict == "would":
+        return RerunAction.WOULD_REQUEUE, where
+    if verdict == "missing":
+        return RerunAction.SKIPPED, MISSING
+    if verdict == "changed" and seen is not None:
+        return (
+            RerunAction.SKIPPED,
+            f"it changed since the preview: it is {state} at attempt {attempt}",
+        )
+    if verdict == "changed":
+        return RerunAction.SKIPPED, "it changed meanwhile; retry"
+    why = f"it is {state}; only failed and cancelled runs are rerun"
+    if state == RunState.SUCCEEDED:
+        why += " (--force reruns a succeeded one; --from-scratch redoes its steps)"
+    return RerunAction.SKIPPED, why

@@ -12,12 +12,12 @@ import time
 from collections import Counter
 
 from redis import Redis
-from rq import Queue
 
 from runner.config import Settings
 from runner.connections.lua import registered
 from runner.keys import Keys
 from runner.record import RunState, texts
+from runner.runs.rqjobs import known_queues
 
 CHUNK = 500
 
@@ -79,11 +79,8 @@ def _indexes(redis: Redis, settings: Settings) -> list[str]:
     """Every index a run's token may be in: per state, per task, per queue."""
     keys = Keys(settings.prefix)
     tasks = texts(redis.smembers(keys.tasks))
-    rq_queues = texts(redis.smembers(Queue.redis_queues_keys))
-    queues = {q.removeprefix(Queue.redis_queue_namespace_prefix) for q in rq_queues}
-    queues |= set(settings.queues)
     return [
         *(keys.by_state(s) for s in RunState),
         *(keys.by_task(t) for t in tasks),
-        *(keys.by_queue(q) for q in sorted(queues)),
+        *(keys.by_queue(q) for q in known_queues(redis, settings)),
     ]

@@ -21,6 +21,10 @@ from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 from rq.utils import utcformat
 
+from runner.config import Settings
+from runner.record import texts
+from runner.tasks import TaskRegistry
+
 # The function every attempt's job names, by this string: jobs already queued in a live Redis
 # carry it, so it must stay importable under this name (keep an alias where it was if the
 # function moves), or a deploy fails them. Jobs queued before the engine moved into subsystems
@@ -101,6 +105,18 @@ class AttemptJobs:
         fields = job.to_dict()
         fields["status"] = JobStatus.QUEUED.value
         return fields
+
+
+def known_queues(
+    redis: Redis, settings: Settings, *, tasks: TaskRegistry | None = None
+) -> list[str]:
+    """Every queue of the deployment by name, sorted: the configured ones (`RUNNER_QUEUES`),
+    each one RQ has had a job pushed to (its set of queues, which every script that pushes a
+    job adds to), and, given the registry, the queues its tasks are declared on. The one
+    list: monitoring, the console, the reaper and retention all read it."""
+    pushed = texts(redis.smembers(Queue.redis_queues_keys))
+    names = {q.removeprefix(Queue.redis_queue_namespace_prefix) for q in pushed}
+    return sorted(names | set(settings.queues) | (tasks.queues if tasks else set()))
 
 
 def job_key(job_id: str) -> str:

@@ -10,7 +10,7 @@ from runner.runs.figures import RECORD_FIGURES
 
 # Appends ARGV[first..#ARGV] (JSON events) to the stream `log` (capped at about `cap`
 # entries) as one entry: field `e` for one event, `es` (a JSON array) for several
-# (runner.logs.entry_events reads both).
+# (runner.logs.decode_entries reads both).
 LOG_EVENTS = """
 local function log_events(log, cap, first)
   local count = #ARGV - first + 1
@@ -23,17 +23,45 @@ local function log_events(log, cap, first)
 end
 """
 
+# The rerun rule, in one place: RERUN_RUN (an operator: `runner rerun`, the console, the
+# client) and BEGIN_ATTEMPT (RQ's tools: `rq requeue` of a failed run's last job) both use
+# it. A failed or cancelled run (a succeeded one when forced) goes on to its next attempt,
+# with a fresh attempt budget, from its checkpoint or, from scratch, with its finished steps,
+# cursor and counters forgotten and its generation bumped; it stops expiring and leaves the
+# index of the state it was in. The caller writes the state it goes to (queued, running).
+RERUN_RULE = """
+local function rerunnable(state, force)
+  return state == 'failed' or state == 'cancelled' or (force and state == 'succeeded')
+end
+local function rerun(run, steps, log, from_index, token, attempt, from_scratch)
+  local next_attempt = tonumber(attempt) + 1
+  redis.call('HSET', run, 'attempt', next_attempt, 'attempt_base', attempt,
+             'rerun_attempt', next_attempt, 'finished_at', '', 'retry_at', '',
+             'cancel_requested', '')
+  if from_scratch then
+    redis.call('HINCRBY', run, 'generation', 1)
+    redis.call('HSET', run, 'cursor', 'null', 'counters', 'null')
+    redis.call('DEL', steps)
+  end
+  for _, key in ipairs({run, steps, log}) do redis.call('PERSIST', key) end
+  redis.call('ZREM', from_index, token)
+  return next_attempt
+end
+"""
+
 # Claim the token for an attempt and read the run and its finished steps, in one call; the
 # job id leaves its intermediate list here, so a delivery is always in that list or leased.
 # The attempt's queue wait is kept on the run (`waited`, counted with the outcome at its
 # release: runner.runs.figures), '' for a rerun. A failed run's
 # own last job, requeued by RQ's tools (`rq requeue`), begins its next attempt: a rerun from
-# the checkpoint, status 'rerun'. Returns {status, run pairs, step pairs}; status 'ok',
-# 'rerun', or why the body must not run ('ok' again for the holder that claimed it already:
-# a retry after a reply lost to a failover). The holder is unique to one execution, not the
-# job id: a job delivered twice (its first claim lost in a failover) is two holders, fenced
-# apart.
-BEGIN_ATTEMPT = """
+# the checkpoint (RERUN_RULE), status 'rerun' (RQ's failed registry holds failed runs' jobs
+# only). Returns {status, run pairs, step pairs}; status 'ok', 'rerun', or why the body must
+# not run ('ok' again for the holder that claimed it already: a retry after a reply lost to a
+# failover). The holder is unique to one execution, not the job id: a job delivered twice
+# (its first claim lost in a failover) is two holders, fenced apart.
+BEGIN_ATTEMPT = (
+    RERUN_RULE
+    + """
 local run = KEYS[1]           -- the run hash
 local lease = KEYS[2]         -- the token's lease (holds the attempt's holder)
 local running = KEYS[3]       -- set of tokens marked running
@@ -58,6 +86,7 @@ local seen = redis.call('HMGET', run, 'state', 'attempt', 'job_id', 'task', 'que
 if not seen[1] then return {'missing', {}, {}} end
 local status = 'ok'
 local claimed = false         -- this holder claimed it already: nothing to write again
+-- RQ's failed registry holds the jobs of failed runs only (a cancelled run's job is deleted)
 if seen[1] == 'failed' and seen[3] == job_id then status = 'rerun'
 elseif tonumber(seen[2]) ~= tonumber(attempt) then status = 'stale'
 elseif seen[1] == 'running' and redis.call('GET', lease) == holder then claimed = true
@@ -65,13 +94,7 @@ elseif seen[1] ~= 'queued' then status = seen[1]
 end
 if not claimed and (status == 'ok' or status == 'rerun')
    and not redis.call('SET', lease, holder, 'NX', 'PX', lease_ms) then status = 'leased' end
-if status == 'rerun' then
-  local next_attempt = tonumber(seen[2]) + 1
-  redis.call('HSET', run, 'attempt', next_attempt, 'attempt_base', seen[2],
-             'finished_at', '', 'retry_at', '')
-  for _, key in ipairs({run, steps, log}) do redis.call('PERSIST', key) end
-  redis.call('ZREM', failed_index, token)
-end
+if status == 'rerun' then rerun(run, steps, log, failed_index, token, seen[2], false) end
 if not claimed and (status == 'ok' or status == 'rerun') then
   local waited = ''
   if status == 'ok' then waited = tonumber(now) - tonumber(seen[6] or seen[7] or now) end
@@ -89,6 +112,7 @@ if claimed or status == 'rerun' or tonumber(attempt) > 1 then
 end
 return {status, redis.call('HGETALL', run), finished}
 """
+)
 
 # Is an operator asking the run to stop? Rides along with the writes an attempt makes anyway.
 CANCEL_ASKED = """
@@ -215,14 +239,13 @@ local token = ARGV[1]
 local seen_state = ARGV[2]    -- the state the caller saw
 local seen_attempt = ARGV[3]  -- the attempt the caller saw
 local lease_gone = ARGV[4]    -- '1': move only if no attempt holds the lease
-local wipe_steps = ARGV[5]    -- '1': forget the finished steps (rerun from scratch)
-local retention = ARGV[6]     -- seconds a finished run is kept
-local now = tonumber(ARGV[7]) -- epoch seconds
-local holder = ARGV[8]        -- '': no attempt involved; else the attempt handing the run
+local retention = ARGV[5]     -- seconds a finished run is kept
+local now = tonumber(ARGV[6]) -- epoch seconds
+local holder = ARGV[7]        -- '': no attempt involved; else the attempt handing the run
                               -- over: it must hold the lease, which is dropped
-local cap = ARGV[9]           -- the log stream's cap
-local nrun = tonumber(ARGV[10])  -- then nrun run field/value pairs
-local run_from = 11
+local cap = ARGV[8]           -- the log stream's cap
+local nrun = tonumber(ARGV[9])  -- then nrun run field/value pairs
+local run_from = 10
 local njob = tonumber(ARGV[run_from + 2*nrun])  -- then njob job field/value pairs (none: the
 local job_from = run_from + 2*nrun + 1          -- run ends here and starts expiring)
 local events_from = job_from + 2*njob           -- then log events, to the end
@@ -236,7 +259,6 @@ if holder ~= '' then
 end
 redis.call('SREM', running, token)
 redis.call('ZREM', delayed, token)
-if wipe_steps == '1' then redis.call('DEL', steps) end
 redis.call('HSET', run, unpack(ARGV, run_from, job_from - 2))
 redis.call('ZREM', from_index, token)
 redis.call('ZADD', to_index, now, token)
@@ -297,5 +319,55 @@ redis.call('ZADD', to_index, now, token)
 for _, key in ipairs({run, steps, log}) do redis.call('EXPIRE', key, retention) end
 redis.call('ZREMRANGEBYSCORE', to_index, '-inf', tonumber(now) - tonumber(retention))
 return 1
+"""
+)
+
+
+# An operator reruns a run, if it is still as they saw it and the rule allows it (RERUN_RULE):
+# it is queued as its next attempt (a new RQ job). Returns {verdict, state, attempt}: verdict
+# 'requeued' (with the new state and attempt), 'would' (a dry run: nothing written), or why
+# not: 'missing', 'changed' (it moved on since it was read) or 'refused' (the rule), with
+# the run's state and attempt as they are.
+RERUN_RUN = (
+    LOG_EVENTS
+    + RERUN_RULE
+    + """
+local run = KEYS[1]           -- the run hash
+local steps = KEYS[2]         -- the run's finished steps
+local log = KEYS[3]           -- the run's log stream
+local from_index = KEYS[4]    -- tokens of runs in `seen_state`
+local queued_index = KEYS[5]  -- tokens of queued runs by when they were queued
+local job_index = KEYS[6]     -- job id -> token, for the new attempt's job id
+local job = KEYS[7]           -- the new attempt's RQ job hash
+local queue = KEYS[8]         -- the RQ queue it goes to
+local queues = KEYS[9]        -- RQ's set of queues
+local token = ARGV[1]
+local seen_state = ARGV[2]    -- the state the caller saw
+local seen_attempt = ARGV[3]  -- the attempt the caller saw
+local force = ARGV[4]         -- '1': a succeeded run is rerun too
+local from_scratch = ARGV[5]  -- '1': forget the finished steps, cursor and counters
+local dry_run = ARGV[6]       -- '1': say what would happen, write nothing
+local now = ARGV[7]           -- epoch seconds
+local retention = ARGV[8]     -- seconds the job id -> token entry is kept
+local cap = ARGV[9]           -- the log stream's cap
+local job_id = ARGV[10]       -- the new attempt's RQ job id
+local njob = tonumber(ARGV[11])  -- then njob job field/value pairs
+local job_from = 12
+local events_from = job_from + 2*njob  -- then log events, to the end
+
+local seen = redis.call('HMGET', run, 'state', 'attempt')
+if not seen[1] then return {'missing', '', ''} end
+if seen[1] ~= seen_state or seen[2] ~= seen_attempt then return {'changed', seen[1], seen[2]} end
+if not rerunnable(seen[1], force == '1') then return {'refused', seen[1], seen[2]} end
+if dry_run == '1' then return {'would', seen[1], seen[2]} end
+local attempt = rerun(run, steps, log, from_index, token, seen[2], from_scratch == '1')
+redis.call('HSET', run, 'state', 'queued', 'job_id', job_id, 'queued_at', now, 'updated_at', now)
+redis.call('ZADD', queued_index, now, token)
+redis.call('HSET', job, unpack(ARGV, job_from, events_from - 1))
+redis.call('RPUSH', queue, job_id)
+redis.call('SADD', queues, queue)
+redis.call('SET', job_index, token, 'EX', retention)
+log_events(log, cap, events_from)
+return {'requeued', 'queued', tostring(attempt)}
 """
 )

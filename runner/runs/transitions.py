@@ -28,6 +28,7 @@ from runner.runs.scripts import (
     FENCED_WRITE,
     RELEASE_ATTEMPT,
     RENEW_LEASE,
+    RERUN_RUN,
 )
 from runner.tokens import job_id
 
@@ -59,6 +60,7 @@ class Runs:
         self._release = registered(redis, RELEASE_ATTEMPT)
         self._advance = registered(redis, ADVANCE_RUN)
         self._cancel = registered(redis, CANCEL_RUN)
+        self._rerun = registered(redis, RERUN_RUN)
 
     def get(self, token: str) -> RunRecord | None:
         raw = self.redis.hgetall(self.keys.run(token))
@@ -85,37 +87,6 @@ class Runs:
         if not matches:
             raise UnknownRun(f"no run matches {ref!r}; `runner runs` lists them")
         raise UnknownRun(f"{ref!r} matches {len(matches)} runs ({', '.join(matches[:3])}, ...)")
-
-    def list(
-        self,
-        *,
-        state: RunState | None = None,
-        task: str | None = None,
-        since: float | None = None,
-        limit: int = 0,
-    ) -> list[RunRecord]:
-        """Runs newest first, filtered by state, task and creation time; at most `limit` (0: all).
-        Reads the index page by page, so a short listing of a long history stays cheap."""
-        found: list[RunRecord] = []
-        start, page = 0, 500
-        while True:
-            tokens = texts(
-                self.redis.zrevrangebyscore(
-                    self.keys.runs, "+inf", since or "-inf", start=start, num=page
-                )
-            )
-            pipe = self.redis.pipeline(transaction=False)
-            for token in tokens:
-                pipe.hgetall(self.keys.run(token))
-            for raw in pipe.execute():
-                run = RunRecord.from_hash(raw) if raw else None
-                if run and (not state or run.state == state) and (not task or run.task == task):
-                    found.append(run)
-                    if limit and len(found) >= limit:
-                        return found
-            if len(tokens) < page:
-                return found
-            start += page
 
     def leaseless(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """(tokens marked running, those of them whose lease is gone: their worker died)."""
@@ -259,8 +230,8 @@ class Runs:
         args += [len(flat) // 2, *flat, *events]
         return keys, args
 
-    # Moves of an existing run, outside any attempt (reaper, rerun): each is conditional on
-    # the run being as the caller saw it.
+    # Moves of an existing run, outside any attempt (reaper, handover, cancel, rerun): each is
+    # conditional on the run being as the caller saw it.
 
     def advance(
         self,
@@ -272,7 +243,6 @@ class Runs:
         queue: str | None = None,
         timeout: int = 3600,
         lease_gone: bool = False,
-        wipe_steps: bool = False,
         holder: str = "",
         events: Sequence[str] = (),
     ) -> bool:
@@ -300,7 +270,7 @@ class Runs:
             self._index(seen_state), self._index(to_state),
         ]  # fmt: skip
         args = [
-            token, seen_state, seen_attempt, int(lease_gone), int(wipe_steps),
+            token, seen_state, seen_attempt, int(lease_gone),
             self.settings.retention_seconds, now, holder, self.log_cap,
             len(flat) // 2, *flat, len(job_fields) // 2, *job_fields, *events,
         ]  # fmt: skip
@@ -337,6 +307,31 @@ class Runs:
             self.settings.retention_seconds, self.log_cap, run.job_id, *events,
         ]  # fmt: skip
         return bool(self._cancel(keys=keys, args=args))
+
+    def rerun(
+        self, run: RunRecord, *, from_scratch: bool = False, force: bool = False,
+        dry_run: bool = False, events: Sequence[str] = (),
+    ) -> tuple[str, str, int]:  # fmt: skip
+        """Rerun a run as the caller saw it, by the rule of `RERUN_RULE` (runner.runs.scripts):
+        queue its next attempt (from its checkpoint, or from scratch) and append `events` to
+        its log, atomically. Returns (verdict, state, attempt): 'requeued' with the new
+        state and attempt; 'would' for a dry run (nothing written); or why not, with the run as
+        it is: 'missing', 'changed' (it moved on since `run` was read), 'refused' (the rule)."""
+        attempt = run.attempt + 1
+        new_id = job_id(run.token, attempt)
+        fields = self.jobs.fields(run.queue, run.token, attempt, run.timeout, datetime.now(UTC))
+        keys = [
+            self.keys.run(run.token), self.keys.steps(run.token), self.keys.log(run.token),
+            self._index(run.state), self._index(RunState.QUEUED), self.keys.job(new_id),
+            job_key(new_id), self.jobs.queue(run.queue).key, Queue.redis_queues_keys,
+        ]  # fmt: skip
+        args: list[Any] = [
+            run.token, run.state, run.attempt, int(force), int(from_scratch), int(dry_run),
+            time.time(), self.settings.retention_seconds, self.log_cap, new_id,
+            len(fields), *[v for pair in fields.items() for v in pair], *events,
+        ]  # fmt: skip
+        verdict, state, now_at = texts(self._rerun(keys=keys, args=args))
+        return verdict, state, int(now_at or 0)
 
     def _index(self, state: RunState) -> str:
         return self.keys.by_state(state)

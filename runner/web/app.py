@@ -19,7 +19,7 @@ from runner.connections.redis import connect
 from runner.errors import BadRequest, ConfigError
 from runner.keys import Keys
 from runner.logs import configure as configure_logs
-from runner.tasks import TaskRegistry, load_registry
+from runner.tasks import SitePages, TaskRegistry, load_registry
 from runner.web import actions, cron, incident, live, monitoring, overview, runs, signin
 from runner.web.clients import parse_trusted
 from runner.web.console import Console
@@ -100,15 +100,15 @@ async def _bad_request(request: Request, exc: Exception) -> Response:
     return PlainTextResponse(f"bad request: {exc}\n", status_code=400)
 
 
-def _router(entry: APIRouter | str) -> APIRouter:
+def _router(entry: SitePages | str) -> APIRouter:
     """A router of the site's, or the one a 'module:name' string names; raises ConfigError."""
-    if isinstance(entry, APIRouter):
-        return entry
-    module, _, name = str(entry).partition(":")
-    try:
-        found = getattr(importlib.import_module(module), name or "router")
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"cannot load the console pages {entry!r}: {exc}") from None
+    found: object = entry
+    if isinstance(entry, str):
+        module, _, name = entry.partition(":")
+        try:
+            found = getattr(importlib.import_module(module), name or "router")
+        except (ImportError, AttributeError) as exc:
+            raise ConfigError(f"cannot load the console pages {entry!r}: {exc}") from None
     if not isinstance(found, APIRouter):
         raise ConfigError(f"{entry!r} is not a fastapi.APIRouter")
     return found

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from runner.logs import entry_events
+from runner.logs import Entry, decode_entries
 from runner.printable import printable_data
 from runner.record import TERMINAL, RunRecord
 from runner.web.console import Console, ConsoleDep
@@ -108,16 +108,13 @@ async def _events(
             await asyncio.sleep(POLL_SECONDS)
 
 
-def _read(
-    console: Console, token: str, after: str
-) -> tuple[RunRecord | None, list[tuple[str, Any]]]:
+def _read(console: Console, token: str, after: str) -> tuple[RunRecord | None, list[Entry]]:
     """The run record and up to BATCH events after stream id `after`."""
     pipe = console.redis.pipeline(transaction=False)
     pipe.hgetall(console.keys.run(token))
     pipe.xrange(console.keys.log(token), min=f"({after}", count=BATCH)
     raw, entries = pipe.execute()
-    record = RunRecord.from_hash(raw) if raw else None
-    return record, entry_events(entries)
+    return (RunRecord.from_hash(raw) if raw else None), decode_entries(entries)
 
 
 def _message(kind: str, data: dict[str, Any], *, event_id: str | None = None) -> str:

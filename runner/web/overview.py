@@ -14,6 +14,7 @@ from rq import Queue, Worker
 
 from runner.monitoring.health import check_health
 from runner.record import RunRecord, RunState, texts
+from runner.runs.rqjobs import known_queues
 from runner.web.charts import Chart, lines, stacked_bars
 from runner.web.console import Console, ConsoleDep
 from runner.web.figures import DayFigures, day_figures
@@ -52,7 +53,7 @@ def overview(request: Request, console: ConsoleDep) -> Response:
         "answers": report.answers,
         "failures": failures,
         "charts": charts(day_figures(console, now=now)),
-        "queues": {q: Queue(q, connection=console.redis).count for q in _queues(console)},
+        "queues": _lengths(console),
         "workers": workers(console, now=now),
         "last_tick": last_tick(console),
     }
@@ -112,5 +113,10 @@ def last_tick(console: Console) -> float | None:
     return float(texts([raw])[0]) if raw else None
 
 
-def _queues(console: Console) -> list[str]:
-    return sorted({*console.settings.queues, *(t.queue for t in console.registry)})
+def _lengths(console: Console) -> dict[str, int]:
+    """Jobs waiting, per known queue."""
+    names = known_queues(console.redis, console.settings, tasks=console.registry)
+    pipe = console.redis.pipeline(transaction=False)
+    for name in names:
+        pipe.llen(Queue.redis_queue_namespace_prefix + name)
+    return dict(zip(names, pipe.execute(), strict=True))

@@ -9,12 +9,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from runner.errors import UnknownRun
-from runner.logs import entry_events
+from runner.logs import newest_events
 from runner.printable import printable_data
 from runner.record import ACTIVE, RunState
 from runner.runs.attempts import attempts
+from runner.runs.rqjobs import known_queues
 from runner.runs.summary import argument_text, error_text, took
-from runner.web.console import Console, ConsoleDep
+from runner.web.console import ConsoleDep
 from runner.web.listing import PAGE_SIZES, RANGES, STATES, RunFilter, runs_page
 from runner.web.pages import render
 from runner.web.params import whole_number
@@ -34,7 +35,7 @@ def runs_list(request: Request, console: ConsoleDep) -> Response:
         "ranges": RANGES,
         "page_sizes": PAGE_SIZES,
         "tasks": [t.name for t in console.registry],
-        "queues": sorted({t.queue for t in console.registry} | set(console.settings.queues)),
+        "queues": known_queues(console.redis, console.settings, tasks=console.registry),
         # the columns `runner runs` has: an import's source, the error's first line, duration
         "argument": {r.token: argument_text(r) for r in page.runs},
         "error": {r.token: error_text(r) for r in page.runs},
@@ -56,7 +57,7 @@ def run_page(request: Request, console: ConsoleDep, token: str) -> Response:
     level = request.query_params.get("level", "")
     level = level if level in LEVELS else ""
     attempt = whole_number(request.query_params.get("attempt"), "attempt")
-    events = newest_events(console, token)
+    events = newest_events(console.redis, console.keys, token, count=EVENTS_SHOWN)
     rows = [event_row(i, e) for i, e in events if shown(e, level=level, attempt=attempt)]
     context = {
         "run": record,
@@ -74,12 +75,6 @@ def run_page(request: Request, console: ConsoleDep, token: str) -> Response:
         "can_cancel": record.state in ACTIVE and not record.cancel_requested,
     }
     return render(request, "run.html", context)
-
-
-def newest_events(console: Console, token: str) -> list[tuple[str, dict[str, Any]]]:
-    """The run's newest EVENTS_SHOWN events, oldest first."""
-    raw = console.redis.xrevrange(console.keys.log(token), count=EVENTS_SHOWN)
-    return entry_events(list(reversed(raw)))[-EVENTS_SHOWN:]  # type: ignore[arg-type]
 
 
 def _without_error(summary: dict[str, Any]) -> dict[str, Any]:

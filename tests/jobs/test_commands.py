@@ -10,7 +10,7 @@ import pytest
 from click.testing import Result
 
 from runner.config import Settings
-from runner.runs.transitions import Runs
+from runner.runs.index import RunIndex, RunQuery
 from scripts.gen_posts import generate_posts, write_feed
 
 
@@ -27,7 +27,7 @@ def make_feed(path: Path, count: int, *, start: int = 0) -> Path:
 
 
 def test_a_directory_is_one_run_per_feed_file(
-    tmp_path: Path, invoke: Callable[..., Result], runs: Runs
+    tmp_path: Path, invoke: Callable[..., Result], index: RunIndex
 ) -> None:
     feeds = tmp_path / "feeds"
     feeds.mkdir()
@@ -41,11 +41,11 @@ def test_a_directory_is_one_run_per_feed_file(
     assert len(lines) == 2 and not any(line["deduplicated"] for line in lines)
     again = invoke("import", str(feeds / "a.jsonl"), "--json")
     assert json.loads(again.stdout)["deduplicated"] is True
-    assert len(runs.list(task="import_posts")) == 2
+    assert len(index.runs(RunQuery(task="import_posts"))) == 2
 
 
 def test_missing_sources_are_usage_errors_and_queue_nothing(
-    tmp_path: Path, invoke: Callable[..., Result], runs: Runs
+    tmp_path: Path, invoke: Callable[..., Result], index: RunIndex
 ) -> None:
     good = make_feed(tmp_path / "good.jsonl", 2)
     missing = invoke("import", str(good), str(tmp_path / "nope.jsonl"))
@@ -55,7 +55,7 @@ def test_missing_sources_are_usage_errors_and_queue_nothing(
     assert scheme.exit_code == 2 and "only http:// and https://" in scheme.output
     token = invoke("import", str(good), str(good), "--token", "mine")
     assert token.exit_code == 2 and "--token needs exactly one" in token.output
-    assert runs.list() == []
+    assert index.runs() == []
 
 
 def test_db_init_is_idempotent(invoke: Callable[..., Result]) -> None:

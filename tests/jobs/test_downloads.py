@@ -24,6 +24,7 @@ from runner.errors import PermanentError
 from runner.keys import Keys
 from runner.logs import read_events
 from runner.runs.enqueue import Enqueuer, Request
+from runner.runs.index import RunIndex, RunQuery
 from runner.runs.transitions import Runs
 from runner.tasks import load_registry
 from scripts.gen_posts import generate_posts
@@ -274,7 +275,7 @@ def test_a_redirect_to_ftp_is_refused(served: tuple[Feed, str], tmp_path: Path) 
 
 
 def test_poll_feeds_imports_a_changed_feed_once_and_an_unchanged_one_costs_one_request(
-    served: tuple[Feed, str], redis: Redis, settings: Settings, runs: Runs,
+    served: tuple[Feed, str], redis: Redis, settings: Settings, runs: Runs, index: RunIndex,
     drain: Callable[..., None],
 ) -> None:  # fmt: skip
     # Given a configured feed URL
@@ -296,12 +297,12 @@ def test_poll_feeds_imports_a_changed_feed_once_and_an_unchanged_one_costs_one_r
     assert tick(2) == {"checked": 1, "enqueued": 0, "unchanged": 1, "unreachable": 0}
     # Then the unchanged poll made one request (a HEAD) and imported nothing
     assert (feed.heads - heads, feed.requests - requests) == (1, 0)
-    assert len(runs.list(task="import_posts")) == 1
+    assert len(index.runs(RunQuery(task="import_posts"))) == 1
     # When the feed changes and is polled
     feed.body, feed.etag = posts_body(12, seed=3), '"b"'
     assert tick(3)["enqueued"] == 1
     # Then the new version was imported, once
-    imports_ = runs.list(task="import_posts")
+    imports_ = index.runs(RunQuery(task="import_posts"))
     assert len(imports_) == 2 and all(r.state == "succeeded" for r in imports_)
 
 

@@ -22,6 +22,7 @@ from runner.connections.redis import Durable, connect
 from runner.cron.ticks import Cron, Firing
 from runner.record import ACTIVE
 from runner.runs.enqueue import Enqueued, Enqueuer, Request
+from runner.runs.index import RunIndex
 from runner.runs.transitions import Runs
 from runner.tasks import load_registry
 from scripts.gen_posts import generate_posts, write_feed
@@ -142,7 +143,7 @@ def progress(runs: Runs, tokens: list[str]) -> int:
 @pytest.mark.slow
 @pytest.mark.parametrize("lagging", [False, True], ids=["replica-in-sync", "replica-lagging"])
 def test_a_failover_mid_import_loses_no_post_no_count_and_no_cron_slot(
-    lagging: bool, tmp_path: Path, topology: Topology, client: Redis, runs: Runs,
+    lagging: bool, tmp_path: Path, topology: Topology, client: Redis, runs: Runs, index: RunIndex,
     settings: Settings, start_worker: Callable[..., WorkerProcess],
 ) -> None:  # fmt: skip
     if lagging and can_lose_writes():
@@ -198,7 +199,7 @@ def test_a_failover_mid_import_loses_no_post_no_count_and_no_cron_slot(
 
     def describe() -> str:
         lines = [f"{r.token} {r.state} attempt={r.attempt} error={r.error}"
-                 for r in runs.list() if r.state != "succeeded"]  # fmt: skip
+                 for r in index.runs() if r.state != "succeeded"]  # fmt: skip
         lines += [f"--- {w.log.name}\n{w.output()[-3000:]}" for w in workers]
         return "\n".join(lines)
 
@@ -211,10 +212,10 @@ def test_a_failover_mid_import_loses_no_post_no_count_and_no_cron_slot(
     crontab.join(timeout=120)
     assert crontab.error is None and len(crontab.firings) == TICKS * len(crontab.cron.entries)
     wait_for(
-        lambda: all(r.state not in ACTIVE for r in runs.list()), timeout=120,
+        lambda: all(r.state not in ACTIVE for r in index.runs()), timeout=120,
         what="every run to end", describe=describe,
     )  # fmt: skip
-    assert all(r.state == "succeeded" for r in runs.list()), describe()
+    assert all(r.state == "succeeded" for r in index.runs()), describe()
     # ... every post is there exactly once, and the counters are exact
     engine = engine_for(settings.store_url)
     with engine.connect() as conn:

@@ -23,6 +23,7 @@ from jobs.store import engine_for, get_post, posts
 from runner.config import Settings
 from runner.record import RunState
 from runner.runs.enqueue import Enqueued, Enqueuer, Request
+from runner.runs.index import RunIndex, RunQuery
 from runner.runs.transitions import Runs
 from runner.tasks import load_registry
 from scripts.gen_posts import generate_posts, write_feed
@@ -264,7 +265,7 @@ def test_an_import_from_a_url_is_downloaded_then_imported(
 
 
 def test_the_inbox_imports_each_new_file_once_and_files_it_away(
-    settings: Settings, redis: Redis, drain: Callable[..., None], runs: Runs
+    settings: Settings, redis: Redis, drain: Callable[..., None], index: RunIndex
 ) -> None:
     inbox = settings.home / "inbox"
     inbox.mkdir(parents=True)
@@ -275,16 +276,18 @@ def test_the_inbox_imports_each_new_file_once_and_files_it_away(
     poll = load_registry("jobs").get("poll_inbox")
     enqueuer.enqueue(Request(poll, {}, token="poll-1"))
     drain()
-    imports_ = [r for r in runs.list(task="import_posts")]
+    imports_ = [r for r in index.runs(RunQuery(task="import_posts"))]
     assert len(imports_) == 2 and all(r.state == "succeeded" for r in imports_)
     enqueuer.enqueue(Request(poll, {}, token="poll-2"))
     drain()
     filed = sorted(p.name[33:] for p in (inbox / "done").iterdir())  # after '<hash>-'
     assert filed == ["copy-of-one.jsonl", "one.jsonl", "two.jsonl"]
     assert not list((inbox / "processing").iterdir())
-    assert len(runs.list(task="import_posts")) == 2
+    assert len(index.runs(RunQuery(task="import_posts"))) == 2
     # And each run's source keeps the name the file was dropped with
-    sources = sorted(Path(r.args["source"]).name[33:] for r in runs.list(task="import_posts"))
+    sources = sorted(
+        Path(r.args["source"]).name[33:] for r in index.runs(RunQuery(task="import_posts"))
+    )
     assert sources in (["copy-of-one.jsonl", "two.jsonl"], ["one.jsonl", "two.jsonl"])
 
 

@@ -27,6 +27,7 @@ from runner.cron.schedule import check_schedule
 from runner.cron.status import describe
 from runner.keys import Keys
 from runner.runs.enqueue import Enqueued
+from runner.runs.index import RunIndex, RunQuery
 from runner.runs.transitions import Runs
 from runner.tasks import load_registry
 
@@ -156,7 +157,7 @@ def test_freshness_is_100_at_review_and_falls_to_0_over_two_years() -> None:
 
 
 def test_refresh_scores_posts_as_their_review_ages_and_flags_overdue_reviews(
-    engine: Engine, run_task: Callable[..., Any], runs: Runs
+    engine: Engine, run_task: Callable[..., Any], index: RunIndex
 ) -> None:
     # Given posts reviewed on 2025-01-01, a year before, and never (updated 2025-01-01)
     jan = at("2025-01-01T08:00:00")
@@ -173,7 +174,9 @@ def test_refresh_scores_posts_as_their_review_ages_and_flags_overdue_reviews(
     # Then the scores have fallen and every review is overdue
     assert _scores(engine) == {"p1": (25, True), "p2": (0, True), "p3": (25, True)}
     # And each batch was checkpointed: the cursor is the last post
-    [latest] = [r for r in runs.list(task="refresh_freshness") if "2026" in r.args["now"]]
+    [latest] = [
+        r for r in index.runs(RunQuery(task="refresh_freshness")) if "2026" in r.args["now"]
+    ]
     assert latest.cursor == "p3" and latest.counters == {"refreshed": 3, "overdue": 3}
 
 

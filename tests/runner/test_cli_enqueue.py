@@ -12,12 +12,12 @@ from pathlib import Path
 from click.testing import Result
 
 from runner.config import Settings
-from runner.runs.transitions import Runs
+from runner.runs.index import RunIndex, RunQuery
 from tests.conftest import ROOT, wait_for, worker_env
 
 
 def test_a_missing_argument_is_a_usage_error_naming_the_parameters(
-    invoke: Callable[..., Result], runs: Runs
+    invoke: Callable[..., Result], index: RunIndex
 ) -> None:
     # When `greet` is enqueued without its required `name`
     result = invoke("enqueue", "greet")
@@ -27,40 +27,40 @@ def test_a_missing_argument_is_a_usage_error_naming_the_parameters(
         "error: task greet needs argument 'name'; its parameters: name, loud=False"
     ]
     # And nothing was queued
-    assert runs.list() == []
+    assert index.runs() == []
 
 
 def test_an_unknown_argument_is_a_usage_error_and_nothing_is_queued(
-    invoke: Callable[..., Result], runs: Runs
+    invoke: Callable[..., Result], index: RunIndex
 ) -> None:
     result = invoke("enqueue", "greet", "--arg", "name=ada", "--arg", "nosuch=1")
     assert result.exit_code == 2, result.output
     assert result.stderr.splitlines() == [
         "error: task greet has no argument 'nosuch'; its parameters: name, loud=False"
     ]
-    assert runs.list() == []
+    assert index.runs() == []
     # And a task taking **kwargs takes any name
     assert invoke("enqueue", "noop", "--arg", "anything=1").exit_code == 0
 
 
 def test_run_enqueue_inside_a_task_raises_at_once(
-    invoke: Callable[..., Result], runs: Runs, work: Callable[[], None]
+    invoke: Callable[..., Result], index: RunIndex, work: Callable[[], None]
 ) -> None:
     # Given a task that enqueues `greet` with an argument it does not take
     assert invoke("enqueue", "spawn", "--arg", "name=ada", "--arg", "nosuch=1").exit_code == 0
     # When it runs
     work()
     # Then its run.enqueue raised InvalidArguments at once, and no greet run exists
-    (spawned,) = runs.list(task="spawn")
+    (spawned,) = index.runs(RunQuery(task="spawn"))
     assert spawned.state == "succeeded"
     assert spawned.result == (
         "refused: task greet has no argument 'nosuch'; its parameters: name, loud=False"
     )
-    assert runs.list(task="greet") == []
+    assert index.runs(RunQuery(task="greet")) == []
 
 
 def test_wait_with_no_worker_alive_says_so_and_ctrl_c_leaves_the_run_queued(
-    settings: Settings, runs: Runs, tmp_path: Path
+    settings: Settings, index: RunIndex, tmp_path: Path
 ) -> None:
     # Given `runner enqueue --wait` and no worker alive
     err = tmp_path / "stderr.txt"
@@ -86,7 +86,7 @@ def test_wait_with_no_worker_alive_says_so_and_ctrl_c_leaves_the_run_queued(
     text = err.read_text()
     assert code == 130, text
     assert "the run goes on" in text and "Traceback" not in text and "Aborted" not in text
-    (run,) = runs.list()
+    (run,) = index.runs()
     assert run.state == "queued"
     # And Ctrl-C on `logs --follow` of that run also exits 130, saying the run goes on
     out = tmp_path / "follow.txt"

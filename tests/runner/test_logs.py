@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import structlog
@@ -14,6 +14,7 @@ from redis import Redis
 from runner import logs
 from runner.config import Settings
 from runner.keys import Keys
+from runner.record import Enqueued
 
 
 @pytest.fixture
@@ -46,3 +47,40 @@ def test_a_password_in_a_logged_url_reaches_neither_stdout_nor_the_run_stream(
         assert event["event"] == "connected"
         assert "db.example:6379" in event["url"] and "s3cret" not in event["url"]
     assert "s3cret" not in line
+
+
+def test_the_stream_reads_oldest_first_from_a_point_and_newest_last(
+    redis: Redis, settings: Settings
+) -> None:
+    # Given a run log of five events, written as the scripts and RunStream write them
+    keys = Keys(settings.prefix)
+    stream = logs.RunStream(redis, keys.log("t-2"), maxlen=100)
+    for n in range(5):
+        stream.append({"event": f"e{n}", "level": "info", "n": n})
+    # When it is read whole, after its second entry, in pages, and its newest three
+    whole = logs.read_events(redis, keys, "t-2")
+    after_second = logs.read_events(redis, keys, "t-2", after=whole[1][0])
+    first_two = logs.read_events(redis, keys, "t-2", count=2)
+    newest = logs.newest_events(redis, keys, "t-2", count=3)
+    # Then each is decoded to (stream id, event), oldest first
+    assert [e["n"] for _, e in whole] == [0, 1, 2, 3, 4]
+    assert [e["n"] for _, e in after_second] == [2, 3, 4]
+    assert first_two == whole[:2]
+    assert newest == whole[2:]
+
+
+def test_the_events_one_script_writes_share_one_entry_and_read_in_order(
+    redis: Redis, settings: Settings, enqueue: Callable[..., Enqueued],
+    drain: Callable[..., None],
+) -> None:  # fmt: skip
+    # Given a run whose attempt wrote its events with its step and its release
+    token = enqueue("slow_steps", token="one-entry", steps=1, seconds=0.0).token
+    drain()
+    keys = Keys(settings.prefix)
+    # Then its events read in the order they happened, from fewer stream entries
+    names = [e["event"] for _, e in logs.read_events(redis, keys, token)]
+    assert names[-3:] == ["step.started", "step.finished", "run.succeeded"]
+    assert redis.xlen(keys.log(token)) < len(names)
+    # ... and the newest ones are the last ones, oldest first
+    newest = [e["event"] for _, e in logs.newest_events(redis, keys, token, count=3)]
+    assert newest == ["step.started", "step.finished", "run.succeeded"]

@@ -61,6 +61,8 @@ def test_rq_requeue_of_a_failed_run_reruns_it_from_its_checkpoint(
     # Then it is the same run's next attempt, from the checkpoint: items 3 and 4 only
     record = runs.get("c")
     assert record is not None and record.state == "succeeded" and record.attempt == 2
+    # ... with a fresh attempt budget, as the runner's own rerun gives (one rule for both)
+    assert record.attempt_base == 1 and record.rerun_attempt == 2
     items = [e.decode().split(":")[0] for e in redis.lrange("probe:exec:c", 0, -1)]
     assert items == ["item0", "item1", "item2", "item3", "item3", "item4"]
     events = [e for _, e in read_events(redis, runs.keys, "c")]

@@ -15,7 +15,7 @@ from redis import Redis
 from runner import Client, InvalidArguments, RunState
 from runner.config import Settings
 from runner.keys import Keys
-from runner.logs import entry_events
+from runner.logs import decode_entries
 from runner.monitoring.health import check_health
 from runner.tokens import job_id
 from runner.worker.reaper import Reaper
@@ -62,7 +62,7 @@ def test_a_due_run_is_pushed_by_the_reaper_and_runs_once(
     work()
     record = client.wait(enqueued.token, timeout=10)
     assert (record.state, record.attempt, record.result) == (RunState.SUCCEEDED, 1, "ada")
-    events = [e["event"] for _, e in entry_events(redis.xrange(KEYS.log(enqueued.token)))]
+    events = [e["event"] for _, e in decode_entries(redis.xrange(KEYS.log(enqueued.token)))]
     assert events[0] == "run.scheduled" and events[-1] == "run.succeeded"
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import psutil
 import pytest
@@ -25,6 +26,7 @@ from runner.cron.status import describe
 from runner.cron.ticks import Cron
 from runner.errors import ConfigError, UnknownTask
 from runner.runs.enqueue import Enqueued
+from runner.runs.index import RunIndex, RunQuery
 from runner.runs.transitions import Runs
 from runner.tasks import load_registry
 from runner.tokens import slot_token
@@ -42,8 +44,8 @@ def iso(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
 
-def tokens_of(runs: Runs, task: str) -> set[str]:
-    return {r.token for r in runs.list(task=task)}
+def tokens_of(index: RunIndex, task: str) -> set[str]:
+    return {r.token for r in index.runs(RunQuery(task=task))}
 
 
 @pytest.fixture
@@ -131,13 +133,17 @@ def test_a_schedule_with_a_task_twice_or_an_unknown_task_is_refused() -> None:
         check_schedule(twice, registry)
     with pytest.raises(UnknownTask, match="no_such_task"):
         check_schedule([CronEntry("x", "* * * * *", task="no_such_task")], registry)
+    # A line that only looks like an entry (a name and a task) is refused, naming the type
+    look_alike = SimpleNamespace(name="x", task="hourly_chime")
+    with pytest.raises(ConfigError, match=r"use runner\.cron\.schedule\.CronEntry"):
+        check_schedule([look_alike], registry)
 
 
 # -- tick ----------------------------------------------------------------------------------
 
 
 def test_forty_concurrent_tick_processes_enqueue_each_due_entry_once(
-    settings: Settings, redis: Redis, runs: Runs
+    settings: Settings, redis: Redis, runs: Runs, index: RunIndex
 ) -> None:
     # Given six entries, all due at 06:00, that never fired
     command = [sys.executable, "-m", "runner", "cron", "tick", "--at", iso(SIX), "--json"]
@@ -155,12 +161,12 @@ def test_forty_concurrent_tick_processes_enqueue_each_due_entry_once(
     assert len(reports) == 40 * 6 and {r["outcome"] for r in reports} == {"fired"}
     # And there is exactly one run and one RQ job per entry
     expected = {slot_token(e.task, SIX) for e in SCHEDULE}
-    assert {r.token for r in runs.list()} == expected
+    assert {r.token for r in index.runs()} == expected
     job_ids = [
         j.decode() for q in ("default", "cron") for j in redis.lrange(f"rq:queue:{q}", 0, -1)
     ]
     assert len(job_ids) == len(set(job_ids)) == 6
-    assert sorted(job_ids) == sorted(r.job_id for r in runs.list())
+    assert sorted(job_ids) == sorted(r.job_id for r in index.runs())
     # And exactly one process created each run; the 39 others were told it was deduplicated
     created = Counter(run["token"] for r in reports for run in r["runs"] if not run["deduplicated"])
     assert created == dict.fromkeys(expected, 1)
@@ -170,7 +176,7 @@ def test_forty_concurrent_tick_processes_enqueue_each_due_entry_once(
 
 
 def test_a_repeated_tick_reports_the_existing_runs_and_list_shows_them(
-    invoke: Callable[..., Result], runs: Runs
+    invoke: Callable[..., Result], index: RunIndex
 ) -> None:
     # Given a tick at 06:00
     first = invoke("cron", "tick", "--at", "2026-11-27T06:00:40+00:00")
@@ -180,7 +186,7 @@ def test_a_repeated_tick_reports_the_existing_runs_and_list_shows_them(
     # Then nothing new is enqueued, and each entry's run is reported as deduplicated
     assert again.exit_code == 0 and "(new)" not in again.stdout
     assert "every_minute@2026-11-27T06:00Z (deduplicated, queued)" in again.stdout
-    assert len(runs.list()) == 6
+    assert len(index.runs()) == 6
     # And `cron list` has each entry in words, its next slot, last slot and its run's state
     listed = {
         row["name"]: row
@@ -205,6 +211,7 @@ def test_two_clocks_side_by_side_fire_each_slot_once(
     settings: Settings,
     redis: Redis,
     runs: Runs,
+    index: RunIndex,
     clocks: Callable[..., subprocess.Popen[str]],
     tmp_path: Path,
 ) -> None:
@@ -220,18 +227,18 @@ def test_two_clocks_side_by_side_fire_each_slot_once(
     # Then the entry that allows overlaps fired each slot ticked once (06:00, 06:01, 06:02;
     # a tick late by over two seconds on a loaded machine would land on the next minute)
     slots = {slot for t in ticked for slot in t}
-    assert tokens_of(runs, "overlapping") == {f"overlapping@{slot}" for slot in slots}
+    assert tokens_of(index, "overlapping") == {f"overlapping@{slot}" for slot in slots}
     # And the skip-policy entries fired 06:00 only: their run was still queued afterwards
-    assert tokens_of(runs, "every_minute") == {slot_token("every_minute", SIX)}
+    assert tokens_of(index, "every_minute") == {slot_token("every_minute", SIX)}
     # And every run has exactly one RQ job
     job_ids = [
         j.decode() for q in ("default", "cron") for j in redis.lrange(f"rq:queue:{q}", 0, -1)
     ]
-    assert Counter(job_ids) == Counter(r.job_id for r in runs.list())
+    assert Counter(job_ids) == Counter(r.job_id for r in index.runs())
 
 
 def test_a_clock_back_after_ten_minutes_fires_by_the_catch_up_policy(
-    runs: Runs, clocks: Callable[..., subprocess.Popen[str]], drain: Callable[..., None]
+    index: RunIndex, clocks: Callable[..., subprocess.Popen[str]], drain: Callable[..., None]
 ) -> None:
     # Given a clock that ticked at 06:00, whose runs finished, and which then went down
     assert clocks("--at-start", iso(SIX), "--once").wait(timeout=30) == 0
@@ -239,19 +246,21 @@ def test_a_clock_back_after_ten_minutes_fires_by_the_catch_up_policy(
     # When a clock comes back at 06:10:30
     assert clocks("--at-start", iso(at(10.5)), "--once").wait(timeout=30) == 0
     # Then an every-minute entry with catch_up=1 fires once (06:10), not ten times
-    assert tokens_of(runs, "every_minute") == {slot_token("every_minute", m) for m in (SIX, at(10))}
+    every_minute = {slot_token("every_minute", m) for m in (SIX, at(10))}
+    assert tokens_of(index, "every_minute") == every_minute
     # And the one with catch_up=3 fires the three newest missed slots
-    assert tokens_of(runs, "catch_up_three") == {
+    assert tokens_of(index, "catch_up_three") == {
         slot_token("catch_up_three", m) for m in (SIX, at(8), at(9), at(10))
     }
     # And the hourly and daily entries, not due in between, fired nothing more
-    assert len(tokens_of(runs, "hourly_chime")) == len(tokens_of(runs, "daily_report")) == 1
+    assert len(tokens_of(index, "hourly_chime")) == len(tokens_of(index, "daily_report")) == 1
 
 
 def test_a_slot_overlapping_a_running_run_is_skipped_and_logged(
     settings: Settings,
     redis: Redis,
     runs: Runs,
+    index: RunIndex,
     invoke: Callable[..., Result],
     clocks: Callable[..., subprocess.Popen[str]],
     start_worker: Callable[..., WorkerProcess],
@@ -284,7 +293,7 @@ def test_a_slot_overlapping_a_running_run_is_skipped_and_logged(
     redis.delete(HOLD_KEY)
     wait_for(lambda: runs.get(held).state == "succeeded", what="the held run to end")  # type: ignore[union-attr]
     assert invoke("cron", "tick", "--at", iso(at(2))).exit_code == 0
-    assert tokens_of(runs, "hold") == {held, slot_token("hold", at(2))}
+    assert tokens_of(index, "hold") == {held, slot_token("hold", at(2))}
     wait_for(lambda: runs.get(slot_token("hold", at(2))).state == "succeeded", what="06:02")  # type: ignore[union-attr]
     # And a run of the task enqueued by hand blocks the entry's slots while it runs too
     redis.set(HOLD_KEY, "1")
@@ -299,20 +308,20 @@ def test_a_slot_overlapping_a_running_run_is_skipped_and_logged(
 def test_the_clock_waits_out_a_redis_outage_and_stops_on_sigterm(
     settings: Settings,
     redis_server: RedisServer,
-    runs: Runs,
+    index: RunIndex,
     clocks: Callable[..., subprocess.Popen[str]],
     tmp_path: Path,
 ) -> None:
     # Given a running clock (time 60 times faster) that has fired a slot
     clock = clocks("--at-start", iso(SIX))
-    wait_for(lambda: tokens_of(runs, "overlapping"), what="a first slot")
+    wait_for(lambda: tokens_of(index, "overlapping"), what="a first slot")
     # When Redis goes away for three seconds (three clock minutes) and comes back
     redis_server.stop()
     time.sleep(3)
     redis_server.start()
-    fired = len(tokens_of(runs, "overlapping"))
+    fired = len(tokens_of(index, "overlapping"))
     # Then the clock is still up, said Redis was unreachable, and fires again
-    wait_for(lambda: len(tokens_of(runs, "overlapping")) > fired, timeout=20, what="a new slot")
+    wait_for(lambda: len(tokens_of(index, "overlapping")) > fired, timeout=20, what="a new slot")
     assert clock.poll() is None
     events = clock_events(settings, tmp_path, 0)
     assert any(e["event"] == "redis.unreachable" for e in events)
@@ -325,12 +334,12 @@ def test_the_clock_waits_out_a_redis_outage_and_stops_on_sigterm(
 
 @pytest.mark.slow
 def test_a_clock_stuck_in_a_tick_stops_by_its_stop_deadline(
-    settings: Settings, redis_server: RedisServer, runs: Runs,
+    settings: Settings, redis_server: RedisServer, index: RunIndex,
     clocks: Callable[..., subprocess.Popen[str]], tmp_path: Path,
 ) -> None:  # fmt: skip
     # Given a running clock whose Redis hangs (SIGSTOP: no reply, no error) under a tick
     clock = clocks("--at-start", iso(SIX), env={"RUNNER_STOP_SECONDS": "2"})
-    wait_for(lambda: tokens_of(runs, "overlapping"), what="a first slot")
+    wait_for(lambda: tokens_of(index, "overlapping"), what="a first slot")
     server = psutil.Process(int((redis_server.server.directory / "redis.pid").read_text()))
     server.suspend()
     try:
@@ -389,14 +398,14 @@ def test_a_tick_that_planned_early_and_writes_late_never_moves_the_marks_back(
 
 
 def test_a_tick_in_the_future_is_refused_and_never_stops_the_real_ticks(
-    invoke: Callable[..., Result], runs: Runs, redis: Redis, settings: Settings
+    invoke: Callable[..., Result], index: RunIndex, redis: Redis, settings: Settings
 ) -> None:
     # Given a `cron tick --at` years ahead (the backfill of issue 14, point 1)
     future = invoke("cron", "tick", "--at", "2030-01-01T03:30Z")
     # Then it is refused in one line, as a usage error, and no mark moved
     assert future.exit_code == 2, future.output
     assert "in the future" in future.stderr and len(future.stderr.splitlines()) == 1
-    assert runs.list() == []
+    assert index.runs() == []
     # And a real tick now fires the current minute's slot
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     real = invoke("cron", "tick", "--at", slot_text(now))

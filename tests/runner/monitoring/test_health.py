@@ -14,6 +14,7 @@ from redis import Redis
 
 from runner.config import Settings
 from runner.cron.ticks import Cron
+from runner.delivery.dequeue import delivery_key
 from runner.monitoring.answers import Verdict
 from runner.monitoring.health import check_health
 from runner.runs.deploys import DeployMarks
@@ -191,6 +192,19 @@ def test_runs_queued_long_on_a_queue_no_live_worker_serves_are_counted(
 
     later = check_health(redis, settings, now=time.time() + settings.health.stuck_seconds + 1)
     assert "1 runs queued over 10.0 min with no live worker on their queue" in later.up.text
+
+
+def test_a_job_taken_from_any_known_queue_and_not_begun_awaits_the_reaper(
+    redis: Redis, settings: Settings
+) -> None:
+    # Given a job id held between dequeue and claim on a queue RQ knows but the settings do
+    # not list (a task declared on its own queue), as the reaper's Limbo sees it
+    redis.sadd("rq:queues", "rq:queue:special")
+    redis.rpush(delivery_key("special"), "some-job")
+    # When health is asked
+    up = check_health(redis, settings).up
+    # Then it counts that job as awaiting the reaper
+    assert up.figures["awaiting_reaper"] == 1
 
 
 def test_the_sites_own_checks_are_part_of_up(redis: Redis, settings: Settings) -> None:

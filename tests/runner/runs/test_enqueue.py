@@ -13,6 +13,7 @@ from rq import Queue
 from runner.config import Settings
 from runner.errors import InvalidArguments
 from runner.runs.enqueue import Enqueued, Enqueuer, Request
+from runner.runs.index import RunIndex
 from runner.runs.transitions import Runs
 from runner.tasks import load_registry
 from runner.tokens import derive_token
@@ -33,7 +34,7 @@ def enqueue_from_process(url: str, barrier: multiprocessing.synchronize.Barrier)
 
 
 def test_fifty_concurrent_threads_make_one_run_and_one_job(
-    redis: Redis, settings: Settings, runs: Runs
+    redis: Redis, settings: Settings, index: RunIndex
 ) -> None:
     # Given 50 threads, each with its own connection, released at the same instant
     registry = load_registry(settings.tasks_module)
@@ -56,11 +57,11 @@ def test_fifty_concurrent_threads_make_one_run_and_one_job(
     assert len({r.token for r in results}) == 1
     assert len({r.job_id for r in results}) == 1
     assert rq_jobs(redis) == [results[0].job_id]
-    assert len(runs.list()) == 1
+    assert len(index.runs()) == 1
 
 
 def test_fifty_concurrent_processes_make_one_run_and_one_job(
-    redis: Redis, settings: Settings, runs: Runs
+    redis: Redis, settings: Settings, index: RunIndex
 ) -> None:
     # Given 50 processes racing to enqueue the same token
     ctx = multiprocessing.get_context("fork")
@@ -76,7 +77,7 @@ def test_fifty_concurrent_processes_make_one_run_and_one_job(
     # Then every process succeeded, and there is one run with one RQ job
     assert [p.exitcode for p in procs] == [0] * 50
     assert len(rq_jobs(redis)) == 1
-    [run] = runs.list()
+    [run] = index.runs()
     assert run.token == "same-work" and run.state == "queued" and run.attempt == 1
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from redis import Redis
@@ -15,6 +16,7 @@ from runner.record import RunState
 from runner.runs.enqueue import Enqueued
 from runner.runs.index import RunIndex, RunQuery
 from runner.runs.rerun import rerun
+from runner.runs.transitions import Runs
 
 
 def all_pages(index: RunIndex, query: RunQuery) -> list[str]:
@@ -105,3 +107,68 @@ def test_pruning_takes_expired_runs_out_of_the_indexes(
     assert redis.zscore(keys.by_task("noop"), "old") is None
     assert redis.zscore(keys.by_state(RunState.SUCCEEDED), "old") is None
     assert index.counts()[RunState.SUCCEEDED] == 0
+
+
+def test_a_listing_is_newest_first_and_filtered_by_state_task_and_creation_time(
+    enqueue: Callable[..., Enqueued], drain: Callable[..., None], runs: Runs, index: RunIndex
+) -> None:
+    # Given a run of `noop` that succeeded, then a queued run of `slow_steps` and one of `noop`
+    enqueue("noop", token="old-noop")
+    drain()
+    enqueue("slow_steps", token="new-steps", steps=1, seconds=0.0)
+    enqueue("noop", token="new-noop")
+    old = runs.get("old-noop")
+    new = runs.get("new-steps")
+    assert old is not None and old.state == "succeeded" and new is not None
+
+    # When they are listed with each filter
+    def tokens(limit: int = 0, **filters: Any) -> list[str]:
+        return [r.token for r in index.runs(RunQuery(**filters), limit=limit)]
+
+    # Then each filter keeps exactly its runs, the newest first
+    assert set(tokens()) == {"old-noop", "new-steps", "new-noop"}
+    assert tokens()[-1] == "old-noop"
+    assert tokens(state=RunState.SUCCEEDED) == ["old-noop"]
+    assert set(tokens(state=RunState.QUEUED)) == {"new-steps", "new-noop"}
+    assert set(tokens(task="noop")) == {"old-noop", "new-noop"}
+    assert tokens(task="slow_steps") == ["new-steps"]
+    assert set(tokens(since=new.created_at)) == {"new-steps", "new-noop"}
+    assert len(tokens(limit=2)) == 2 and "old-noop" not in tokens(limit=2)
+
+
+def test_a_long_listing_stops_at_its_limit(
+    enqueue: Callable[..., Enqueued], index: RunIndex
+) -> None:
+    # Given more runs than a limit past Python's small integers (a limit is an int, compared
+    # by value) and more than one page
+    for n in range(701):
+        enqueue("noop", token=f"run-{n}")
+    # When they are listed with a limit of 300, then of 600
+    # Then exactly that many come back, the newest
+    assert [r.token for r in index.runs(limit=300)] == [f"run-{n}" for n in range(700, 400, -1)]
+    assert len(index.runs(limit=600)) == 600
+
+
+def test_a_listing_reads_every_page_of_the_index(
+    enqueue: Callable[..., Enqueued], index: RunIndex
+) -> None:
+    # Given exactly one page of runs and one more (the index is read 500 at a time)
+    for n in range(501):
+        enqueue("noop", token=f"run-{n}")
+    # When they are listed without a limit
+    listed = [r.token for r in index.runs()]
+    # Then every run comes back, once
+    assert sorted(listed) == sorted(f"run-{n}" for n in range(501))
+
+
+def test_a_listing_skips_runs_whose_record_is_gone_and_still_fills_its_limit(
+    enqueue: Callable[..., Enqueued], redis: Redis, settings: Settings, index: RunIndex
+) -> None:
+    # Given six runs, the newest three of which lost their record (expired) but not yet
+    # their index entries
+    made = [enqueue("noop", token=f"r-{n}").token for n in range(6)]
+    for token in made[3:]:
+        redis.delete(Keys(settings.prefix).run(token))
+    # When three are listed
+    # Then the three with a record come back
+    assert [r.token for r in index.runs(limit=3)] == made[2::-1]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 from redis import Redis
 
 from runner.config import Settings
+from runner.logs import read_events
+from runner.record import RunRecord
 from runner.runs.enqueue import Enqueued
 from runner.runs.rerun import rerun
 from runner.runs.transitions import Runs
@@ -88,3 +91,38 @@ def test_a_rerun_run_no_longer_expires_until_it_ends_again(
     assert redis.ttl(f"runner:run:{token}") > 0
     rerun(redis, settings, token)
     assert redis.ttl(f"runner:run:{token}") == -1
+
+
+def test_a_rerun_of_a_run_that_moved_on_since_it_was_read_writes_nothing(
+    enqueue: Callable[..., Enqueued], drain: Callable[..., None], redis: Redis, runs: Runs,
+) -> None:  # fmt: skip
+    # Given a failed run read by two operators, and rerun by the first
+    token = enqueue("broken").token
+    drain()
+    read = runs.get(token)
+    assert read is not None and rerun_with(runs, read)[0] == "requeued"
+    # When the second reruns it as they read it
+    verdict, state, attempt = rerun_with(runs, read)
+    # Then nothing is written: it is queued once, at attempt 2, with one job
+    assert (verdict, state, attempt) == ("changed", "queued", 2)
+    assert redis.llen("rq:queue:default") == 1
+    events = [e for _, e in read_events(redis, runs.keys, token) if e["event"] == "run.rerun"]
+    assert len(events) == 1
+
+
+def test_the_rule_refuses_an_active_run_and_a_succeeded_one_unless_forced(
+    enqueue: Callable[..., Enqueued], drain: Callable[..., None], runs: Runs,
+) -> None:  # fmt: skip
+    queued = runs.get(enqueue("noop", token="waiting").token)
+    assert queued is not None and rerun_with(runs, queued) == ("refused", "queued", 1)
+    drain()
+    done = runs.get("waiting")
+    assert done is not None and rerun_with(runs, done) == ("refused", "succeeded", 1)
+    assert runs.rerun(done, force=True, dry_run=True) == ("would", "succeeded", 1)
+    assert runs.rerun(done, force=True) == ("requeued", "queued", 2)
+    again = runs.get("waiting")
+    assert again is not None and again.rerun_attempt == 2 and again.attempt_base == 1
+
+
+def rerun_with(runs: Runs, record: RunRecord) -> tuple[str, str, int]:
+    return runs.rerun(record, events=[json.dumps({"event": "run.rerun"})])

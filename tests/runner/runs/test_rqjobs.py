@@ -11,9 +11,10 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from runner.config import Settings
-from runner.runs.enqueue import Enqueued, Enqueuer
-from runner.runs.rqjobs import LEGACY_PERFORM, PERFORM
+from runner.runs.enqueue import Enqueued, Enqueuer, Request
+from runner.runs.rqjobs import LEGACY_PERFORM, PERFORM, known_queues
 from runner.runs.transitions import Runs
+from runner.tasks import Task, TaskRegistry, noop
 
 TASK_ARGS = {"steps": 1, "seconds": 0.0}
 
@@ -73,3 +74,17 @@ def test_a_job_queued_by_the_previous_release_runs(
     # Then the run succeeded, once
     record = runs.get(queued.token)
     assert record is not None and (record.state, record.attempt) == ("succeeded", 1)
+
+
+def test_the_known_queues_are_the_configured_the_used_and_the_declared_ones(
+    settings: Settings, redis: Redis
+) -> None:
+    # Given a deployment configured for `default`, a task declared on `special`, and a run
+    # enqueued on `elsewhere` (RQ now knows that queue)
+    registry = TaskRegistry()
+    registry.register(Task(name="tidy", fn=noop, queue="special"))
+    Enqueuer(redis, settings).enqueue(Request(registry.get("noop"), {}, queue="elsewhere"))
+    # When the known queues are asked for, without and with the registry
+    # Then the configured and used ones are there, and the declared ones with the registry
+    assert known_queues(redis, settings) == ["default", "elsewhere"]
+    assert known_queues(redis, settings, tasks=registry) == ["default", "elsewhere", "special"]

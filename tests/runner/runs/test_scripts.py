@@ -63,7 +63,7 @@ def test_a_retrying_run_moved_on_leaves_the_retry_schedule(
     record = runs.get(token)
     assert record is not None and record.state == RunState.RETRYING
     assert redis.zscore(Keys().delayed, token) is not None
-    # When it is moved on to its next attempt now (as a rerun does)
+    # When it is moved on to its next attempt now (as the reaper's promotion does)
     moved = runs.advance(
         token, seen_state=RunState.RETRYING, seen_attempt=record.attempt,
         run_fields={"attempt": record.attempt + 1}, queue=record.queue,

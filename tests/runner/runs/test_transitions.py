@@ -42,56 +42,6 @@ def test_an_ambiguous_or_unknown_reference_is_refused_with_what_it_matched(
         runs.resolve("export")
 
 
-def test_a_listing_is_newest_first_and_filtered_by_state_task_and_creation_time(
-    enqueue: Callable[..., Enqueued], drain: Callable[..., None], runs: Runs
-) -> None:
-    # Given a run of `noop` that succeeded, then a queued run of `slow_steps` and one of `noop`
-    enqueue("noop", token="old-noop")
-    drain()
-    enqueue("slow_steps", token="new-steps", steps=1, seconds=0.0)
-    enqueue("noop", token="new-noop")
-    old = runs.get("old-noop")
-    new = runs.get("new-steps")
-    assert old is not None and old.state == "succeeded" and new is not None
-
-    # When they are listed with each filter
-    def tokens(**filters: object) -> list[str]:
-        return [r.token for r in runs.list(**filters)]  # type: ignore[arg-type]
-
-    # Then each filter keeps exactly its runs, the newest first
-    assert set(tokens()) == {"old-noop", "new-steps", "new-noop"}
-    assert tokens()[-1] == "old-noop"
-    assert tokens(state=RunState.SUCCEEDED) == ["old-noop"]
-    assert set(tokens(state=RunState.QUEUED)) == {"new-steps", "new-noop"}
-    assert set(tokens(task="noop")) == {"old-noop", "new-noop"}
-    assert tokens(task="slow_steps") == ["new-steps"]
-    assert set(tokens(since=new.created_at)) == {"new-steps", "new-noop"}
-    assert len(tokens(limit=2)) == 2 and "old-noop" not in tokens(limit=2)
-
-
-def test_a_long_listing_stops_at_its_limit(enqueue: Callable[..., Enqueued], runs: Runs) -> None:
-    # Given more runs than a limit past Python's small integers (a limit is an int, compared
-    # by value)
-    for n in range(301):
-        enqueue("noop", token=f"run-{n}")
-    # When they are listed with a limit of 300
-    listed = runs.list(limit=300)
-    # Then exactly 300 come back
-    assert len(listed) == 300
-
-
-def test_a_listing_reads_every_page_of_the_index(
-    enqueue: Callable[..., Enqueued], runs: Runs
-) -> None:
-    # Given exactly one page of runs and one more (the index is read 500 at a time)
-    for n in range(501):
-        enqueue("noop", token=f"run-{n}")
-    # When they are listed without a limit
-    listed = {r.token for r in runs.list()}
-    # Then every run comes back, once
-    assert listed == {f"run-{n}" for n in range(501)}
-
-
 def test_each_handover_is_counted_and_none_uses_an_attempt(
     enqueue: Callable[..., Enqueued], runs: Runs
 ) -> None:
