@@ -56,8 +56,8 @@ def test_a_task_that_never_checkpoints_is_killed_at_the_deadline_and_continued_a
     # When A's supervisor gets SIGTERM
     a.process.send_signal(signal.SIGTERM)
     signalled = time.monotonic()
-    # Then A exits within its stop time, having killed its horse
-    assert a.process.wait(timeout=3) == 0
+    # Then A exits within its stop time (and the moment its exit takes), having killed its horse
+    assert a.process.wait(timeout=3 + 1.5) == 0
     assert "horse.killed" in a.output()
     # And B continues the run long before A's lease could have expired
     wait_for(lambda: state_of(runs, token) == RunState.SUCCEEDED, timeout=15, what="success on B")
