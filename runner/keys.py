@@ -38,8 +38,9 @@ class Keys:
 
     @property
     def running(self) -> str:
-        """Set: tokens whose run is running; the reaper checks their leases."""
-        return f"{self.prefix}running"
+        """Sorted set: tokens whose run is running, by when its attempt began: the running
+        state's index (`by_state`), which the reaper reads to check their leases."""
+        return self.by_state("running")
 
     @property
     def delayed(self) -> str:

@@ -149,7 +149,7 @@ class Cron:
         return {n: (raw[2 * i], raw[2 * i + 1]) for i, n in enumerate(names)}
 
     def _running_by_task(self) -> dict[str, list[str]]:
-        tokens = texts(self.redis.smembers(self.keys.running))
+        tokens = texts(self.redis.zrange(self.keys.running, 0, -1))
         pipe = self.redis.pipeline(transaction=False)
         for token in tokens:
             pipe.hget(self.keys.run(token), "task")

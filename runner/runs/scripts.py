@@ -64,13 +64,12 @@ BEGIN_ATTEMPT = (
     + """
 local run = KEYS[1]           -- the run hash
 local lease = KEYS[2]         -- the token's lease (holds the attempt's holder)
-local running = KEYS[3]       -- set of tokens marked running
-local steps = KEYS[4]         -- the run's finished steps
-local delivery = KEYS[5]      -- the intermediate list the job id was dequeued into
-local queued_index = KEYS[6]  -- tokens of queued runs by when they were queued
-local running_index = KEYS[7] -- tokens of running runs by when they started
-local failed_index = KEYS[8]  -- tokens of failed runs by when they failed
-local log = KEYS[9]           -- the run's log stream
+local steps = KEYS[3]         -- the run's finished steps
+local delivery = KEYS[4]      -- the intermediate list the job id was dequeued into
+local queued_index = KEYS[5]  -- tokens of queued runs by when they were queued
+local running_index = KEYS[6] -- tokens of running runs by when they started
+local failed_index = KEYS[7]  -- tokens of failed runs by when they failed
+local log = KEYS[8]           -- the run's log stream
 local attempt = ARGV[1]       -- the attempt this job is for
 local holder = ARGV[2]        -- the job id and a nonce of this execution, the lease's holder
 local lease_ms = ARGV[3]      -- the lease's TTL
@@ -100,7 +99,6 @@ if not claimed and (status == 'ok' or status == 'rerun') then
   if status == 'ok' then waited = tonumber(now) - tonumber(seen[6] or seen[7] or now) end
   redis.call('HSET', run, 'state', 'running', 'started_at', now, 'updated_at', now,
              'worker', worker, 'job_id', job_id, 'code_version', version, 'waited', waited)
-  redis.call('SADD', running, token)
   redis.call('ZREM', queued_index, token)
   redis.call('ZADD', running_index, now, token)
 end
@@ -173,13 +171,12 @@ RELEASE_ATTEMPT = (
     + """
 local lease = KEYS[1]         -- the token's lease
 local run = KEYS[2]           -- the run hash
-local running = KEYS[3]       -- set of tokens marked running
-local delayed = KEYS[4]       -- retries by due time
-local steps = KEYS[5]         -- the run's finished steps
-local log = KEYS[6]           -- the run's log stream
-local running_index = KEYS[7] -- tokens of running runs by when they started
-local state_index = KEYS[8]   -- tokens of runs in the state written, by when they got there
-local fig_minute = KEYS[9]    -- the minute's figures (runner.runs.figures)
+local delayed = KEYS[3]       -- retries by due time
+local steps = KEYS[4]         -- the run's finished steps
+local log = KEYS[5]           -- the run's log stream
+local running_index = KEYS[6] -- tokens of running runs by when they started
+local state_index = KEYS[7]   -- tokens of runs in the state written, by when they got there
+local fig_minute = KEYS[8]    -- the minute's figures (runner.runs.figures)
 local ttl_minute = ARGV[7]    -- and their TTL
 local holder = ARGV[1]        -- the attempt's holder (see BEGIN_ATTEMPT)
 local token = ARGV[2]
@@ -193,7 +190,6 @@ local fig = {minute = fig_minute, ttl = ttl_minute}
 
 if redis.call('GET', lease) ~= holder then return 0 end
 redis.call('DEL', lease)
-redis.call('SREM', running, token)
 redis.call('HSET', run, unpack(ARGV, 9, events_from - 1))
 log_events(log, cap, events_from)
 redis.call('ZREM', running_index, token)
@@ -225,16 +221,15 @@ ADVANCE_RUN = (
     + """
 local run = KEYS[1]           -- the run hash
 local lease = KEYS[2]         -- the token's lease
-local running = KEYS[3]       -- set of tokens marked running
-local delayed = KEYS[4]       -- retries by due time
-local steps = KEYS[5]         -- the run's finished steps
-local job_index = KEYS[6]     -- job id -> token, for the new attempt's job id
-local job = KEYS[7]           -- the new attempt's RQ job hash
-local queue = KEYS[8]         -- the RQ queue it goes to
-local queues = KEYS[9]        -- RQ's set of queues
-local log = KEYS[10]          -- the run's log stream
-local from_index = KEYS[11]   -- tokens of runs in `seen_state`
-local to_index = KEYS[12]     -- tokens of runs in the state it moves to
+local delayed = KEYS[3]       -- retries by due time
+local steps = KEYS[4]         -- the run's finished steps
+local job_index = KEYS[5]     -- job id -> token, for the new attempt's job id
+local job = KEYS[6]           -- the new attempt's RQ job hash
+local queue = KEYS[7]         -- the RQ queue it goes to
+local queues = KEYS[8]        -- RQ's set of queues
+local log = KEYS[9]          -- the run's log stream
+local from_index = KEYS[10]   -- tokens of runs in `seen_state`
+local to_index = KEYS[11]     -- tokens of runs in the state it moves to
 local token = ARGV[1]
 local seen_state = ARGV[2]    -- the state the caller saw
 local seen_attempt = ARGV[3]  -- the attempt the caller saw
@@ -257,7 +252,6 @@ if holder ~= '' then
   if redis.call('GET', lease) ~= holder then return 0 end
   redis.call('DEL', lease)
 end
-redis.call('SREM', running, token)
 redis.call('ZREM', delayed, token)
 redis.call('HSET', run, unpack(ARGV, run_from, job_from - 2))
 redis.call('ZREM', from_index, token)
@@ -287,14 +281,13 @@ CANCEL_RUN = (
     LOG_EVENTS
     + """
 local run = KEYS[1]           -- the run hash
-local running = KEYS[2]       -- set of tokens marked running
-local delayed = KEYS[3]       -- retries by due time
-local steps = KEYS[4]         -- the run's finished steps
-local log = KEYS[5]           -- the run's log stream
-local queue = KEYS[6]         -- the RQ queue its job waits in
-local job = KEYS[7]           -- its RQ job hash
-local from_index = KEYS[8]    -- tokens of runs in `seen_state`
-local to_index = KEYS[9]      -- tokens of cancelled runs
+local delayed = KEYS[2]       -- retries by due time
+local steps = KEYS[3]         -- the run's finished steps
+local log = KEYS[4]           -- the run's log stream
+local queue = KEYS[5]         -- the RQ queue its job waits in
+local job = KEYS[6]           -- its RQ job hash
+local from_index = KEYS[7]    -- tokens of runs in `seen_state`
+local to_index = KEYS[8]      -- tokens of cancelled runs
 local token = ARGV[1]
 local seen_state = ARGV[2]    -- the state the caller saw
 local seen_attempt = ARGV[3]  -- the attempt the caller saw
@@ -312,7 +305,6 @@ log_events(log, cap, 9)
 if seen_state == 'running' then return 1 end
 if redis.call('LREM', queue, 0, job_id) > 0 then redis.call('DEL', job) end
 redis.call('ZREM', delayed, token)
-redis.call('SREM', running, token)
 redis.call('HSET', run, 'state', 'cancelled', 'finished_at', now, 'retry_at', '')
 redis.call('ZREM', from_index, token)
 redis.call('ZADD', to_index, now, token)

@@ -90,7 +90,7 @@ class Runs:
 
     def leaseless(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """(tokens marked running, those of them whose lease is gone: their worker died)."""
-        running = texts(self.redis.smembers(self.keys.running))
+        running = texts(self.redis.zrange(self.keys.running, 0, -1))
         pipe = self.redis.pipeline(transaction=False)
         for token in running:
             pipe.exists(self.keys.lease(token))
@@ -134,7 +134,7 @@ class Runs:
         delivery: str | None, job_id: str | None,
     ) -> ScriptCall:  # fmt: skip
         now = time.time()
-        keys = [self.keys.run(token), self.keys.lease(token), self.keys.running]
+        keys = [self.keys.run(token), self.keys.lease(token)]
         keys += [self.keys.steps(token), delivery or self.keys.no_delivery]
         keys += [self._index(RunState.QUEUED), self._index(RunState.RUNNING)]
         keys += [self._index(RunState.FAILED), self.keys.log(token)]
@@ -219,7 +219,7 @@ class Runs:
     ) -> ScriptCall:  # fmt: skip
         now = time.time()
         keys = [
-            self.keys.lease(token), self.keys.run(token), self.keys.running,
+            self.keys.lease(token), self.keys.run(token),
             self.keys.delayed, self.keys.steps(token), self.keys.log(token),
             self._index(RunState.RUNNING), self._index(RunState(fields["state"])),
             *figure_keys(self.keys, now),
@@ -264,7 +264,7 @@ class Runs:
             fields = self.jobs.fields(queue, token, attempt, timeout, datetime.now(UTC))
             job_fields = [v for pair in fields.items() for v in pair]
         keys = [
-            self.keys.run(token), self.keys.lease(token), self.keys.running, self.keys.delayed,
+            self.keys.run(token), self.keys.lease(token), self.keys.delayed,
             self.keys.steps(token), self.keys.job(job_id(token, int(run_fields.get("attempt", 0)))),
             new_job, queue_key, Queue.redis_queues_keys, self.keys.log(token),
             self._index(seen_state), self._index(to_state),
@@ -297,7 +297,7 @@ class Runs:
         (its job leaves the queue), a running one is asked to stop at its next checkpoint.
         False if the run changed meanwhile."""
         keys = [
-            self.keys.run(run.token), self.keys.running, self.keys.delayed,
+            self.keys.run(run.token), self.keys.delayed,
             self.keys.steps(run.token), self.keys.log(run.token),
             self.jobs.queue(run.queue).key, job_key(run.job_id),
             self._index(run.state), self._index(RunState.CANCELLED),

@@ -26,7 +26,7 @@ log = structlog.get_logger("runner.worker.handover")
 def runs_held_by(runs: Runs, worker: str) -> list[tuple[RunRecord, str]]:
     """The runs that `worker` (a horse's name) is executing, as their records say, each with
     the holder of its lease (the execution's, see `Runs.begin`)."""
-    tokens = texts(runs.redis.smembers(runs.keys.running))
+    tokens = texts(runs.redis.zrange(runs.keys.running, 0, -1))
     pipe = runs.redis.pipeline(transaction=False)
     for token in tokens:
         pipe.hgetall(runs.keys.run(token))

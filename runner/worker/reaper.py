@@ -86,7 +86,7 @@ class Reaper:
         for token in expired:
             record = self.runs.get(token)
             if record is None:
-                self.redis.srem(self.keys.running, token)
+                self.redis.zrem(self.keys.running, token)
             elif record.state == RunState.RUNNING:
                 moved += self._next_attempt(record, seen=RunState.RUNNING, reason="lease expired")
         return moved
