@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from runner.record import RunState
+
 
 @dataclass(frozen=True, slots=True)
 class Keys:
@@ -40,7 +42,7 @@ class Keys:
     def running(self) -> str:
         """Sorted set: tokens whose run is running, by when its attempt began: the running
         state's index (`by_state`), which the reaper reads to check their leases."""
-        return self.by_state("running")
+        return self.by_state(RunState.RUNNING)
 
     @property
     def delayed(self) -> str:
