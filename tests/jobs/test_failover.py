@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -136,6 +137,14 @@ def under_way(engine: sa.Engine, runs: Runs, tokens: list[str]) -> list[str]:
     return under
 
 
+@contextmanager
+def store_held(engine: sa.Engine) -> Iterator[None]:
+    """The store's write lock held (SQLite's one writer, BEGIN IMMEDIATE): every import waits
+    at its next batch (within the store's busy timeout, 30 s) until the block ends."""
+    with engine.connect() as conn, conn.begin():
+        yield
+
+
 def progress(runs: Runs, tokens: list[str]) -> int:
     return sum(int((r.counters or {}).get("inserted", 0)) for t in tokens if (r := runs.get(t)))
 
@@ -168,14 +177,17 @@ def test_a_failover_mid_import_loses_no_post_no_count_and_no_cron_slot(
         # most of its posts to go, so that it finishes after the filler on a loaded machine)
         store = engine_for(settings.store_url)
         wait_for(lambda: under_way(store, runs, tokens), timeout=60, what="an import under way")
-        pause_replication(replica)
-        fill_replication(old)  # so that every write from here on is lost with the master
-        # (and an operator enqueues a run now: it must not be told of a run the failover
-        # loses, so the enqueue waits for the replica, and is redone on the new master)
-        operator = Operator(connect(settings), settings)
-        operator.start()
-        frozen_at, active = time.monotonic(), {t for t in tokens if state(runs, t) != "succeeded"}
-        at_freeze = {t: progress(runs, [t]) for t in tokens}
+        with store_held(store):  # no import gets further while the freeze is set up
+            pause_replication(replica)
+            fill_replication(old)  # so that every write from here on is lost with the master
+            # (and an operator enqueues a run now: it must not be told of a run the failover
+            # loses, so the enqueue waits for the replica, and is redone on the new master)
+            operator = Operator(connect(settings), settings)
+            operator.start()
+            frozen_at = time.monotonic()
+            active = {t for t in tokens if state(runs, t) != "succeeded"}
+            at_freeze = {t: progress(runs, [t]) for t in tokens}
+        assert active, "every import finished before the freeze"
         wait_for(
             lambda: time.monotonic() - frozen_at > settings.lease_seconds + 0.5
             and any(state(runs, t) == "succeeded" for t in active),
