@@ -97,6 +97,7 @@ class RunRecord:
     due_at: float | None = None  # a scheduled run's due time (`at=`, `after=`)
     traceparent: str = ""  # the enqueuer's W3C trace context, when it gave one
     rerun_attempt: int = 0  # the attempt an operator's latest rerun started; 0: never rerun
+    waited: float | None = None  # queued -> this attempt's start; None after a retry or rerun
 
     @classmethod
     def from_hash(cls, raw: Mapping[bytes, bytes]) -> RunRecord:
@@ -138,6 +139,7 @@ class RunRecord:
             due_at=num("due_at"),
             traceparent=f.get("traceparent", ""),
             rerun_attempt=int(f.get("rerun_attempt") or 0),
+            waited=num("waited"),
         )
 
     @property

@@ -168,7 +168,7 @@ class Executor:
         if pending is None:
             return None
         self.runs.stage_release(
-            pipeline, pending.token, pending.holder, pending.fields,
+            pipeline, pending.record, pending.holder, pending.fields,
             retention=self.settings.retention_seconds, version=self.version,
             events=pending.events,
         )  # fmt: skip
@@ -185,14 +185,14 @@ class Executor:
         if reply is None or isinstance(reply, Exception):
             try:
                 self.durable(
-                    self.runs.release, pending.token, pending.holder, pending.fields,
+                    self.runs.release, pending.record, pending.holder, pending.fields,
                     events=pending.events, retention=self.settings.retention_seconds,
                     version=self.version,
                 )  # fmt: skip
             except LeaseLost as exc:
                 lost = str(exc)
         elif not reply:
-            lost = f"attempt {pending.holder} lost the lease of {pending.token}"
+            lost = f"attempt {pending.holder} lost the lease of {pending.record.token}"
         with bound_contextvars(**pending.context):
             if lost is not None:
                 pending.stream.give_back(pending.events[:-1])
@@ -335,12 +335,12 @@ class Executor:
         events = [*stream.take(), closing]
         if self._deferring and fields["state"] == RunState.SUCCEEDED:
             context = structlog.contextvars.get_contextvars()
-            self._pending = _Release(record.token, holder, fields, events, event, details,
-                                     stream, context)  # fmt: skip
+            self._pending = _Release(record, holder, fields, events, event, details, stream,
+                                     context)  # fmt: skip
             return Outcome(AttemptOutcome.SUCCEEDED)
         try:
             self.durable(
-                self.runs.release, record.token, holder, fields, events=events,
+                self.runs.release, record, holder, fields, events=events,
                 retention=self.settings.retention_seconds, version=self.version,
                 retry_at=retry_at,
             )  # fmt: skip
@@ -368,7 +368,7 @@ class _Claimed:
 class _Release:
     """A success whose release the horse sends with RQ's records, and its closing log line."""
 
-    token: str
+    record: RunRecord  # the run as its attempt began
     holder: str
     fields: dict[str, Any]
     events: list[str]

@@ -16,10 +16,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from typing import Any
+from uuid import uuid4
 
 from redis.client import Pipeline
 from rq import SimpleWorker
-from rq.executions import Execution
+from rq.executions import Execution, ExecutionRegistry
 from rq.job import Job, JobStatus
 from rq.queue import Queue
 from rq.registry import StartedJobRegistry
@@ -52,16 +53,37 @@ class BatchedBookkeeping(SimpleWorker):
             return super().prepare_execution(job)
         pipeline = self.connection.pipeline(transaction=False)  # records, not a decision
         ttl = self.get_heartbeat_ttl(job)
-        execution = Execution.create(job, ttl, pipeline=pipeline, worker_name=self.name)
+        renew = self._kept[0] != ttl or time.monotonic() - self._kept[1] >= BEAT_AGAIN
+        execution = self._create_execution(job, ttl, pipeline, renew_index=renew)
         self.executions[execution.id] = execution
         # the worker's state and heartbeat in one write (RQ: set_state, then heartbeat)
         self._state, self.last_heartbeat = WorkerStatus.BUSY, now()
         beat = utcformat(self.last_heartbeat)
         pipeline.hset(self.key, mapping={"state": WorkerStatus.BUSY.value, "last_heartbeat": beat})
-        if self._kept[0] != ttl or time.monotonic() - self._kept[1] >= BEAT_AGAIN:
+        if renew:
             pipeline.expire(self.key, ttl)
             self._kept = (ttl, time.monotonic())
         self._started = pipeline
+        return execution
+
+    def _create_execution(
+        self, job: Job, ttl: int, pipeline: Pipeline, *, renew_index: bool
+    ) -> Execution:
+        """RQ's `Execution.create`, the same records, but the TTL of the worker's index of
+        executions renewed with the worker key's, at most every BEAT_AGAIN seconds (RQ renews
+        it per job and with every heartbeat)."""
+        execution = Execution(
+            id=uuid4().hex, job_id=job.id, connection=job.connection, worker_name=self.name
+        )
+        execution._job = job
+        execution.save(ttl=ttl, pipeline=pipeline)
+        ExecutionRegistry(job_id=job.id, connection=pipeline).add(
+            execution=execution, ttl=ttl, pipeline=pipeline
+        )
+        job.started_job_registry.add_execution(execution, pipeline=pipeline, ttl=ttl, xx=False)
+        pipeline.sadd(execution.worker_executions_key, execution.composite_key)
+        if renew_index:
+            pipeline.expire(execution.worker_executions_key, ttl + 60)
         return execution
 
     def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
@@ -72,8 +94,9 @@ class BatchedBookkeeping(SimpleWorker):
         if pipeline is None:
             super().prepare_job_execution(job, remove_from_intermediate_queue=False)
             return
-        job.prepare_for_execution(self.name, pipeline=pipeline)  # its heartbeat among them
-        pipeline.persist(job.key)
+        # its heartbeat among them; no PERSIST: a runner job's hash has no TTL until it fails
+        # (a failed one requeued by RQ's tools is persisted by the claim: runner.runs.scripts)
+        job.prepare_for_execution(self.name, pipeline=pipeline)
         claimed = self.stage_claim(job, pipeline)
         replies = pipeline.execute(raise_on_error=False)
         for reply in replies[:-1] if claimed else replies:
@@ -119,7 +142,8 @@ class BatchedBookkeeping(SimpleWorker):
                 self.executions.pop(execution.id, None)
             else:
                 self.cleanup_execution(job, pipeline=pipeline, execution=execution)
-            self.set_state(WorkerStatus.IDLE, pipeline=pipeline)  # execute_job's, sent here
+            if not self.takes_ahead():  # else the move of the next job writes it if need be
+                self.set_state(WorkerStatus.IDLE, pipeline=pipeline)  # execute_job's, sent here
             released = self.stage_release(pipeline)
             staged = [f for f in (released, self.stage_next(pipeline)) if f is not None]
             try:
@@ -155,6 +179,11 @@ class BatchedBookkeeping(SimpleWorker):
         """More of the job's end to send with RQ's success records (the runner's release of
         the attempt): returns what to call with its reply, or None."""
         return None
+
+    def takes_ahead(self) -> bool:
+        """Whether `stage_next` takes the next job, in a move that leaves the worker `busy`
+        while it holds one and writes `idle` when the queues are empty."""
+        return False
 
     def stage_next(self, pipeline: Pipeline) -> Callable[[Any], None] | None:
         """The start of the next job to send with them too (the horse takes it ahead):

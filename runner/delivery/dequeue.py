@@ -52,16 +52,37 @@ MULTI_QUEUE_WAIT_SECONDS = 1.0
 # Move the first job id of the first non-empty queue into its intermediate list, and read its
 # job hash, in one call; returns {queue, job id, job hash pairs}, or false when every queue is
 # empty. (RQ moves, then fetches the hash: two round trips.)
-_MOVE_FIRST_JOB = """
-local job_prefix = ARGV[1]    -- RQ's job key prefix (rq.job.Job.redis_job_namespace_prefix)
--- KEYS: pairs of (queue, its intermediate list), in priority order
-for i = 1, #KEYS, 2 do
-  local queue, intermediate = KEYS[i], KEYS[i + 1]
-  local id = redis.call('LMOVE', queue, intermediate, 'LEFT', 'RIGHT')
-  if id then return {queue, id, redis.call('HGETALL', job_prefix .. id)} end
+_MOVE_FIRST = """
+local function move_first(job_prefix, from)  -- RQ's job key prefix; KEYS from `from` on:
+  for i = from, #KEYS, 2 do  -- pairs of (queue, its intermediate list), in priority order
+    local queue, intermediate = KEYS[i], KEYS[i + 1]
+    local id = redis.call('LMOVE', queue, intermediate, 'LEFT', 'RIGHT')
+    if id then return {queue, id, redis.call('HGETALL', job_prefix .. id)} end
+  end
+  return false
 end
-return false
 """
+_MOVE_FIRST_JOB = (
+    _MOVE_FIRST
+    + """
+local job_prefix = ARGV[1]    -- RQ's job key prefix
+return move_first(job_prefix, 1)  -- KEYS: pairs of (queue, intermediate list)
+"""
+)
+
+# The same move by a horse that has just finished a job, which stays `busy` while it holds
+# the next one: its RQ worker hash says `idle` (ARGV[2]) only when every queue was empty.
+_TAKE_AHEAD = (
+    _MOVE_FIRST
+    + """
+local worker = KEYS[1]        -- the horse's RQ worker hash
+local job_prefix = ARGV[1]    -- RQ's job key prefix
+local idle = ARGV[2]          -- RQ's name of the idle state
+local found = move_first(job_prefix, 2)  -- KEYS[2] on: pairs of (queue, intermediate list)
+if not found then redis.call('HSET', worker, 'state', idle) end
+return found
+"""
+)
 
 
 def delivery_key(queue_name: str) -> str:
@@ -158,12 +179,21 @@ class DeliveryQueue(Queue):
 Taken = tuple[str, str, dict[bytes, bytes] | None]
 
 
-def stage_take(connection: Redis, pipeline: Pipeline, keys: Sequence[str]) -> None:
+def stage_take(
+    connection: Redis, pipeline: Pipeline, keys: Sequence[str], *, worker: str, idle: str
+) -> None:
     """Queue the move of the first job of the first non-empty queue of `keys` in `pipeline`
-    (a caller's transaction), by the script's sha alone; `taken` reads its reply."""
-    move_first = registered(connection, _MOVE_FIRST_JOB)
-    pairs = _with_intermediate(keys)
-    pipeline.evalsha(move_first.sha, len(pairs), *pairs, Job.redis_job_namespace_prefix)
+    (a caller's transaction), by the script's sha alone; `taken` reads its reply. RQ worker
+    hash `worker` gets state `idle` when every queue is empty (else it stays as it is)."""
+    take_ahead = registered(connection, _TAKE_AHEAD)
+    pairs = [worker, *_with_intermediate(keys)]
+    pipeline.evalsha(take_ahead.sha, len(pairs), *pairs, Job.redis_job_namespace_prefix, idle)
+
+
+def load_take(connection: Redis) -> None:
+    """Load the script `stage_take` calls by its sha (after a NoScriptError reply: the first
+    take of a process, or Redis lost its scripts)."""
+    connection.script_load(_TAKE_AHEAD)
 
 
 def taken(reply: Any) -> Taken | None:

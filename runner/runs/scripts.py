@@ -70,6 +70,7 @@ local queued_index = KEYS[5]  -- tokens of queued runs by when they were queued
 local running_index = KEYS[6] -- tokens of running runs by when they started
 local failed_index = KEYS[7]  -- tokens of failed runs by when they failed
 local log = KEYS[8]           -- the run's log stream
+local job = KEYS[9]           -- the RQ job hash of `job_id`
 local attempt = ARGV[1]       -- the attempt this job is for
 local holder = ARGV[2]        -- the job id and a nonce of this execution, the lease's holder
 local lease_ms = ARGV[3]      -- the lease's TTL
@@ -80,27 +81,38 @@ local version = ARGV[7]       -- the code version running the attempt
 local job_id = ARGV[8]        -- the RQ job id
 
 redis.call('LREM', delivery, 1, job_id)
-local seen = redis.call('HMGET', run, 'state', 'attempt', 'job_id', 'task', 'queue',
-                        'queued_at', 'created_at')
-if not seen[1] then return {'missing', {}, {}} end
+local record = redis.call('HGETALL', run)  -- read once: the reply is it, with the claim's fields
+if #record == 0 then return {'missing', {}, {}} end
+local seen = {}
+for i = 1, #record, 2 do seen[record[i]] = record[i + 1] end
 local status = 'ok'
 local claimed = false         -- this holder claimed it already: nothing to write again
 -- RQ's failed registry holds the jobs of failed runs only (a cancelled run's job is deleted)
-if seen[1] == 'failed' and seen[3] == job_id then status = 'rerun'
-elseif tonumber(seen[2]) ~= tonumber(attempt) then status = 'stale'
-elseif seen[1] == 'running' and redis.call('GET', lease) == holder then claimed = true
-elseif seen[1] ~= 'queued' then status = seen[1]
+if seen.state == 'failed' and seen.job_id == job_id then status = 'rerun'
+elseif tonumber(seen.attempt) ~= tonumber(attempt) then status = 'stale'
+elseif seen.state == 'running' and redis.call('GET', lease) == holder then claimed = true
+elseif seen.state ~= 'queued' then status = seen.state
 end
 if not claimed and (status == 'ok' or status == 'rerun')
    and not redis.call('SET', lease, holder, 'NX', 'PX', lease_ms) then status = 'leased' end
-if status == 'rerun' then rerun(run, steps, log, failed_index, token, seen[2], false) end
+if status == 'rerun' then
+  rerun(run, steps, log, failed_index, token, seen.attempt, false)
+  redis.call('PERSIST', job)  -- a failed job's hash expires (RQ's failure_ttl): not while it runs
+end
 if not claimed and (status == 'ok' or status == 'rerun') then
   local waited = ''
-  if status == 'ok' then waited = tonumber(now) - tonumber(seen[6] or seen[7] or now) end
-  redis.call('HSET', run, 'state', 'running', 'started_at', now, 'updated_at', now,
-             'worker', worker, 'job_id', job_id, 'code_version', version, 'waited', waited)
+  if status == 'ok' then
+    local since = tonumber(seen.queued_at or seen.created_at or now)
+    waited = string.format('%.17g', tonumber(now) - since)  -- a string: the reply keeps it whole
+  end
+  local claim = {'state', 'running', 'started_at', now, 'updated_at', now, 'worker', worker,
+                 'job_id', job_id, 'code_version', version, 'waited', waited}
+  redis.call('HSET', run, unpack(claim))
   redis.call('ZREM', queued_index, token)
   redis.call('ZADD', running_index, now, token)
+  if status == 'rerun' then record = redis.call('HGETALL', run)  -- the rerun rewrote it
+  else for _, v in ipairs(claim) do table.insert(record, v) end  -- later pairs win
+  end
 end
 -- a first attempt has no finished steps to resume from (only an attempt holding the lease
 -- writes them), so only a later attempt, a rerun or a retried claim reads them
@@ -108,7 +120,7 @@ local finished = {}
 if claimed or status == 'rerun' or tonumber(attempt) > 1 then
   finished = redis.call('HGETALL', steps)
 end
-return {status, redis.call('HGETALL', run), finished}
+return {status, record, finished}
 """
 )
 
@@ -184,13 +196,22 @@ local retention = ARGV[3]     -- seconds a finished run is kept
 local retry_at = ARGV[4]      -- due time of the retry; '' unless retrying
 local cap = ARGV[5]           -- the log stream's cap
 local now = tonumber(ARGV[6]) -- epoch seconds
-local nrun = tonumber(ARGV[8])  -- then nrun run field/value pairs (the state among them)
-local events_from = 9 + 2*nrun  -- then the log events, to the end
+-- what the figures count (the run as its attempt began, and the outcome): ARGV[8] to [15]
+local outcome, task, queue, version = ARGV[8], ARGV[9], ARGV[10], ARGV[11]
+local started, waited = tonumber(ARGV[12]), tonumber(ARGV[13])
+local cpu, busy = tonumber(ARGV[14]), tonumber(ARGV[15])  -- runner.attempt.effort
+local effort = {cpu = cpu, busy = busy}
+local lease_ms = ARGV[16]      -- the lease's TTL
+local nrun = tonumber(ARGV[17]) -- then nrun run field/value pairs (the state among them)
+local events_from = 18 + 2*nrun  -- then the log events, to the end
 local fig = {minute = fig_minute, ttl = ttl_minute}
 
-if redis.call('GET', lease) ~= holder then return 0 end
-redis.call('DEL', lease)
-redis.call('HSET', run, unpack(ARGV, 9, events_from - 1))
+local held = redis.call('GETDEL', lease)  -- the check and the drop in one command
+if held ~= holder then  -- lost: another attempt's lease goes back, with a whole lease period
+  if held then redis.call('SET', lease, held, 'PX', lease_ms) end
+  return 0
+end
+redis.call('HSET', run, unpack(ARGV, 18, events_from - 1))
 log_events(log, cap, events_from)
 redis.call('ZREM', running_index, token)
 redis.call('ZADD', state_index, now, token)
@@ -199,16 +220,9 @@ if retry_at ~= '' then
 else  -- (the index's runs past the retention leave it in the reaper's sweep: off the job)
   for _, key in ipairs({run, steps, log}) do redis.call('EXPIRE', key, retention) end
 end
-local seen = redis.call('HMGET', run, 'state', 'task', 'queue', 'code_version', 'started_at',
-                        'cpu_seconds', 'busy_seconds', 'waited')
-local outcome = seen[1]
 if outcome == 'retrying' then outcome = 'retried' end
-local started = tonumber(seen[5]) or now
-local observed = {dur = now - started, wait = tonumber(seen[8] or '')}
--- runner.attempt.effort
-local effort = {cpu = tonumber(seen[6] or ''), busy = tonumber(seen[7] or '')}
-record_figures(fig, seen[2], seen[3], seen[4] or '', {started = 1, [outcome] = 1}, observed,
-               effort)
+local observed = {dur = now - (started or now), wait = waited}
+record_figures(fig, task, queue, version, {started = 1, [outcome] = 1}, observed, effort)
 return 1
 """
 )

@@ -137,7 +137,7 @@ class Runs:
         keys = [self.keys.run(token), self.keys.lease(token)]
         keys += [self.keys.steps(token), delivery or self.keys.no_delivery]
         keys += [self._index(RunState.QUEUED), self._index(RunState.RUNNING)]
-        keys += [self._index(RunState.FAILED), self.keys.log(token)]
+        keys += [self._index(RunState.FAILED), self.keys.log(token), job_key(job_id or holder)]
         args: list[Any] = [attempt, holder, self.lease_ms, now, worker, token, version]
         args += [job_id or holder]
         return keys, args
@@ -168,7 +168,8 @@ class Runs:
         """Write fields (and a finished step, and log events) if `holder` holds the lease;
         returns HELD, or CANCEL when an operator asked the run to stop. Raises LeaseLost
         (then nothing is written)."""
-        run_args = encode({**fields, "updated_at": time.time()})
+        # a step's result alone changes the steps, not the record (nor its updated_at)
+        run_args = encode({**fields, "updated_at": time.time()}) if fields else []
         step_args = [step[0], json.dumps(step[1], separators=(",", ":"))] if step else []
         keys = [self.keys.lease(token), self.keys.run(token), self.keys.steps(token)]
         keys.append(self.keys.log(token))
@@ -181,7 +182,7 @@ class Runs:
 
     def release(
         self,
-        token: str,
+        record: RunRecord,
         holder: str,
         fields: Mapping[str, Any],
         *,
@@ -190,44 +191,52 @@ class Runs:
         retry_at: float | None = None,
         events: Sequence[str] = (),
     ) -> None:
-        """End the attempt: write its outcome (`fields['state']`) and events, drop the lease,
-        count the outcome and duration in the figures of code `version`; a terminal run
-        starts expiring. Raises LeaseLost (then nothing is written)."""
+        """End the attempt of `record` (the run as its attempt began): write its outcome
+        (`fields['state']`) and events, drop the lease, count the outcome and duration in the
+        figures of code `version`; a terminal run starts expiring. Raises LeaseLost (then
+        nothing is written)."""
         keys, args = self._release_call(
-            token, holder, fields, retention=retention, version=version, retry_at=retry_at,
+            record, holder, fields, retention=retention, version=version, retry_at=retry_at,
             events=events,
         )  # fmt: skip
         if not self._release(keys=keys, args=args):
-            raise LeaseLost(f"attempt {holder} lost the lease of {token}; its outcome is dropped")
+            raise LeaseLost(
+                f"attempt {holder} lost the lease of {record.token}; its outcome is dropped"
+            )
 
     def stage_release(
-        self, pipeline: Pipeline, token: str, holder: str, fields: Mapping[str, Any], *,
+        self, pipeline: Pipeline, record: RunRecord, holder: str, fields: Mapping[str, Any], *,
         retention: int, version: str, events: Sequence[str] = (),
     ) -> None:  # fmt: skip
         """Queue `release` in `pipeline` (a caller's transaction), by the script's sha alone:
         its reply is 1, 0 (the lease was lost: nothing written), or a NoScriptError when
         Redis lost the script (the caller then calls `release`)."""
         keys, args = self._release_call(
-            token, holder, fields, retention=retention, version=version, retry_at=None,
+            record, holder, fields, retention=retention, version=version, retry_at=None,
             events=events,
         )  # fmt: skip
         pipeline.evalsha(self._release.sha, len(keys), *keys, *args)
 
     def _release_call(
-        self, token: str, holder: str, fields: Mapping[str, Any], *, retention: int,
+        self, record: RunRecord, holder: str, fields: Mapping[str, Any], *, retention: int,
         version: str, retry_at: float | None, events: Sequence[str],
     ) -> ScriptCall:  # fmt: skip
-        now = time.time()
+        now, token, state = time.time(), record.token, RunState(fields["state"])
         keys = [
             self.keys.lease(token), self.keys.run(token),
             self.keys.delayed, self.keys.steps(token), self.keys.log(token),
-            self._index(RunState.RUNNING), self._index(RunState(fields["state"])),
+            self._index(RunState.RUNNING), self._index(state),
             *figure_keys(self.keys, now),
         ]  # fmt: skip
         flat = encode({**fields, "updated_at": now})
         retry = "" if retry_at is None else retry_at
         args = [holder, token, retention, retry, self.log_cap, now, *FIGURE_TTLS]
-        args += [len(flat) // 2, *flat, *events]
+        # what the figures count, known here: the script reads nothing back for them
+        effort = [fields.get("cpu_seconds", ""), fields.get("busy_seconds", "")]
+        started = record.started_at if record.started_at is not None else now
+        waited = "" if record.waited is None else record.waited
+        args += [state, record.task, record.queue, version, started, waited, *effort]
+        args += [self.lease_ms, len(flat) // 2, *flat, *events]
         return keys, args
 
     # Moves of an existing run, outside any attempt (reaper, handover, cancel, rerun): each is
@@ -339,4 +348,4 @@ class Runs:
 
 def _pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:
     """HGETALL as Lua returns it (a flat list) to a mapping."""
-    return dict(zip(flat[0::2], flat[1::2], strict=True))
+    return dict(zip(flat[0::2], flat[1::2], strict=True))  # a later pair wins

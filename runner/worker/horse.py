@@ -29,17 +29,26 @@ from typing import Any
 
 import structlog
 from redis.client import Pipeline
+from redis.exceptions import NoScriptError
 from rq.exceptions import StopRequested
 from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.suspension import is_suspended
+from rq.worker import WorkerStatus
 
 import runner.logs as logs
 from runner.attempt.execute import Executor
 from runner.config import Settings
 from runner.connections.redis import REDIS_DOWN, connect
 from runner.delivery.bookkeeping import BatchedBookkeeping, lean
-from runner.delivery.dequeue import DeliveryQueue, Taken, put_back, stage_take, taken
+from runner.delivery.dequeue import (
+    DeliveryQueue,
+    Taken,
+    load_take,
+    put_back,
+    stage_take,
+    taken,
+)
 from runner.errors import RunFailed
 from runner.runs.deploys import mark_deploy
 from runner.tasks import load_registry
@@ -139,13 +148,23 @@ class Horse(BatchedBookkeeping):
     def stage_release(self, pipeline: Pipeline) -> Callable[[Any], None] | None:
         return None if self.executor is None else self.executor.stage_release(pipeline)
 
+    def takes_ahead(self) -> bool:
+        return not self._stop_requested
+
     def stage_next(self, pipeline: Pipeline) -> Callable[[Any], None] | None:
-        if self._stop_requested:
+        if not self.takes_ahead():
             return None
-        stage_take(self.connection, pipeline, [queue.key for queue in self._ordered_queues])
+        keys = [queue.key for queue in self._ordered_queues]
+        stage_take(self.connection, pipeline, keys, worker=self.key, idle=WorkerStatus.IDLE.value)
 
         def took(reply: Any) -> None:
             self._ahead = taken(reply)
+            if isinstance(reply, NoScriptError):  # nothing moved: the loop dequeues as usual
+                load_take(self.connection)
+            elif not isinstance(reply, Exception):  # else RQ's loop writes `idle` itself
+                # idle in Redis when nothing was taken; busy with the next job otherwise,
+                # until its start writes busy again: RQ's `idle` after the job is not sent
+                self._state = WorkerStatus.IDLE
 
         return took
 
@@ -195,6 +214,7 @@ class Horse(BatchedBookkeeping):
         super().register_birth()  # type: ignore[no-untyped-call]
         if self.executor is not None:  # health notes live workers of two code versions
             self.connection.hset(self.key, CODE_VERSION_FIELD, self.executor.version)
+        load_take(self.connection)  # `stage_next` calls it by its sha alone
 
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
         now = time.monotonic()
