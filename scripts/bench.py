@@ -5,7 +5,9 @@
 after ./scripts/test. `--only import_vs_naive_sqlite,url_enqueue_s` runs the sections that
 yield those rows, alone.
 
-One embedded redis-server (in a temp dir) serves every measurement; it is flushed before each.
+Before anything is timed, the project's and the installed packages' bytecode is compiled, so
+that no side pays for writing .pyc files. One embedded redis-server (in a temp dir) serves
+every measurement; it is flushed before each.
 Workers run as real processes (`runner worker --burst`, RQ's Worker and SimpleWorker) with
 their logs in files. The no-op and 50 ms job ratios are the median of interleaved rounds (each
 round measures every side back to back, the order reversed each round); the enqueue figures
@@ -36,7 +38,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `scripts.*` when run as a file
 
 from scripts import bench_console, bench_imports, bench_index, bench_outbox, bench_queue, bench_urls
-from scripts.bench_env import POSTGRES_ENV, ROOT, BenchEnv, machine
+from scripts.bench_env import POSTGRES_ENV, ROOT, BenchEnv, compile_bytecode, machine
 
 LEASE_SECONDS = 5.0
 RSS_LIMIT_MB = 150.0
@@ -250,7 +252,8 @@ def crash_rows(env: BenchEnv, sizes: Sizes, notes: list[str]) -> list[Row]:
         f"crash: {sizes.crash_posts:,}-post SQLite import, worker A's process group SIGKILLed"
         f" once its cursor passed half-way (at {[c.cursor_at_kill for c in crashes]}), worker B"
         " already running; recovery = SIGKILL -> cursor advancing under the next attempt;"
-        " redo = (committed writes to posts, counted by triggers, - N) / 500; worst of"
+        f" redo = (committed writes to posts, counted by triggers, - N) / {bench_imports.BATCH:,}"
+        f" (the import's batch); worst of"
         f" {len(crashes)}"
     )
     return [
@@ -451,6 +454,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, interrupt)  # clean up as on Ctrl-C
+    print("== compiling bytecode ...", file=sys.stderr, flush=True)
+    compile_bytecode()
     with contextlib.ExitStack() as stack:
         env = BenchEnv.open(stack, lease_seconds=LEASE_SECONDS)
         about = machine(env.redis)
