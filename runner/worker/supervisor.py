@@ -17,7 +17,6 @@ and the supervisor hands its run over itself (runner.worker.handover).
 
 from __future__ import annotations
 
-import gc
 import os
 import signal
 import sys
@@ -246,9 +245,4 @@ class Supervisor:
 
 def run_worker(settings: Settings, options: WorkerOptions) -> int:
     """Run a supervised worker in this process until it stops; returns the exit code."""
-    code = Supervisor(settings, options).run()
-    # Every horse and the relay are gone and the worker's records written: what is left is
-    # the interpreter's exit (atexit, flushing, closing). Frozen, the heap is not walked for
-    # cycles on the way out, which nothing here needs.
-    gc.freeze()
-    return code
+    return Supervisor(settings, options).run()
