@@ -9,9 +9,11 @@ when the body is the one last imported from that URL.
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,7 +29,8 @@ if TYPE_CHECKING:  # the store (SQLAlchemy) is imported by a run, not by a worke
     from jobs.posts import Item
     from jobs.progress import Counters
 
-BATCH_SIZE = 500
+BATCH_SIZE = 2_000  # posts per transaction: redo after a crash is at most one batch
+YOUNG_GC_EVERY = 10  # batches between two collections of the young generations during an upsert
 CHECKPOINT_EVERY_S = 1.0  # how often an import's progress goes to Redis
 MAX_DEADLINES = 3  # downloads past the deadline, over all attempts of a run, before it fails
 DEADLINES = "download_deadlines"  # the run counter that keeps that count across attempts
@@ -163,19 +166,39 @@ def _apply(
     from jobs.store import apply_batch
 
     checkpointed = -CHECKPOINT_EVERY_S
-    for batch in batches:
-        run.ensure_lease()
-        position = batch[-1].position
-        counters = counters + apply_batch(
-            engine, token=run.token, attempt=run.attempt, source=feed.source, items=batch,
-            position=position,
-        )  # fmt: skip
-        if run.stop_asked or time.monotonic() - checkpointed >= CHECKPOINT_EVERY_S:
-            run.checkpoint(cursor=position, counters=counters.as_dict(), total=feed.records)
-            checkpointed = time.monotonic()
+    with _cyclic_gc_off():
+        for number, batch in enumerate(batches, start=1):
+            if number % YOUNG_GC_EVERY == 0:
+                gc.collect(1)
+            run.ensure_lease()
+            position = batch[-1].position
+            counters = counters + apply_batch(
+                engine, token=run.token, attempt=run.attempt, source=feed.source, items=batch,
+                position=position,
+            )  # fmt: skip
+            if run.stop_asked or time.monotonic() - checkpointed >= CHECKPOINT_EVERY_S:
+                run.checkpoint(cursor=position, counters=counters.as_dict(), total=feed.records)
+                checkpointed = time.monotonic()
     if position != run.cursor:
         run.checkpoint(cursor=position, counters=counters.as_dict(), total=feed.records)
     return counters
+
+
+@contextmanager
+def _cyclic_gc_off() -> Iterator[None]:
+    """The cyclic garbage collector off for the block, on again after it whatever happens.
+
+    A batch makes no reference cycles (none were left after 100,000 posts), yet with the
+    collector on it ran ~1,000 times per 100,000 posts and walked the whole long-lived heap
+    (modules, SQLAlchemy) several times: 6% of the upsert. The caller still collects the
+    young generations now and then, in case a cycle is made after all."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _batches(items: Iterator[Item], size: int) -> Iterator[list[Item]]:

@@ -140,23 +140,28 @@ def _begin(
 
 
 def lock_import(conn: Connection, *, token: str, attempt: int) -> int:
-    """Lock the import row for `attempt` and return its cursor; raises LeaseLost if fenced out."""
-    stmt = (
-        sa.select(imports.c.position)
-        .where(imports.c.token == token, imports.c.fence == attempt)
-        .with_for_update()
-    )
-    position = conn.scalar(stmt)
+    """Lock the import row for `attempt` and return its cursor; raises LeaseLost if fenced out.
+
+    Plain SQL, as the batch's other statements: it runs once per batch."""
+    postgres = conn.dialect.name == "postgresql"
+    lock = _LOCK_POSTGRES if postgres else _LOCK
+    position = conn.exec_driver_sql(lock, (token, attempt)).scalar()
     if position is None:
         raise lease_lost(token, attempt)
     return int(position)
 
 
+_LOCK = "SELECT position FROM imports WHERE token = ? AND fence = ?"
+_LOCK_POSTGRES = "SELECT position FROM imports WHERE token = %s AND fence = %s FOR UPDATE"
+
+
 def record_batch(conn: Connection, *, token: str, position: int, counts: Counters) -> None:
     """Move `token`'s cursor to `position` and add a batch's counts (after lock_import)."""
-    added = {name: imports.c[name] + n for name, n in counts.as_dict().items() if n}
-    stmt = sa.update(imports).where(imports.c.token == token).values(position=position, **added)
-    conn.execute(stmt)
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    added = [(name, n) for name, n in counts.as_dict().items() if n]
+    assigned = "".join(f", {name} = {name} + {mark}" for name, _ in added)
+    statement = f"UPDATE imports SET position = {mark}{assigned} WHERE token = {mark}"
+    conn.exec_driver_sql(statement, (position, *(n for _, n in added), token))
 
 
 def record_rejects(

@@ -124,7 +124,7 @@ def _apply(
 ) -> Counters:
     """Do apply_batch's work inside `conn`'s transaction; raises LeaseLost if fenced out."""
     ids = {item.post.source_id for item in items if not isinstance(item, Rejected)}
-    if conn.dialect.name == "postgresql" and len(ids) <= SELECT_CHUNK:
+    if conn.dialect.name == "postgresql":
         committed, stored = _locked_with_versions(conn, token=token, attempt=attempt, ids=ids)
     else:
         committed = lock_import(conn, token=token, attempt=attempt)
@@ -194,16 +194,25 @@ _LOCK_WITH_VERSIONS = (
 
 
 def _stored_versions(conn: Connection, ids: set[str]) -> dict[str, tuple[str, str | None]]:
-    """Return content hash and revision of the stored posts among `ids`."""
-    stmt = sa.select(posts.c.source_id, posts.c.content_hash, posts.c.revision_version)
+    """Return content hash and revision of the stored posts among `ids` (plain SQL: built
+    once per chunk size, not constructed and compiled as a statement per batch)."""
     wanted = sorted(ids)
     stored: dict[str, tuple[str, str | None]] = {}
     for start in range(0, len(wanted), SELECT_CHUNK):  # stay under bound-parameter limits
-        chunk = stmt.where(posts.c.source_id.in_(wanted[start : start + SELECT_CHUNK]))
-        stored.update(
-            (sid, (content_hash, version)) for sid, content_hash, version in conn.execute(chunk)
-        )
+        chunk = wanted[start : start + SELECT_CHUNK]
+        rows = conn.exec_driver_sql(_versions_of(len(chunk), conn.dialect.paramstyle), tuple(chunk))
+        stored.update((sid, (content_hash, version)) for sid, content_hash, version in rows)
     return stored
+
+
+@functools.lru_cache(maxsize=8)
+def _versions_of(count: int, paramstyle: str) -> str:
+    """The SELECT of the stored versions of `count` posts, in the driver's parameter style."""
+    mark = "?" if paramstyle == "qmark" else "%s"
+    return (
+        "SELECT source_id, content_hash, revision_version FROM posts"
+        f" WHERE source_id IN ({', '.join([mark] * count)})"
+    )
 
 
 def _plan(items: Sequence[Item], stored: dict[str, tuple[str, str | None]]) -> _Plan:

@@ -1,8 +1,13 @@
 """Benchmark the runner against plain RQ and a naive import script, side by side, on one machine.
 
-    .venv/bin/python scripts/bench.py [--quick]      (from the repo root, after ./scripts/test)
+    .venv/bin/python scripts/bench.py [--quick] [--only ROW[,ROW]]   (from the repo root)
 
-One embedded redis-server (in a temp dir) serves every measurement; it is flushed before each.
+after ./scripts/test. `--only import_vs_naive_sqlite,url_enqueue_s` runs the sections that
+yield those rows, alone.
+
+Before anything is timed, the project's and the installed packages' bytecode is compiled, so
+that no side pays for writing .pyc files. One embedded redis-server (in a temp dir) serves
+every measurement; it is flushed before each.
 Workers run as real processes (`runner worker --burst`, RQ's Worker and SimpleWorker) with
 their logs in files. The no-op and 50 ms job ratios are the median of interleaved rounds (each
 round measures every side back to back, the order reversed each round); the enqueue figures
@@ -33,7 +38,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `scripts.*` when run as a file
 
 from scripts import bench_console, bench_imports, bench_index, bench_outbox, bench_queue, bench_urls
-from scripts.bench_env import POSTGRES_ENV, ROOT, BenchEnv, machine
+from scripts.bench_env import POSTGRES_ENV, ROOT, BenchEnv, compile_bytecode, machine
 
 LEASE_SECONDS = 5.0
 RSS_LIMIT_MB = 150.0
@@ -247,7 +252,8 @@ def crash_rows(env: BenchEnv, sizes: Sizes, notes: list[str]) -> list[Row]:
         f"crash: {sizes.crash_posts:,}-post SQLite import, worker A's process group SIGKILLed"
         f" once its cursor passed half-way (at {[c.cursor_at_kill for c in crashes]}), worker B"
         " already running; recovery = SIGKILL -> cursor advancing under the next attempt;"
-        " redo = (committed writes to posts, counted by triggers, - N) / 500; worst of"
+        f" redo = (committed writes to posts, counted by triggers, - N) / {bench_imports.BATCH:,}"
+        f" (the import's batch); worst of"
         f" {len(crashes)}"
     )
     return [
@@ -331,46 +337,65 @@ def section(name: str, keys: list[str], measure: Callable[[], list[Row]]) -> lis
     return rows
 
 
-def run(env: BenchEnv, sizes: Sizes) -> tuple[list[Row], list[str]]:
-    notes: list[str] = []
-    rows = section(
-        "noop throughput", ["noop_vs_simpleworker", "noop_vs_worker", "redis_commands_per_job"],
-        lambda: noop_rows(env, sizes, notes),
-    )  # fmt: skip
-    rows += section(
-        "round trips per job", ["round_trips_per_job"], lambda: round_trip_rows(env, sizes, notes)
-    )
-    rows += section(
-        "several horses", ["concurrency_4_vs_1"], lambda: concurrency_rows(env, sizes, notes)
-    )
-    rows += section(
-        "enqueue throughput", ["enqueue_vs_rq", "bulk_enqueue_vs_rq"],
-        lambda: enqueue_rows(env, sizes, notes),
-    )  # fmt: skip
+@dataclass(frozen=True)
+class Section:
+    """One measurement of the bench: its name, the rows it yields, and how to measure them."""
+
+    name: str
+    keys: tuple[str, ...]
+    measure: Callable[[BenchEnv, Sizes, list[str]], list[Row]]
+
+
+def sections(sizes: Sizes) -> list[Section]:
+    """Every measurement, in the order a full run makes them."""
     imports = [
         ("sqlite", sizes.import_posts, "import_vs_naive_sqlite"),
         ("sqlite", sizes.import_posts // 2, "import_vs_naive_sqlite_50k"),
         ("postgres", sizes.import_posts, "import_vs_naive_postgres"),
     ]
-    for backend, n, key in imports:
-        rows += section(
-            f"import throughput ({backend}, {n:,})", [key],
-            lambda b=backend, n=n, k=key: [import_row(env, sizes, notes, b, n=n, key=k)],
+
+    def importing(backend: str, n: int, key: str) -> Section:
+        return Section(
+            f"import throughput ({backend}, {n:,})", (key,),
+            lambda env, sizes, notes: [import_row(env, sizes, notes, backend, n=n, key=key)],
         )  # fmt: skip
-    rows += section(
-        "start-up and URL enqueue", ["worker_startup_s", "url_enqueue_s"],
-        lambda: startup_rows(env, sizes, notes),
-    )  # fmt: skip
-    rows += section(
-        "crash recovery and redo", ["recovery_s", "redo_batches"],
-        lambda: crash_rows(env, sizes, notes),
-    )  # fmt: skip
-    rows += section("peak RSS", ["peak_rss_mb"], lambda: [rss_row(env, sizes, notes)])
-    rows += section(
-        "console runs page", ["console_runs_page_ms"], lambda: [console_row(env, sizes, notes)]
-    )
-    rows += section("run index page", ["index_page_vs_list"], lambda: [index_row(env, notes)])
-    rows += section("outbox relay", ["outbox_relay_p95_s"], lambda: [outbox_row(env, notes)])
+
+    return [
+        Section("noop throughput",
+                ("noop_vs_simpleworker", "noop_vs_worker", "redis_commands_per_job"), noop_rows),
+        Section("round trips per job", ("round_trips_per_job",), round_trip_rows),
+        Section("several horses", ("concurrency_4_vs_1",), concurrency_rows),
+        Section("enqueue throughput", ("enqueue_vs_rq", "bulk_enqueue_vs_rq"), enqueue_rows),
+        *(importing(backend, n, key) for backend, n, key in imports),
+        Section("start-up and URL enqueue", ("worker_startup_s", "url_enqueue_s"), startup_rows),
+        Section("crash recovery and redo", ("recovery_s", "redo_batches"), crash_rows),
+        Section("peak RSS", ("peak_rss_mb",),
+                lambda env, sizes, notes: [rss_row(env, sizes, notes)]),
+        Section("console runs page", ("console_runs_page_ms",),
+                lambda env, sizes, notes: [console_row(env, sizes, notes)]),
+        Section("run index page", ("index_page_vs_list",),
+                lambda env, sizes, notes: [index_row(env, notes)]),
+        Section("outbox relay", ("outbox_relay_p95_s",),
+                lambda env, sizes, notes: [outbox_row(env, notes)]),
+    ]  # fmt: skip
+
+
+def chosen(all_sections: list[Section], only: set[str] | None) -> list[Section]:
+    """The sections that yield a row named in `only` (every section when it is None); raises
+    ValueError naming the rows that no section yields."""
+    if only is None:
+        return all_sections
+    known = {key for s in all_sections for key in s.keys}
+    if unknown := sorted(only - known):
+        raise ValueError(f"no such row: {', '.join(unknown)} (rows: {', '.join(sorted(known))})")
+    return [s for s in all_sections if only & set(s.keys)]
+
+
+def run(env: BenchEnv, sizes: Sizes, only: set[str] | None = None) -> tuple[list[Row], list[str]]:
+    notes: list[str] = []
+    rows: list[Row] = []
+    for each in chosen(sections(sizes), only):
+        rows += section(each.name, list(each.keys), lambda m=each.measure: m(env, sizes, notes))
     return rows, notes
 
 
@@ -404,6 +429,11 @@ def summary(rows: list[Row]) -> dict[str, Any]:
     return {key: values.get(key) for key in keys}
 
 
+def rows_named(text: str) -> set[str]:
+    """The row names of `--only`, comma-separated."""
+    return {name.strip() for name in text.split(",") if name.strip()}
+
+
 def interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -411,16 +441,29 @@ def interrupt(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="smaller sizes: about 2 minutes")
+    parser.add_argument(
+        "--only", metavar="ROW[,ROW]", type=rows_named, default=None,
+        help="measure only the sections that yield these rows (e.g. import_vs_naive_sqlite)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
+    try:
+        chosen(sections(sizes), args.only)
+    except ValueError as exc:
+        parser.error(str(exc))
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, interrupt)  # clean up as on Ctrl-C
+    print("== compiling bytecode ...", file=sys.stderr, flush=True)
+    compile_bytecode()
     with contextlib.ExitStack() as stack:
         env = BenchEnv.open(stack, lease_seconds=LEASE_SECONDS)
         about = machine(env.redis)
-        rows, notes = run(env, sizes)
-    print(render(rows, notes, about, "quick" if args.quick else "full"))
+        rows, notes = run(env, sizes, args.only)
+    mode = ("quick" if args.quick else "full") + (
+        f", only {','.join(sorted(args.only))}" if args.only else ""
+    )
+    print(render(rows, notes, about, mode))
     print(json.dumps(summary(rows)))
     return 1 if any(r.runner == "error" for r in rows) else 0
 

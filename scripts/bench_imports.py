@@ -21,6 +21,7 @@ from pathlib import Path
 import psutil
 
 from jobs.database import make_engine
+from jobs.imports import BATCH_SIZE
 from jobs.revisions import upgrade
 from jobs.sources import resolve
 from jobs.store import posts
@@ -31,7 +32,7 @@ from runner.runs.transitions import Runs
 from runner.tasks import load_registry
 from scripts.bench_env import ROOT, BenchEnv, Proc, postgres_schema, wait_until
 
-BATCH = 500
+BATCH = BATCH_SIZE  # the import's default: redo is counted in its batches
 MB = 1024 * 1024
 WRITE_COUNTER = (
     "CREATE TABLE bench_writes (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)",

@@ -4,6 +4,7 @@ commands the site's task module adds (`import`, `db`, `cron`)."""
 from __future__ import annotations
 
 import functools
+import gc
 import os
 import sys
 from datetime import UTC, datetime
@@ -133,7 +134,12 @@ def worker(app: App, queues: tuple[str, ...], burst: bool, name: str, concurrenc
     options = WorkerOptions(
         queues=queues or app.settings.queues, burst=burst, name=name, concurrency=concurrency
     )
-    sys.exit(run_worker(app.settings, options))
+    code = run_worker(app.settings, options)
+    # Every horse and the relay are gone and the worker's records written: what is left is
+    # the process's exit (atexit, flushing, closing). Frozen, the heap is not walked for
+    # cycles on the way out (~0.08 s of a burst worker's life here), which nothing needs.
+    gc.freeze()
+    sys.exit(code)
 
 
 @cli.command()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import random
 import threading
@@ -235,6 +236,7 @@ def test_a_feed_removed_during_the_upsert_step_fails_at_once_as_the_fetch_step_s
     work()
     record = runs.get(token)
     assert record is not None and record.state == "retrying" and set(runs.steps(token)) == {"fetch"}
+    assert gc.isenabled()  # off during the batches only, on again after the refused one
     # When the feed is removed before the next attempt
     path.unlink()
     with engine.begin() as conn:

@@ -144,6 +144,19 @@ def test_reapplying_the_same_feed_changes_nothing(engine: Engine) -> None:
     assert get_post(engine, "a") == before
 
 
+def test_a_batch_larger_than_a_select_chunk_sees_every_stored_post(engine: Engine) -> None:
+    # Given a store holding 2,500 posts (more than one SELECT_CHUNK of stored versions)
+    ids = [f"p-{n:05d}" for n in range(2_500)]
+    import_feed(engine, "first", feed([make_post(sid) for sid in ids]))
+    # When one batch brings them all again, a thousand of them changed
+    again = [make_post(sid, body="New.", version="1.1") if n % 5 < 2 else make_post(sid)
+             for n, sid in enumerate(ids)]  # fmt: skip
+    counts = import_feed(engine, "second", feed(again))
+    # Then each post's stored version was read: none is taken for new
+    assert counts == Counters(updated=1_000, unchanged=1_500)
+    assert count_posts(engine) == 2_500
+
+
 def test_a_changed_post_is_updated(engine: Engine) -> None:
     # Given a stored post
     import_feed(engine, "first", feed([make_post("a")]))

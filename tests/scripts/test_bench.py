@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 from redis import Redis
 
 from runner.config import Settings
 from runner.connections.lua import registered
 from runner.runs.scripts import RENEW_LEASE
+from scripts.bench import FULL, chosen, sections
 from scripts.bench_queue import median_ratio, rounds
 from scripts.bench_trips import (
     TripLog,
@@ -65,3 +67,17 @@ def test_rounds_alternate_the_order_and_ratios_pair_sides_of_one_round() -> None
 
     assert calls == ["a", "b", "b", "a", "a", "b"]
     assert median_ratio(results, "a", "b", float) == 2.0  # ratios 2, 3, 1: the median pair
+
+
+def test_only_picks_the_sections_that_yield_the_named_rows_and_refuses_unknown_ones() -> None:
+    every = sections(FULL)
+
+    picked = chosen(every, {"import_vs_naive_sqlite", "url_enqueue_s"})
+
+    assert [s.name for s in picked] == [
+        "import throughput (sqlite, 100,000)",
+        "start-up and URL enqueue",
+    ]
+    assert chosen(every, None) == every
+    with pytest.raises(ValueError, match="no such row: nope"):
+        chosen(every, {"nope", "url_enqueue_s"})
