@@ -19,6 +19,7 @@ from runner.errors import InvalidArguments, RedisUnavailable
 from runner.keys import Keys
 from runner.record import TERMINAL, Enqueued, RunRecord, RunState
 from runner.runs.enqueue import Enqueuer
+from runner.runs.history import HistoryStore
 from runner.runs.index import RunIndex
 from runner.runs.transitions import Runs
 from runner.tasks import TaskRegistry, load_registry
@@ -59,6 +60,11 @@ class App:
     @cached_property
     def runs(self) -> Runs:
         return Runs(self.redis, self.settings)
+
+    @cached_property
+    def history(self) -> HistoryStore:
+        """Finished runs that left Redis (runner.runs.history)."""
+        return HistoryStore(self.settings)
 
     @cached_property
     def index(self) -> RunIndex:

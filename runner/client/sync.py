@@ -23,6 +23,7 @@ from runner.handles import TaskHandle
 from runner.record import TERMINAL, Enqueued, RunRecord
 from runner.runs.cancel import Cancel, cancel
 from runner.runs.enqueue import Enqueuer, Request
+from runner.runs.history import HistoryStore
 from runner.runs.rerun import Rerun, rerun
 from runner.runs.transitions import Runs
 from runner.tasks import Task, TaskRegistry, load_registry
@@ -40,8 +41,8 @@ WAIT_POLL_SECONDS = (0.02, 0.5)  # `wait` polls from the first to the second, do
 
 
 class History(Protocol):
-    """Finished runs kept in a database, once they left Redis (the history store is another
-    issue's: until it lands `get` and `wait` read Redis only, and a client takes None)."""
+    """Finished runs kept in a database, once they left Redis (`runner.runs.history`'s
+    `HistoryStore` by default: `RUNNER_HISTORY_URL`)."""
 
     def get(self, token: str) -> RunRecord | None: ...
 
@@ -106,7 +107,7 @@ class Client:
     ) -> None:
         self.redis = redis
         self.settings = settings
-        self.history = history
+        self.history: History = history if history is not None else HistoryStore(settings)
         self._registry = registry
         self._enqueuer = Enqueuer(redis, settings)
         self._runs = Runs(redis, settings)
@@ -189,7 +190,7 @@ class Client:
     def get(self, token: str) -> RunRecord | None:
         """The run of `token`: live in Redis, else from history; None when there is none."""
         live = self._call(self._runs.get, token)
-        if live is None and self.history is not None:
+        if live is None:
             return self.history.get(token)
         return live
 

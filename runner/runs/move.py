@@ -1,0 +1,184 @@
+"""The move: finished runs go from Redis to the history tables (runner.runs.history).
+
+One pass takes a batch of runs that finished long enough ago (succeeded and cancelled ones
+`history_delay_seconds` after they ended, failed ones `failed_seconds` after, so `rq requeue`
+works meanwhile), reads what Redis holds for each (record, steps, log), writes it to history in
+one transaction (replacing an earlier copy: idempotent), then removes them from Redis in one
+call of `FORGET_MOVED`. That script compares each run with the copy (its state, generation,
+last change and log length) and leaves a run that changed since (a rerun) for a later pass;
+for each run it removes it writes the token's marker (`Keys.done`: `state|job id`, expiring
+when the run's record would have), so enqueueing the token again stays deduplicated.
+
+A mover killed between the copy and the delete leaves the run in both stores: readers prefer
+Redis, and the next pass copies it again over the same rows. The move is database side-work
+(DESIGN.md, Decisions 4): it runs in the relay's process, never on a job's path.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+from redis import Redis
+from rq.registry import FailedJobRegistry
+from sqlalchemy.exc import SQLAlchemyError
+
+from runner.config import Settings
+from runner.connections.lua import registered
+from runner.errors import RunnerError
+from runner.keys import Keys
+from runner.record import RunState, texts
+from runner.runs.history import Copy, HistoryStore
+from runner.runs.rqjobs import job_key
+
+log = structlog.get_logger("runner.runs.move")
+BATCH = 200
+POLL_SECONDS = 1.0
+LEAVING = (RunState.SUCCEEDED, RunState.CANCELLED, RunState.FAILED)
+
+# Remove the runs that were copied to history, each only if unchanged since the copy. Returns
+# per item 1 (removed) or 0 (changed: left for a later pass).
+FORGET_MOVED = """
+local runs = KEYS[1]          -- the runs index
+local succeeded = KEYS[2]     -- the state indexes a finished run is in
+local cancelled = KEYS[3]
+local failed = KEYS[4]
+-- then per item nine keys: run hash, steps, log, marker, job index entry, RQ job hash, RQ
+-- failed registry of its queue, the task's index, the queue's index
+-- per item six arguments: token, state, generation, updated_at and log length as copied,
+-- and the marker's TTL (seconds)
+local ttl_floor = 1
+local out = {}
+for i = 0, (#KEYS - 4) / 9 - 1 do
+  local k, a = 5 + 9*i, 1 + 6*i  -- this item's first key and first argument
+  local run, steps, log, done = KEYS[k], KEYS[k+1], KEYS[k+2], KEYS[k+3]
+  local job_index, job, failed_jobs = KEYS[k+4], KEYS[k+5], KEYS[k+6]
+  local task_index, queue_index = KEYS[k+7], KEYS[k+8]
+  local token, state, generation, updated = ARGV[a], ARGV[a+1], ARGV[a+2], ARGV[a+3]
+  local log_length, ttl = tonumber(ARGV[a+4]), tonumber(ARGV[a+5])
+  local now = redis.call('HMGET', run, 'state', 'generation', 'updated_at', 'job_id')
+  if now[1] == state and (now[2] or '0') == generation and now[3] == updated
+      and redis.call('XLEN', log) == log_length then
+    local job_id = now[4] or ''
+    redis.call('DEL', run, steps, log, job_index, job)
+    redis.call('ZREM', failed_jobs, job_id)
+    for _, index in ipairs({runs, succeeded, cancelled, failed, task_index, queue_index}) do
+      redis.call('ZREM', index, token)
+    end
+    redis.call('SET', done, state .. '|' .. job_id, 'EX', math.max(ttl_floor, ttl))
+    out[#out + 1] = 1
+  else
+    out[#out + 1] = 0
+  end
+end
+return out
+"""
+
+
+class Mover:
+    """Moves finished runs from Redis to history (see the module's docstring)."""
+
+    def __init__(
+        self, redis: Redis, settings: Settings, *, store: HistoryStore | None = None,
+        batch: int = BATCH,
+    ) -> None:  # fmt: skip
+        self.redis = redis
+        self.settings = settings
+        self.keys = Keys(settings.prefix)
+        self.store = store or HistoryStore(settings)
+        self.batch = batch
+        self._forget = registered(redis, FORGET_MOVED)
+
+    def due(self, *, now: float | None = None) -> list[str]:
+        """Tokens of finished runs due to move, at most a batch."""
+        now = time.time() if now is None else now
+        tokens: list[str] = []
+        for state in LEAVING:
+            wait = self.settings.failed_seconds if state == RunState.FAILED else None
+            cutoff = now - (self.settings.history_delay_seconds if wait is None else wait)
+            left = self.batch - len(tokens)
+            if left > 0:
+                found = self.redis.zrangebyscore(self.keys.by_state(state), "-inf", cutoff,
+                                                 start=0, num=left)  # fmt: skip
+                tokens += texts(found)
+        return tokens
+
+    def waiting(self, *, now: float | None = None) -> int:
+        """How many finished runs are due to move and still in Redis (`runner health`)."""
+        now = time.time() if now is None else now
+        total = 0
+        for state in LEAVING:
+            wait = self.settings.failed_seconds if state == RunState.FAILED else None
+            cutoff = now - (self.settings.history_delay_seconds if wait is None else wait)
+            total += int(self.redis.zcount(self.keys.by_state(state), "-inf", cutoff))
+        return total
+
+    def copy(self, tokens: list[str]) -> list[Copy]:
+        """What Redis holds for each finished run of `tokens` (a run gone or not finished is
+        left out)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for token in tokens:
+            pipe.hgetall(self.keys.run(token))
+            pipe.hgetall(self.keys.steps(token))
+            pipe.xrange(self.keys.log(token))
+        replies = pipe.execute()
+        copies = []
+        for i, token in enumerate(tokens):
+            run, steps, entries = replies[3 * i : 3 * i + 3]
+            fields = _decoded(run)
+            if fields.get("state") not in LEAVING:
+                continue
+            events = [(texts([eid])[0], _decoded(f)) for eid, f in entries]
+            copies.append(Copy(token, fields, _decoded(steps), events))
+        return copies
+
+    def forget(self, copies: list[Copy], *, now: float | None = None) -> int:
+        """Remove the copied runs from Redis, each only if unchanged since the copy; returns
+        how many were removed."""
+        if not copies:
+            return 0
+        now = time.time() if now is None else now
+        keys = [self.keys.runs, *(self.keys.by_state(s) for s in LEAVING)]
+        args: list[Any] = []
+        for c in copies:
+            run = c.run
+            jid, queue = run.get("job_id", ""), run.get("queue", "default")
+            ended = float(run.get("finished_at") or run.get("updated_at") or now)
+            keys += [self.keys.run(c.token), self.keys.steps(c.token), self.keys.log(c.token)]
+            keys += [self.keys.done(c.token), self.keys.job(jid), job_key(jid)]
+            keys.append(FailedJobRegistry.key_template.format(queue))
+            keys += [self.keys.by_task(run.get("task", "")), self.keys.by_queue(queue)]
+            ttl = int(self.settings.retention_seconds - (now - ended))
+            args += [c.token, run.get("state", ""), run.get("generation") or "0"]
+            args += [run.get("updated_at", ""), len(c.log), ttl]
+        return sum(int(x) for x in self._forget(keys=keys, args=args))
+
+    def move_once(self) -> int:
+        """One pass: copy a batch of due runs to history, then remove them from Redis;
+        returns how many left Redis. Raises SQLAlchemyError and RedisError."""
+        copies = self.copy(self.due())
+        if not copies:
+            return 0
+        self.store.write(copies)
+        return self.forget(copies)
+
+    def run(self, *, stopped: Callable[[], bool] = lambda: False) -> None:
+        """Move until `stopped()`; a database or Redis outage only delays the move."""
+        while not stopped():
+            pause = POLL_SECONDS
+            try:
+                if self.move_once() >= self.batch:
+                    pause = 0.0
+            except (SQLAlchemyError, RunnerError, OSError) as exc:
+                log.warning("history.move_failed", error=str(exc).splitlines()[0][:300])
+                pause = 5.0
+            except Exception as exc:  # a Redis error: the thread must keep going
+                log.warning("history.move_failed", error=repr(exc)[:300])
+                pause = 5.0
+            time.sleep(pause)
+
+
+def _decoded(raw: Any) -> dict[str, str]:
+    return {texts([k])[0]: texts([v])[0] for k, v in dict(raw).items()}
