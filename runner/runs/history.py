@@ -138,6 +138,14 @@ class HistoryStore:
             return None
         return RunRecord.from_hash({k.encode(): v.encode() for k, v in fields.items()})
 
+    def copy(self, token: str) -> Copy | None:
+        """What the mover copied of `token`'s newest generation; None when history has none."""
+        fields = self._fields(token)
+        if fields is None:
+            return None
+        rows = self._rows(steps_table, token, steps_table.c.name)
+        return Copy(token, fields, {r.name: r.result for r in rows}, self.log(token))
+
     def generations(self, token: str) -> list[int]:
         """Every generation of `token` in history, newest first."""
         engine = self._engine(create=False)

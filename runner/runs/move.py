@@ -16,6 +16,7 @@ Redis, and the next pass copies it again over the same rows. The move is databas
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -75,6 +76,59 @@ for i = 0, (#KEYS - 4) / 9 - 1 do
 end
 return out
 """
+
+
+# Bring a run back from history into Redis, unless Redis has it (then it is left as it is).
+# Returns 1 when restored, 0 when Redis had it.
+RESTORE_RUN = """
+local run = KEYS[1]           -- the run hash
+local steps = KEYS[2]         -- its finished steps
+local log = KEYS[3]           -- its log stream
+local done = KEYS[4]          -- its marker (`Keys.done`)
+local runs = KEYS[5]          -- the runs index
+local state_index = KEYS[6]   -- its state's index
+local task_index = KEYS[7]    -- its task's index
+local queue_index = KEYS[8]   -- its queue's index
+local tasks = KEYS[9]         -- the task names that have an index
+local token = ARGV[1]
+local fields = cjson.decode(ARGV[2])  -- the run hash as pairs
+local step_pairs = cjson.decode(ARGV[3])  -- steps as pairs
+local entries = cjson.decode(ARGV[4])  -- log entries: [id, [field, value, ...]]
+local created, ended, task = ARGV[5], ARGV[6], ARGV[7]
+if redis.call('EXISTS', run) == 1 then return 0 end
+redis.call('HSET', run, unpack(fields))
+if #step_pairs > 0 then redis.call('HSET', steps, unpack(step_pairs)) end
+redis.call('DEL', log)
+for _, entry in ipairs(entries) do redis.call('XADD', log, entry[1], unpack(entry[2])) end
+redis.call('ZADD', runs, created, token)
+redis.call('ZADD', state_index, ended, token)
+redis.call('ZADD', task_index, created, token)
+redis.call('ZADD', queue_index, created, token)
+redis.call('SADD', tasks, task)
+redis.call('DEL', done)
+return 1
+"""
+
+
+def restore(redis: Redis, settings: Settings, token: str, store: HistoryStore) -> bool:
+    """Bring `token`'s run back from history into Redis with its steps and log (a rerun of
+    a run that moved); False when history has no such run or Redis has it already."""
+    copy = store.copy(token)
+    if copy is None:
+        return False
+    keys = Keys(settings.prefix)
+    run = copy.run
+    task, queue = run.get("task", ""), run.get("queue", "default")
+    ended = run.get("finished_at") or run.get("updated_at") or "0"
+    pairs = [v for pair in run.items() for v in pair]
+    steps = [v for pair in copy.steps.items() for v in pair]
+    entries = [[eid, [v for pair in fields.items() for v in pair]] for eid, fields in copy.log]
+    call_keys = [keys.run(token), keys.steps(token), keys.log(token), keys.done(token),
+                 keys.runs, keys.by_state(run.get("state", "")), keys.by_task(task),
+                 keys.by_queue(queue), keys.tasks]  # fmt: skip
+    args = [token, json.dumps(pairs), json.dumps(steps), json.dumps(entries)]
+    args += [run.get("created_at") or "0", ended, task]
+    return bool(registered(redis, RESTORE_RUN)(keys=call_keys, args=args))
 
 
 class Mover:

@@ -200,3 +200,30 @@ def test_the_relay_process_moves_finished_runs(
     moved = store.get(token)
     assert moved is not None and moved.result == "ada"
     assert any(f.get("e") for _, f in store.log(token))
+
+
+def test_a_rerun_of_a_moved_failed_run_brings_it_back_with_its_checkpoints(
+    enqueue: Callable[..., Enqueued], drain: Callable[..., None], redis: Redis, mover: Mover,
+) -> None:  # fmt: skip
+    from runner.runs.rerun import RerunAction, rerun
+    from runner.runs.transitions import Runs
+
+    token = enqueue("broken").token
+    drain()
+    s = replace(mover.settings, failed_seconds=0)
+    Mover(redis, s, store=mover.store).move_once()
+    assert not redis.exists(Keys(s.prefix).run(token))
+    assert rerun(redis, s, token, dry_run=True).action == RerunAction.WOULD_REQUEUE
+    assert not redis.exists(Keys(s.prefix).run(token)), "a dry run writes nothing"
+    done = rerun(redis, s, token)
+    assert (done.action, done.state) == (RerunAction.REQUEUED, "queued")
+    runs = Runs(redis, s)
+    back = runs.get(token)
+    assert back is not None and back.attempt == 2
+    assert "first" in runs.steps(token), "its finished steps came back"
+    assert not redis.exists(Keys(s.prefix).done(token))
+    drain()
+    assert Mover(redis, s, store=mover.store).move_once() == 1
+    moved = mover.store.get(token)
+    assert moved is not None and (moved.state, moved.attempt) == (RunState.FAILED, 2)
+    assert mover.store.generations(token) == [0], "the same run, copied over its first copy"
