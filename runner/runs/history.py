@@ -203,6 +203,24 @@ class HistoryStore:
                 return []
         return [_record(json.loads(f)) for f in raw]
 
+    def counts(self, *, task: str | None = None, since: float | None = None) -> dict[str, int]:
+        """How many runs history holds per state, optionally of one task, created after
+        `since`."""
+        engine = self._engine(create=False)
+        if engine is None:
+            return {}
+        t = runs_table
+        query = sa.select(t.c.state, sa.func.count()).group_by(t.c.state)
+        if task is not None:
+            query = query.where(t.c.task == task)
+        if since is not None:
+            query = query.where(t.c.created_at >= since)
+        with engine.connect() as conn:
+            try:
+                return {str(state): int(n) for state, n in conn.execute(query).all()}
+            except sa.exc.OperationalError:
+                return {}
+
     def _fields(self, token: str) -> dict[str, str] | None:
         engine = self._engine(create=False)
         if engine is None:

@@ -227,3 +227,22 @@ def test_a_rerun_of_a_moved_failed_run_brings_it_back_with_its_checkpoints(
     moved = mover.store.get(token)
     assert moved is not None and (moved.state, moved.attempt) == (RunState.FAILED, 2)
     assert mover.store.generations(token) == [0], "the same run, copied over its first copy"
+
+
+def test_the_console_lists_and_shows_a_moved_run(
+    enqueue: Callable[..., Enqueued], drain: Callable[..., None], redis: Redis, mover: Mover,
+) -> None:  # fmt: skip
+    from fastapi.testclient import TestClient
+
+    from runner.web.app import create_app
+
+    token = enqueue("greet", name="ada").token
+    drain()
+    mover.move_once()
+    app = create_app(mover.settings, redis=redis)
+    with TestClient(app, base_url="http://127.0.0.1:8080") as client:
+        listed = client.get("/runs")
+        assert listed.status_code == 200 and token in listed.text
+        shown = client.get(f"/runs/{token}")
+        assert shown.status_code == 200
+        assert "succeeded" in shown.text and "run.succeeded" in shown.text
