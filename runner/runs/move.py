@@ -110,6 +110,18 @@ return 1
 """
 
 
+def waiting_to_move(redis: Redis, settings: Settings, *, now: float, grace: float = 0.0) -> int:
+    """How many finished runs were due to move more than `grace` seconds ago and are still in
+    Redis (`runner health`: the mover, or its database, is behind)."""
+    keys = Keys(settings.prefix)
+    total = 0
+    for state in LEAVING:
+        wait = settings.failed_seconds if state == RunState.FAILED else None
+        cutoff = now - grace - (settings.history_delay_seconds if wait is None else wait)
+        total += int(redis.zcount(keys.by_state(state), "-inf", cutoff))
+    return total
+
+
 def restore(redis: Redis, settings: Settings, token: str, store: HistoryStore) -> bool:
     """Bring `token`'s run back from history into Redis with its steps and log (a rerun of
     a run that moved); False when history has no such run or Redis has it already."""
@@ -158,16 +170,6 @@ class Mover:
                                                  start=0, num=left)  # fmt: skip
                 tokens += texts(found)
         return tokens
-
-    def waiting(self, *, now: float | None = None) -> int:
-        """How many finished runs are due to move and still in Redis (`runner health`)."""
-        now = time.time() if now is None else now
-        total = 0
-        for state in LEAVING:
-            wait = self.settings.failed_seconds if state == RunState.FAILED else None
-            cutoff = now - (self.settings.history_delay_seconds if wait is None else wait)
-            total += int(self.redis.zcount(self.keys.by_state(state), "-inf", cutoff))
-        return total
 
     def copy(self, tokens: list[str]) -> list[Copy]:
         """What Redis holds for each finished run of `tokens` (a run gone or not finished is

@@ -246,3 +246,23 @@ def test_the_console_lists_and_shows_a_moved_run(
         shown = client.get(f"/runs/{token}")
         assert shown.status_code == 200
         assert "succeeded" in shown.text and "run.succeeded" in shown.text
+
+
+def test_health_says_how_many_runs_wait_to_move(
+    enqueue: Callable[..., Enqueued], drain: Callable[..., None], redis: Redis, mover: Mover,
+) -> None:  # fmt: skip
+    import time
+
+    from runner.monitoring.health import check_health
+
+    enqueue("greet", name="ada")
+    drain()
+    later = time.time() + 600  # the mover has been behind for ten minutes
+
+    def waiting() -> object:
+        up = check_health(redis, mover.settings, now=later).up
+        return up.figures["history_waiting"]
+
+    assert waiting() == 1
+    mover.move_once()
+    assert waiting() == 0
