@@ -32,7 +32,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `scripts.*` when run as a file
 
-from scripts import bench_console, bench_imports, bench_index, bench_outbox, bench_queue, bench_urls
+from scripts import (
+    bench_console,
+    bench_history,
+    bench_imports,
+    bench_index,
+    bench_outbox,
+    bench_queue,
+    bench_urls,
+)
 from scripts.bench_env import POSTGRES_ENV, ROOT, BenchEnv, machine
 
 LEASE_SECONDS = 5.0
@@ -318,6 +326,20 @@ def outbox_row(env: BenchEnv, notes: list[str]) -> Row:
     )  # fmt: skip
 
 
+def history_row(env: BenchEnv, notes: list[str]) -> Row:
+    found = bench_history.redis_bytes_per_finished_run(env)
+    notes.append(
+        f"history: {found.runs:,} noop runs drained by `runner worker --burst`, then moved to a"
+        f" SQLite history: MEMORY USAGE of the keys that outlive an hour, per run,"
+        f" {found.before_move:,.0f} B before the move, {found.after_move:,.0f} B after"
+    )
+    return Row(
+        "redis_bytes_per_finished_run", f"{found.after_move:,.0f} B",
+        f"{found.before_move:,.0f} B before", round(found.after_move, 1), "<= 300",
+        found.after_move <= 300,
+    )  # fmt: skip
+
+
 def section(name: str, keys: list[str], measure: Callable[[], list[Row]]) -> list[Row]:
     """Run one measurement; an error is reported and becomes failed rows, the rest still runs."""
     started = time.monotonic()
@@ -371,6 +393,7 @@ def run(env: BenchEnv, sizes: Sizes) -> tuple[list[Row], list[str]]:
     )
     rows += section("run index page", ["index_page_vs_list"], lambda: [index_row(env, notes)])
     rows += section("outbox relay", ["outbox_relay_p95_s"], lambda: [outbox_row(env, notes)])
+    rows += section("history", ["redis_bytes_per_finished_run"], lambda: [history_row(env, notes)])
     return rows, notes
 
 
