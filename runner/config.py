@@ -68,6 +68,7 @@ class Settings:
     history_url: str | None = None  # the history tables' database (runner.runs.history)
     history_delay_seconds: float = 30.0  # a succeeded or cancelled run moves this long after
     failed_seconds: int = 7 * DAY  # a failed run keeps its Redis record and RQ job this long
+    history_seconds: int = 90 * DAY  # history older than this is pruned
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -117,6 +118,7 @@ class Settings:
             history_url=env.get("RUNNER_HISTORY_URL") or None,
             history_delay_seconds=_number(env, "RUNNER_HISTORY_DELAY_SECONDS", 30.0, low=0.0),
             failed_seconds=int(_number(env, "RUNNER_FAILED_DAYS", 7.0, low=0.0) * DAY),
+            history_seconds=int(_number(env, "RUNNER_HISTORY_DAYS", 90.0, low=0.0) * DAY),
         )
 
     def with_changes(self, **changes: Any) -> Settings:

@@ -131,6 +131,25 @@ class HistoryStore:
                 if rows:
                     conn.execute(table.insert(), rows)
 
+    def prune(self, *, before: float, batch: int = 500) -> int:
+        """Delete up to `batch` runs that finished before `before` (epoch seconds), with their
+        steps and log; returns how many."""
+        engine = self._engine(create=False)
+        if engine is None:
+            return 0
+        t = runs_table
+        query = sa.select(t.c.token, t.c.generation).where(t.c.finished_at < before).limit(batch)
+        with engine.begin() as conn:
+            try:
+                old = conn.execute(query).all()
+            except sa.exc.OperationalError:
+                return 0
+            for table in (log_table, steps_table, runs_table):
+                for token, generation in old:
+                    conn.execute(table.delete().where(
+                        table.c.token == token, table.c.generation == generation))  # fmt: skip
+        return len(old)
+
     def get(self, token: str) -> RunRecord | None:
         """The newest generation of `token`'s run in history; None when it has none."""
         fields = self._fields(token)

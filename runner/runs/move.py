@@ -11,7 +11,8 @@ when the run's record would have), so enqueueing the token again stays deduplica
 
 A mover killed between the copy and the delete leaves the run in both stores: readers prefer
 Redis, and the next pass copies it again over the same rows. The move is database side-work
-(DESIGN.md, Decisions 4): it runs in the relay's process, never on a job's path.
+(DESIGN.md, Decisions 4): it runs in the relay's process, never on a job's path. The same
+thread prunes history older than `history_seconds` (`RUNNER_HISTORY_DAYS`), in batches.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from runner.runs.rqjobs import job_key
 log = structlog.get_logger("runner.runs.move")
 BATCH = 200
 POLL_SECONDS = 1.0
+PRUNE_SECONDS = 600.0  # history is pruned this often (in batches, until none is left)
 LEAVING = (RunState.SUCCEEDED, RunState.CANCELLED, RunState.FAILED)
 
 # Remove the runs that were copied to history, each only if unchanged since the copy. Returns
@@ -220,13 +222,23 @@ class Mover:
         self.store.write(copies)
         return self.forget(copies)
 
+    def prune_once(self, *, now: float | None = None) -> int:
+        """Delete a batch of history older than `history_seconds`; returns how many runs."""
+        now = time.time() if now is None else now
+        return self.store.prune(before=now - self.settings.history_seconds, batch=self.batch)
+
     def run(self, *, stopped: Callable[[], bool] = lambda: False) -> None:
-        """Move until `stopped()`; a database or Redis outage only delays the move."""
+        """Move (and prune) until `stopped()`; a database or Redis outage only delays them."""
+        pruned_at = 0.0
         while not stopped():
             pause = POLL_SECONDS
             try:
                 if self.move_once() >= self.batch:
                     pause = 0.0
+                elif time.monotonic() - pruned_at > PRUNE_SECONDS and (
+                    self.prune_once() < self.batch  # more to prune: again next pass
+                ):
+                    pruned_at = time.monotonic()
             except (SQLAlchemyError, RunnerError, OSError) as exc:
                 log.warning("history.move_failed", error=str(exc).splitlines()[0][:300])
                 pause = 5.0

@@ -266,3 +266,36 @@ def test_health_says_how_many_runs_wait_to_move(
     assert waiting() == 1
     mover.move_once()
     assert waiting() == 0
+
+
+def test_history_past_its_retention_is_pruned(
+    enqueue: Callable[..., Enqueued], drain: Callable[..., None], mover: Mover,
+) -> None:  # fmt: skip
+    import time
+
+    old, new = enqueue("greet", name="old").token, enqueue("greet", name="new").token
+    drain()
+    mover.move_once()
+    assert mover.prune_once() == 0  # within RUNNER_HISTORY_DAYS
+    moved = mover.store.get(new)
+    assert moved is not None and moved.finished_at is not None
+    days = replace(mover.settings, history_seconds=0)
+    pruner = Mover(mover.redis, days, store=mover.store)
+    assert pruner.prune_once(now=time.time() + 1) == 2
+    assert mover.store.get(old) is None and mover.store.get(new) is None
+    assert mover.store.events(old) == []
+
+
+def test_forty_concurrent_enqueues_of_a_moved_token_are_deduplicated(
+    enqueue: Callable[..., Enqueued], drain: Callable[..., None], redis: Redis, mover: Mover,
+) -> None:  # fmt: skip
+    from concurrent.futures import ThreadPoolExecutor
+
+    first = enqueue("greet", token="feed-42", name="ada")
+    drain()
+    assert mover.move_once() == 1
+    with ThreadPoolExecutor(max_workers=40) as pool:
+        again = list(pool.map(lambda _: enqueue("greet", token="feed-42", name="ada"), range(40)))
+    assert all(e.deduplicated and e.state == "succeeded" for e in again)
+    assert {e.job_id for e in again} == {first.job_id}
+    assert not redis.exists(Keys(mover.settings.prefix).run("feed-42"))
