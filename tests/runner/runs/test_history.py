@@ -299,3 +299,40 @@ def test_forty_concurrent_enqueues_of_a_moved_token_are_deduplicated(
     assert all(e.deduplicated and e.state == "succeeded" for e in again)
     assert {e.job_id for e in again} == {first.job_id}
     assert not redis.exists(Keys(mover.settings.prefix).run("feed-42"))
+
+
+def test_rq_requeue_works_on_a_failed_run_within_the_failed_window(
+    enqueue: Callable[..., Enqueued], drain: Callable[..., None], redis: Redis, mover: Mover,
+) -> None:  # fmt: skip
+    from rq.registry import FailedJobRegistry
+    from rq.serializers import JSONSerializer
+
+    run = enqueue("counting", token="c", items=5, seconds=0.0)
+    redis.set("probe:fail:c", 3)
+    drain()
+    redis.delete("probe:fail:c")
+    assert mover.move_once() == 0  # failed: it stays for RUNNER_FAILED_DAYS
+    FailedJobRegistry("default", connection=redis, serializer=JSONSerializer).requeue(run.job_id)
+    drain()
+    done = Client(redis, mover.settings).get("c")
+    assert done is not None and (done.state, done.attempt) == (RunState.SUCCEEDED, 2)
+    assert mover.move_once() == 1
+
+
+def test_a_moved_failed_run_rerun_resumes_from_its_checkpoint(
+    enqueue: Callable[..., Enqueued], drain: Callable[..., None], redis: Redis, mover: Mover,
+) -> None:  # fmt: skip
+    from runner.runs.rerun import rerun
+
+    enqueue("counting", token="c", items=5, seconds=0.0)
+    redis.set("probe:fail:c", 3)
+    drain()
+    redis.delete("probe:fail:c")
+    s = replace(mover.settings, failed_seconds=0)
+    assert Mover(redis, s, store=mover.store).move_once() == 1
+    assert rerun(redis, s, "c").state == "queued"
+    drain()
+    items = [e.decode().split(":")[0] for e in redis.lrange("probe:exec:c", 0, -1)]
+    assert items == ["item0", "item1", "item2", "item3", "item3", "item4"]
+    done = Client(redis, s).get("c")
+    assert done is not None and done.state == RunState.SUCCEEDED
