@@ -72,6 +72,12 @@ class Keys:
         return f"{self.prefix}outbox:kept"
 
     @property
+    def failed_copied(self) -> str:
+        """String: the failed index's score (epoch seconds) up to which the mover copied
+        failed runs to history (they stay in Redis for `RUNNER_FAILED_DAYS` meanwhile)."""
+        return f"{self.prefix}history:failed-copied"
+
+    @property
     def reaper_lock(self) -> str:
         """String with a TTL: held by the one reaper doing a pass."""
         return f"{self.prefix}lock:reaper"

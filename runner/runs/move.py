@@ -1,6 +1,7 @@
 """The move: finished runs go from Redis to the history tables (runner.runs.history).
 
-One pass takes a batch of runs that finished long enough ago (succeeded and cancelled ones
+One pass copies the runs that failed since the last pass to history at once (they also stay
+in Redis), then takes a batch of runs that finished long enough ago (succeeded and cancelled ones
 `history_delay_seconds` after they ended, failed ones `failed_seconds` after, so `rq requeue`
 works meanwhile), reads what Redis holds for each (record, steps, log), writes it to history in
 one transaction (replacing an earlier copy: idempotent), then removes them from Redis in one
@@ -20,7 +21,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from redis import Redis
@@ -38,6 +39,7 @@ from runner.runs.rqjobs import job_key
 log = structlog.get_logger("runner.runs.move")
 BATCH = 200
 POLL_SECONDS = 1.0
+FAILED_OVERLAP_SECONDS = 5.0  # failed runs are copied again from this long before the last copy
 PRUNE_SECONDS = 600.0  # history is pruned this often (in batches, until none is left)
 LEAVING = (RunState.SUCCEEDED, RunState.CANCELLED, RunState.FAILED)
 
@@ -214,13 +216,34 @@ class Mover:
         return sum(int(x) for x in self._forget(keys=keys, args=args))
 
     def move_once(self) -> int:
-        """One pass: copy a batch of due runs to history, then remove them from Redis;
-        returns how many left Redis. Raises SQLAlchemyError and RedisError."""
+        """One pass: copy the runs that failed since the last pass to history (they stay in
+        Redis), and a batch of due runs, then remove those from Redis; returns how many left
+        Redis. Raises SQLAlchemyError and RedisError."""
+        self.copy_failed()
         copies = self.copy(self.due())
         if not copies:
             return 0
         self.store.write(copies)
         return self.forget(copies)
+
+    def copy_failed(self, *, now: float | None = None) -> int:
+        """Copy to history the runs that failed since the last copy (from a few seconds
+        before it: another host's clock; copying again is harmless), leaving them in Redis;
+        returns how many."""
+        now = time.time() if now is None else now
+        raw = self.redis.get(self.keys.failed_copied)
+        found = cast(list[tuple[bytes, float]], self.redis.zrangebyscore(
+            self.keys.by_state(RunState.FAILED), float(raw) if raw else "-inf", now,
+            start=0, num=self.batch, withscores=True))  # fmt: skip
+        if not found:
+            return 0
+        copies = self.copy(texts([token for token, _ in found]))
+        if copies:
+            self.store.write(copies)
+        full = len(found) >= self.batch  # more to copy: on from the last one
+        done = float(found[-1][1]) if full else now - FAILED_OVERLAP_SECONDS
+        self.redis.set(self.keys.failed_copied, repr(done))
+        return len(copies)
 
     def prune_once(self, *, now: float | None = None) -> int:
         """Delete a batch of history older than `history_seconds`; returns how many runs."""

@@ -114,6 +114,8 @@ def test_a_failed_run_stays_in_redis_for_the_failed_window(
     assert mover.move_once() == 0
     keys = Keys(mover.settings.prefix)
     assert redis.exists(keys.run(token))
+    copied = mover.store.get(token)
+    assert copied is not None and copied.state == RunState.FAILED, "copied at once"
     failed = [k for k in redis.scan_iter("rq:failed:*") if redis.zcard(k)]
     assert failed, "the RQ failed job stays, so `rq requeue` works"
     later = replace(mover.settings, failed_seconds=0)
