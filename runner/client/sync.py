@@ -23,7 +23,6 @@ from runner.handles import TaskHandle
 from runner.record import TERMINAL, Enqueued, RunRecord
 from runner.runs.cancel import Cancel, cancel
 from runner.runs.enqueue import Enqueuer, Request
-from runner.runs.history import HistoryStore
 from runner.runs.rerun import Rerun, rerun
 from runner.runs.transitions import Runs
 from runner.tasks import Task, TaskRegistry, load_registry
@@ -45,6 +44,22 @@ class History(Protocol):
     `HistoryStore` by default: `RUNNER_HISTORY_URL`)."""
 
     def get(self, token: str) -> RunRecord | None: ...
+
+
+class _StoredHistory:
+    """The history tables (`runner.runs.history`), imported on the first read: a client that
+    finds its runs in Redis never loads SQLAlchemy."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._store: History | None = None
+
+    def get(self, token: str) -> RunRecord | None:
+        if self._store is None:
+            from runner.runs.history import HistoryStore
+
+            self._store = HistoryStore(self.settings)
+        return self._store.get(token)
 
 
 def due_time(at: datetime | float | None, after: timedelta | float | None) -> float | None:
@@ -107,7 +122,7 @@ class Client:
     ) -> None:
         self.redis = redis
         self.settings = settings
-        self.history: History = history if history is not None else HistoryStore(settings)
+        self.history: History = history if history is not None else _StoredHistory(settings)
         self._registry = registry
         self._enqueuer = Enqueuer(redis, settings)
         self._runs = Runs(redis, settings)

@@ -27,7 +27,7 @@ from runner.monitoring.answers import Answer, Verdict
 from runner.monitoring.durations import rounded_duration
 from runner.monitoring.trends import Trends
 from runner.record import RunState, texts
-from runner.runs.move import waiting_to_move
+from runner.runs.retention import waiting_to_move
 from runner.runs.rqjobs import known_queues
 from runner.runs.transitions import Runs
 from runner.tasks import Check, SiteCheck

@@ -11,6 +11,7 @@ the SQLite file `$RUNNER_HOME/history.db`; its engine has connect and statement 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,10 @@ from runner.logs import Entry, decode_entries
 from runner.record import RunRecord
 
 TIMEOUT_SECONDS = 5  # connect and statement timeouts
+MIGRATIONS = "runner.runs:migrations"  # the engine's own Alembic tree
+VERSION_TABLE = "runner_alembic_version"  # its version table: a site's `alembic_version` stays
+HEAD = "h0001"  # the newest revision there (a test keeps the two equal)
+_LOCK_KEY = 0x726E6E72  # "rnnr": the advisory lock that serializes upgrades on PostgreSQL
 
 metadata = sa.MetaData()
 runs_table = sa.Table(
@@ -93,6 +98,32 @@ def history_engine(url: str, *, create: bool) -> Engine | None:
     return sa.create_engine(parsed, connect_args=connect_args, pool_pre_ping=True)
 
 
+def history_revision(conn: sa.Connection) -> str | None:
+    """The history tables' revision (None: no version table yet)."""
+    if not sa.inspect(conn).has_table(VERSION_TABLE):
+        return None
+    return conn.exec_driver_sql(f"SELECT version_num FROM {VERSION_TABLE}").scalar()
+
+
+def upgrade_history(engine: Engine) -> str:
+    """Bring the history tables to the head revision (Alembic, under a lock: two at once are
+    safe); returns it. At head already: one query, Alembic not loaded."""
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
+        if history_revision(conn) == HEAD:
+            return HEAD
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+        from alembic import command
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option("script_location", MIGRATIONS)
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")
+        return history_revision(conn) or ""
+
+
 class HistoryStore:
     """Reads and writes the history tables (see the module's docstring)."""
 
@@ -105,7 +136,7 @@ class HistoryStore:
         if self.engine is None:
             self.engine = history_engine(self.settings.history_database_url, create=create)
         if self.engine is not None and create and not self._created:
-            metadata.create_all(self.engine, checkfirst=True)
+            upgrade_history(self.engine)
             self._created = True
         return self.engine
 

@@ -34,6 +34,7 @@ from runner.errors import RunnerError
 from runner.keys import Keys
 from runner.record import RunState, texts
 from runner.runs.history import Copy, HistoryStore
+from runner.runs.retention import LEAVING
 from runner.runs.rqjobs import job_key
 
 log = structlog.get_logger("runner.runs.move")
@@ -41,7 +42,6 @@ BATCH = 200
 POLL_SECONDS = 1.0
 FAILED_OVERLAP_SECONDS = 5.0  # failed runs are copied again from this long before the last copy
 PRUNE_SECONDS = 600.0  # history is pruned this often (in batches, until none is left)
-LEAVING = (RunState.SUCCEEDED, RunState.CANCELLED, RunState.FAILED)
 
 # Remove the runs that were copied to history, each only if unchanged since the copy. Returns
 # per item 1 (removed) or 0 (changed: left for a later pass).
@@ -112,18 +112,6 @@ redis.call('SADD', tasks, task)
 redis.call('DEL', done)
 return 1
 """
-
-
-def waiting_to_move(redis: Redis, settings: Settings, *, now: float, grace: float = 0.0) -> int:
-    """How many finished runs were due to move more than `grace` seconds ago and are still in
-    Redis (`runner health`: the mover, or its database, is behind)."""
-    keys = Keys(settings.prefix)
-    total = 0
-    for state in LEAVING:
-        wait = settings.failed_seconds if state == RunState.FAILED else None
-        cutoff = now - grace - (settings.history_delay_seconds if wait is None else wait)
-        total += int(redis.zcount(keys.by_state(state), "-inf", cutoff))
-    return total
 
 
 def restore(redis: Redis, settings: Settings, token: str, store: HistoryStore) -> bool:

@@ -13,8 +13,6 @@ from redis import Redis
 from runner.config import Settings
 from runner.logs import event_json, streaming_to
 from runner.record import RunState
-from runner.runs.history import HistoryStore
-from runner.runs.move import restore
 from runner.runs.transitions import Runs
 
 log = structlog.get_logger("runner.runs.rerun")
@@ -58,6 +56,9 @@ def rerun(
     runs = Runs(redis, settings)
     record = runs.get(token)
     if record is None:  # a run that moved to history comes back to be rerun
+        from runner.runs.history import HistoryStore  # SQLAlchemy: only for a moved run
+        from runner.runs.move import restore
+
         store = HistoryStore(settings)
         moved = store.get(token)
         if moved is None:
