@@ -81,6 +81,9 @@ def show(app: App, run: str, as_json: bool) -> None:
         entries = read_events(app.redis, app.runs.keys, token)
     tried = attempts(record, [e for _, e in entries])
     notes = [n for note in app.registry.notes if (n := note(record))]
+    older = app.history.generations(record.token)[1:] if moved is not None else []
+    if older:  # the token was enqueued again after its dedup window: earlier runs
+        notes.append(f"older runs of this token: {len(older)} (in history)")
     if as_json:
         click.echo(json_line(**run_detail(record, steps, tried), notes=notes))
     else:

@@ -141,24 +141,26 @@ class HistoryStore:
         return self.engine
 
     def write(self, copies: Sequence[Copy]) -> None:
-        """Write `copies` in one transaction, replacing any earlier copy of the same runs."""
+        """Write `copies` in one transaction, replacing any earlier copy of the same runs (a
+        run is its token and creation time: a token enqueued again after its marker expired
+        is a new run, its next generation in history)."""
         engine = self._engine(create=True)
         assert engine is not None  # created on demand
+        t = runs_table
         with engine.begin() as conn:
+            runs, steps, events = [], [], []
             for c in copies:
+                gen = _generation(conn, c)
                 for table in (runs_table, steps_table, log_table):
-                    conn.execute(
-                        table.delete().where(
-                            table.c.token == c.token, table.c.generation == c.generation
-                        )
-                    )
-            runs = [_run_row(c) for c in copies]
-            steps = [{"token": c.token, "generation": c.generation, "name": name, "result": value}
-                     for c in copies for name, value in c.steps.items()]  # fmt: skip
-            events = [{"token": c.token, "generation": c.generation, "seq": seq,
-                       "entry_id": entry, "fields": json.dumps(dict(fields))}
-                      for c in copies for seq, (entry, fields) in enumerate(c.log)]  # fmt: skip
-            for table, rows in ((runs_table, runs), (steps_table, steps), (log_table, events)):
+                    conn.execute(table.delete().where(
+                        table.c.token == c.token, table.c.generation == gen))  # fmt: skip
+                runs.append({**_run_row(c), "generation": gen})
+                steps += [{"token": c.token, "generation": gen, "name": name, "result": value}
+                          for name, value in c.steps.items()]  # fmt: skip
+                events += [{"token": c.token, "generation": gen, "seq": seq, "entry_id": entry,
+                            "fields": json.dumps(dict(fields))}
+                           for seq, (entry, fields) in enumerate(c.log)]  # fmt: skip
+            for table, rows in ((t, runs), (steps_table, steps), (log_table, events)):
                 if rows:
                     conn.execute(table.insert(), rows)
 
@@ -293,6 +295,18 @@ class HistoryStore:
         query = query.where(table.c.generation == generations[0]).order_by(order)
         with engine.connect() as conn:
             return list(conn.execute(query).all())
+
+
+def _generation(conn: sa.Connection, c: Copy) -> int:
+    """The history generation of copy `c`: that of the row of the same run (same creation
+    time) if there is one, else one past the token's newest, else the run's own."""
+    t = runs_table
+    rows = conn.execute(sa.select(t.c.generation, t.c.created_at).where(t.c.token == c.token))
+    seen = {float(created): int(gen) for gen, created in rows}
+    created = float(c.run.get("created_at") or 0.0)
+    if created in seen:
+        return seen[created]
+    return max(seen.values()) + 1 if seen else c.generation
 
 
 def _record(fields: Mapping[str, str]) -> RunRecord:

@@ -361,3 +361,23 @@ def test_the_history_tables_come_from_the_engines_own_alembic_tree(
         assert "runner_alembic_version" in tables and "alembic_version" not in tables
     finally:
         engine.dispose()
+
+
+def test_a_token_enqueued_after_its_marker_expired_is_a_new_generation_in_history(
+    enqueue: Callable[..., Enqueued], drain: Callable[..., None], redis: Redis, mover: Mover,
+    invoke: Callable[..., Result], monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    enqueue("greet", token="t1", name="first")
+    drain()
+    mover.move_once()
+    redis.delete(Keys(mover.settings.prefix).done("t1"))  # the dedup window ended
+    assert not enqueue("greet", token="t1", name="second").deduplicated
+    drain()
+    assert mover.move_once() == 1
+    assert mover.store.generations("t1") == [1, 0]
+    newest = mover.store.get("t1")
+    assert newest is not None and newest.result == "second"
+    if mover.settings.history_url:
+        monkeypatch.setenv("RUNNER_HISTORY_URL", mover.settings.history_url)
+    shown = invoke("show", "t1")
+    assert "second" in shown.output and "older runs of this token: 1" in shown.output
