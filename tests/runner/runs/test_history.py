@@ -381,3 +381,20 @@ def test_a_token_enqueued_after_its_marker_expired_is_a_new_generation_in_histor
         monkeypatch.setenv("RUNNER_HISTORY_URL", mover.settings.history_url)
     shown = invoke("show", "t1")
     assert "second" in shown.output and "older runs of this token: 1" in shown.output
+
+
+def test_a_refused_history_database_only_delays_the_move(
+    enqueue: Callable[..., Enqueued], drain: Callable[..., None], redis: Redis, mover: Mover,
+) -> None:  # fmt: skip
+    from sqlalchemy.exc import SQLAlchemyError
+
+    token = enqueue("greet", name="ada").token
+    drain()
+    refused = replace(mover.settings, history_url="postgresql+psycopg://u:pw@127.0.0.1:1/h")
+    with pytest.raises(SQLAlchemyError):
+        Mover(redis, refused).move_once()
+    keys = Keys(mover.settings.prefix)
+    assert redis.exists(keys.run(token)) and not redis.exists(keys.done(token))
+    again = Client(redis, mover.settings).enqueue("greet", {"name": "ada"})
+    assert again.deduplicated and again.state == "succeeded"
+    assert mover.move_once() == 1  # the database is back: the run moves
