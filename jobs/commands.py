@@ -89,13 +89,15 @@ def db_group() -> None:
 @db_group.command("upgrade")
 @pass_app
 def db_upgrade(app: App) -> None:
-    """Bring the content schema to this code's revision (Alembic), under a lock; a database
-    made before migrations is adopted without a change. Safe to run any number of times."""
+    """Bring the history tables (the engine's own Alembic tree), then the content schema, to
+    this code's revision, under a lock; a database made before migrations is adopted without
+    a change. Safe to run any number of times."""
     from sqlalchemy.exc import InterfaceError, OperationalError
 
     from jobs.database import StoreUnavailable, make_engine, shown_url, unreachable
     from jobs.revisions import upgrade
 
+    history = app.upgrade_history()  # the engine's own tables first, then the site's
     url = app.settings.store_url
     try:
         engine = make_engine(url)
@@ -108,6 +110,7 @@ def db_upgrade(app: App) -> None:
     finally:
         engine.dispose()
     click.echo(f"schema at revision {revision} (head): {shown_url(url)}")
+    click.echo(f"history at revision {history}: {shown_url(app.settings.history_database_url)}")
 
 
 @db_group.command("init")

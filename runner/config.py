@@ -65,6 +65,10 @@ class Settings:
     outbox_url: str | None = (
         None  # the database of the outbox the relay reads (runner.client.outbox)
     )
+    history_url: str | None = None  # the history tables' database (runner.runs.history)
+    history_delay_seconds: float = 30.0  # a succeeded or cancelled run moves this long after
+    failed_seconds: int = 7 * DAY  # a failed run keeps its Redis record and RQ job this long
+    history_seconds: int = 90 * DAY  # history older than this is pruned
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -111,6 +115,10 @@ class Settings:
             url_min_interval_seconds=_number(env, "RUNNER_URL_MIN_INTERVAL", 900.0, low=1.0),
             redis_outage_seconds=_number(env, "RUNNER_REDIS_OUTAGE_SECONDS", 60.0, low=0.0),
             outbox_url=env.get("RUNNER_OUTBOX_URL") or None,
+            history_url=env.get("RUNNER_HISTORY_URL") or None,
+            history_delay_seconds=_number(env, "RUNNER_HISTORY_DELAY_SECONDS", 30.0, low=0.0),
+            failed_seconds=int(_number(env, "RUNNER_FAILED_DAYS", 7.0, low=0.0) * DAY),
+            history_seconds=int(_number(env, "RUNNER_HISTORY_DAYS", 90.0, low=0.0) * DAY),
         )
 
     def with_changes(self, **changes: Any) -> Settings:
@@ -128,6 +136,12 @@ class Settings:
         """The database whose outbox the relay moves to Redis: `RUNNER_OUTBOX_URL`, else the
         content store's."""
         return self.outbox_url or self.store_url
+
+    @property
+    def history_database_url(self) -> str:
+        """The history tables' database: `RUNNER_HISTORY_URL`, else a SQLite file under the
+        home."""
+        return self.history_url or f"sqlite:///{self.home / 'history.db'}"
 
     @property
     def reaper_interval(self) -> float:

@@ -29,6 +29,11 @@ class Keys:
         """String with a TTL: the holder (job id and a nonce of its execution) of the token."""
         return f"{self.prefix}lease:{token}"
 
+    def done(self, token: str) -> str:
+        """String with a TTL (the dedup window): `state|job id` of a finished run that moved
+        to history, so enqueueing its token again is deduplicated."""
+        return f"{self.prefix}done:{token}"
+
     def job(self, job_id: str) -> str:
         """String: RQ job id -> token, so operators can name a run by its job id."""
         return f"{self.prefix}job:{job_id}"
@@ -65,6 +70,12 @@ class Keys:
         """String with a TTL: JSON {kept, reason, at} of the outbox rows the relay keeps
         (their task is gone...), written by the relay; `runner health` reads it."""
         return f"{self.prefix}outbox:kept"
+
+    @property
+    def failed_copied(self) -> str:
+        """String: the failed index's score (epoch seconds) up to which the mover copied
+        failed runs to history (they stay in Redis for `RUNNER_FAILED_DAYS` meanwhile)."""
+        return f"{self.prefix}history:failed-copied"
 
     @property
     def reaper_lock(self) -> str:

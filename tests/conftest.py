@@ -137,6 +137,7 @@ def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
         "RUNNER_LEASE_SECONDS": str(settings.lease_seconds),
         "RUNNER_TASKS": settings.tasks_module,
         "RUNNER_QUEUES": ",".join(settings.queues),
+        "RUNNER_HISTORY_DELAY_SECONDS": "300",  # tests read finished runs from Redis
         **extra,
     }
     if settings.database_url:

@@ -7,21 +7,24 @@ import sys
 import time
 from collections.abc import Sequence
 from functools import cached_property
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 from redis import Redis
 from rq import Worker
 
 from runner.config import Settings
-from runner.connections.redis import EmbeddedRedis, connect
-from runner.errors import InvalidArguments, RedisUnavailable
+from runner.connections.redis import EmbeddedRedis, connect, redact
+from runner.errors import ConfigError, InvalidArguments, RedisUnavailable, RunnerError
 from runner.keys import Keys
 from runner.record import TERMINAL, Enqueued, RunRecord, RunState
 from runner.runs.enqueue import Enqueuer
 from runner.runs.index import RunIndex
 from runner.runs.transitions import Runs
 from runner.tasks import TaskRegistry, load_registry
+
+if TYPE_CHECKING:
+    from runner.runs.history import HistoryStore
 
 NO_WORKER_SECONDS = 3.0  # how long `--wait` waits before it says no worker is alive
 
@@ -59,6 +62,35 @@ class App:
     @cached_property
     def runs(self) -> Runs:
         return Runs(self.redis, self.settings)
+
+    @cached_property
+    def history(self) -> HistoryStore:
+        """Finished runs that left Redis (runner.runs.history; SQLAlchemy loads on first use)."""
+        from runner.runs.history import HistoryStore
+
+        return HistoryStore(self.settings)
+
+    def upgrade_history(self) -> str:
+        """Bring the history tables (`RUNNER_HISTORY_URL`) to this code's revision; returns
+        it. Raises RunnerError (one line) when the database cannot be reached."""
+        from sqlalchemy.exc import InterfaceError, OperationalError
+
+        from runner.runs.history import history_engine, upgrade_history
+
+        url = self.settings.history_database_url
+        engine = history_engine(url, create=True)
+        if engine is None:
+            raise ConfigError(f"RUNNER_HISTORY_URL={redact(url)} names no database")
+        try:
+            return upgrade_history(engine)
+        except (OperationalError, InterfaceError) as exc:
+            said = str(exc.orig or exc).splitlines()[0][:200]
+            raise RunnerError(
+                f"the history database {redact(url)} cannot be reached ({said}):"
+                " check RUNNER_HISTORY_URL"
+            ) from None
+        finally:
+            engine.dispose()
 
     @cached_property
     def index(self) -> RunIndex:

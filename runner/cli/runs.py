@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterator
+from typing import Any
 
 import click
 from structlog.contextvars import bound_contextvars
@@ -46,7 +48,11 @@ def runs(
     app.reading()
     after = time.time() - since if since else None
     query = RunQuery(state=RunState(state) if state else None, task=task, since=after)
-    found = app.index.runs(query, limit=limit)
+    live = app.index.runs(query, limit=limit)
+    tokens = {r.token for r in live}
+    moved = app.history.listing(state=state, task=task, since=after, limit=limit)
+    found = sorted([*live, *(r for r in moved if r.token not in tokens)],
+                   key=lambda r: r.created_at, reverse=True)[: limit or None]  # fmt: skip
     if as_json:
         for r in found:
             click.echo(json_line(**run_summary(r), counters=r.counters))
@@ -63,13 +69,21 @@ def runs(
 def show(app: App, run: str, as_json: bool) -> None:
     """One run: state, attempts, steps, cursor, counters, error."""
     app.reading()
-    token = app.runs.resolve(run)
-    record = app.runs.get(token)
-    if record is None:
-        raise UnknownRun(f"run {token!r} expired while reading it")
-    steps = app.runs.steps(token)
-    tried = attempts(record, [e for _, e in read_events(app.redis, app.runs.keys, token)])
+    moved = None if app.redis.exists(app.keys.run(run)) else app.history.get(run)
+    if moved is not None:  # a run that moved to history: read there
+        record, steps, entries = moved, app.history.steps(run), app.history.events(run)
+    else:
+        token = app.runs.resolve(run)
+        found = app.runs.get(token)
+        if found is None:
+            raise UnknownRun(f"run {token!r} expired while reading it")
+        record, steps = found, app.runs.steps(token)
+        entries = read_events(app.redis, app.runs.keys, token)
+    tried = attempts(record, [e for _, e in entries])
     notes = [n for note in app.registry.notes if (n := note(record))]
+    older = app.history.generations(record.token)[1:] if moved is not None else []
+    if older:  # the token was enqueued again after its dedup window: earlier runs
+        notes.append(f"older runs of this token: {len(older)} (in history)")
     if as_json:
         click.echo(json_line(**run_detail(record, steps, tried), notes=notes))
     else:
@@ -88,8 +102,12 @@ def show(app: App, run: str, as_json: bool) -> None:
 def logs_command(app: App, run: str, follow: bool, every_traceback: bool, as_json: bool) -> None:
     """The run's log events, every attempt, oldest first."""
     app.reading()
-    token = app.runs.resolve(run)
-    if follow:
+    token = run
+    events: Iterator[dict[str, Any]]
+    if not app.redis.exists(app.keys.run(run)) and app.history.get(run) is not None:
+        events = iter([e for _, e in app.history.events(run)])  # moved: it has ended
+    elif follow:
+        token = app.runs.resolve(run)
 
         def done() -> bool:
             record = app.runs.get(token)
@@ -97,6 +115,7 @@ def logs_command(app: App, run: str, follow: bool, every_traceback: bool, as_jso
 
         events = logs.follow_events(app.redis, app.keys, token, is_done=done)
     else:
+        token = app.runs.resolve(run)
         events = (e for _, e in logs.read_events(app.redis, app.keys, token))
     tracebacks = Tracebacks(every=every_traceback)
     try:

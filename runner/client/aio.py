@@ -150,9 +150,7 @@ class AsyncClient:
             raise unavailable(self.settings, exc) from None
         if raw:
             return RunRecord.from_hash(raw)
-        if self.sync.history is not None:
-            return await asyncio.to_thread(self.sync.history.get, token)
-        return None
+        return await asyncio.to_thread(self.sync.history.get, token)
 
     async def _read_run(self, token: str) -> dict[bytes, bytes]:
         raw = cast(dict[bytes, bytes], await self.redis.hgetall(self.keys.run(token)))

@@ -40,10 +40,26 @@ WAIT_POLL_SECONDS = (0.02, 0.5)  # `wait` polls from the first to the second, do
 
 
 class History(Protocol):
-    """Finished runs kept in a database, once they left Redis (the history store is another
-    issue's: until it lands `get` and `wait` read Redis only, and a client takes None)."""
+    """Finished runs kept in a database, once they left Redis (`runner.runs.history`'s
+    `HistoryStore` by default: `RUNNER_HISTORY_URL`)."""
 
     def get(self, token: str) -> RunRecord | None: ...
+
+
+class _StoredHistory:
+    """The history tables (`runner.runs.history`), imported on the first read: a client that
+    finds its runs in Redis never loads SQLAlchemy."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._store: History | None = None
+
+    def get(self, token: str) -> RunRecord | None:
+        if self._store is None:
+            from runner.runs.history import HistoryStore
+
+            self._store = HistoryStore(self.settings)
+        return self._store.get(token)
 
 
 def due_time(at: datetime | float | None, after: timedelta | float | None) -> float | None:
@@ -106,7 +122,7 @@ class Client:
     ) -> None:
         self.redis = redis
         self.settings = settings
-        self.history = history
+        self.history: History = history if history is not None else _StoredHistory(settings)
         self._registry = registry
         self._enqueuer = Enqueuer(redis, settings)
         self._runs = Runs(redis, settings)
@@ -189,7 +205,7 @@ class Client:
     def get(self, token: str) -> RunRecord | None:
         """The run of `token`: live in Redis, else from history; None when there is none."""
         live = self._call(self._runs.get, token)
-        if live is None and self.history is not None:
+        if live is None:
             return self.history.get(token)
         return live
 

@@ -27,6 +27,7 @@ from runner.monitoring.answers import Answer, Verdict
 from runner.monitoring.durations import rounded_duration
 from runner.monitoring.trends import Trends
 from runner.record import RunState, texts
+from runner.runs.retention import waiting_to_move
 from runner.runs.rqjobs import known_queues
 from runner.runs.transitions import Runs
 from runner.tasks import Check, SiteCheck
@@ -72,6 +73,9 @@ def check_health(
     return Report((health.up(latency), trends.slow(), trends.failing(), trends.deploy()))
 
 
+MOVE_GRACE = 120.0  # a run this long past its move time counts as waiting to move
+
+
 class _Health:
     def __init__(
         self, redis: Redis, settings: Settings, *, site_checks: Sequence[SiteCheck],
@@ -108,6 +112,9 @@ class _Health:
             over = rounded_duration(self.limits.stuck_seconds)
             parts.append(f"{stuck} runs queued over {over} with no live worker on their queue")
             problems.append("stuck runs")
+        unmoved = waiting_to_move(self.redis, self.settings, now=self.now, grace=MOVE_GRACE)
+        if unmoved:  # the history database is down or slow: the move waits, jobs do not
+            parts.append(f"{unmoved} finished runs wait to move to history (is its database up?)")
         kept = self._outbox_kept()
         if kept:
             parts.append(kept)
@@ -120,6 +127,7 @@ class _Health:
             "redis_ms": round(latency * 1000, 3), "workers": len(workers), "stuck": stuck,
             "supervisors": len({w.supervisor for w in workers}), "awaiting_reaper": waiting,
             "heartbeat_age": max(ages) if ages else None, "clock_age": self._clock_age(),
+            "history_waiting": unmoved,
         }  # fmt: skip
         verdict = Verdict.FAIL if problems else Verdict.OK
         return Answer("up", verdict, "; ".join(parts), figures)

@@ -38,8 +38,9 @@ local queued_index = KEYS[3]  -- tokens of queued runs by when they were queued
 local tasks = KEYS[4]         -- the names of the tasks that have a task index
 local scheduled = KEYS[5]     -- the scheduled set: tokens by due time (`Keys.delayed`)
 local scheduled_index = KEYS[6]  -- tokens of scheduled runs by when they were scheduled
--- then per item seven keys: run hash, job index (job id -> token), RQ job, RQ queue, log,
--- the task's index and the queue's index (tokens by creation time)
+-- then per item eight keys: run hash, job index (job id -> token), RQ job, RQ queue, log,
+-- the task's index, the queue's index (tokens by creation time) and the token's marker of a
+-- finished run that moved to history (`state|job id`)
 local now = ARGV[1]           -- epoch seconds
 local retention = tonumber(ARGV[2])  -- TTL of the job index entry
 local cap = ARGV[3]           -- the log stream's cap
@@ -49,14 +50,18 @@ local shared = cjson.decode(ARGV[4])  -- RQ job fields per (queue, timeout): fla
 -- due time of a scheduled run (absent: queued now)}; the job's payload
 
 local out, pushed = {}, {}
-for i = 0, (#KEYS - 6) / 7 - 1 do
-  local k, a = 7 + 7*i, 5 + 3*i  -- this item's first key and first argument
+for i = 0, (#KEYS - 6) / 8 - 1 do
+  local k, a = 7 + 8*i, 5 + 3*i  -- this item's first key and first argument
   local run, job_index, job, queue, log = KEYS[k], KEYS[k+1], KEYS[k+2], KEYS[k+3], KEYS[k+4]
-  local task_index, queue_index = KEYS[k+5], KEYS[k+6]
+  local task_index, queue_index, done = KEYS[k+5], KEYS[k+6], KEYS[k+7]
   local token, item_json, data = ARGV[a], ARGV[a + 1], ARGV[a + 2]
   local seen = redis.call('HMGET', run, 'state', 'job_id')
+  local moved = (not seen[1]) and redis.call('GET', done)
   if seen[1] then
     out[#out + 1] = {seen[1], seen[2], 0}
+  elseif moved then
+    local bar = string.find(moved, '|', 1, true)
+    out[#out + 1] = {string.sub(moved, 1, bar - 1), string.sub(moved, bar + 1), 0}
   else
     local item = cjson.decode(item_json)
     redis.call('HSET', run, unpack(item.r))
@@ -197,6 +202,7 @@ class Enqueuer:
             keys += [self.keys.run(token), self.keys.job(jid), job_key(jid)]
             keys += [self.jobs.queue(queue).key, self.keys.log(token)]
             keys += [self.keys.by_task(request.task.name), self.keys.by_queue(queue)]
+            keys.append(self.keys.done(token))
             args += [token, json.dumps(item, separators=(",", ":")), payload(token, 1)]
         fields = [
             [str(v) for pair in self.jobs.shared_fields(queue, timeout, at).items() for v in pair]

@@ -17,6 +17,7 @@ from runner.runs.transitions import Runs
 
 log = structlog.get_logger("runner.runs.rerun")
 MISSING = "the run has expired or never existed"
+RERUNNABLE = (RunState.FAILED, RunState.CANCELLED)
 
 
 class RerunAction(StrEnum):
@@ -54,8 +55,24 @@ def rerun(
     there: checked in the same atomic step as the rerun."""
     runs = Runs(redis, settings)
     record = runs.get(token)
-    if record is None:
-        return Rerun(token, "?", "missing", RerunAction.SKIPPED, MISSING)
+    if record is None:  # a run that moved to history comes back to be rerun
+        from runner.runs.history import HistoryStore  # SQLAlchemy: only for a moved run
+        from runner.runs.move import restore
+
+        store = HistoryStore(settings)
+        moved = store.get(token)
+        if moved is None:
+            return Rerun(token, "?", "missing", RerunAction.SKIPPED, MISSING)
+        if dry_run or (seen is not None and (str(moved.state), moved.attempt) != seen):
+            verdict = "would" if dry_run else "changed"
+            if moved.state not in RERUNNABLE and not (force and moved.state == RunState.SUCCEEDED):
+                verdict = "refused"
+            said = _said(verdict, moved.state, moved.attempt, from_scratch, seen)
+            return Rerun(token, moved.task, moved.state, *said)
+        restore(redis, settings, token, store)
+        record = runs.get(token)
+        if record is None:
+            return Rerun(token, "?", "missing", RerunAction.SKIPPED, MISSING)
     details: dict[str, Any] = {
         "token": token, "task": record.task, "attempt": record.attempt + 1,
         "from_scratch": from_scratch, "state": RunState.QUEUED, "was": record.state,

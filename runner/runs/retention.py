@@ -3,7 +3,8 @@
 Finished runs expire by TTL on their own; pruning catches what slipped through: entries of
 the runs index whose run record is gone, and finished runs past retention that have no TTL.
 Each run is judged and removed in one Lua call, so a run that is queued, running or retrying
-(or that is recreated meanwhile) is never touched.
+(or that is recreated meanwhile) is never touched. `waiting_to_move` counts the finished runs
+past their time in Redis (runner.runs.move takes them to history), for `runner health`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from runner.record import RunState, texts
 from runner.runs.rqjobs import known_queues
 
 CHUNK = 500
+LEAVING = (RunState.SUCCEEDED, RunState.CANCELLED, RunState.FAILED)  # states that move to history
 
 # Judge one run and remove it if it is past retention; returns what it found.
 _PRUNE_RUN = """
@@ -84,3 +86,15 @@ def _indexes(redis: Redis, settings: Settings) -> list[str]:
         *(keys.by_task(t) for t in tasks),
         *(keys.by_queue(q) for q in known_queues(redis, settings)),
     ]
+
+
+def waiting_to_move(redis: Redis, settings: Settings, *, now: float, grace: float = 0.0) -> int:
+    """How many finished runs were due to move more than `grace` seconds ago and are still in
+    Redis (`runner health`: the mover, or its database, is behind)."""
+    keys = Keys(settings.prefix)
+    total = 0
+    for state in LEAVING:
+        wait = settings.failed_seconds if state == RunState.FAILED else None
+        cutoff = now - grace - (settings.history_delay_seconds if wait is None else wait)
+        total += int(redis.zcount(keys.by_state(state), "-inf", cutoff))
+    return total

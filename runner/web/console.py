@@ -10,21 +10,25 @@ from redis import Redis
 
 from runner.config import Settings
 from runner.keys import Keys
+from runner.runs.history import HistoryStore
 from runner.runs.transitions import Runs
 from runner.tasks import TaskRegistry
 
 
 @dataclass(frozen=True)
 class Console:
-    """What a request needs: the settings, the Redis client, the site's task registry."""
+    """What a request needs: the settings, the Redis client, the site's task registry, the
+    history of runs that left Redis."""
 
     settings: Settings
     redis: Redis
     registry: TaskRegistry
     keys: Keys = field(init=False)
     runs: Runs = field(init=False)
+    history: HistoryStore = field(init=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "history", HistoryStore(self.settings))
         keys = Keys(self.settings.prefix)
         object.__setattr__(self, "keys", keys)
         runs = Runs(self.redis, self.settings)

@@ -14,6 +14,7 @@ from redis import Redis
 from runner.config import Settings
 from runner.errors import BadRequest
 from runner.record import RunRecord, RunState
+from runner.runs.history import HistoryStore
 from runner.runs.index import RunIndex, RunQuery
 from runner.web.params import whole_number
 
@@ -86,9 +87,13 @@ class RunsPage:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-def runs_page(redis: Redis, settings: Settings, flt: RunFilter) -> RunsPage:
+def runs_page(
+    redis: Redis, settings: Settings, flt: RunFilter, *, history: HistoryStore | None = None
+) -> RunsPage:
     """One page of the runs that match, newest first, read from the run indexes (never a
-    scan of every run); counts per state over the filter's time range."""
+    scan of every run); counts per state over the filter's time range. With `history`, the
+    first page merges in the runs that moved there (Redis wins for a run in both) and the
+    counts include them."""
     since = time.time() - RANGES[flt.since] if flt.since else None
     query = RunQuery(
         state=RunState(flt.state) if flt.state else None, task=flt.task or None,
@@ -100,7 +105,17 @@ def runs_page(redis: Redis, settings: Settings, flt: RunFilter) -> RunsPage:
         page = index.page(query)
     except ValueError:  # a hand-edited cursor
         raise BadRequest(f"before={flt.before[:40]!r} is not a page cursor of this list") from None
-    return RunsPage(page.runs, page.next or "", page.counts)
+    if history is None or flt.before or flt.token or flt.queue:
+        return RunsPage(page.runs, page.next or "", page.counts)
+    live = {r.token for r in page.runs}
+    moved = history.listing(state=flt.state or None, task=flt.task or None, since=since,
+                            limit=flt.limit)  # fmt: skip
+    merged = sorted([*page.runs, *(r for r in moved if r.token not in live)],
+                    key=lambda r: r.created_at, reverse=True)[: flt.limit]  # fmt: skip
+    counts = dict(page.counts)
+    for state, n in history.counts(since=since).items():
+        counts[state] = counts.get(state, 0) + n
+    return RunsPage(merged, page.next or "", counts)
 
 
 def recent_failures(

@@ -27,7 +27,7 @@ router = APIRouter()
 @router.get("/runs")
 def runs_list(request: Request, console: ConsoleDep) -> Response:
     flt = RunFilter.from_query(request.query_params)
-    page = runs_page(console.redis, console.settings, flt)
+    page = runs_page(console.redis, console.settings, flt, history=console.history)
     context = {
         "flt": flt,
         "page": page,
@@ -47,21 +47,28 @@ def runs_list(request: Request, console: ConsoleDep) -> Response:
 @router.get("/runs/{token:path}")
 def run_page(request: Request, console: ConsoleDep, token: str) -> Response:
     """One run; `?level=warning&attempt=2` filters its log (and the live events)."""
-    try:
-        token = console.runs.resolve(token)
-    except UnknownRun as exc:
-        return render(request, "missing.html", {"message": str(exc)}, status=404)
-    record = console.runs.get(token)
-    if record is None:
-        return render(request, "missing.html", {"message": f"run {token} expired"}, status=404)
+    moved = None if console.redis.exists(console.keys.run(token)) else console.history.get(token)
+    if moved is not None:  # a run that moved to history: read there
+        record, steps = moved, console.history.steps(token)
+        events = console.history.events(token)[-EVENTS_SHOWN:]
+    else:
+        try:
+            token = console.runs.resolve(token)
+        except UnknownRun as exc:
+            return render(request, "missing.html", {"message": str(exc)}, status=404)
+        found = console.runs.get(token)
+        if found is None:
+            message = {"message": f"run {token} expired"}
+            return render(request, "missing.html", message, status=404)
+        record, steps = found, console.runs.steps(token)
+        events = newest_events(console.redis, console.keys, token, count=EVENTS_SHOWN)
     level = request.query_params.get("level", "")
     level = level if level in LEVELS else ""
     attempt = whole_number(request.query_params.get("attempt"), "attempt")
-    events = newest_events(console.redis, console.keys, token, count=EVENTS_SHOWN)
     rows = [event_row(i, e) for i, e in events if shown(e, level=level, attempt=attempt)]
     context = {
         "run": record,
-        "steps": console.runs.steps(token),
+        "steps": steps,
         "attempts": attempts(record, [e for _, e in events]),
         "rows": rows,
         "last_id": events[-1][0] if events else "0-0",

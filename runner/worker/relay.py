@@ -16,6 +16,7 @@ has connect and statement timeouts, so a hung database delays the outbox, never 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +34,7 @@ from runner.config import Settings
 from runner.errors import InvalidArguments, RunnerError, UnknownTask
 from runner.keys import Keys
 from runner.runs.enqueue import Request
+from runner.runs.move import Mover
 from runner.tasks import TaskRegistry
 
 log = structlog.get_logger("runner.worker.relay")
@@ -206,6 +208,10 @@ def relay_main(settings: Settings, parent: int) -> int:
 
     die_with_parent(parent)
     logs.configure()
-    relay = Relay(connect(settings, check=False), settings)
-    relay.run(stopped=lambda: os.getppid() != parent)
+    redis = connect(settings, check=False)
+    relay = Relay(redis, settings)
+    stopped = lambda: os.getppid() != parent  # noqa: E731
+    mover = Mover(redis, settings)  # the history move, in a thread of this process
+    threading.Thread(target=mover.run, kwargs={"stopped": stopped}, daemon=True).start()
+    relay.run(stopped=stopped)
     return 0

@@ -1,0 +1,1 @@
+"""The engine's own Alembic tree: the history tables (runner.runs.history)."""

@@ -1,0 +1,400 @@
+"""The history move: finished runs leave Redis for the history tables, a marker keeps their
+token deduplicated, readers find them there (SQLite, and PostgreSQL when
+RUNNER_TEST_POSTGRES_URL is set)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from click.testing import Result
+from redis import Redis
+
+from runner.client.sync import Client
+from runner.config import Settings
+from runner.keys import Keys
+from runner.record import Enqueued, RunState
+from runner.runs.history import HistoryStore, metadata
+from runner.runs.move import Mover
+from tests.conftest import ROOT, wait_for
+
+POSTGRES = os.environ.get("RUNNER_TEST_POSTGRES_URL")
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(
+    not POSTGRES, reason="RUNNER_TEST_POSTGRES_URL is not set"))]  # fmt: skip
+
+
+@pytest.fixture(params=BACKENDS)
+def history_settings(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Settings]:
+    moved = replace(settings, history_delay_seconds=0.0)
+    if request.param == "sqlite":
+        yield moved
+        return
+    schema = f"h{uuid.uuid4().hex[:10]}"  # one schema per test: tests may run side by side
+    assert POSTGRES
+    admin = sa.create_engine(POSTGRES)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    url = sa.make_url(POSTGRES).update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield replace(moved, history_url=url.render_as_string(hide_password=False))
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+@pytest.fixture
+def mover(redis: Redis, history_settings: Settings) -> Iterator[Mover]:
+    mover = Mover(redis, history_settings)
+    yield mover
+    if mover.store.engine is not None:
+        mover.store.engine.dispose()
+
+
+def run_keys(redis: Redis, token: str) -> list[str]:
+    return sorted(k.decode() for k in redis.scan_iter(f"*{token}*"))
+
+
+def test_a_finished_run_moves_and_only_its_marker_stays(
+    enqueue: Callable[..., Enqueued], drain: Callable[..., None], redis: Redis, mover: Mover,
+) -> None:  # fmt: skip
+    token = enqueue("greet", name="ada").token
+    drain()
+    assert mover.move_once() == 1
+    keys = Keys(mover.settings.prefix)
+    assert run_keys(redis, token) == [keys.done(token)]
+    assert 0 < redis.ttl(keys.done(token)) <= mover.settings.retention_seconds
+    assert not any(redis.zscore(k, token) for k in redis.scan_iter(f"{keys.prefix}runs*")
+                   if redis.type(k) == b"zset")  # fmt: skip
+    moved = Client(redis, mover.settings).get(token)
+    assert moved is not None
+    assert (moved.state, moved.result) == (RunState.SUCCEEDED, "ada")
+    assert mover.move_once() == 0  # nothing left to move
+
+
+def test_a_moved_token_is_deduplicated_with_its_state(
+    enqueue: Callable[..., Enqueued], drain: Callable[..., None], redis: Redis, mover: Mover,
+) -> None:  # fmt: skip
+    first = enqueue("greet", name="ada")
+    drain()
+    mover.move_once()
+    again = enqueue("greet", name="ada")
+    assert again.deduplicated
+    assert (again.token, again.state, again.job_id) == (first.token, "succeeded", first.job_id)
+    assert not redis.exists(Keys(mover.settings.prefix).run(first.token))
+
+
+def test_a_run_that_changed_since_its_copy_stays_in_redis(
+    enqueue: Callable[..., Enqueued], drain: Callable[..., None], redis: Redis, mover: Mover,
+) -> None:  # fmt: skip
+    token = enqueue("greet", name="ada").token
+    drain()
+    copies = mover.copy(mover.due())
+    mover.store.write(copies)
+    redis.hset(Keys(mover.settings.prefix).run(token), "updated_at", "1")  # a rerun, say
+    assert mover.forget(copies) == 0
+    assert redis.exists(Keys(mover.settings.prefix).run(token))
+    assert not redis.exists(Keys(mover.settings.prefix).done(token))
+
+
+def test_a_failed_run_stays_in_redis_for_the_failed_window(
+    enqueue: Callable[..., Enqueued], drain: Callable[..., None], redis: Redis, mover: Mover,
+) -> None:  # fmt: skip
+    token = enqueue("broken").token
+    drain()
+    assert mover.move_once() == 0
+    keys = Keys(mover.settings.prefix)
+    assert redis.exists(keys.run(token))
+    copied = mover.store.get(token)
+    assert copied is not None and copied.state == RunState.FAILED, "copied at once"
+    failed = [k for k in redis.scan_iter("rq:failed:*") if redis.zcard(k)]
+    assert failed, "the RQ failed job stays, so `rq requeue` works"
+    later = replace(mover.settings, failed_seconds=0)
+    assert Mover(redis, later, store=mover.store).move_once() == 1
+    assert run_keys(redis, token) == [keys.done(token)]
+    assert not any(redis.zcard(k) for k in redis.scan_iter("rq:failed:*"))
+    moved = Client(redis, mover.settings).get(token)
+    assert moved is not None and moved.state == RunState.FAILED
+
+
+def test_the_cli_shows_and_lists_a_moved_run(
+    enqueue: Callable[..., Enqueued], drain: Callable[..., None], mover: Mover,
+    invoke: Callable[..., Result], monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    token = enqueue("greet", name="ada").token
+    drain()
+    mover.move_once()
+    if mover.settings.history_url:
+        monkeypatch.setenv("RUNNER_HISTORY_URL", mover.settings.history_url)
+    shown = invoke("show", token)
+    assert shown.exit_code == 0, shown.output
+    assert "succeeded" in shown.output and "greet" in shown.output
+    listed = invoke("runs", "--json")
+    assert token in listed.output
+    logged = invoke("logs", token, "--json")
+    assert logged.exit_code == 0 and "run.succeeded" in logged.output
+
+
+MOVE_AND_DIE = """
+import os, signal, sys
+from runner.config import Settings
+from runner.connections.redis import connect
+from runner.runs.move import Mover
+
+settings = Settings.from_env()
+mover = Mover(connect(settings), settings)
+copies = mover.copy(mover.due())
+mover.store.write(copies)
+print(len(copies), flush=True)
+os.kill(os.getpid(), signal.SIGKILL)  # between "written to the database" and the delete
+"""
+
+
+def test_a_mover_killed_between_copy_and_delete_moves_each_run_once(
+    enqueue: Callable[..., Enqueued], drain: Callable[..., None], redis: Redis, mover: Mover,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    tokens = [enqueue("greet", name=f"n{i}").token for i in range(5)]
+    drain()
+    s = mover.settings
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RUNNER_HOME": str(s.home),
+           "RUNNER_REDIS_URL": s.redis_url or "", "RUNNER_HISTORY_DELAY_SECONDS": "0",
+           "RUNNER_HISTORY_URL": s.history_database_url}  # fmt: skip
+    script = tmp_path / "move_and_die.py"
+    script.write_text(textwrap.dedent(MOVE_AND_DIE))
+    done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True,
+                          text=True, timeout=60, cwd=ROOT)  # fmt: skip
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    assert done.stdout.strip() == "5"
+    keys = Keys(s.prefix)
+    assert all(redis.exists(keys.run(t)) for t in tokens), "killed before the delete"
+    assert mover.move_once() == 5  # copied again over the same rows, then removed
+    engine = mover.store.engine
+    assert engine is not None
+    with engine.connect() as conn:
+        table = metadata.tables["runner_runs"]
+        rows = conn.execute(sa.select(table.c.token)).scalars().all()
+    assert sorted(rows) == sorted(tokens)
+    assert all(run_keys(redis, t) == [keys.done(t)] for t in tokens)
+
+
+def test_the_relay_process_moves_finished_runs(
+    enqueue: Callable[..., Enqueued], redis: Redis, history_settings: Settings,
+    start_worker: Callable[..., object],
+) -> None:  # fmt: skip
+    token = enqueue("greet", name="ada").token
+    env = {"RUNNER_HISTORY_DELAY_SECONDS": "0"}
+    if history_settings.history_url:
+        env["RUNNER_HISTORY_URL"] = history_settings.history_url
+    start_worker(**env)
+    keys = Keys(history_settings.prefix)
+    wait_for(lambda: redis.exists(keys.done(token)), timeout=60, what="the run to move")
+    store = HistoryStore(history_settings)
+    moved = store.get(token)
+    assert moved is not None and moved.result == "ada"
+    assert any(f.get("e") for _, f in store.log(token))
+
+
+def test_a_rerun_of_a_moved_failed_run_brings_it_back_with_its_checkpoints(
+    enqueue: Callable[..., Enqueued], drain: Callable[..., None], redis: Redis, mover: Mover,
+) -> None:  # fmt: skip
+    from runner.runs.rerun import RerunAction, rerun
+    from runner.runs.transitions import Runs
+
+    token = enqueue("broken").token
+    drain()
+    s = replace(mover.settings, failed_seconds=0)
+    Mover(redis, s, store=mover.store).move_once()
+    assert not redis.exists(Keys(s.prefix).run(token))
+    assert rerun(redis, s, token, dry_run=True).action == RerunAction.WOULD_REQUEUE
+    assert not redis.exists(Keys(s.prefix).run(token)), "a dry run writes nothing"
+    done = rerun(redis, s, token)
+    assert (done.action, done.state) == (RerunAction.REQUEUED, "queued")
+    runs = Runs(redis, s)
+    back = runs.get(token)
+    assert back is not None and back.attempt == 2
+    assert "first" in runs.steps(token), "its finished steps came back"
+    assert not redis.exists(Keys(s.prefix).done(token))
+    drain()
+    assert Mover(redis, s, store=mover.store).move_once() == 1
+    moved = mover.store.get(token)
+    assert moved is not None and (moved.state, moved.attempt) == (RunState.FAILED, 2)
+    assert mover.store.generations(token) == [0], "the same run, copied over its first copy"
+
+
+def test_the_console_lists_and_shows_a_moved_run(
+    enqueue: Callable[..., Enqueued], drain: Callable[..., None], redis: Redis, mover: Mover,
+) -> None:  # fmt: skip
+    from fastapi.testclient import TestClient
+
+    from runner.web.app import create_app
+
+    token = enqueue("greet", name="ada").token
+    drain()
+    mover.move_once()
+    app = create_app(mover.settings, redis=redis)
+    with TestClient(app, base_url="http://127.0.0.1:8080") as client:
+        listed = client.get("/runs")
+        assert listed.status_code == 200 and token in listed.text
+        shown = client.get(f"/runs/{token}")
+        assert shown.status_code == 200
+        assert "succeeded" in shown.text and "run.succeeded" in shown.text
+
+
+def test_health_says_how_many_runs_wait_to_move(
+    enqueue: Callable[..., Enqueued], drain: Callable[..., None], redis: Redis, mover: Mover,
+) -> None:  # fmt: skip
+    import time
+
+    from runner.monitoring.health import check_health
+
+    enqueue("greet", name="ada")
+    drain()
+    later = time.time() + 600  # the mover has been behind for ten minutes
+
+    def waiting() -> object:
+        up = check_health(redis, mover.settings, now=later).up
+        return up.figures["history_waiting"]
+
+    assert waiting() == 1
+    mover.move_once()
+    assert waiting() == 0
+
+
+def test_history_past_its_retention_is_pruned(
+    enqueue: Callable[..., Enqueued], drain: Callable[..., None], mover: Mover,
+) -> None:  # fmt: skip
+    import time
+
+    old, new = enqueue("greet", name="old").token, enqueue("greet", name="new").token
+    drain()
+    mover.move_once()
+    assert mover.prune_once() == 0  # within RUNNER_HISTORY_DAYS
+    moved = mover.store.get(new)
+    assert moved is not None and moved.finished_at is not None
+    days = replace(mover.settings, history_seconds=0)
+    pruner = Mover(mover.redis, days, store=mover.store)
+    assert pruner.prune_once(now=time.time() + 1) == 2
+    assert mover.store.get(old) is None and mover.store.get(new) is None
+    assert mover.store.events(old) == []
+
+
+def test_forty_concurrent_enqueues_of_a_moved_token_are_deduplicated(
+    enqueue: Callable[..., Enqueued], drain: Callable[..., None], redis: Redis, mover: Mover,
+) -> None:  # fmt: skip
+    from concurrent.futures import ThreadPoolExecutor
+
+    first = enqueue("greet", token="feed-42", name="ada")
+    drain()
+    assert mover.move_once() == 1
+    with ThreadPoolExecutor(max_workers=40) as pool:
+        again = list(pool.map(lambda _: enqueue("greet", token="feed-42", name="ada"), range(40)))
+    assert all(e.deduplicated and e.state == "succeeded" for e in again)
+    assert {e.job_id for e in again} == {first.job_id}
+    assert not redis.exists(Keys(mover.settings.prefix).run("feed-42"))
+
+
+def test_rq_requeue_works_on_a_failed_run_within_the_failed_window(
+    enqueue: Callable[..., Enqueued], drain: Callable[..., None], redis: Redis, mover: Mover,
+) -> None:  # fmt: skip
+    from rq.registry import FailedJobRegistry
+    from rq.serializers import JSONSerializer
+
+    run = enqueue("counting", token="c", items=5, seconds=0.0)
+    redis.set("probe:fail:c", 3)
+    drain()
+    redis.delete("probe:fail:c")
+    assert mover.move_once() == 0  # failed: it stays for RUNNER_FAILED_DAYS
+    FailedJobRegistry("default", connection=redis, serializer=JSONSerializer).requeue(run.job_id)
+    drain()
+    done = Client(redis, mover.settings).get("c")
+    assert done is not None and (done.state, done.attempt) == (RunState.SUCCEEDED, 2)
+    assert mover.move_once() == 1
+
+
+def test_a_moved_failed_run_rerun_resumes_from_its_checkpoint(
+    enqueue: Callable[..., Enqueued], drain: Callable[..., None], redis: Redis, mover: Mover,
+) -> None:  # fmt: skip
+    from runner.runs.rerun import rerun
+
+    enqueue("counting", token="c", items=5, seconds=0.0)
+    redis.set("probe:fail:c", 3)
+    drain()
+    redis.delete("probe:fail:c")
+    s = replace(mover.settings, failed_seconds=0)
+    assert Mover(redis, s, store=mover.store).move_once() == 1
+    assert rerun(redis, s, "c").state == "queued"
+    drain()
+    items = [e.decode().split(":")[0] for e in redis.lrange("probe:exec:c", 0, -1)]
+    assert items == ["item0", "item1", "item2", "item3", "item3", "item4"]
+    done = Client(redis, s).get("c")
+    assert done is not None and done.state == RunState.SUCCEEDED
+
+
+def test_the_history_tables_come_from_the_engines_own_alembic_tree(
+    history_settings: Settings,
+) -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from runner.runs.history import HEAD, MIGRATIONS, history_engine, upgrade_history
+
+    config = Config()
+    config.set_main_option("script_location", MIGRATIONS)
+    assert ScriptDirectory.from_config(config).get_current_head() == HEAD
+    engine = history_engine(history_settings.history_database_url, create=True)
+    assert engine is not None
+    try:
+        assert upgrade_history(engine) == HEAD
+        assert upgrade_history(engine) == HEAD  # again: nothing to do
+        tables = set(sa.inspect(engine).get_table_names())
+        assert {"runner_runs", "runner_steps", "runner_log_events"} <= tables
+        assert "runner_alembic_version" in tables and "alembic_version" not in tables
+    finally:
+        engine.dispose()
+
+
+def test_a_token_enqueued_after_its_marker_expired_is_a_new_generation_in_history(
+    enqueue: Callable[..., Enqueued], drain: Callable[..., None], redis: Redis, mover: Mover,
+    invoke: Callable[..., Result], monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    enqueue("greet", token="t1", name="first")
+    drain()
+    mover.move_once()
+    redis.delete(Keys(mover.settings.prefix).done("t1"))  # the dedup window ended
+    assert not enqueue("greet", token="t1", name="second").deduplicated
+    drain()
+    assert mover.move_once() == 1
+    assert mover.store.generations("t1") == [1, 0]
+    newest = mover.store.get("t1")
+    assert newest is not None and newest.result == "second"
+    if mover.settings.history_url:
+        monkeypatch.setenv("RUNNER_HISTORY_URL", mover.settings.history_url)
+    shown = invoke("show", "t1")
+    assert "second" in shown.output and "older runs of this token: 1" in shown.output
+
+
+def test_a_refused_history_database_only_delays_the_move(
+    enqueue: Callable[..., Enqueued], drain: Callable[..., None], redis: Redis, mover: Mover,
+) -> None:  # fmt: skip
+    from sqlalchemy.exc import SQLAlchemyError
+
+    token = enqueue("greet", name="ada").token
+    drain()
+    refused = replace(mover.settings, history_url="postgresql+psycopg://u:pw@127.0.0.1:1/h")
+    with pytest.raises(SQLAlchemyError):
+        Mover(redis, refused).move_once()
+    keys = Keys(mover.settings.prefix)
+    assert redis.exists(keys.run(token)) and not redis.exists(keys.done(token))
+    again = Client(redis, mover.settings).enqueue("greet", {"name": "ada"})
+    assert again.deduplicated and again.state == "succeeded"
+    assert mover.move_once() == 1  # the database is back: the run moves
