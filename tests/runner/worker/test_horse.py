@@ -14,8 +14,9 @@ from redis import Redis
 from runner.config import Settings
 from runner.keys import Keys
 from runner.logs import read_events
-from runner.runs.enqueue import Enqueued
+from runner.runs.enqueue import Enqueued, Enqueuer, Request
 from runner.runs.transitions import Runs
+from runner.tasks import load_registry
 from runner.tokens import job_id
 from runner.worker.liveness import Liveness
 from tests.conftest import RedisServer, WorkerProcess, horses_of, state_of, wait_for
@@ -238,3 +239,32 @@ def test_a_job_taken_by_a_worker_that_dies_before_starting_it_runs_once_elsewher
     assert [e["reason"] for e in requeued] == ["its worker died before starting it"]
     assert redis.llen("rq:queue:default:intermediate") == 0
     assert not redis.exists(f"rq:job:{job_id(token, 1)}")  # the lost job is gone for good
+
+
+def commands_of_a_burst(
+    redis: Redis, settings: Settings, start_worker: Callable[..., WorkerProcess], jobs: range
+) -> int:
+    """Redis commands (INFO commandstats: Lua's inner calls included) of `runner worker
+    --burst` over `jobs` runs of the site's `noop` (one step), on the default queues."""
+    registry = load_registry("jobs")
+    requests = [Request(registry.get("noop"), {"i": i}, None) for i in jobs]
+    Enqueuer(redis, settings).enqueue_many(requests)
+    redis.config_resetstat()
+    worker = start_worker("--burst", RUNNER_TASKS="jobs", RUNNER_QUEUES="imports,default")
+    assert worker.process.wait(timeout=60) == 0, worker.output()
+    stats: dict[str, dict[str, int]] = redis.info("commandstats")  # type: ignore[assignment]
+    return sum(stat["calls"] for stat in stats.values())
+
+
+@pytest.mark.slow
+def test_a_no_op_job_costs_at_most_45_redis_commands(
+    redis: Redis, settings: Settings, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    # DESIGN.md "Decisions" 1-2: RQ's records 12, figures 8, the runner's own 25 (the bench's
+    # no-op job); a worker's start and stop cancel out between a burst of 5 and one of 85
+    # (what a worker does by the clock, its relay's polls, shared out over 80 jobs),
+    # both after a first burst has loaded the scripts
+    commands_of_a_burst(redis, settings, start_worker, range(5))
+    few = commands_of_a_burst(redis, settings, start_worker, range(5, 10))
+    many = commands_of_a_burst(redis, settings, start_worker, range(10, 95))
+    assert (many - few) / 80 <= 45, (few, many)
