@@ -75,7 +75,7 @@ class App:
         it. Raises RunnerError (one line) when the database cannot be reached."""
         from sqlalchemy.exc import InterfaceError, OperationalError
 
-        from runner.runs.history import history_engine, upgrade_history
+        from runner.runs.history_tables import history_engine, upgrade_history
 
         url = self.settings.history_database_url
         engine = history_engine(url, create=True)

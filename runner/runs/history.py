@@ -1,20 +1,16 @@
 """History: finished runs kept in a database once they left Redis (DESIGN.md, Decisions 3-6).
 
-The engine's own tables, `runner_` prefixed: `runner_runs` (the run record, keyed by token and
-generation), `runner_steps` (its finished steps and their results) and `runner_log_events`
-(its whole log). A run is written in one transaction that replaces whatever an earlier copy
-of the same (token, generation) wrote, so copying it twice (a mover killed between the copy
-and the delete from Redis) leaves one copy. The database is `RUNNER_HISTORY_URL`, by default
-the SQLite file `$RUNNER_HOME/history.db`; its engine has connect and statement timeouts.
+The tables are runner.runs.history_tables'. A batch of runs is written in one transaction that
+replaces whatever an earlier copy of the same (token, generation) wrote, so copying it twice
+(a mover killed between the copy and the delete from Redis) leaves one copy. Each run's
+search text (`search_text`) is written with it; runner.runs.search reads it.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -23,40 +19,16 @@ from sqlalchemy import Engine
 from runner.config import Settings
 from runner.logs import Entry, decode_entries
 from runner.record import RunRecord
-
-TIMEOUT_SECONDS = 5  # connect and statement timeouts
-MIGRATIONS = "runner.runs:migrations"  # the engine's own Alembic tree
-VERSION_TABLE = "runner_alembic_version"  # its version table: a site's `alembic_version` stays
-HEAD = "h0001"  # the newest revision there (a test keeps the two equal)
-_LOCK_KEY = 0x726E6E72  # "rnnr": the advisory lock that serializes upgrades on PostgreSQL
-
-metadata = sa.MetaData()
-runs_table = sa.Table(
-    "runner_runs", metadata,
-    sa.Column("token", sa.String(200), primary_key=True),
-    sa.Column("generation", sa.Integer, primary_key=True),
-    sa.Column("task", sa.String(200), nullable=False, index=True),
-    sa.Column("queue", sa.String(200), nullable=False),
-    sa.Column("state", sa.String(20), nullable=False, index=True),
-    sa.Column("created_at", sa.Float, nullable=False, index=True),
-    sa.Column("finished_at", sa.Float, nullable=True, index=True),
-    sa.Column("fields", sa.Text, nullable=False),  # JSON: the Redis hash, field -> text
-)  # fmt: skip
-steps_table = sa.Table(
-    "runner_steps", metadata,
-    sa.Column("token", sa.String(200), primary_key=True),
-    sa.Column("generation", sa.Integer, primary_key=True),
-    sa.Column("name", sa.String(200), primary_key=True),
-    sa.Column("result", sa.Text, nullable=False),  # JSON, as the steps hash holds it
-)  # fmt: skip
-log_table = sa.Table(
-    "runner_log_events", metadata,
-    sa.Column("token", sa.String(200), primary_key=True),
-    sa.Column("generation", sa.Integer, primary_key=True),
-    sa.Column("seq", sa.Integer, primary_key=True),
-    sa.Column("entry_id", sa.String(40), nullable=False),  # the stream entry's id
-    sa.Column("fields", sa.Text, nullable=False),  # JSON: the entry's field -> text
-)  # fmt: skip
+from runner.runs.history_tables import (
+    RUN_TABLES,
+    history_engine,
+    log_table,
+    runs_table,
+    search_table,
+    search_text,
+    steps_table,
+    upgrade_history,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,56 +44,6 @@ class Copy:
     @property
     def generation(self) -> int:
         return int(self.run.get("generation") or 0)
-
-
-def history_engine(url: str, *, create: bool) -> Engine | None:
-    """An engine for the history database with connect and statement timeouts; None for a
-    SQLite file that does not exist unless `create` (a reader never creates one)."""
-    parsed = sa.make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        if not parsed.database:
-            return None
-        path = Path(parsed.database)
-        if not path.exists():
-            if not create:
-                return None
-            path.parent.mkdir(parents=True, exist_ok=True)
-        return sa.create_engine(parsed, connect_args={"timeout": TIMEOUT_SECONDS})
-    ms = TIMEOUT_SECONDS * 1000
-    if parsed.drivername == "postgresql":
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    given = parsed.query.get("options") or ""  # the URL's own (a search_path, say) stay
-    given = " ".join(given) if isinstance(given, tuple) else given
-    options = f"{given} -c statement_timeout={ms} -c lock_timeout={ms}".strip()
-    parsed = parsed.difference_update_query(["options"])
-    connect_args = {"connect_timeout": TIMEOUT_SECONDS, "options": options}
-    return sa.create_engine(parsed, connect_args=connect_args, pool_pre_ping=True)
-
-
-def history_revision(conn: sa.Connection) -> str | None:
-    """The history tables' revision (None: no version table yet)."""
-    if not sa.inspect(conn).has_table(VERSION_TABLE):
-        return None
-    return conn.exec_driver_sql(f"SELECT version_num FROM {VERSION_TABLE}").scalar()
-
-
-def upgrade_history(engine: Engine) -> str:
-    """Bring the history tables to the head revision (Alembic, under a lock: two at once are
-    safe); returns it. At head already: one query, Alembic not loaded."""
-    with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
-        if history_revision(conn) == HEAD:
-            return HEAD
-        logging.getLogger("alembic").setLevel(logging.WARNING)
-        from alembic import command
-        from alembic.config import Config
-
-        config = Config()
-        config.set_main_option("script_location", MIGRATIONS)
-        config.attributes["connection"] = conn
-        command.upgrade(config, "head")
-        return history_revision(conn) or ""
 
 
 class HistoryStore:
@@ -140,29 +62,38 @@ class HistoryStore:
             self._created = True
         return self.engine
 
+    def reading(self) -> Engine | None:
+        """The engine to read with; None while there is no history database."""
+        return self._engine(create=False)
+
     def write(self, copies: Sequence[Copy]) -> None:
         """Write `copies` in one transaction, replacing any earlier copy of the same runs (a
         run is its token and creation time: a token enqueued again after its marker expired
         is a new run, its next generation in history)."""
         engine = self._engine(create=True)
         assert engine is not None  # created on demand
-        t = runs_table
         with engine.begin() as conn:
-            runs, steps, events = [], [], []
+            rows: dict[sa.Table, list[dict[str, Any]]] = {t: [] for t in RUN_TABLES}
+            seen = _seen(conn, [c.token for c in copies])
             for c in copies:
-                gen = _generation(conn, c)
-                for table in (runs_table, steps_table, log_table):
-                    conn.execute(table.delete().where(
-                        table.c.token == c.token, table.c.generation == gen))  # fmt: skip
-                runs.append({**_run_row(c), "generation": gen})
-                steps += [{"token": c.token, "generation": gen, "name": name, "result": value}
-                          for name, value in c.steps.items()]  # fmt: skip
-                events += [{"token": c.token, "generation": gen, "seq": seq, "entry_id": entry,
-                            "fields": json.dumps(dict(fields))}
-                           for seq, (entry, fields) in enumerate(c.log)]  # fmt: skip
-            for table, rows in ((t, runs), (steps_table, steps), (log_table, events)):
-                if rows:
-                    conn.execute(table.insert(), rows)
+                gen, again = _generation(seen.setdefault(c.token, {}), c)
+                if again:  # an earlier copy of this run: replaced
+                    for table in RUN_TABLES:
+                        conn.execute(table.delete().where(
+                            table.c.token == c.token, table.c.generation == gen))  # fmt: skip
+                rows[runs_table].append({**_run_row(c), "generation": gen})
+                rows[steps_table] += [
+                    {"token": c.token, "generation": gen, "name": name, "result": value}
+                    for name, value in c.steps.items()]  # fmt: skip
+                rows[log_table] += [{"token": c.token, "generation": gen, "seq": seq,
+                                     "entry_id": entry, "fields": json.dumps(dict(fields))}
+                                    for seq, (entry, fields) in enumerate(c.log)]  # fmt: skip
+                rows[search_table].append(
+                    {"token": c.token, "generation": gen, "text": search_text(c.run)}
+                )
+            for table, found in rows.items():
+                if found:
+                    conn.execute(table.insert(), found)
 
     def prune(self, *, before: float, batch: int = 500) -> int:
         """Delete up to `batch` runs that finished before `before` (epoch seconds), with their
@@ -177,7 +108,7 @@ class HistoryStore:
                 old = conn.execute(query).all()
             except sa.exc.OperationalError:
                 return 0
-            for table in (log_table, steps_table, runs_table):
+            for table in RUN_TABLES:
                 for token, generation in old:
                     conn.execute(table.delete().where(
                         table.c.token == token, table.c.generation == generation))  # fmt: skip
@@ -297,16 +228,28 @@ class HistoryStore:
             return list(conn.execute(query).all())
 
 
-def _generation(conn: sa.Connection, c: Copy) -> int:
-    """The history generation of copy `c`: that of the row of the same run (same creation
-    time) if there is one, else one past the token's newest, else the run's own."""
+def _seen(conn: sa.Connection, tokens: list[str]) -> dict[str, dict[float, int]]:
+    """The runs history holds of `tokens`: token -> {created_at: generation}."""
     t = runs_table
-    rows = conn.execute(sa.select(t.c.generation, t.c.created_at).where(t.c.token == c.token))
-    seen = {float(created): int(gen) for gen, created in rows}
+    seen: dict[str, dict[float, int]] = {}
+    for start in range(0, len(tokens), 500):
+        query = sa.select(t.c.token, t.c.generation, t.c.created_at)
+        for token, gen, created in conn.execute(query.where(
+                t.c.token.in_(tokens[start : start + 500]))):  # fmt: skip
+            seen.setdefault(token, {})[float(created)] = int(gen)
+    return seen
+
+
+def _generation(seen: dict[float, int], c: Copy) -> tuple[int, bool]:
+    """The history generation of copy `c` and whether history holds it already: that of the
+    row of the same run (same creation time) if there is one, else one past the token's
+    newest, else the run's own. `seen` (created_at -> generation) learns it."""
     created = float(c.run.get("created_at") or 0.0)
     if created in seen:
-        return seen[created]
-    return max(seen.values()) + 1 if seen else c.generation
+        return seen[created], True
+    gen = max(seen.values()) + 1 if seen else c.generation
+    seen[created] = gen
+    return gen, False
 
 
 def _record(fields: Mapping[str, str]) -> RunRecord:

@@ -23,7 +23,8 @@ from runner.client.sync import Client
 from runner.config import Settings
 from runner.keys import Keys
 from runner.record import Enqueued, RunState
-from runner.runs.history import HistoryStore, metadata
+from runner.runs.history import HistoryStore
+from runner.runs.history_tables import metadata
 from runner.runs.move import Mover
 from tests.conftest import ROOT, wait_for
 
@@ -346,7 +347,7 @@ def test_the_history_tables_come_from_the_engines_own_alembic_tree(
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 
-    from runner.runs.history import HEAD, MIGRATIONS, history_engine, upgrade_history
+    from runner.runs.history_tables import HEAD, MIGRATIONS, history_engine, upgrade_history
 
     config = Config()
     config.set_main_option("script_location", MIGRATIONS)
