@@ -39,25 +39,42 @@ from runner.runs.rerun import rerun as rerun_one
 )  # fmt: skip
 @click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True,
               help="At most this many (0: all).")  # fmt: skip
+@click.option("--search", metavar="TEXT", help=(
+    "Only runs whose arguments (a feed's file name or URL) or error contain TEXT"
+    " (3 characters or more, any case)."))  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per run.")
 @pass_app
 def runs(
-    app: App, state: str | None, task: str | None, since: float | None, limit: int, as_json: bool
-) -> None:
+    app: App, state: str | None, task: str | None, since: float | None, limit: int,
+    search: str | None, as_json: bool,
+) -> None:  # fmt: skip
     """List runs, newest first."""
-    app.reading()
     after = time.time() - since if since else None
-    query = RunQuery(state=RunState(state) if state else None, task=task, since=after)
-    live = app.index.runs(query, limit=limit)
-    tokens = {r.token for r in live}
-    moved = app.history.listing(state=state, task=task, since=after, limit=limit)
-    found = sorted([*live, *(r for r in moved if r.token not in tokens)],
-                   key=lambda r: r.created_at, reverse=True)[: limit or None]  # fmt: skip
+    wanted = RunState(state) if state else None
+    if search is not None:
+        from runner.runs.search import Search, search_runs  # SQLAlchemy: only for a search
+
+        try:
+            searched = Search(search, state=wanted, task=task, since=after, limit=limit)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--search") from None
+    app.reading()
+    if search is not None:
+        found = search_runs(app.redis, app.settings, app.history, searched)
+    else:
+        query = RunQuery(state=wanted, task=task, since=after)
+        live = app.index.runs(query, limit=limit)
+        tokens = {r.token for r in live}
+        moved = app.history.listing(state=state, task=task, since=after, limit=limit)
+        found = sorted([*live, *(r for r in moved if r.token not in tokens)],
+                       key=lambda r: r.created_at, reverse=True)[: limit or None]  # fmt: skip
     if as_json:
         for r in found:
             click.echo(json_line(**run_summary(r), counters=r.counters))
     elif found:
         click.echo(runs_table(found))
+    elif search is not None:
+        click.echo(f"no runs match {printable(search)!r}", err=True)
     else:
         click.echo("no runs match", err=True)
 

@@ -121,11 +121,11 @@ class HistorySearch:
         if search.limit:
             query = query.limit(search.limit)
         with engine.connect() as conn:
-            try:
-                query = query.where(self._matching(conn, search.text.strip()))
-                raw: Sequence[Any] = conn.execute(query).scalars().all()
-            except sa.exc.OperationalError:
-                return []  # no tables yet
+            indexed = self._indexed(conn)
+            if indexed is None:
+                return []  # no search table yet: an empty or older history
+            query = query.where(self._matching(conn, search.text.strip(), indexed=indexed))
+            raw: Sequence[Any] = conn.execute(query).scalars().all()
         return [_record(f) for f in raw]
 
     def _filters(self, search: Search) -> list[Any]:
@@ -139,28 +139,37 @@ class HistorySearch:
             found.append((r.c.finished_at if search.state else r.c.created_at) >= search.since)
         return found
 
-    def _matching(self, conn: sa.Connection, text: str) -> Any:
+    def _matching(self, conn: sa.Connection, text: str, *, indexed: bool) -> Any:
         s = search_table
         like = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        if conn.dialect.name == "sqlite" and indexed:
+            phrase = '"' + text.replace('"', '""') + '"'  # one FTS5 string: no query syntax
+            return s.c.id.in_(sa.text(f"SELECT rowid FROM {FTS} WHERE {FTS} MATCH :phrase")
+                              .bindparams(phrase=phrase))  # fmt: skip
         if conn.dialect.name == "sqlite":
-            if self._indexed(conn, "SELECT 1 FROM sqlite_master WHERE name = :name", FTS):
-                phrase = '"' + text.replace('"', '""') + '"'  # one FTS5 string: no syntax
-                return s.c.id.in_(sa.text(f"SELECT rowid FROM {FTS} WHERE {FTS} MATCH :phrase")
-                                  .bindparams(phrase=phrase))  # fmt: skip
-            return s.c.text.like(like, escape="\\")  # ASCII case-insensitive, like the index
-        if conn.dialect.name == "postgresql":
-            self._indexed(conn, "SELECT to_regclass(:name) IS NOT NULL", TRIGRAM_INDEX)
+            return s.c.text.like(like, escape="\\")  # ASCII case-insensitive, as the index
         return s.c.text.ilike(like, escape="\\")  # with pg_trgm's index: read from it
 
-    def _indexed(self, conn: sa.Connection, sql: str, name: str) -> bool:
-        """Whether the index `name` exists; warns once per database when it does not."""
-        there = bool(conn.execute(sa.text(sql), {"name": name}).scalar())
+    def _indexed(self, conn: sa.Connection) -> bool | None:
+        """Whether the search table has its index (None: no search table); warns once per
+        database when it has none."""
+        if conn.dialect.name == "sqlite":
+            sql = "SELECT count(*) FROM sqlite_master WHERE name IN ('runner_run_search', :index)"
+            there = int(conn.execute(sa.text(sql), {"index": FTS}).scalar() or 0)
+            table, index = there >= 1, there == 2
+        else:
+            sql = ("SELECT to_regclass('runner_run_search') IS NOT NULL,"
+                   " to_regclass(CAST(:index AS text)) IS NOT NULL")  # fmt: skip
+            row = conn.execute(sa.text(sql), {"index": TRIGRAM_INDEX}).one()
+            table, index = bool(row[0]), bool(row[1])
+        if not table:
+            return None
         url = conn.engine.url.render_as_string(hide_password=True)
-        if not there and url not in _WARNED:
+        if not index and url not in _WARNED:
             _WARNED.add(url)
-            log.warning("history.search_unindexed",
-                        fix="see docs/history.md, Search: PostgreSQL needs pg_trgm")  # fmt: skip
-        return there
+            log.warning("history.search_unindexed", database=url,
+                        fix="see docs/history.md, Search (PostgreSQL needs pg_trgm)")  # fmt: skip
+        return index
 
 
 def _record(raw: str) -> RunRecord:

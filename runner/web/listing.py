@@ -16,6 +16,7 @@ from runner.errors import BadRequest
 from runner.record import RunRecord, RunState
 from runner.runs.history import HistoryStore
 from runner.runs.index import RunIndex, RunQuery
+from runner.runs.search import MAX_CHARS, MIN_CHARS, Search, search_runs
 from runner.web.params import whole_number
 
 STATES = tuple(str(s) for s in RunState)
@@ -34,6 +35,7 @@ class RunFilter:
     since: str = ""  # one of RANGES; '' is all
     limit: int = 50
     before: str = ""  # the page cursor (RunPage.next of the page before)
+    search: str = ""  # a text in the runs' arguments or errors (runner.runs.search)
 
     @classmethod
     def from_query(cls, query: Mapping[str, str]) -> RunFilter:
@@ -46,6 +48,9 @@ class RunFilter:
         if since not in ("", *RANGES):
             raise BadRequest(f"since={since[:40]!r} is not one of {', '.join(RANGES)}")
         limit = whole_number(query.get("limit"), "limit", high=10**9)
+        search = query.get("search", "").strip()
+        if search and not MIN_CHARS <= len(search) <= MAX_CHARS:
+            raise BadRequest(f"search={search[:40]!r} needs {MIN_CHARS} to {MAX_CHARS} characters")
         return cls(
             state=state,
             task=query.get("task", "").strip()[:100],
@@ -54,6 +59,7 @@ class RunFilter:
             since=since,
             limit=min(PAGE_SIZES, key=lambda size: abs(size - (50 if limit is None else limit))),
             before=query.get("before", "")[:400],
+            search=search,
         )
 
     def query(self, **changes: Any) -> str:
@@ -68,6 +74,7 @@ class RunFilter:
         return {
             "state": self.state, "task": self.task, "queue": self.queue, "token": self.token,
             "since": self.since, "limit": self.limit, "before": self.before,
+            "search": self.search,
         }  # fmt: skip
 
     def matches(self, state: str, task: str, queue: str) -> bool:
@@ -105,6 +112,13 @@ def runs_page(
         page = index.page(query)
     except ValueError:  # a hand-edited cursor
         raise BadRequest(f"before={flt.before[:40]!r} is not a page cursor of this list") from None
+    if flt.search and history is not None:  # one page of matches: no cursor
+        wanted = Search(flt.search, state=query.state, task=query.task, since=since,
+                        limit=flt.limit)  # fmt: skip
+        found = [r for r in search_runs(redis, settings, history, wanted)
+                 if flt.matches(r.state, r.task, r.queue)
+                 and r.token.startswith(flt.token)]  # fmt: skip
+        return RunsPage(found, "", _counts(page.counts, history, since))
     if history is None or flt.before or flt.token or flt.queue:
         return RunsPage(page.runs, page.next or "", page.counts)
     live = {r.token for r in page.runs}
@@ -112,10 +126,15 @@ def runs_page(
                             limit=flt.limit)  # fmt: skip
     merged = sorted([*page.runs, *(r for r in moved if r.token not in live)],
                     key=lambda r: r.created_at, reverse=True)[: flt.limit]  # fmt: skip
-    counts = dict(page.counts)
+    return RunsPage(merged, page.next or "", _counts(page.counts, history, since))
+
+
+def _counts(live: dict[str, int], history: HistoryStore, since: float | None) -> dict[str, int]:
+    """Runs per state in Redis and in history."""
+    counts = dict(live)
     for state, n in history.counts(since=since).items():
         counts[state] = counts.get(state, 0) + n
-    return RunsPage(merged, page.next or "", counts)
+    return counts
 
 
 def recent_failures(

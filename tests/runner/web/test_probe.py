@@ -25,7 +25,8 @@ HOSTILE_QUERIES = [
     "attempt=%C2%B2", "attempt=-1", "attempt=99999999999999999999", "before=nan:x",
     "before=inf:x", "before=%ff%fe", "limit=%C2%B2", "limit=1e999", "after=nan", "after=(((",
     "level=%00", "state=%3Cscript%3E", "since=9999d", "notice=%3Cb%3Ehi", "next=//evil.example",
-    "token=" + "x" * 5000, "task=%00%01", "a=1&a=2&a=3",
+    "token=" + "x" * 5000, "task=%00%01", "a=1&a=2&a=3", "search=%3Cscript%3E", "search=x",
+    "search=" + "%25" * 300,
 ]  # fmt: skip
 HOSTILE_FORMS: list[dict[str, Any]] = [
     {}, {"token": ""}, {"token": "\x00"}, {"token": ["a", "b"]}, {"preview": "x" * 500},
