@@ -68,11 +68,12 @@ class Sizes:
     crash_repeats: int  # recovery and redo: the worst of this many
     sleep_jobs: int = 400  # 50 ms jobs per worker run, for --concurrency
     sleep_rounds: int = 3  # ... the median of this many rounds
+    history_runs: int = 1_000_000  # finished runs in history for its page and search
 
 
 QUICK = Sizes(
     500, 2_000, 20_000, 20_000, 100_000, 20_000, repeats=2, import_repeats=1, crash_repeats=1,
-    sleep_jobs=200, sleep_rounds=1,
+    sleep_jobs=200, sleep_rounds=1, history_runs=100_000,
 )  # fmt: skip
 FULL = Sizes(
     2_000,
@@ -347,6 +348,55 @@ def history_row(env: BenchEnv, notes: list[str]) -> Row:
     )  # fmt: skip
 
 
+HISTORY_READ_MS = 300.0  # the runs page with its counts, and a search, over the history
+
+
+def history_read_rows(env: BenchEnv, sizes: Sizes, notes: list[str]) -> list[Row]:
+    n = sizes.history_runs
+    backends: list[tuple[str, Callable[[], str]]] = [
+        ("sqlite", lambda: bench_history.seeded_sqlite(env.settings(), n))
+    ]
+    if postgres := os.environ.get(POSTGRES_ENV):
+        backends.append(("postgres", lambda: bench_history.seeded_postgres(postgres, n)))
+    rows = []
+    for backend, url in backends:
+        page, search = bench_history.runs_page_and_search(env, url(), n)
+        suffix = "" if backend == "sqlite" else "_postgres"
+        notes.append(
+            f"history ({backend}): {n:,} finished import runs written by HistoryStore.write"
+            f" in batches of 20,000 (cached: ~/.cache/site-runner or schema"
+            f" {bench_history.PG_SCHEMA}), Redis empty; the console's first runs page"
+            f" (runs_page: Redis's indexes, then history's newest 50 and its per-state counts)"
+            f" median {page.median_ms:.1f} ms, worst {page.worst_ms:.1f} ms; a search for one"
+            f" feed's file name (search_runs: Redis, then history's index) median"
+            f" {search.median_ms:.1f} ms, worst {search.worst_ms:.1f} ms; 15 calls each"
+        )
+        for key, t in (("history_runs_page_ms", page), ("history_search_ms", search)):
+            rows.append(Row(
+                key + suffix, f"{t.median_ms:.1f} ms", f"{n:,} runs", round(t.median_ms, 1),
+                f"< {HISTORY_READ_MS:g} ms", t.median_ms < HISTORY_READ_MS,
+            ))  # fmt: skip
+    if not os.environ.get(POSTGRES_ENV):
+        for key in ("history_runs_page_ms_postgres", "history_search_ms_postgres"):
+            rows.append(Row(key, "not run", f"set {POSTGRES_ENV}", None, "< 300 ms", None))
+    return rows
+
+
+def move_lag_row(env: BenchEnv, notes: list[str]) -> Row:
+    lag = bench_history.move_lag(env)
+    notes.append(
+        f"history move lag: {lag.runs} noop runs enqueued over 10 s to a real `runner worker`"
+        f" (its relay moves them; every setting at its default: RUNNER_HISTORY_DELAY_SECONDS"
+        f" {lag.delay:g}); a run's end to its leaving Redis: p50 {lag.p50:.1f} s,"
+        f" p95 {lag.p95:.1f} s"
+    )
+    limit = lag.delay + 5
+    return Row(
+        "history_move_lag_s", f"{lag.p95:.1f} s", f"p50 {lag.p50:.1f} s", round(lag.p95, 1),
+        f"<= {limit:g} (delay + 5)", lag.p95 <= limit,
+    )  # fmt: skip
+
+
 def section(name: str, keys: list[str], measure: Callable[[], list[Row]]) -> list[Row]:
     """Run one measurement; an error is reported and becomes failed rows, the rest still runs."""
     started = time.monotonic()
@@ -402,6 +452,11 @@ def sections(sizes: Sizes) -> list[Section]:
                 lambda env, sizes, notes: [outbox_row(env, notes)]),
         Section("history", ("redis_bytes_per_finished_run",),
                 lambda env, sizes, notes: [history_row(env, notes)]),
+        Section("history reads", ("history_runs_page_ms", "history_search_ms",
+                                  "history_runs_page_ms_postgres", "history_search_ms_postgres"),
+                history_read_rows),
+        Section("history move lag", ("history_move_lag_s",),
+                lambda env, sizes, notes: [move_lag_row(env, notes)]),
     ]  # fmt: skip
 
 
@@ -449,6 +504,8 @@ def summary(rows: list[Row]) -> dict[str, Any]:
         "import_vs_naive_sqlite", "import_vs_naive_sqlite_50k", "import_vs_naive_postgres",
         "worker_startup_s", "url_enqueue_s", "recovery_s", "redo_batches",
         "peak_rss_mb", "console_runs_page_ms", "index_page_vs_list",
+        "history_runs_page_ms", "history_search_ms", "history_runs_page_ms_postgres",
+        "history_search_ms_postgres", "history_move_lag_s",
     )  # fmt: skip
     values = {r.key: r.value for r in rows}
     return {key: values.get(key) for key in keys}

@@ -9,6 +9,7 @@ search text (`search_text`) is written with it; runner.runs.search reads it.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,8 @@ from runner.logs import Entry, decode_entries
 from runner.record import RunRecord
 from runner.runs.history_tables import (
     RUN_TABLES,
+    add_counts,
+    counts_table,
     history_engine,
     log_table,
     runs_table,
@@ -75,13 +78,19 @@ class HistoryStore:
         with engine.begin() as conn:
             rows: dict[sa.Table, list[dict[str, Any]]] = {t: [] for t in RUN_TABLES}
             seen = _seen(conn, [c.token for c in copies])
+            changes: Counter[str] = Counter()
             for c in copies:
                 gen, again = _generation(seen.setdefault(c.token, {}), c)
                 if again:  # an earlier copy of this run: replaced
+                    t = runs_table
+                    old = conn.execute(sa.select(t.c.state).where(
+                        t.c.token == c.token, t.c.generation == gen)).scalar()  # fmt: skip
+                    changes[str(old)] -= 1
                     for table in RUN_TABLES:
                         conn.execute(table.delete().where(
                             table.c.token == c.token, table.c.generation == gen))  # fmt: skip
                 rows[runs_table].append({**_run_row(c), "generation": gen})
+                changes[rows[runs_table][-1]["state"]] += 1
                 rows[steps_table] += [
                     {"token": c.token, "generation": gen, "name": name, "result": value}
                     for name, value in c.steps.items()]  # fmt: skip
@@ -94,6 +103,7 @@ class HistoryStore:
             for table, found in rows.items():
                 if found:
                     conn.execute(table.insert(), found)
+            add_counts(conn, changes)
 
     def prune(self, *, before: float, batch: int = 500) -> int:
         """Delete up to `batch` runs that finished before `before` (epoch seconds), with their
@@ -102,16 +112,17 @@ class HistoryStore:
         if engine is None:
             return 0
         t = runs_table
-        query = sa.select(t.c.token, t.c.generation).where(t.c.finished_at < before).limit(batch)
+        query = sa.select(t.c.token, t.c.generation, t.c.state).where(t.c.finished_at < before)
         with engine.begin() as conn:
             try:
-                old = conn.execute(query).all()
+                old = conn.execute(query.limit(batch)).all()
             except sa.exc.OperationalError:
                 return 0
             for table in RUN_TABLES:
-                for token, generation in old:
+                for token, generation, _ in old:
                     conn.execute(table.delete().where(
                         table.c.token == token, table.c.generation == generation))  # fmt: skip
+            add_counts(conn, {s: -n for s, n in Counter(str(r.state) for r in old).items()})
         return len(old)
 
     def get(self, token: str) -> RunRecord | None:
@@ -192,6 +203,11 @@ class HistoryStore:
         engine = self._engine(create=False)
         if engine is None:
             return {}
+        if task is None and since is None:  # all of history: the counts the writer keeps
+            with engine.connect() as conn:
+                if sa.inspect(conn).has_table(counts_table.name):
+                    kept = conn.execute(sa.select(counts_table)).all()
+                    return {str(state): int(n) for state, n in kept if n}
         t = runs_table
         query = sa.select(t.c.state, sa.func.count()).group_by(t.c.state)
         if task is not None:

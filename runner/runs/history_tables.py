@@ -65,6 +65,13 @@ search_table = sa.Table(
     sa.UniqueConstraint("token", "generation", name="uq_runner_run_search_run"),
 )  # fmt: skip
 RUN_TABLES = (runs_table, steps_table, log_table, search_table)  # what one run writes
+# How many runs `runner_runs` holds per state, kept by the writer and the pruner in their own
+# transactions: the console's counts over all of history, without counting a million rows.
+counts_table = sa.Table(
+    "runner_state_counts", metadata,
+    sa.Column("state", sa.String(20), primary_key=True),
+    sa.Column("runs", sa.BigInteger, nullable=False),
+)  # fmt: skip
 SEARCH_TEXT_CHARS = 4000  # what of a run's texts is searched, at most
 
 
@@ -93,6 +100,19 @@ def search_text(fields: Mapping[str, str]) -> str:
     if isinstance(error, dict):
         error = [error.get("type"), error.get("message")]
     return "\n".join([*leaves(loaded("args")), *leaves(error)])[:SEARCH_TEXT_CHARS]
+
+
+def add_counts(conn: sa.Connection, changes: Mapping[str, int]) -> None:
+    """Add `changes` (state -> runs, negative for runs gone) to `runner_state_counts`."""
+    t = counts_table
+    for state, n in sorted(changes.items()):  # always in one order: no deadlock between two
+        if (
+            n
+            and not conn.execute(
+                t.update().where(t.c.state == state).values(runs=t.c.runs + n)
+            ).rowcount
+        ):
+            conn.execute(t.insert().values(state=state, runs=n))
 
 
 def history_engine(url: str, *, create: bool) -> Engine | None:

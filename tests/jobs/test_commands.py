@@ -62,4 +62,4 @@ def test_db_init_is_idempotent(invoke: Callable[..., Result]) -> None:
     first, second = invoke("db", "init"), invoke("db", "init")
     assert first.exit_code == second.exit_code == 0
     assert first.output.startswith("schema at revision 0003 (head): sqlite:///")
-    assert first.output.splitlines()[1].startswith("history at revision h0001: sqlite:///")
+    assert first.output.splitlines()[1].startswith("history at revision h0002: sqlite:///")

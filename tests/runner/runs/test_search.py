@@ -189,3 +189,31 @@ def test_without_its_index_history_is_searched_row_by_row_with_one_warning(
         assert found(mover, FEED) == [token]
     warned = [e for e in logs if e["event"] == "history.search_unindexed"]
     assert len(warned) == 1 and "pg_trgm" in warned[0]["fix"]
+
+
+def test_the_counts_per_state_the_writer_keeps_equal_a_count_of_the_rows(
+    enqueue: Callable[..., Enqueued], drain: Callable[..., None], mover: Mover,
+) -> None:  # fmt: skip
+    import time
+
+    from runner.runs.history_tables import runs_table
+
+    def counted() -> dict[str, int]:
+        assert mover.store.engine is not None
+        with mover.store.engine.connect() as conn:
+            query = sa.select(runs_table.c.state, sa.func.count()).group_by(runs_table.c.state)
+            return {str(state): int(n) for state, n in conn.execute(query).all()}
+
+    tokens = [enqueue("greet", name=f"n{i}").token for i in range(3)]
+    failed = enqueue("broken").token
+    drain()
+    assert mover.copy_failed() == 1  # copied, still in Redis: copied again by the move
+    moved_all(mover)
+    assert mover.store.counts() == counted() == {"succeeded": 3, "failed": 1}
+    copies = [mover.store.copy(t) for t in [*tokens, failed]]
+    mover.store.write([c for c in copies if c is not None])  # the same runs again
+    assert mover.store.counts() == counted() == {"succeeded": 3, "failed": 1}
+    assert mover.store.prune(before=time.time() + 1, batch=2) == 2
+    assert mover.store.counts() == counted()
+    assert mover.store.prune(before=time.time() + 1) == 2
+    assert mover.store.counts() == counted() == {}

@@ -1,4 +1,5 @@
-"""Search: runner_run_search (each run's arguments and error as text) and its index.
+"""Search: runner_run_search (each run's arguments and error as text) and its index; and
+runner_state_counts (runs per state, kept by the writer and the pruner).
 
 SQLite: an FTS5 table with the trigram tokenizer over it, kept by triggers. PostgreSQL: a GIN
 trigram index (`pg_trgm`, created here if it can be). Either missing (an SQLite without FTS5,
@@ -49,7 +50,14 @@ def upgrade() -> None:
         sa.Column("text", sa.Text, nullable=False),
         sa.UniqueConstraint("token", "generation", name="uq_runner_run_search_run"),
     )  # fmt: skip
+    op.create_table(
+        "runner_state_counts",
+        sa.Column("state", sa.String(20), primary_key=True),
+        sa.Column("runs", sa.BigInteger, nullable=False),
+    )
     conn = op.get_bind()
+    conn.exec_driver_sql("INSERT INTO runner_state_counts (state, runs)"
+                         " SELECT state, count(*) FROM runner_runs GROUP BY state")  # fmt: skip
     if conn.dialect.name == "sqlite":
         _sqlite_index(conn)
     elif conn.dialect.name == "postgresql":
@@ -101,3 +109,4 @@ def downgrade() -> None:
     if conn.dialect.name == "sqlite":
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS {FTS}")
     op.drop_table("runner_run_search")
+    op.drop_table("runner_state_counts")
