@@ -16,7 +16,7 @@ from runner.errors import BadRequest
 from runner.record import RunRecord, RunState
 from runner.runs.history import HistoryStore
 from runner.runs.index import RunIndex, RunQuery
-from runner.runs.search import MAX_CHARS, MIN_CHARS, Search, search_runs
+from runner.runs.search import MAX_CHARS, MIN_CHARS, Search, search_live, search_runs
 from runner.web.params import whole_number
 
 STATES = tuple(str(s) for s in RunState)
@@ -112,13 +112,16 @@ def runs_page(
         page = index.page(query)
     except ValueError:  # a hand-edited cursor
         raise BadRequest(f"before={flt.before[:40]!r} is not a page cursor of this list") from None
-    if flt.search and history is not None:  # one page of matches: no cursor
+    if flt.search:  # one page of matches, no cursor; without `history`, Redis's alone
         wanted = Search(flt.search, state=query.state, task=query.task, since=since,
                         limit=flt.limit)  # fmt: skip
-        found = [r for r in search_runs(redis, settings, history, wanted)
+        searched = (search_live(redis, settings, wanted) if history is None
+                    else search_runs(redis, settings, history, wanted))  # fmt: skip
+        found = [r for r in searched
                  if flt.matches(r.state, r.task, r.queue)
                  and r.token.startswith(flt.token)]  # fmt: skip
-        return RunsPage(found, "", _counts(page.counts, history, since))
+        counts = page.counts if history is None else _counts(page.counts, history, since)
+        return RunsPage(found, "", counts)
     if history is None or flt.before or flt.token or flt.queue:
         return RunsPage(page.runs, page.next or "", page.counts)
     live = {r.token for r in page.runs}

@@ -217,3 +217,19 @@ def test_the_counts_per_state_the_writer_keeps_equal_a_count_of_the_rows(
     assert mover.store.counts() == counted()
     assert mover.store.prune(before=time.time() + 1) == 2
     assert mover.store.counts() == counted() == {}
+
+
+def test_the_bulk_rerun_of_a_search_previews_only_the_failed_runs_that_match(
+    enqueue: Callable[..., Enqueued], drain: Callable[..., None], redis: Redis, mover: Mover,
+) -> None:  # fmt: skip
+    missing = enqueue("broken").token
+    still = enqueue("broken", permanent=False).token
+    drain()
+    app = create_app(mover.settings, redis=redis)
+    with TestClient(app, base_url="http://127.0.0.1:8080") as client:
+        listed = client.get("/runs", params={"search": "still broken"})
+        assert still in listed.text and missing not in listed.text
+        assert "search=still+broken" in listed.text.split("/rerun?")[1].split('"')[0]
+        preview = client.get("/rerun", params={"state": "failed", "search": "still broken"})
+        assert preview.status_code == 200
+        assert still in preview.text and missing not in preview.text
