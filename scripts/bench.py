@@ -360,7 +360,7 @@ def history_read_rows(env: BenchEnv, sizes: Sizes, notes: list[str]) -> list[Row
         backends.append(("postgres", lambda: bench_history.seeded_postgres(postgres, n)))
     rows = []
     for backend, url in backends:
-        page, search = bench_history.runs_page_and_search(env, url(), n)
+        page, search, common = bench_history.runs_page_and_search(env, url(), n)
         suffix = "" if backend == "sqlite" else "_postgres"
         notes.append(
             f"history ({backend}): {n:,} finished import runs written by HistoryStore.write"
@@ -369,7 +369,9 @@ def history_read_rows(env: BenchEnv, sizes: Sizes, notes: list[str]) -> list[Row
             f" (runs_page: Redis's indexes, then history's newest 50 and its per-state counts)"
             f" median {page.median_ms:.1f} ms, worst {page.worst_ms:.1f} ms; a search for one"
             f" feed's file name (search_runs: Redis, then history's index) median"
-            f" {search.median_ms:.1f} ms, worst {search.worst_ms:.1f} ms; 15 calls each"
+            f" {search.median_ms:.1f} ms, worst {search.worst_ms:.1f} ms; 15 calls each; a"
+            f" search for an error text one run in {bench_history.FAILED_EVERY} has (all its"
+            f" matches sorted for the newest 50) median {common.median_ms:.0f} ms of 3"
         )
         for key, t in (("history_runs_page_ms", page), ("history_search_ms", search)):
             rows.append(Row(

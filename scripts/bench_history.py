@@ -198,9 +198,12 @@ def timed(call: Callable[[int], object], *, rounds: int = 15) -> Timings:
     return Timings(0, statistics.median(took), max(took))
 
 
-def runs_page_and_search(env: BenchEnv, history_url: str, runs: int) -> tuple[Timings, Timings]:
-    """The console's first runs page (per-state counts included) and a search for one feed's
-    file name, over a history of `runs` runs (Redis empty)."""
+def runs_page_and_search(
+    env: BenchEnv, history_url: str, runs: int
+) -> tuple[Timings, Timings, Timings]:
+    """The console's first runs page (per-state counts included), a search for one feed's
+    file name, and one for an error text every FAILED_EVERY-th run has (the newest 50 of
+    them), over a history of `runs` runs (Redis empty)."""
     env.flush()
     settings = replace(env.settings(), history_url=history_url)
     store = HistoryStore(settings)
@@ -209,12 +212,14 @@ def runs_page_and_search(env: BenchEnv, history_url: str, runs: int) -> tuple[Ti
         wanted = [feed_name((n * 7919 + 12345) % runs) for n in range(-2, 15)]
         searched = timed(lambda n: search_runs(env.redis, settings, store,
                                                Search(wanted[n + 2])))  # fmt: skip
+        common = timed(lambda n: search_runs(env.redis, settings, store,
+                                             Search("missing field")), rounds=3)  # fmt: skip
         one = search_runs(env.redis, settings, store, Search(wanted[5]))
         assert [r.token for r in one] == [f"import_posts-{(3 * 7919 + 12345) % runs:07d}"], one
     finally:
         if store.engine is not None:
             store.engine.dispose()
-    return replace(page, runs=runs), replace(searched, runs=runs)
+    return replace(page, runs=runs), replace(searched, runs=runs), replace(common, runs=runs)
 
 
 @dataclass(frozen=True)
