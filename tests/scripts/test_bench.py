@@ -81,3 +81,23 @@ def test_only_picks_the_sections_that_yield_the_named_rows_and_refuses_unknown_o
     assert chosen(every, None) == every
     with pytest.raises(ValueError, match="no such row: nope"):
         chosen(every, {"nope", "url_enqueue_s"})
+
+
+def test_the_seeded_history_is_what_the_page_and_search_rows_read(
+    redis: Redis, settings: Settings
+) -> None:
+    from dataclasses import replace
+
+    from runner.runs.history import HistoryStore
+    from runner.runs.search import Search, search_runs
+    from scripts.bench_history import FAILED_EVERY, feed_name, seed
+
+    store = HistoryStore(replace(settings, history_url=f"sqlite:///{settings.home}/h.db"))
+    seed(store, 600, batch=250)
+    counts = store.counts()
+    assert sum(counts.values()) == 600 and counts["failed"] == 600 // FAILED_EVERY
+    found = search_runs(redis, settings, store, Search(feed_name(421)))
+    assert [r.token for r in found] == ["import_posts-0000421"]
+    failed = search_runs(redis, settings, store, Search("missing field", limit=0))
+    assert len(failed) == 600 // FAILED_EVERY
+    assert store.listing(limit=1)[0].token == "import_posts-0000599", "newest first"
