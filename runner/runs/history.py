@@ -85,7 +85,8 @@ class HistoryStore:
                     t = runs_table
                     old = conn.execute(sa.select(t.c.state).where(
                         t.c.token == c.token, t.c.generation == gen)).scalar()  # fmt: skip
-                    changes[str(old)] -= 1
+                    if old is not None:
+                        changes[str(old)] -= 1
                     for table in RUN_TABLES:
                         conn.execute(table.delete().where(
                             table.c.token == c.token, table.c.generation == gen))  # fmt: skip
