@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 PUBLIC = {
     "AttemptStopped", "ConfigError", "CronEntry", "Enqueued", "HealthCheck", "InvalidArguments",
-    "LeaseLost", "PermanentError", "Request", "RetryPolicy", "Run", "RunRecord", "RunState",
+    "LeaseLost", "PermanentError", "RedisUnavailable", "Request", "RetryPolicy", "Run",
+    "RunRecord", "RunState",
     "RunnerError", "Settings", "Task", "TaskError", "TaskRegistry", "TransientError",
     "UnknownRun", "canonical_json", "connect", "content_token", "derive_token", "prune_runs",
     "redact", "slot_token",

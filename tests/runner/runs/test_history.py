@@ -9,8 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -26,38 +25,6 @@ from runner.record import Enqueued, RunState
 from runner.runs.history import HistoryStore, metadata
 from runner.runs.move import Mover
 from tests.conftest import ROOT, wait_for
-
-POSTGRES = os.environ.get("RUNNER_TEST_POSTGRES_URL")
-BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(
-    not POSTGRES, reason="RUNNER_TEST_POSTGRES_URL is not set"))]  # fmt: skip
-
-
-@pytest.fixture(params=BACKENDS)
-def history_settings(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Settings]:
-    moved = replace(settings, history_delay_seconds=0.0)
-    if request.param == "sqlite":
-        yield moved
-        return
-    schema = f"h{uuid.uuid4().hex[:10]}"  # one schema per test: tests may run side by side
-    assert POSTGRES
-    admin = sa.create_engine(POSTGRES)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
-    url = sa.make_url(POSTGRES).update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        yield replace(moved, history_url=url.render_as_string(hide_password=False))
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
-
-
-@pytest.fixture
-def mover(redis: Redis, history_settings: Settings) -> Iterator[Mover]:
-    mover = Mover(redis, history_settings)
-    yield mover
-    if mover.store.engine is not None:
-        mover.store.engine.dispose()
 
 
 def run_keys(redis: Redis, token: str) -> list[str]:
