@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rq import Queue
@@ -35,10 +35,23 @@ RQ_QUEUE = "default"
 
 @dataclass(frozen=True)
 class Drained:
-    """One worker draining N jobs: jobs/s over the RQ job span, Redis commands per job."""
+    """One worker draining N jobs: jobs/s over the RQ job span, Redis commands per job, and
+    the redis-server's CPU per job (µs, INFO cpu from CONFIG RESETSTAT to the worker's exit)
+    with INFO commandstats' µs per job by command."""
 
     jobs_per_s: float
     commands_per_job: float
+    redis_cpu_us: float = 0.0
+    usec_by_command: dict[str, float] = field(default_factory=dict)
+
+
+def server_figures(env: BenchEnv, n: int, cpu_before: float) -> Drained:
+    """Redis's figures of a worker that drained `n` jobs, read just after its exit and before
+    anything else runs (`cpu_before`: the server's CPU seconds at CONFIG RESETSTAT); its
+    jobs/s is left at 0 for the caller to fill in."""
+    cpu = env.redis_cpu_seconds() - cpu_before
+    usec = {name: us / n for name, us in env.usec_by_command().items()}
+    return Drained(0.0, env.commands_since_reset() / n, cpu * 1e6 / n, usec)
 
 
 def chunks(n: int, size: int = CHUNK) -> Iterator[range]:
@@ -101,10 +114,11 @@ def drain_runner(env: BenchEnv, n: int) -> Drained:
     enqueued = []
     for part in chunks(n):
         enqueued += enqueuer.enqueue_many([Request(task, {"i": i}) for i in part])
+    cpu_before = env.redis_cpu_seconds()
     env.redis.config_resetstat()
     env.runner_worker(env.sqlite_url("noop")).wait(timeout=120 + n / 20)
-    commands = env.commands_since_reset()
-    return Drained(n / run_span(env, Keys(settings.prefix), enqueued), commands / n)
+    found = server_figures(env, n, cpu_before)
+    return replace(found, jobs_per_s=n / run_span(env, Keys(settings.prefix), enqueued))
 
 
 def run_span(env: BenchEnv, keys: Keys, enqueued: Sequence[Enqueued]) -> float:
@@ -127,10 +141,11 @@ def drain_rq(env: BenchEnv, n: int, kind: str) -> Drained:
     for part in chunks(n):
         jobs = queue.enqueue_many([Queue.prepare_data(NOOP, kwargs={"i": i}) for i in part])
         job_ids += [job.id for job in jobs]
+    cpu_before = env.redis_cpu_seconds()
     env.redis.config_resetstat()
     env.rq_worker(kind, RQ_QUEUE).wait(timeout=120 + n / 5)
-    commands = env.commands_since_reset()
-    return Drained(n / rq_span(env, job_ids), commands / n)
+    found = server_figures(env, n, cpu_before)
+    return replace(found, jobs_per_s=n / rq_span(env, job_ids))
 
 
 def noop_throughput(env: BenchEnv, n: int, count: int) -> list[dict[str, Drained]]:
@@ -142,6 +157,17 @@ def noop_throughput(env: BenchEnv, n: int, count: int) -> list[dict[str, Drained
         "simple": lambda: drain_rq(env, n, "simple"),
         "fork": lambda: drain_rq(env, n, "fork"),
     }
+    return rounds(sides, count)
+
+
+def redis_cpu(env: BenchEnv, n: int, count: int) -> list[dict[str, Drained]]:
+    """Redis CPU per no-op job: one warm-up round (not returned), then `count` interleaved
+    rounds of `runner` and `simple` (SimpleWorker), as `noop_throughput` drains them."""
+    sides = {
+        "runner": lambda: drain_runner(env, n),
+        "simple": lambda: drain_rq(env, n, "simple"),
+    }
+    rounds(sides, 1)
     return rounds(sides, count)
 
 
