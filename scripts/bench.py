@@ -185,6 +185,13 @@ def redis_cpu_rows(env: BenchEnv, sizes: Sizes, notes: list[str]) -> list[Row]:
         f" runner {usec_breakdown(results, 'runner')}; SimpleWorker"
         f" {usec_breakdown(results, 'simple')}"
     )
+    scripts = bench_queue.usec_by_script(env, sizes.noop_jobs)
+    costliest = sorted(scripts.items(), key=lambda item: -item[1])[:8]
+    notes.append(
+        "redis cpu, the runner's µs per job by command, a script's by script (its inner"
+        " commands included, and also listed on their own), SLOWLOG of every command over"
+        " one more round: " + ", ".join(f"{name} {us:.1f}" for name, us in costliest)
+    )
     return [
         Row("redis_cpu_vs_simpleworker", f"{runner:.0f} µs/job", f"{simple:.0f} µs/job",
             round(ratio, 3), f"<= {REDIS_CPU_TARGET:g}", ratio <= REDIS_CPU_TARGET),

@@ -9,6 +9,10 @@ written). Worker start-up and shut-down fall outside the span, everything betwee
 
 from __future__ import annotations
 
+import collections
+import hashlib
+import importlib
+import pkgutil
 import statistics
 import subprocess
 import sys
@@ -169,6 +173,48 @@ def redis_cpu(env: BenchEnv, n: int, count: int) -> list[dict[str, Drained]]:
     }
     rounds(sides, 1)
     return rounds(sides, count)
+
+
+def script_names() -> dict[str, str]:
+    """The sha1 of every Lua script of the engine's packages -> its module and name."""
+    names = {}
+    for package in ("runner.runs", "runner.delivery", "runner.attempt", "runner.worker"):
+        for info in pkgutil.iter_modules(importlib.import_module(package).__path__):
+            module = importlib.import_module(f"{package}.{info.name}")
+            for name, value in vars(module).items():
+                if name.isupper() and isinstance(value, str) and "redis.call(" in value:
+                    sha = hashlib.sha1(value.encode()).hexdigest()
+                    names[sha] = f"{info.name}.{name}"
+    return names
+
+
+def usec_by_script(env: BenchEnv, n: int) -> dict[str, float]:
+    """µs per job of each command, a script's calls by script (SLOWLOG of every command, its
+    time in the command alone), over one more runner round of `n` jobs."""
+    env.flush()
+    settings, task = env.settings(), noop_task()
+    enqueuer = Enqueuer(env.redis, settings)
+    for part in chunks(n):
+        enqueuer.enqueue_many([Request(task, {"i": i}) for i in part])
+    before = env.redis.config_get("slowlog-log-slower-than")["slowlog-log-slower-than"]
+    env.redis.config_set("slowlog-max-len", 200 * n)
+    env.redis.config_set("slowlog-log-slower-than", 0)
+    env.redis.slowlog_reset()
+    try:
+        env.runner_worker(env.sqlite_url("noop")).wait(timeout=120 + n / 20)
+        entries = env.redis.slowlog_get(200 * n)
+    finally:
+        env.redis.config_set("slowlog-log-slower-than", before)
+    scripts, usec = script_names(), collections.Counter[str]()
+    for entry in entries:
+        command = entry["command"]
+        text = command.decode(errors="replace") if isinstance(command, bytes) else command
+        words = text.split()
+        name = words[0].lower()
+        if name == "evalsha" and len(words) > 1:
+            name = scripts.get(words[1], words[1][:8])
+        usec[name] += entry["duration"] / n
+    return dict(usec)
 
 
 def has_concurrency_option() -> bool:
