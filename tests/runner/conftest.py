@@ -1,5 +1,5 @@
-"""Fixtures of the history tests: settings that move runs at once, on SQLite and (when
-RUNNER_TEST_POSTGRES_URL is set) on PostgreSQL in a schema of their own, and a mover."""
+"""Fixtures of the engine's tests in more than one folder: the history tables a run moves
+to (SQLite, and PostgreSQL when RUNNER_TEST_POSTGRES_URL is set) and the mover."""
 
 from __future__ import annotations
 
@@ -46,3 +46,7 @@ def mover(redis: Redis, history_settings: Settings) -> Iterator[Mover]:
     yield mover
     if mover.store.engine is not None:
         mover.store.engine.dispose()
+
+
+def run_keys(redis: Redis, token: str) -> list[str]:
+    return sorted(k.decode() for k in redis.scan_iter(f"*{token}*"))
