@@ -93,6 +93,28 @@ def show(app: App, run: str, as_json: bool) -> None:
         click.echo(printable("\n".join([detail_text(record, steps, tried), *notes])))
 
 
+@click.command("why")
+@click.argument("run")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def why_command(app: App, run: str, as_json: bool) -> None:
+    """Why the run is where it is: its cause, with the evidence, in one sentence; for a
+    waiting run, when it should start at the last hour's rate."""
+    from runner.monitoring.why import why
+
+    app.reading()
+    token, moved = app.locate(run)
+    record = moved or app.runs.get(token)
+    if record is None:
+        raise UnknownRun(f"run {token!r} expired while reading it")
+    found = why(app.redis if moved is None else None, app.settings, record, moved=moved is not None)
+    if as_json:
+        click.echo(json_line(token=token, state=record.state, cause=found.cause,
+                             sentence=found.sentence, starts_in=found.starts_in))  # fmt: skip
+    else:
+        click.echo(printable(f"{token}: {found.sentence}"))
+
+
 @click.command("logs")
 @click.argument("run")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new events until the run ends.")
@@ -193,4 +215,4 @@ def rerun(
         sys.exit(1)
 
 
-RUN_COMMANDS: list[click.Command] = [runs, show, logs_command, rerun]
+RUN_COMMANDS: list[click.Command] = [runs, show, why_command, logs_command, rerun]

@@ -10,6 +10,7 @@ from fastapi.responses import Response
 
 from runner.errors import UnknownRun
 from runner.logs import newest_events
+from runner.monitoring.why import why
 from runner.printable import printable_data
 from runner.record import ACTIVE, RunState
 from runner.runs.attempts import attempts
@@ -83,6 +84,9 @@ def run_page(request: Request, console: ConsoleDep, token: str) -> Response:
         "summary": json.dumps(printable_data(_without_error(run_summary(record)))),
         "args_json": json.dumps(record.args, indent=2, sort_keys=True, default=str),
         "done": sum((record.counters or {}).values()),
+        "why": why(
+            None if moved else console.redis, console.settings, record, moved=moved is not None
+        ).sentence,
         "can_rerun": record.state in (RunState.FAILED, RunState.CANCELLED),
         "can_cancel": record.state in ACTIVE and not record.cancel_requested,
     }
