@@ -9,7 +9,7 @@ import click
 
 from jobs.rejects import PAGE
 from jobs.sources import TASK, resolve
-from runner import InvalidArguments, Request, UnknownRun
+from runner import InvalidArguments, RedisUnavailable, Request, UnknownRun
 from runner.cli import App, finish_waiting, json_line, pass_app, table
 
 
@@ -63,8 +63,8 @@ def rejects_command(app: App, run: str, after: int, limit: int, as_json: bool) -
     app.reading()
     engine = engine_for(app.settings.store_url)
     try:
-        token = app.runs.resolve(run)
-    except UnknownRun:
+        token = app.locate(run)[0]  # in Redis, or moved to history
+    except (UnknownRun, RedisUnavailable):
         if not has_rejects(engine, run):  # the run's record may have expired before its rejects
             raise
         token = run

@@ -15,6 +15,10 @@ class RedisUnavailable(RunnerError):
     """Redis cannot be reached; the message names the URL (password hidden) and what to do."""
 
 
+class HistoryUnavailable(RunnerError):
+    """The history database cannot be read; the message names its URL (password hidden)."""
+
+
 class BadRequest(RunnerError):
     """A console request's parameter is malformed; the message names it and what it takes."""
 

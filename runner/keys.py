@@ -55,6 +55,12 @@ class Keys:
         return f"{self.prefix}delayed"
 
     @property
+    def suspended_since(self) -> str:
+        """String: when a horse first found RQ's workers suspended (`rq suspend`); removed
+        when they are resumed (`runner why` says since when)."""
+        return f"{self.prefix}suspended_since"
+
+    @property
     def no_delivery(self) -> str:
         """Never written: the intermediate list of an attempt run without RQ (nothing to
         take out of a list when it begins)."""

@@ -229,17 +229,26 @@ def newest_events(redis: Redis, keys: Keys, token: str, *, count: int) -> list[E
 
 def follow_events(
     redis: Redis, keys: Keys, token: str, *, is_done: Any, poll: float = 1.0
-) -> Iterator[dict[str, Any]]:
-    """Every event, then new ones as they come, until `is_done()` and the stream is drained."""
+) -> Iterator[Entry]:
+    """Every entry, then new ones as they come, until `is_done()` and the stream is drained."""
     last = "-"
     while True:
         batch = read_events(redis, keys, token, after=last)
         for eid, event in batch:
             last = eid
-            yield event
+            yield eid, event
         if not batch:
             if is_done():
                 if not read_events(redis, keys, token, after=last):
                     return
                 continue
             time.sleep(poll)
+
+
+def later(eid: str, than: str) -> bool:
+    """Whether stream id `eid` comes after `than` ('-': before every id)."""
+    if than == "-":
+        return True
+    ms, _, seq = eid.partition("-")
+    ms_than, _, seq_than = than.partition("-")
+    return (int(ms), int(seq or 0)) > (int(ms_than), int(seq_than or 0))

@@ -53,6 +53,7 @@ COMMANDS_PER_JOB = 45  # a no-op job's budget (worker start and stop amortised: 
 RSS_LIMIT_MB = 150.0
 RSS_FLAT = 1.2  # peak at N may be at most 20% above the peak at N/10
 NOOP_ROUNDS = 3  # no-op throughput: the median of this many interleaved rounds
+REDIS_CPU_TARGET = 0.35  # Redis CPU per no-op job, runner over SimpleWorker: a target
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,46 @@ def noop_rows(env: BenchEnv, sizes: Sizes, notes: list[str]) -> list[Row]:
         Row("redis_commands_per_job", f"{commands['runner']:.1f}",
             f"SimpleWorker {commands['simple']:.1f}", round(commands["runner"], 1),
             f"<= {COMMANDS_PER_JOB}", commands["runner"] <= COMMANDS_PER_JOB + 0.5),
+    ]  # fmt: skip
+
+
+def usec_breakdown(results: list[dict[str, Any]], side: str, top: int = 6) -> str:
+    """`side`'s costliest commands by INFO commandstats µs per job (the mean over rounds; a
+    script's total includes the commands it runs, which are also listed on their own)."""
+    names = {name for r in results for name in r[side].usec_by_command} - {"info", "config"}
+    mean = {n: statistics.mean(r[side].usec_by_command.get(n, 0.0) for r in results) for n in names}
+    costliest = sorted(mean.items(), key=lambda item: -item[1])[:top]
+    return ", ".join(f"{name} {us:.1f}" for name, us in costliest)
+
+
+def redis_cpu_rows(env: BenchEnv, sizes: Sizes, notes: list[str]) -> list[Row]:
+    results = bench_queue.redis_cpu(env, sizes.noop_jobs, NOOP_ROUNDS)
+    cpu: Callable[[Any], float] = lambda d: d.redis_cpu_us  # noqa: E731
+    ratio = bench_queue.median_ratio(results, "runner", "simple", cpu)
+    runner = statistics.median(cpu(r["runner"]) for r in results)
+    simple = statistics.median(cpu(r["simple"]) for r in results)
+    each = "; ".join(
+        f"{side} " + ", ".join(f"{cpu(r[side]):.0f}" for r in results)
+        for side in ("runner", "simple")
+    )
+    notes.append(
+        f"redis cpu: the redis-server's used_cpu_sys + used_cpu_user (INFO cpu) from CONFIG"
+        f" RESETSTAT to the burst worker's exit, over its {sizes.noop_jobs:,} no-op jobs; one"
+        f" warm-up round, then {NOOP_ROUNDS} interleaved rounds, the median of the rounds'"
+        f" ratios; per round: {each} µs per job. INFO commandstats µs per job, costliest:"
+        f" runner {usec_breakdown(results, 'runner')}; SimpleWorker"
+        f" {usec_breakdown(results, 'simple')}"
+    )
+    scripts = bench_queue.usec_by_script(env, sizes.noop_jobs)
+    costliest = sorted(scripts.items(), key=lambda item: -item[1])[:8]
+    notes.append(
+        "redis cpu, the runner's µs per job by command, a script's by script (its inner"
+        " commands included, and also listed on their own), SLOWLOG of every command over"
+        " one more round: " + ", ".join(f"{name} {us:.1f}" for name, us in costliest)
+    )
+    return [
+        Row("redis_cpu_vs_simpleworker", f"{runner:.0f} µs/job", f"{simple:.0f} µs/job",
+            round(ratio, 3), f"<= {REDIS_CPU_TARGET:g}", ratio <= REDIS_CPU_TARGET),
     ]  # fmt: skip
 
 
@@ -438,6 +479,7 @@ def sections(sizes: Sizes) -> list[Section]:
     return [
         Section("noop throughput",
                 ("noop_vs_simpleworker", "noop_vs_worker", "redis_commands_per_job"), noop_rows),
+        Section("redis cpu per job", ("redis_cpu_vs_simpleworker",), redis_cpu_rows),
         Section("round trips per job", ("round_trips_per_job",), round_trip_rows),
         Section("several horses", ("concurrency_4_vs_1",), concurrency_rows),
         Section("enqueue throughput", ("enqueue_vs_rq", "bulk_enqueue_vs_rq"), enqueue_rows),
@@ -502,7 +544,8 @@ def render(rows: list[Row], notes: list[str], about: dict[str, str], mode: str) 
 def summary(rows: list[Row]) -> dict[str, Any]:
     keys = (
         "noop_vs_simpleworker", "noop_vs_worker", "round_trips_per_job",
-        "redis_commands_per_job", "concurrency_4_vs_1", "enqueue_vs_rq", "bulk_enqueue_vs_rq",
+        "redis_commands_per_job", "redis_cpu_vs_simpleworker", "concurrency_4_vs_1",
+        "enqueue_vs_rq", "bulk_enqueue_vs_rq",
         "import_vs_naive_sqlite", "import_vs_naive_sqlite_50k", "import_vs_naive_postgres",
         "worker_startup_s", "url_enqueue_s", "recovery_s", "redo_batches",
         "peak_rss_mb", "console_runs_page_ms", "index_page_vs_list",

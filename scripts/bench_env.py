@@ -183,6 +183,17 @@ class BenchEnv:
         ignored = ("cmdstat_config", "cmdstat_info")
         return sum(int(v["calls"]) for k, v in stats.items() if k not in ignored)
 
+    def redis_cpu_seconds(self) -> float:
+        """The redis-server's CPU time so far, system and user (`INFO cpu`; RESETSTAT keeps it)."""
+        cpu = self.redis.info("cpu")
+        return float(cpu["used_cpu_sys"]) + float(cpu["used_cpu_user"])
+
+    def usec_by_command(self) -> dict[str, int]:
+        """Microseconds spent in each command since the last CONFIG RESETSTAT (`INFO
+        commandstats`; a script's inner commands are counted both in it and on their own)."""
+        stats = self.redis.info("commandstats")
+        return {k.removeprefix("cmdstat_"): int(v["usec"]) for k, v in stats.items()}
+
 
 @contextlib.contextmanager
 def postgres_schema(base: str) -> Iterator[str]:

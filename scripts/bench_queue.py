@@ -9,12 +9,16 @@ written). Worker start-up and shut-down fall outside the span, everything betwee
 
 from __future__ import annotations
 
+import collections
+import hashlib
+import importlib
+import pkgutil
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rq import Queue
@@ -35,10 +39,23 @@ RQ_QUEUE = "default"
 
 @dataclass(frozen=True)
 class Drained:
-    """One worker draining N jobs: jobs/s over the RQ job span, Redis commands per job."""
+    """One worker draining N jobs: jobs/s over the RQ job span, Redis commands per job, and
+    the redis-server's CPU per job (µs, INFO cpu from CONFIG RESETSTAT to the worker's exit)
+    with INFO commandstats' µs per job by command."""
 
     jobs_per_s: float
     commands_per_job: float
+    redis_cpu_us: float = 0.0
+    usec_by_command: dict[str, float] = field(default_factory=dict)
+
+
+def server_figures(env: BenchEnv, n: int, cpu_before: float) -> Drained:
+    """Redis's figures of a worker that drained `n` jobs, read just after its exit and before
+    anything else runs (`cpu_before`: the server's CPU seconds at CONFIG RESETSTAT); its
+    jobs/s is left at 0 for the caller to fill in."""
+    cpu = env.redis_cpu_seconds() - cpu_before
+    usec = {name: us / n for name, us in env.usec_by_command().items()}
+    return Drained(0.0, env.commands_since_reset() / n, cpu * 1e6 / n, usec)
 
 
 def chunks(n: int, size: int = CHUNK) -> Iterator[range]:
@@ -101,10 +118,11 @@ def drain_runner(env: BenchEnv, n: int) -> Drained:
     enqueued = []
     for part in chunks(n):
         enqueued += enqueuer.enqueue_many([Request(task, {"i": i}) for i in part])
+    cpu_before = env.redis_cpu_seconds()
     env.redis.config_resetstat()
     env.runner_worker(env.sqlite_url("noop")).wait(timeout=120 + n / 20)
-    commands = env.commands_since_reset()
-    return Drained(n / run_span(env, Keys(settings.prefix), enqueued), commands / n)
+    found = server_figures(env, n, cpu_before)
+    return replace(found, jobs_per_s=n / run_span(env, Keys(settings.prefix), enqueued))
 
 
 def run_span(env: BenchEnv, keys: Keys, enqueued: Sequence[Enqueued]) -> float:
@@ -127,10 +145,11 @@ def drain_rq(env: BenchEnv, n: int, kind: str) -> Drained:
     for part in chunks(n):
         jobs = queue.enqueue_many([Queue.prepare_data(NOOP, kwargs={"i": i}) for i in part])
         job_ids += [job.id for job in jobs]
+    cpu_before = env.redis_cpu_seconds()
     env.redis.config_resetstat()
     env.rq_worker(kind, RQ_QUEUE).wait(timeout=120 + n / 5)
-    commands = env.commands_since_reset()
-    return Drained(n / rq_span(env, job_ids), commands / n)
+    found = server_figures(env, n, cpu_before)
+    return replace(found, jobs_per_s=n / rq_span(env, job_ids))
 
 
 def noop_throughput(env: BenchEnv, n: int, count: int) -> list[dict[str, Drained]]:
@@ -143,6 +162,59 @@ def noop_throughput(env: BenchEnv, n: int, count: int) -> list[dict[str, Drained
         "fork": lambda: drain_rq(env, n, "fork"),
     }
     return rounds(sides, count)
+
+
+def redis_cpu(env: BenchEnv, n: int, count: int) -> list[dict[str, Drained]]:
+    """Redis CPU per no-op job: one warm-up round (not returned), then `count` interleaved
+    rounds of `runner` and `simple` (SimpleWorker), as `noop_throughput` drains them."""
+    sides = {
+        "runner": lambda: drain_runner(env, n),
+        "simple": lambda: drain_rq(env, n, "simple"),
+    }
+    rounds(sides, 1)
+    return rounds(sides, count)
+
+
+def script_names() -> dict[str, str]:
+    """The sha1 of every Lua script of the engine's packages -> its module and name."""
+    names = {}
+    for package in ("runner.runs", "runner.delivery", "runner.attempt", "runner.worker"):
+        for info in pkgutil.iter_modules(importlib.import_module(package).__path__):
+            module = importlib.import_module(f"{package}.{info.name}")
+            for name, value in vars(module).items():
+                if name.isupper() and isinstance(value, str) and "redis.call(" in value:
+                    sha = hashlib.sha1(value.encode()).hexdigest()
+                    names[sha] = f"{info.name}.{name}"
+    return names
+
+
+def usec_by_script(env: BenchEnv, n: int) -> dict[str, float]:
+    """µs per job of each command, a script's calls by script (SLOWLOG of every command, its
+    time in the command alone), over one more runner round of `n` jobs."""
+    env.flush()
+    settings, task = env.settings(), noop_task()
+    enqueuer = Enqueuer(env.redis, settings)
+    for part in chunks(n):
+        enqueuer.enqueue_many([Request(task, {"i": i}) for i in part])
+    before = env.redis.config_get("slowlog-log-slower-than")["slowlog-log-slower-than"]
+    env.redis.config_set("slowlog-max-len", 200 * n)
+    env.redis.config_set("slowlog-log-slower-than", 0)
+    env.redis.slowlog_reset()
+    try:
+        env.runner_worker(env.sqlite_url("noop")).wait(timeout=120 + n / 20)
+        entries = env.redis.slowlog_get(200 * n)
+    finally:
+        env.redis.config_set("slowlog-log-slower-than", before)
+    scripts, usec = script_names(), collections.Counter[str]()
+    for entry in entries:
+        command = entry["command"]
+        text = command.decode(errors="replace") if isinstance(command, bytes) else command
+        words = text.split()
+        name = words[0].lower()
+        if name == "evalsha" and len(words) > 1:
+            name = scripts.get(words[1], words[1][:8])
+        usec[name] += entry["duration"] / n
+    return dict(usec)
 
 
 def has_concurrency_option() -> bool:

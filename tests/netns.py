@@ -35,6 +35,7 @@ from runner.connections.redis import redis_server_binary
 
 WORKERS = ("w1", "w2")
 _PAIRS = {"w1": 8, "w2": 12, "root": 16}  # each pair's /30: data side +1, far side +2
+_NOWHERE = "198.51.100.9"  # a next hop no host has (TEST-NET-2): the black hole
 
 
 def unavailable() -> str:
@@ -134,6 +135,19 @@ class Hosts:
 
     def restore_redis(self, host: str) -> None:
         ip("route", "del", "blackhole", f"{self.redis_ip}/32", netns=self.ns(host))
+
+    def blackhole_postgres(self, host: str) -> None:
+        """Make `host`'s packets to PostgreSQL vanish without a word (no ICMP, no reset):
+        they go to a next hop whose address answers no one (a neighbour entry with a MAC no
+        interface has), so a new connection hangs and an open one waits on retransmits."""
+        dev, ns = self.veth(host, "b"), self.ns(host)
+        ip("neigh", "replace", _NOWHERE, "lladdr", "02:00:00:00:00:01", "dev", dev,
+           "nud", "permanent", netns=ns)  # fmt: skip
+        ip("route", "add", f"{self.postgres_ip}/32", "via", _NOWHERE, "dev", dev, "onlink",
+           netns=ns)  # fmt: skip
+
+    def restore_postgres(self, host: str) -> None:
+        ip("route", "del", f"{self.postgres_ip}/32", netns=self.ns(host))
 
     def redis(self) -> Redis:
         return Redis.from_url(self.redis_url, socket_timeout=5)

@@ -14,8 +14,14 @@ from redis import Redis
 from rq import Worker
 
 from runner.config import Settings
-from runner.connections.redis import EmbeddedRedis, connect, redact
-from runner.errors import ConfigError, InvalidArguments, RedisUnavailable, RunnerError
+from runner.connections.redis import REDIS_DOWN, EmbeddedRedis, connect, redact
+from runner.errors import (
+    ConfigError,
+    InvalidArguments,
+    RedisUnavailable,
+    RunnerError,
+    UnknownRun,
+)
 from runner.keys import Keys
 from runner.record import TERMINAL, Enqueued, RunRecord, RunState
 from runner.runs.enqueue import Enqueuer
@@ -69,6 +75,22 @@ class App:
         from runner.runs.history import HistoryStore
 
         return HistoryStore(self.settings)
+
+    def locate(self, ref: str) -> tuple[str, RunRecord | None]:
+        """The token RUN names (a token, a job id or a unique prefix) and, for a run that has
+        moved to history, its record there (None: the run is in Redis, which wins for a run in
+        both). A moved run is found while Redis is down; raises UnknownRun or RedisUnavailable."""
+        try:
+            return self.runs.resolve(ref), None
+        except UnknownRun:
+            moved = self.history.find(ref)
+            if moved is None:
+                raise
+        except (RedisUnavailable, *REDIS_DOWN):
+            moved = self.history.find(ref)
+            if moved is None:
+                raise
+        return moved.token, moved
 
     def upgrade_history(self) -> str:
         """Bring the history tables (`RUNNER_HISTORY_URL`) to this code's revision; returns

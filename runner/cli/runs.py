@@ -20,7 +20,7 @@ from runner.cli.views import (
     run_summary,
     runs_table,
 )
-from runner.errors import UnknownRun
+from runner.errors import HistoryUnavailable, UnknownRun
 from runner.logs import read_events
 from runner.printable import printable
 from runner.record import TERMINAL, RunState
@@ -65,7 +65,11 @@ def runs(
         query = RunQuery(state=wanted, task=task, since=after)
         live = app.index.runs(query, limit=limit)
         tokens = {r.token for r in live}
-        moved = app.history.listing(state=state, task=task, since=after, limit=limit)
+        try:
+            moved = app.history.listing(state=state, task=task, since=after, limit=limit)
+        except HistoryUnavailable as exc:  # the runs in Redis are still worth listing
+            click.echo(f"note: {exc}; listing the runs in Redis only", err=True)
+            moved = []
         found = sorted([*live, *(r for r in moved if r.token not in tokens)],
                        key=lambda r: r.created_at, reverse=True)[: limit or None]  # fmt: skip
     if as_json:
@@ -86,11 +90,10 @@ def runs(
 def show(app: App, run: str, as_json: bool) -> None:
     """One run: state, attempts, steps, cursor, counters, error."""
     app.reading()
-    moved = None if app.redis.exists(app.keys.run(run)) else app.history.get(run)
+    token, moved = app.locate(run)
     if moved is not None:  # a run that moved to history: read there
-        record, steps, entries = moved, app.history.steps(run), app.history.events(run)
+        record, steps, entries = moved, app.history.steps(token), app.history.events(token)
     else:
-        token = app.runs.resolve(run)
         found = app.runs.get(token)
         if found is None:
             raise UnknownRun(f"run {token!r} expired while reading it")
@@ -107,6 +110,28 @@ def show(app: App, run: str, as_json: bool) -> None:
         click.echo(printable("\n".join([detail_text(record, steps, tried), *notes])))
 
 
+@click.command("why")
+@click.argument("run")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def why_command(app: App, run: str, as_json: bool) -> None:
+    """Why the run is where it is: its cause, with the evidence, in one sentence; for a
+    waiting run, when it should start at the last hour's rate."""
+    from runner.monitoring.why import why
+
+    app.reading()
+    token, moved = app.locate(run)
+    record = moved or app.runs.get(token)
+    if record is None:
+        raise UnknownRun(f"run {token!r} expired while reading it")
+    found = why(app.redis if moved is None else None, app.settings, record, moved=moved is not None)
+    if as_json:
+        click.echo(json_line(token=token, state=record.state, cause=found.cause,
+                             sentence=found.sentence, starts_in=found.starts_in))  # fmt: skip
+    else:
+        click.echo(printable(f"{token}: {found.sentence}"))
+
+
 @click.command("logs")
 @click.argument("run")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new events until the run ends.")
@@ -119,20 +144,13 @@ def show(app: App, run: str, as_json: bool) -> None:
 def logs_command(app: App, run: str, follow: bool, every_traceback: bool, as_json: bool) -> None:
     """The run's log events, every attempt, oldest first."""
     app.reading()
-    token = run
+    token, moved = app.locate(run)
     events: Iterator[dict[str, Any]]
-    if not app.redis.exists(app.keys.run(run)) and app.history.get(run) is not None:
-        events = iter([e for _, e in app.history.events(run)])  # moved: it has ended
+    if moved is not None:  # it has ended and left Redis: its whole log is in history
+        events = (e for _, e in app.history.events(token))
     elif follow:
-        token = app.runs.resolve(run)
-
-        def done() -> bool:
-            record = app.runs.get(token)
-            return record is None or record.state in TERMINAL
-
-        events = logs.follow_events(app.redis, app.keys, token, is_done=done)
+        events = following(app, token)
     else:
-        token = app.runs.resolve(run)
         events = (e for _, e in logs.read_events(app.redis, app.keys, token))
     tracebacks = Tracebacks(every=every_traceback)
     try:
@@ -143,6 +161,22 @@ def logs_command(app: App, run: str, follow: bool, every_traceback: bool, as_jso
             )
     except KeyboardInterrupt:
         stopped_waiting([token])
+
+
+def following(app: App, token: str) -> Iterator[dict[str, Any]]:
+    """The run's events as they come until it ends; when it moves to history meanwhile, the
+    events it logged after the last one read come from there."""
+
+    def done() -> bool:
+        record = app.runs.get(token)
+        return record is None or record.state in TERMINAL
+
+    last = "-"
+    for eid, event in logs.follow_events(app.redis, app.keys, token, is_done=done):
+        last = eid
+        yield event
+    if app.runs.get(token) is None:
+        yield from (e for eid, e in app.history.events(token) if logs.later(eid, last))
 
 
 @click.command()
@@ -170,7 +204,7 @@ def rerun(
         query = RunQuery(state=RunState.FAILED, task=task, since=after)
         tokens = [r.token for r in app.index.runs(query)]
     else:
-        tokens = [app.runs.resolve(ref) for ref in run_refs]
+        tokens = [app.locate(ref)[0] for ref in run_refs]
     with bound_contextvars(origin="cli"):  # the run's log says who reran it
         results = [
             rerun_one(
@@ -198,4 +232,4 @@ def rerun(
         sys.exit(1)
 
 
-RUN_COMMANDS: list[click.Command] = [runs, show, logs_command, rerun]
+RUN_COMMANDS: list[click.Command] = [runs, show, why_command, logs_command, rerun]

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from runner.config import Settings
+from runner.connections.redis import redact
+from runner.errors import HistoryUnavailable, UnknownRun
 from runner.logs import Entry, decode_entries
 from runner.record import RunRecord
 from runner.runs.history_tables import (
@@ -32,6 +34,8 @@ from runner.runs.history_tables import (
     steps_table,
     upgrade_history,
 )
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +137,22 @@ class HistoryStore:
             return None
         return RunRecord.from_hash({k.encode(): v.encode() for k, v in fields.items()})
 
+    def find(self, ref: str) -> RunRecord | None:
+        """The newest run in history whose token is `ref` or, failing that, the only one whose
+        token starts with it; None when none does. Raises UnknownRun for an ambiguous prefix."""
+        exact = self.get(ref)
+        if exact is not None:
+            return exact
+        t = runs_table
+        escaped = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        query = sa.select(t.c.token).where(t.c.token.like(f"{escaped}%", escape="\\")).limit(4)
+        rows: list[str] = self._read(lambda conn: list(conn.execute(query).scalars()), [])
+        found = sorted({f for f in rows if f.startswith(ref)})  # SQLite's LIKE ignores case
+        if len(found) > 1:
+            shown = ", ".join(found[:3])
+            raise UnknownRun(f"{ref!r} matches several runs in history ({shown}, ...)")
+        return self.get(found[0]) if found else None
+
     def copy(self, token: str) -> Copy | None:
         """What the mover copied of `token`'s newest generation; None when history has none."""
         fields = self._fields(token)
@@ -143,16 +163,9 @@ class HistoryStore:
 
     def generations(self, token: str) -> list[int]:
         """Every generation of `token` in history, newest first."""
-        engine = self._engine(create=False)
-        if engine is None:
-            return []
-        t = runs_table
-        with engine.connect() as conn:
-            try:
-                query = sa.select(t.c.generation).where(t.c.token == token)
-                return sorted((int(g) for g in conn.execute(query).scalars()), reverse=True)
-            except sa.exc.OperationalError:
-                return []  # no tables yet
+        query = sa.select(runs_table.c.generation).where(runs_table.c.token == token)
+        found: list[int] = self._read(lambda conn: list(conn.execute(query).scalars()), [])
+        return sorted((int(g) for g in found), reverse=True)
 
     def steps(self, token: str) -> dict[str, Any]:
         """The finished steps of `token`'s newest generation in the order they finished, as
@@ -178,9 +191,6 @@ class HistoryStore:
     ) -> list[RunRecord]:  # fmt: skip
         """The newest finished runs (by creation; `limit` 0: all), optionally of one state or
         task, created (with a state: finished) after `since`."""
-        engine = self._engine(create=False)
-        if engine is None:
-            return []
         t = runs_table
         query = sa.select(t.c.fields).order_by(t.c.created_at.desc())
         if limit:
@@ -191,11 +201,7 @@ class HistoryStore:
             query = query.where(t.c.task == task)
         if since is not None:
             query = query.where((t.c.finished_at if state else t.c.created_at) >= since)
-        with engine.connect() as conn:
-            try:
-                raw = list(conn.execute(query).scalars())
-            except sa.exc.OperationalError:
-                return []
+        raw: list[str] = self._read(lambda conn: list(conn.execute(query).scalars()), [])
         return [_record(json.loads(f)) for f in raw]
 
     def counts(self, *, task: str | None = None, since: float | None = None) -> dict[str, int]:
@@ -215,34 +221,46 @@ class HistoryStore:
             query = query.where(t.c.task == task)
         if since is not None:
             query = query.where(t.c.created_at >= since)
-        with engine.connect() as conn:
-            try:
-                return {str(state): int(n) for state, n in conn.execute(query).all()}
-            except sa.exc.OperationalError:
-                return {}
+        rows: list[Any] = self._read(lambda conn: list(conn.execute(query).all()), [])
+        return {str(state): int(n) for state, n in rows}
 
     def _fields(self, token: str) -> dict[str, str] | None:
-        engine = self._engine(create=False)
-        if engine is None:
-            return None
         t = runs_table
         query = sa.select(t.c.fields).where(t.c.token == token)
-        with engine.connect() as conn:
-            try:
-                raw = conn.execute(query.order_by(t.c.generation.desc()).limit(1)).scalar()
-            except sa.exc.OperationalError:
-                return None
+        query = query.order_by(t.c.generation.desc()).limit(1)
+        raw = self._read(lambda conn: conn.execute(query).scalar(), None)
         return None if raw is None else dict(json.loads(raw))
 
     def _rows(self, table: sa.Table, token: str, order: Any) -> list[Any]:
         generations = self.generations(token)
-        engine = self._engine(create=False)
-        if not generations or engine is None:
+        if not generations:
             return []
         query = sa.select(table).where(table.c.token == token)
         query = query.where(table.c.generation == generations[0]).order_by(order)
-        with engine.connect() as conn:
-            return list(conn.execute(query).all())
+        return self._read(lambda conn: list(conn.execute(query).all()), list[Any]())
+
+    def _read(self, read: Callable[[sa.Connection], T], empty: T) -> T:
+        """`read` on a connection; `empty` when there is no database or no tables yet. Raises
+        HistoryUnavailable (one line) when the database cannot be reached or read."""
+        engine = self._engine(create=False)
+        if engine is None:
+            return empty
+        try:
+            with engine.connect() as conn:
+                return read(conn)
+        except sa.exc.DBAPIError as exc:
+            if _no_tables(exc):
+                return empty
+            said = str(exc.orig or exc).strip().splitlines()[0][:200]
+            url = redact(self.settings.history_database_url)
+            raise HistoryUnavailable(
+                f"the history database {url} cannot be read ({said}): check RUNNER_HISTORY_URL"
+            ) from None
+
+
+def _no_tables(exc: sa.exc.DBAPIError) -> bool:
+    """Whether the error says the history tables are not there yet (nothing moved so far)."""
+    return "no such table" in str(exc.orig) or getattr(exc.orig, "sqlstate", "") == "42P01"
 
 
 def _seen(conn: sa.Connection, tokens: list[str]) -> dict[str, dict[float, int]]:

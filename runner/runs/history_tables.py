@@ -135,7 +135,17 @@ def history_engine(url: str, *, create: bool) -> Engine | None:
     given = " ".join(given) if isinstance(given, tuple) else given
     options = f"{given} -c statement_timeout={ms} -c lock_timeout={ms}".strip()
     parsed = parsed.difference_update_query(["options"])
-    connect_args = {"connect_timeout": TIMEOUT_SECONDS, "options": options}
+    connect_args = {
+        "connect_timeout": TIMEOUT_SECONDS,
+        "options": options,
+        # a connection whose packets vanish (a black-holed host) fails in seconds, not after
+        # the kernel's retransmits give up (~15 min): the mover then retries on a new one
+        "tcp_user_timeout": 2 * ms,
+        "keepalives": 1,
+        "keepalives_idle": TIMEOUT_SECONDS,
+        "keepalives_interval": 2,
+        "keepalives_count": 3,
+    }
     return sa.create_engine(parsed, connect_args=connect_args, pool_pre_ping=True)
 
 

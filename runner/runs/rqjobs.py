@@ -28,7 +28,7 @@ from runner.tasks import TaskRegistry
 # The function every attempt's job names, by this string: jobs already queued in a live Redis
 # carry it, so it must stay importable under this name (keep an alias where it was if the
 # function moves), or a deploy fails them. Jobs queued before the engine moved into subsystems
-# carry LEGACY_PERFORM (runner/execute.py, the alias). tests/runner/runs/test_rqjobs.py pins both.
+# carry LEGACY_PERFORM (runner/execute.py, the alias). tests/runner/test_execute.py pins both.
 PERFORM = "runner.attempt.execute.perform_attempt"
 LEGACY_PERFORM = "runner.execute.perform_attempt"
 PERFORMS = frozenset({PERFORM, LEGACY_PERFORM})

@@ -263,21 +263,22 @@ class Runs:
         now = time.time()
         flat = encode({**run_fields, "updated_at": now})
         to_state = RunState.QUEUED if queue is not None else RunState(run_fields["state"])
+        keys = [
+            self.keys.run(token), self.keys.lease(token), self.keys.delayed,
+            self.keys.steps(token), self.keys.log(token),
+            self._index(seen_state), self._index(to_state),
+        ]  # fmt: skip
         job_fields: list[Any] = []
-        new_job = queue_key = self.keys.job("-")
-        if queue is not None:
+        if queue is not None:  # the keys of the new attempt's job, declared only then
             attempt = int(run_fields["attempt"])
             new_id = job_id(token, attempt)
             flat += ["job_id", new_id, "state", RunState.QUEUED]
-            new_job, queue_key = job_key(new_id), self.jobs.queue(queue).key
+            keys += [
+                self.keys.job(new_id), job_key(new_id), self.jobs.queue(queue).key,
+                Queue.redis_queues_keys,
+            ]  # fmt: skip
             fields = self.jobs.fields(queue, token, attempt, timeout, datetime.now(UTC))
             job_fields = [v for pair in fields.items() for v in pair]
-        keys = [
-            self.keys.run(token), self.keys.lease(token), self.keys.delayed,
-            self.keys.steps(token), self.keys.job(job_id(token, int(run_fields.get("attempt", 0)))),
-            new_job, queue_key, Queue.redis_queues_keys, self.keys.log(token),
-            self._index(seen_state), self._index(to_state),
-        ]  # fmt: skip
         args = [
             token, seen_state, seen_attempt, int(lease_gone),
             self.settings.retention_seconds, now, holder, self.log_cap,

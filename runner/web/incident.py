@@ -10,15 +10,22 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from runner.connections.redis import redact
+from runner.errors import HistoryUnavailable
 from runner.web.pages import render
 
 DOWN = (RedisConnectionError, RedisTimeoutError)
 
 
 def install(app: FastAPI) -> None:
-    """Answer a route's failure to reach Redis with the incident page."""
+    """Answer a route's failure to reach Redis with the incident page, and its failure to
+    read the history database with a page that says so (503 both)."""
     for kind in DOWN:
         app.add_exception_handler(kind, incident)
+    app.add_exception_handler(HistoryUnavailable, history_down)
+
+
+async def history_down(request: Request, exc: Exception) -> Response:
+    return render(request, "history_down.html", {"message": str(exc)}, status=503)
 
 
 async def incident(request: Request, exc: Exception) -> Response:

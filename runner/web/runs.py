@@ -10,12 +10,14 @@ from fastapi.responses import Response
 
 from runner.errors import UnknownRun
 from runner.logs import newest_events
+from runner.monitoring.why import why
 from runner.printable import printable_data
 from runner.record import ACTIVE, RunState
 from runner.runs.attempts import attempts
 from runner.runs.rqjobs import known_queues
 from runner.runs.summary import argument_text, error_text, took
 from runner.web.console import ConsoleDep
+from runner.web.incident import DOWN
 from runner.web.listing import PAGE_SIZES, RANGES, STATES, RunFilter, runs_page
 from runner.web.pages import render
 from runner.web.params import whole_number
@@ -47,7 +49,11 @@ def runs_list(request: Request, console: ConsoleDep) -> Response:
 @router.get("/runs/{token:path}")
 def run_page(request: Request, console: ConsoleDep, token: str) -> Response:
     """One run; `?level=warning&attempt=2` filters its log (and the live events)."""
-    moved = None if console.redis.exists(console.keys.run(token)) else console.history.get(token)
+    try:
+        live = bool(console.redis.exists(console.keys.run(token)))
+    except DOWN:  # Redis is down: a run that moved to history is still shown
+        live = False
+    moved = None if live else console.history.get(token)
     if moved is not None:  # a run that moved to history: read there
         record, steps = moved, console.history.steps(token)
         events = console.history.events(token)[-EVENTS_SHOWN:]
@@ -78,6 +84,9 @@ def run_page(request: Request, console: ConsoleDep, token: str) -> Response:
         "summary": json.dumps(printable_data(_without_error(run_summary(record)))),
         "args_json": json.dumps(record.args, indent=2, sort_keys=True, default=str),
         "done": sum((record.counters or {}).values()),
+        "why": why(
+            None if moved else console.redis, console.settings, record, moved=moved is not None
+        ).sentence,
         "can_rerun": record.state in (RunState.FAILED, RunState.CANCELLED),
         "can_cancel": record.state in ACTIVE and not record.cancel_requested,
     }

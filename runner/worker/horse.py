@@ -196,7 +196,13 @@ class Horse(BatchedBookkeeping):
             self._last_suspension_check = now
             if is_suspended(self.connection, self):  # RQ's loop waits there: not with a job
                 self._put_back_ahead()
+                if self.executor is None:
+                    super().check_for_suspension(burst)
+                    return
+                since = self.executor.keys.suspended_since
+                self.connection.set(since, f"{time.time():.3f}", nx=True)
                 super().check_for_suspension(burst)
+                self.connection.delete(since)  # resumed
 
     def teardown(self) -> None:
         self._put_back_ahead()

@@ -63,3 +63,21 @@ def test_rejects_lists_position_source_id_and_reason_paged(
 def test_rejects_of_an_unknown_run_is_a_usage_error(invoke: Callable[..., Result]) -> None:
     result = invoke("rejects", "nosuchrun")
     assert result.exit_code == 2 and result.stderr.startswith("error: ")
+
+
+def test_rejects_of_an_import_that_moved_to_history_by_a_prefix(
+    tmp_path: Path, invoke: Callable[..., Result], work: Callable[[], None], settings: Settings,
+) -> None:  # fmt: skip
+    from runner.connections.redis import connect
+    from runner.runs.move import Mover
+
+    # Given an import with three rejected lines, done, then moved out of Redis
+    feed = feed_with_bad_lines(tmp_path / "feed.jsonl")
+    token = invoke("import", str(feed)).stdout.strip()
+    work()
+    assert Mover(connect(settings), settings.with_changes(history_delay_seconds=0.0)).move_once()
+    # When its rejects are listed by a prefix of its token
+    listed = invoke("rejects", token[:12], "--json")
+    # Then history resolves the prefix, and the rejects come from the content store
+    assert listed.exit_code == 0, listed.output
+    assert [json.loads(line)["position"] for line in listed.stdout.splitlines()] == [3, 4, 5]

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import pytest
 from redis import Redis
 
 from runner.config import Settings
-from runner.errors import LeaseLost
 from runner.keys import Keys
 from runner.logs import read_events
 from runner.runs.enqueue import Enqueued, Enqueuer, Request
@@ -18,34 +16,6 @@ from runner.tasks import Task
 
 def events(redis: Redis, token: str) -> list[dict[str, object]]:
     return [e for _, e in read_events(redis, Keys(), token)]
-
-
-def test_a_multi_step_run_records_each_step_and_its_result(
-    enqueue: Callable[..., Enqueued], drain: Callable[..., None], runs: Runs, redis: Redis
-) -> None:
-    token = enqueue("slow_steps", steps=3, seconds=0.0).token
-    drain()
-    record = runs.get(token)
-    assert record is not None and record.state == "succeeded" and record.attempt == 1
-    assert record.result == {"steps": 3}
-    steps = runs.steps(token)
-    assert list(steps) == ["s0", "s1", "s2"]
-    assert [s["result"] for s in steps.values()] == [0, 1, 2]
-    names = [e["event"] for e in events(redis, token)]
-    assert names.count("step.started") == 3 and names.count("step.finished") == 3
-    assert names[:2] == ["run.queued", "run.state"] and names[-1] == "run.succeeded"
-
-
-def test_transient_fault_in_a_step_is_retried_inside_the_attempt(
-    enqueue: Callable[..., Enqueued], drain: Callable[..., None], runs: Runs, redis: Redis
-) -> None:
-    token = enqueue("flaky", failures=2, mode="step").token
-    drain()
-    record = runs.get(token)
-    assert record is not None and record.state == "succeeded" and record.attempt == 1
-    retries = [e for e in events(redis, token) if e["event"] == "step.retry"]
-    assert [r["try_number"] for r in retries] == [1, 2]
-    assert all(r["step"] == "fragile" for r in retries)
 
 
 def test_a_failed_attempt_is_retried_as_a_new_attempt_that_skips_finished_steps(
@@ -86,34 +56,6 @@ def test_attempts_are_bounded_then_the_run_fails_with_the_reason(
     assert record is not None and record.state == "failed"
     assert record.attempt == settings.max_attempts == 5
     assert record.error is not None and record.error["message"] == "still broken (simulated)"
-
-
-def test_a_step_that_fails_names_the_step_in_the_error(
-    enqueue: Callable[..., Enqueued], drain: Callable[..., None], runs: Runs, redis: Redis
-) -> None:
-    token = enqueue("counting", items=5, seconds=0.0).token
-    redis.set(f"probe:fail:{token}", 2)
-    drain()
-    record = runs.get(token)
-    assert record is not None and record.state == "failed"
-    assert record.cursor == 2 and record.counters == {"done": 2}
-
-
-def test_writes_with_a_lost_lease_are_rejected(
-    enqueue: Callable[..., Enqueued], runs: Runs, redis: Redis
-) -> None:
-    # Given a run whose lease is held by attempt job "j-1"
-    queued = enqueue("counting", items=1)
-    assert runs.begin(queued.token, 1, holder="j-1", worker="w", version="t")[0] == "ok"
-    # When another holder tries to write progress, or the lease expires
-    with pytest.raises(LeaseLost):
-        runs.write(queued.token, "j-2", {"cursor": 99})
-    redis.delete(f"runner:lease:{queued.token}")
-    with pytest.raises(LeaseLost):
-        runs.write(queued.token, "j-1", {"cursor": 99})
-    # Then nothing was written
-    after = runs.get(queued.token)
-    assert after is not None and after.cursor is None
 
 
 def test_a_duplicate_delivery_of_a_running_token_does_not_run_the_body(

@@ -3,9 +3,6 @@ first, Redis down), get, wait, cancel, rerun, typed handles."""
 
 from __future__ import annotations
 
-import asyncio
-import subprocess
-import sys
 import threading
 from collections.abc import Callable
 from dataclasses import replace
@@ -14,13 +11,9 @@ from pathlib import Path
 import pytest
 from redis import Redis
 
-from runner import AsyncClient, Client, InvalidArguments, RunnerError, RunState
-from runner.client.aio import async_connect
+from runner import Client, InvalidArguments, RunnerError, RunState
 from runner.config import Settings
 from runner.errors import RedisUnavailable, UnknownTask
-from runner.tasks import load_registry
-from tests.conftest import ROOT, TEST_TASKS
-from tests.sentinels import sentinel_topology
 
 CONCURRENT = 40
 
@@ -53,26 +46,6 @@ def test_forty_threads_enqueueing_one_token_make_one_run(redis: Redis, settings:
     assert len(results) == CONCURRENT
     assert sum(not r.deduplicated for r in results) == 1
     assert runs_of(redis, "greet") == [b"greet-ada"]
-    assert redis.llen("rq:queue:default") == 1
-
-
-def test_forty_asyncio_tasks_enqueueing_one_token_make_one_run(
-    redis: Redis, settings: Settings
-) -> None:
-    async def main() -> list[bool]:
-        client = AsyncClient.from_url(settings.redis_url or "", settings=settings)
-        try:
-            results = await asyncio.gather(
-                *(client.enqueue("greet", {"name": "ada"}) for _ in range(CONCURRENT))
-            )
-        finally:
-            await client.aclose()
-        return [r.deduplicated for r in results]
-
-    deduplicated = asyncio.run(main())
-
-    assert deduplicated.count(False) == 1
-    assert len(runs_of(redis, "greet")) == 1
     assert redis.llen("rq:queue:default") == 1
 
 
@@ -131,108 +104,6 @@ def test_cancel_and_rerun_through_the_client(client: Client) -> None:
     assert client.rerun(token).action == "requeued"
     record = client.get(token)
     assert record is not None and (record.state, record.attempt) == (RunState.QUEUED, 2)
-
-
-def test_a_handle_enqueues_with_its_options_through_its_client(
-    client: Client, redis: Redis
-) -> None:
-    registry = load_registry(TEST_TASKS)
-    import tests.sample_tasks as tasks
-
-    with pytest.raises(InvalidArguments, match="no client to enqueue through"):
-        tasks.greet.enqueue(name="ada")
-    handle = tasks.greet.with_options(client=client, token="greet-by-handle", queue="cron")
-
-    enqueued = handle.enqueue(name="ada")
-
-    assert enqueued.token == "greet-by-handle"
-    assert redis.llen("rq:queue:cron") == 1
-    with pytest.raises(InvalidArguments, match="no argument 'nmae'"):
-        handle.enqueue(name="ada", nmae="ada")  # type: ignore[call-arg]
-    assert client.task(tasks.greet) is registry.get("greet")
-
-
-def test_a_handle_enqueues_from_asyncio(settings: Settings, redis: Redis) -> None:
-    import tests.sample_tasks as tasks
-
-    async def main() -> str:
-        client = AsyncClient.from_url(settings.redis_url or "", settings=settings)
-        try:
-            handle = tasks.greet.with_options(async_client=client)
-            enqueued = await handle.enqueue_async(name="ada")
-            record = await client.get(enqueued.token)
-            assert record is not None
-            return record.state
-        finally:
-            await client.aclose()
-
-    assert asyncio.run(main()) == RunState.QUEUED
-
-
-def test_the_site_tasks_have_handles() -> None:
-    import jobs
-
-    assert jobs.import_posts.task is jobs.registry.get("import_posts")
-    assert {jobs.poll_inbox.name, jobs.poll_feeds.name, jobs.prune.name} == {
-        "poll_inbox", "poll_feeds", "prune"
-    }  # fmt: skip
-
-
-SNIPPET = """
-from runner import Run, TaskRegistry
-
-registry = TaskRegistry()
-
-
-@registry.task()
-def greet(run: Run, *, name: str, loud: bool = False) -> str:
-    return name
-
-
-greet.enqueue(name="ada", loud=True)
-greet.with_options(token="t").enqueue(name="ada")
-greet.enqueue(nmae="ada")
-greet.enqueue(name=1)
-"""
-
-
-def test_mypy_rejects_a_wrong_keyword_on_a_task_handle(tmp_path: Path) -> None:
-    snippet = tmp_path / "snippet.py"
-    snippet.write_text(SNIPPET)
-    done = subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(snippet)],
-        capture_output=True, text=True, cwd=ROOT, timeout=300,
-    )  # fmt: skip
-    errors = [line for line in done.stdout.splitlines() if line.startswith(f"{snippet}:")]
-    lines = [int(line.split(":")[1]) for line in errors if ": error:" in line]
-
-    assert done.returncode == 1, done.stdout
-    assert lines == [14, 15], done.stdout  # the two good calls pass
-    assert 'Unexpected keyword argument "nmae" for "enqueue"' in done.stdout
-    assert 'Argument "name" to "enqueue" of "TaskHandle" has incompatible type "int"' in done.stdout
-
-
-@pytest.mark.slow
-def test_the_asyncio_client_enqueues_through_sentinel_and_waits_for_a_replica() -> None:
-    with sentinel_topology(sentinel_password="s3cret") as topology:
-        settings = Settings(redis_url=topology.url, redis_sentinel_password="s3cret",
-                            tasks_module=TEST_TASKS)  # fmt: skip
-        assert settings.min_replicas == 1
-
-        async def main() -> str:
-            client = AsyncClient(async_connect(settings), settings)
-            try:
-                return (await client.enqueue("greet", {"name": "ada"})).token
-            finally:
-                await client.aclose()
-
-        token = asyncio.run(main())
-        master = topology.master()
-        # returned only once a replica had the run: it is there at once
-        assert master.client().hget(f"runner:run:{token}", "state") == b"queued"
-        assert (
-            topology.replica_of(master).client().hget(f"runner:run:{token}", "state") == b"queued"
-        )
 
 
 def test_enqueue_many_is_one_call_for_many_runs(client: Client, redis: Redis) -> None:

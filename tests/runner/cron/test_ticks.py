@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import SimpleNamespace
 
 import psutil
 import pytest
@@ -21,10 +20,8 @@ from click.testing import Result
 from redis import Redis
 
 from runner.config import Settings
-from runner.cron.schedule import CronEntry, check_schedule, slot_text
-from runner.cron.status import describe
+from runner.cron.schedule import slot_text
 from runner.cron.ticks import Cron
-from runner.errors import ConfigError, UnknownTask
 from runner.runs.enqueue import Enqueued
 from runner.runs.index import RunIndex, RunQuery
 from runner.runs.transitions import Runs
@@ -85,58 +82,6 @@ def clock_events(settings: Settings, tmp_path: Path, index: int) -> list[dict[st
 
 
 # -- entries -------------------------------------------------------------------------------
-
-
-def test_an_invalid_entry_is_refused_naming_it() -> None:
-    with pytest.raises(ValueError, match=r"cron entry 'nightly'.*not a cron expression"):
-        CronEntry("nightly", "0 25 * * *", task="noop")
-    with pytest.raises(ValueError, match="cron entry 'seconds'"):
-        CronEntry("seconds", "* * * * * *", task="noop")  # six fields: croniter's seconds
-    with pytest.raises(ValueError, match="never matches"):
-        CronEntry("feb30", "0 0 30 2 *", task="noop")
-    with pytest.raises(ValueError, match="catch_up=0"):
-        CronEntry("e", "* * * * *", task="noop", catch_up=0)
-    with pytest.raises(ValueError, match="overlap='queue'"):
-        CronEntry("e", "* * * * *", task="noop", overlap="queue")
-    with pytest.raises(ValueError, match="JSON"):
-        CronEntry("e", "* * * * *", task="noop", args={"when": datetime.now()})
-
-
-def test_catch_up_fires_only_the_newest_missed_slots() -> None:
-    # Given entries last handled at 06:00 and a tick at 06:10
-    every, three = CronEntry("a", "* * * * *", task="a"), SCHEDULE[1]
-    quarter = CronEntry("q", "*/15 * * * *", task="q", catch_up=5)
-    # Then each gets its newest `catch_up` slots after 06:00, oldest first
-    assert every.pending(after=SIX, until=at(10)) == [at(10)]
-    assert three.pending(after=SIX, until=at(10)) == [at(8), at(9), at(10)]
-    assert quarter.pending(after=SIX, until=at(100)) == [at(m) for m in (30, 45, 60, 75, 90)]
-    assert quarter.pending(after=SIX, until=at(10)) == []
-    # And an entry that never fired gets only the current slot, if it is due
-    assert three.pending(after=None, until=at(10)) == [at(10)]
-    assert quarter.pending(after=None, until=at(10)) == []
-
-
-def test_the_schedule_in_words() -> None:
-    assert describe("* * * * *") == "every minute"
-    assert describe("*/5 * * * *") == "every 5 minutes"
-    assert describe("0 * * * *") == "hourly at :00"
-    assert describe("7 * * * *") == "hourly at :07"
-    assert describe("30 6 * * *") == "daily at 06:30 UTC"
-    assert describe("0 6 * * 1") == "weekly on Monday at 06:00 UTC"
-    assert describe("0 6 1 * *") == "0 6 1 * *"
-
-
-def test_a_schedule_with_a_task_twice_or_an_unknown_task_is_refused() -> None:
-    registry = load_registry("tests.cron_tasks")
-    twice = [*SCHEDULE, CronEntry("again", "5 * * * *", task="hourly_chime")]
-    with pytest.raises(ConfigError, match="task \\['hourly_chime'\\]"):
-        check_schedule(twice, registry)
-    with pytest.raises(UnknownTask, match="no_such_task"):
-        check_schedule([CronEntry("x", "* * * * *", task="no_such_task")], registry)
-    # A line that only looks like an entry (a name and a task) is refused, naming the type
-    look_alike = SimpleNamespace(name="x", task="hourly_chime")
-    with pytest.raises(ConfigError, match=r"use runner\.cron\.schedule\.CronEntry"):
-        check_schedule([look_alike], registry)
 
 
 # -- tick ----------------------------------------------------------------------------------

@@ -4,127 +4,17 @@ RUNNER_TEST_POSTGRES_URL is set)."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import textwrap
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 from click.testing import Result
 from redis import Redis
 
 from runner.client.sync import Client
-from runner.config import Settings
 from runner.keys import Keys
 from runner.record import Enqueued, RunState
-from runner.runs.history import HistoryStore
-from runner.runs.history_tables import metadata
 from runner.runs.move import Mover
-from tests.conftest import ROOT, wait_for
-
-POSTGRES = os.environ.get("RUNNER_TEST_POSTGRES_URL")
-BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(
-    not POSTGRES, reason="RUNNER_TEST_POSTGRES_URL is not set"))]  # fmt: skip
-
-
-@pytest.fixture(params=BACKENDS)
-def history_settings(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Settings]:
-    moved = replace(settings, history_delay_seconds=0.0)
-    if request.param == "sqlite":
-        yield moved
-        return
-    schema = f"h{uuid.uuid4().hex[:10]}"  # one schema per test: tests may run side by side
-    assert POSTGRES
-    admin = sa.create_engine(POSTGRES)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
-    url = sa.make_url(POSTGRES).update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        yield replace(moved, history_url=url.render_as_string(hide_password=False))
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
-
-
-@pytest.fixture
-def mover(redis: Redis, history_settings: Settings) -> Iterator[Mover]:
-    mover = Mover(redis, history_settings)
-    yield mover
-    if mover.store.engine is not None:
-        mover.store.engine.dispose()
-
-
-def run_keys(redis: Redis, token: str) -> list[str]:
-    return sorted(k.decode() for k in redis.scan_iter(f"*{token}*"))
-
-
-def test_a_finished_run_moves_and_only_its_marker_stays(
-    enqueue: Callable[..., Enqueued], drain: Callable[..., None], redis: Redis, mover: Mover,
-) -> None:  # fmt: skip
-    token = enqueue("greet", name="ada").token
-    drain()
-    assert mover.move_once() == 1
-    keys = Keys(mover.settings.prefix)
-    assert run_keys(redis, token) == [keys.done(token)]
-    assert 0 < redis.ttl(keys.done(token)) <= mover.settings.retention_seconds
-    assert not any(redis.zscore(k, token) for k in redis.scan_iter(f"{keys.prefix}runs*")
-                   if redis.type(k) == b"zset")  # fmt: skip
-    moved = Client(redis, mover.settings).get(token)
-    assert moved is not None
-    assert (moved.state, moved.result) == (RunState.SUCCEEDED, "ada")
-    assert mover.move_once() == 0  # nothing left to move
-
-
-def test_a_moved_token_is_deduplicated_with_its_state(
-    enqueue: Callable[..., Enqueued], drain: Callable[..., None], redis: Redis, mover: Mover,
-) -> None:  # fmt: skip
-    first = enqueue("greet", name="ada")
-    drain()
-    mover.move_once()
-    again = enqueue("greet", name="ada")
-    assert again.deduplicated
-    assert (again.token, again.state, again.job_id) == (first.token, "succeeded", first.job_id)
-    assert not redis.exists(Keys(mover.settings.prefix).run(first.token))
-
-
-def test_a_run_that_changed_since_its_copy_stays_in_redis(
-    enqueue: Callable[..., Enqueued], drain: Callable[..., None], redis: Redis, mover: Mover,
-) -> None:  # fmt: skip
-    token = enqueue("greet", name="ada").token
-    drain()
-    copies = mover.copy(mover.due())
-    mover.store.write(copies)
-    redis.hset(Keys(mover.settings.prefix).run(token), "updated_at", "1")  # a rerun, say
-    assert mover.forget(copies) == 0
-    assert redis.exists(Keys(mover.settings.prefix).run(token))
-    assert not redis.exists(Keys(mover.settings.prefix).done(token))
-
-
-def test_a_failed_run_stays_in_redis_for_the_failed_window(
-    enqueue: Callable[..., Enqueued], drain: Callable[..., None], redis: Redis, mover: Mover,
-) -> None:  # fmt: skip
-    token = enqueue("broken").token
-    drain()
-    assert mover.move_once() == 0
-    keys = Keys(mover.settings.prefix)
-    assert redis.exists(keys.run(token))
-    copied = mover.store.get(token)
-    assert copied is not None and copied.state == RunState.FAILED, "copied at once"
-    failed = [k for k in redis.scan_iter("rq:failed:*") if redis.zcard(k)]
-    assert failed, "the RQ failed job stays, so `rq requeue` works"
-    later = replace(mover.settings, failed_seconds=0)
-    assert Mover(redis, later, store=mover.store).move_once() == 1
-    assert run_keys(redis, token) == [keys.done(token)]
-    assert not any(redis.zcard(k) for k in redis.scan_iter("rq:failed:*"))
-    moved = Client(redis, mover.settings).get(token)
-    assert moved is not None and moved.state == RunState.FAILED
 
 
 def test_the_cli_shows_and_lists_a_moved_run(
@@ -143,66 +33,6 @@ def test_the_cli_shows_and_lists_a_moved_run(
     assert token in listed.output
     logged = invoke("logs", token, "--json")
     assert logged.exit_code == 0 and "run.succeeded" in logged.output
-
-
-MOVE_AND_DIE = """
-import os, signal, sys
-from runner.config import Settings
-from runner.connections.redis import connect
-from runner.runs.move import Mover
-
-settings = Settings.from_env()
-mover = Mover(connect(settings), settings)
-copies = mover.copy(mover.due())
-mover.store.write(copies)
-print(len(copies), flush=True)
-os.kill(os.getpid(), signal.SIGKILL)  # between "written to the database" and the delete
-"""
-
-
-def test_a_mover_killed_between_copy_and_delete_moves_each_run_once(
-    enqueue: Callable[..., Enqueued], drain: Callable[..., None], redis: Redis, mover: Mover,
-    tmp_path: Path,
-) -> None:  # fmt: skip
-    tokens = [enqueue("greet", name=f"n{i}").token for i in range(5)]
-    drain()
-    s = mover.settings
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "RUNNER_HOME": str(s.home),
-           "RUNNER_REDIS_URL": s.redis_url or "", "RUNNER_HISTORY_DELAY_SECONDS": "0",
-           "RUNNER_HISTORY_URL": s.history_database_url}  # fmt: skip
-    script = tmp_path / "move_and_die.py"
-    script.write_text(textwrap.dedent(MOVE_AND_DIE))
-    done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True,
-                          text=True, timeout=60, cwd=ROOT)  # fmt: skip
-    assert done.returncode == -signal.SIGKILL, done.stderr
-    assert done.stdout.strip() == "5"
-    keys = Keys(s.prefix)
-    assert all(redis.exists(keys.run(t)) for t in tokens), "killed before the delete"
-    assert mover.move_once() == 5  # copied again over the same rows, then removed
-    engine = mover.store.engine
-    assert engine is not None
-    with engine.connect() as conn:
-        table = metadata.tables["runner_runs"]
-        rows = conn.execute(sa.select(table.c.token)).scalars().all()
-    assert sorted(rows) == sorted(tokens)
-    assert all(run_keys(redis, t) == [keys.done(t)] for t in tokens)
-
-
-def test_the_relay_process_moves_finished_runs(
-    enqueue: Callable[..., Enqueued], redis: Redis, history_settings: Settings,
-    start_worker: Callable[..., object],
-) -> None:  # fmt: skip
-    token = enqueue("greet", name="ada").token
-    env = {"RUNNER_HISTORY_DELAY_SECONDS": "0"}
-    if history_settings.history_url:
-        env["RUNNER_HISTORY_URL"] = history_settings.history_url
-    start_worker(**env)
-    keys = Keys(history_settings.prefix)
-    wait_for(lambda: redis.exists(keys.done(token)), timeout=60, what="the run to move")
-    store = HistoryStore(history_settings)
-    moved = store.get(token)
-    assert moved is not None and moved.result == "ada"
-    assert any(f.get("e") for _, f in store.log(token))
 
 
 def test_a_rerun_of_a_moved_failed_run_brings_it_back_with_its_checkpoints(
@@ -341,29 +171,6 @@ def test_a_moved_failed_run_rerun_resumes_from_its_checkpoint(
     assert done is not None and done.state == RunState.SUCCEEDED
 
 
-def test_the_history_tables_come_from_the_engines_own_alembic_tree(
-    history_settings: Settings,
-) -> None:
-    from alembic.config import Config
-    from alembic.script import ScriptDirectory
-
-    from runner.runs.history_tables import HEAD, MIGRATIONS, history_engine, upgrade_history
-
-    config = Config()
-    config.set_main_option("script_location", MIGRATIONS)
-    assert ScriptDirectory.from_config(config).get_current_head() == HEAD
-    engine = history_engine(history_settings.history_database_url, create=True)
-    assert engine is not None
-    try:
-        assert upgrade_history(engine) == HEAD
-        assert upgrade_history(engine) == HEAD  # again: nothing to do
-        tables = set(sa.inspect(engine).get_table_names())
-        assert {"runner_runs", "runner_steps", "runner_log_events"} <= tables
-        assert "runner_alembic_version" in tables and "alembic_version" not in tables
-    finally:
-        engine.dispose()
-
-
 def test_a_token_enqueued_after_its_marker_expired_is_a_new_generation_in_history(
     enqueue: Callable[..., Enqueued], drain: Callable[..., None], redis: Redis, mover: Mover,
     invoke: Callable[..., Result], monkeypatch: pytest.MonkeyPatch,
@@ -382,20 +189,3 @@ def test_a_token_enqueued_after_its_marker_expired_is_a_new_generation_in_histor
         monkeypatch.setenv("RUNNER_HISTORY_URL", mover.settings.history_url)
     shown = invoke("show", "t1")
     assert "second" in shown.output and "older runs of this token: 1" in shown.output
-
-
-def test_a_refused_history_database_only_delays_the_move(
-    enqueue: Callable[..., Enqueued], drain: Callable[..., None], redis: Redis, mover: Mover,
-) -> None:  # fmt: skip
-    from sqlalchemy.exc import SQLAlchemyError
-
-    token = enqueue("greet", name="ada").token
-    drain()
-    refused = replace(mover.settings, history_url="postgresql+psycopg://u:pw@127.0.0.1:1/h")
-    with pytest.raises(SQLAlchemyError):
-        Mover(redis, refused).move_once()
-    keys = Keys(mover.settings.prefix)
-    assert redis.exists(keys.run(token)) and not redis.exists(keys.done(token))
-    again = Client(redis, mover.settings).enqueue("greet", {"name": "ada"})
-    assert again.deduplicated and again.state == "succeeded"
-    assert mover.move_once() == 1  # the database is back: the run moves

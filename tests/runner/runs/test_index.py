@@ -90,25 +90,6 @@ def test_a_malformed_cursor_is_a_clear_error(redis: Redis, settings: Settings) -
         RunIndex(redis, settings).page(RunQuery(after="nonsense"))
 
 
-def test_pruning_takes_expired_runs_out_of_the_indexes(
-    redis: Redis, settings: Settings, enqueue: Callable[..., Enqueued],
-    drain: Callable[..., None],
-) -> None:  # fmt: skip
-    from runner.runs.retention import prune_runs
-
-    enqueue("noop", token="old")
-    drain()
-    index = RunIndex(redis, settings)
-    assert [r.token for r in index.page(RunQuery(task="noop")).runs] == ["old"]
-
-    prune_runs(redis, settings, now=time.time() + settings.retention_seconds + 60)
-
-    keys = Keys(settings.prefix)
-    assert redis.zscore(keys.by_task("noop"), "old") is None
-    assert redis.zscore(keys.by_state(RunState.SUCCEEDED), "old") is None
-    assert index.counts()[RunState.SUCCEEDED] == 0
-
-
 def test_a_listing_is_newest_first_and_filtered_by_state_task_and_creation_time(
     enqueue: Callable[..., Enqueued], drain: Callable[..., None], runs: Runs, index: RunIndex
 ) -> None:

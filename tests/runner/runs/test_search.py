@@ -19,9 +19,7 @@ from runner.record import Enqueued, RunState
 from runner.runs.move import Mover
 from runner.runs.search import Search, search_runs
 from runner.web.app import create_app
-from tests.runner.runs.test_history import history_settings
 
-__all__ = ["history_settings"]  # the fixture, shared with the history's tests
 FEED = "feeds/alpha-2026-12.jsonl"
 HOSTILE = '<script>alert("x")</script>'
 

@@ -56,3 +56,35 @@ def test_a_token_is_checked_without_redis(
     assert bearer.status_code == 503 and "Redis is unreachable" in bearer.text
     client.cookies.set("runner_console", cookie)
     assert client.get("/").status_code == 503
+
+
+def test_a_moved_runs_page_is_read_from_history_while_redis_is_down(
+    client_for: Callable[..., TestClient], redis_server: RedisServer, redis: Redis,
+    settings: Settings, enqueue: Callable[..., Enqueued], drain: Callable[..., None],
+) -> None:  # fmt: skip
+    from runner.runs.move import Mover
+
+    moving = replace(settings, history_delay_seconds=0.0)
+    token = enqueue("greet", name="ada").token
+    drain()
+    assert Mover(redis, moving).move_once() == 1
+    client = client_for(history_delay_seconds=0.0)
+    redis_server.stop()
+
+    page = client.get(f"/runs/{token}")
+
+    assert page.status_code == 200, page.text[:300]
+    assert "succeeded" in page.text and "run.succeeded" in page.text
+    assert client.get("/runs/not-moved").status_code == 503  # Redis is needed for the rest
+
+
+def test_an_unreachable_history_database_is_named_on_a_503_page(
+    client_for: Callable[..., TestClient],
+) -> None:
+    client = client_for(history_url="postgresql+psycopg://u:secret-pw@127.0.0.1:1/h")
+
+    page = client.get("/runs/a-run-not-in-redis")
+
+    assert page.status_code == 503
+    assert "history database is unreachable" in page.text and "cannot be read" in page.text
+    assert "secret-pw" not in page.text
