@@ -26,6 +26,7 @@ from runner.printable import printable
 from runner.record import TERMINAL, RunState
 from runner.runs.attempts import attempts
 from runner.runs.index import RunQuery
+from runner.runs.pages import all_runs
 from runner.runs.rerun import RerunAction
 from runner.runs.rerun import rerun as rerun_one
 
@@ -63,15 +64,11 @@ def runs(
         found = search_runs(app.redis, app.settings, app.history, searched)
     else:
         query = RunQuery(state=wanted, task=task, since=after)
-        live = app.index.runs(query, limit=limit)
-        tokens = {r.token for r in live}
         try:
-            moved = app.history.listing(state=state, task=task, since=after, limit=limit)
+            found = all_runs(app.redis, app.settings, query, app.history, limit=limit)
         except HistoryUnavailable as exc:  # the runs in Redis are still worth listing
             click.echo(f"note: {exc}; listing the runs in Redis only", err=True)
-            moved = []
-        found = sorted([*live, *(r for r in moved if r.token not in tokens)],
-                       key=lambda r: r.created_at, reverse=True)[: limit or None]  # fmt: skip
+            found = all_runs(app.redis, app.settings, query, None, limit=limit)
     if as_json:
         for r in found:
             click.echo(json_line(**run_summary(r), counters=r.counters))
@@ -182,8 +179,10 @@ def following(app: App, token: str) -> Iterator[dict[str, Any]]:
 @click.command()
 @click.argument("run_refs", metavar="[RUN]...", nargs=-1)
 @click.option(
-    "--failed", "all_failed", is_flag=True, help="Every failed run (see --task, --since)."
-)
+    "--failed", "all_failed", is_flag=True,
+    help="Every failed run still in Redis, i.e. within RUNNER_FAILED_DAYS (see --task,"
+    " --since); an older one is in history: name it as RUN.",
+)  # fmt: skip
 @click.option("--task", help="With --failed: only this task's runs.")
 @click.option("--since", type=Duration(), help="With --failed: only runs failed within this long.")
 @click.option("--from-scratch", is_flag=True, help="Forget finished steps and the cursor.")

@@ -31,6 +31,7 @@ from runner.runs.summary import error_text
 from runner.worker.liveness import Liveness, WorkerBeat
 
 MIN_STARTS = 10  # fewer starts than this on a queue in the last hour: no estimate
+ERROR_CHARS = 200  # of the error's first line, in the sentence (`runner show` has it whole)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +60,7 @@ def why(
     if run.state == RunState.RETRYING:
         failed = (run.error or {}).get("attempt") or run.attempt
         total = run.attempt_base + run.max_attempts
-        said = f"retrying: attempt {failed} of {total} failed ({error_text(run)})"
+        said = f"retrying: attempt {failed} of {total} failed ({_error(run)})"
         return _due(RunState.RETRYING.value, f"{said}; the next is due at {iso_time(run.retry_at)}",
                     run.retry_at, now)  # fmt: skip
     if run.state == RunState.RUNNING:
@@ -151,7 +152,7 @@ def _ended(settings: Settings, run: RunRecord, *, moved: bool, now: float) -> Wh
     if run.state == RunState.SUCCEEDED:
         said = f"{at} after {run.attempt} attempt{'s' * (run.attempt != 1)}"
     elif run.state == RunState.FAILED:
-        said = (f"{at}: {error_text(run)}; `runner rerun {run.token}` runs it again from its"
+        said = (f"{at}: {_error(run)}; `runner rerun {run.token}` runs it again from its"
                 " last checkpoint")  # fmt: skip
     else:
         said = f"{at}; `runner rerun {run.token}` runs it again from its last checkpoint"
@@ -164,3 +165,8 @@ def _ended(settings: Settings, run: RunRecord, *, moved: bool, now: float) -> Wh
     return Why(run.state.value, f"{said}; due to move to history {ago(leaves, now=now)}: the"
                                 " relay process of a live worker moves it (`runner health`"
                                 " says how many wait)")  # fmt: skip
+
+
+def _error(run: RunRecord) -> str:
+    said = error_text(run)
+    return said if len(said) <= ERROR_CHARS else said[:ERROR_CHARS] + "…"

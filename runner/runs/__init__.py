@@ -5,7 +5,8 @@ ways a run comes to exist or change on request: enqueue, rerun, cancel, the inde
 Owns: runner.runs.transitions (Runs), scripts (the Lua), figures (the per-minute hashes and
 their key layout), enqueue, rerun, cancel, index, retention, history (reads and writes the
 history tables), history_tables (the tables, their database and migrations), search (runs by
-their arguments or error), move (finished runs from Redis to history), attempts, deploys,
+their arguments or error), pages (runs paged over Redis and history, one order), move
+(finished runs from Redis to history), attempts, deploys,
 rqjobs (the RQ job hash of an attempt: enqueue writes it, so it lives here, below delivery),
 summary (a run in a few words for people).
 May import: the shared modules and runner.connections.

@@ -144,8 +144,8 @@ class HistoryStore:
         if exact is not None:
             return exact
         t = runs_table
-        escaped = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        query = sa.select(t.c.token).where(t.c.token.like(f"{escaped}%", escape="\\")).limit(4)
+        query = sa.select(t.c.token).where(t.c.token.like(f"{_escaped(ref)}%", escape="\\"))
+        query = query.limit(4)
         rows: list[str] = self._read(lambda conn: list(conn.execute(query).scalars()), [])
         found = sorted({f for f in rows if f.startswith(ref)})  # SQLite's LIKE ignores case
         if len(found) > 1:
@@ -186,23 +186,32 @@ class HistoryStore:
         return decode_entries(raw)
 
     def listing(
-        self, *, state: str | None = None, task: str | None = None, since: float | None = None,
-        limit: int = 50,
+        self, *, state: str | None = None, task: str | None = None, queue: str | None = None,
+        token_prefix: str = "", since: float | None = None,
+        before: tuple[float, str] | None = None, limit: int = 50,
     ) -> list[RunRecord]:  # fmt: skip
-        """The newest finished runs (by creation; `limit` 0: all), optionally of one state or
-        task, created (with a state: finished) after `since`."""
+        """The newest finished runs (`limit` 0: all), ordered as Redis's indexes order them:
+        by when they finished with a state given, else by creation, then by token, both
+        descending; optionally of one state, task or queue, with a token prefix, after `since`
+        and (a page cursor) before (order key, token)."""
         t = runs_table
-        query = sa.select(t.c.fields).order_by(t.c.created_at.desc())
+        key = t.c.finished_at if state else t.c.created_at
+        query = sa.select(t.c.fields).order_by(key.desc(), t.c.token.desc())
         if limit:
             query = query.limit(limit)
-        if state is not None:
-            query = query.where(t.c.state == state)
-        if task is not None:
-            query = query.where(t.c.task == task)
+        for column, wanted in ((t.c.state, state), (t.c.task, task), (t.c.queue, queue)):
+            if wanted is not None:
+                query = query.where(column == wanted)
+        if token_prefix:
+            query = query.where(t.c.token.like(f"{_escaped(token_prefix)}%", escape="\\"))
         if since is not None:
-            query = query.where((t.c.finished_at if state else t.c.created_at) >= since)
+            query = query.where(key >= since)
+        if before is not None:
+            score, token = before
+            query = query.where((key < score) | ((key == score) & (t.c.token < token)))
         raw: list[str] = self._read(lambda conn: list(conn.execute(query).scalars()), [])
-        return [_record(json.loads(f)) for f in raw]
+        found = [_record(json.loads(f)) for f in raw]
+        return [r for r in found if r.token.startswith(token_prefix)]  # LIKE may ignore case
 
     def counts(self, *, task: str | None = None, since: float | None = None) -> dict[str, int]:
         """How many runs history holds per state, optionally of one task, created after
@@ -256,6 +265,11 @@ class HistoryStore:
             raise HistoryUnavailable(
                 f"the history database {url} cannot be read ({said}): check RUNNER_HISTORY_URL"
             ) from None
+
+
+def _escaped(prefix: str) -> str:
+    """`prefix` for a LIKE pattern with backslash as its escape: its own % and _ are literal."""
+    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def _no_tables(exc: sa.exc.DBAPIError) -> bool:

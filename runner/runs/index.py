@@ -88,6 +88,7 @@ class RunPage:
     runs: list[RunRecord]
     next: str | None
     counts: dict[str, int] = field(default_factory=dict)
+    scores: list[float] = field(default_factory=list)  # each run's score in the index walked
 
 
 class RunIndex:
@@ -100,11 +101,12 @@ class RunIndex:
 
     def page(self, query: RunQuery) -> RunPage:
         """One page of `query`; raises ValueError for a malformed `after` cursor."""
-        runs, cursor = self._walk(query)
-        return RunPage(runs, cursor, self.counts(since=query.since, until=query.until))
+        scored, cursor = self._walk(query)
+        counts = self.counts(since=query.since, until=query.until)
+        return RunPage([r for r, _ in scored], cursor, counts, [score for _, score in scored])
 
-    def _walk(self, query: RunQuery) -> tuple[list[RunRecord], str | None]:
-        """One page's runs and the next page's cursor (None: no more)."""
+    def _walk(self, query: RunQuery) -> tuple[list[tuple[RunRecord, float]], str | None]:
+        """One page's runs with their scores, and the next page's cursor (None: no more)."""
         indexes = [self.keys.by_task(query.task)] if query.task else []
         indexes += [self.keys.by_queue(query.queue)] if query.queue else []
         if query.state:
@@ -123,12 +125,13 @@ class RunIndex:
         oldest = "-inf" if query.since is None else repr(query.since)
         args: list[Any] = [newest, oldest, cursor_token, max(1, query.limit), query.token_prefix]
         args.append(SCAN_CAP)
-        tokens, _scores, next_score, next_token = cast(
+        tokens, scores, next_score, next_token = cast(
             list[Any], self._page(keys=[primary, *indexes], args=args)
         )
-        runs = self._records(texts(tokens))
+        records = self._records(texts(tokens))
+        scored = [(r, float(score)) for r, score in zip(records, scores, strict=True) if r]
         more = texts([next_score])[0]
-        return runs, f"{more}:{texts([next_token])[0]}" if more else None
+        return scored, f"{more}:{texts([next_token])[0]}" if more else None
 
     def runs(self, query: RunQuery | None = None, *, limit: int = 0) -> list[RunRecord]:
         """The runs of `query` newest first (from its `after` cursor on), page after page of up
@@ -139,8 +142,8 @@ class RunIndex:
         after = query.after
         while True:
             wanted = min(CHUNK, limit - len(found)) if limit else CHUNK
-            runs, after = self._walk(replace(query, limit=wanted, after=after))
-            found += runs
+            scored, after = self._walk(replace(query, limit=wanted, after=after))
+            found += [r for r, _ in scored]
             if after is None or (limit and len(found) >= limit):
                 return found
 
@@ -153,8 +156,9 @@ class RunIndex:
             pipe.zcount(self.keys.by_state(state), low, high)
         return {str(s): int(n) for s, n in zip(RunState, pipe.execute(), strict=True)}
 
-    def _records(self, tokens: list[str]) -> list[RunRecord]:
+    def _records(self, tokens: list[str]) -> list[RunRecord | None]:
+        """Each token's run record (None: it expired since the index was read)."""
         pipe = self.redis.pipeline(transaction=False)
         for token in tokens:
             pipe.hgetall(self.keys.run(token))
-        return [RunRecord.from_hash(raw) for raw in pipe.execute() if raw]
+        return [RunRecord.from_hash(raw) if raw else None for raw in pipe.execute()]

@@ -1,5 +1,5 @@
 """The runs list: a filter read from the URL (bounded), and one page of runs, newest first,
-from the run indexes (runner.runs.index)."""
+from the run indexes and the history tables (runner.runs.pages)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from urllib.parse import urlencode
 from redis import Redis
 
 from runner.config import Settings
-from runner.errors import BadRequest
+from runner.errors import BadRequest, HistoryUnavailable
 from runner.record import RunRecord, RunState
+from runner.runs import pages
 from runner.runs.history import HistoryStore
 from runner.runs.index import RunIndex, RunQuery
 from runner.runs.search import MAX_CHARS, MIN_CHARS, Search, search_live, search_runs
@@ -87,29 +88,35 @@ class RunFilter:
 
 @dataclass(frozen=True, slots=True)
 class RunsPage:
-    """One page of runs, the cursor of the next (older) page, and counts per state."""
+    """One page of runs, the cursor of the next (older) page, counts per state, and what the
+    page could not show (the history database unreachable: the runs in Redis alone)."""
 
     runs: list[RunRecord]
     next_before: str = ""
     counts: dict[str, int] = field(default_factory=dict)
+    notice: str = ""
 
 
 def runs_page(
     redis: Redis, settings: Settings, flt: RunFilter, *, history: HistoryStore | None = None
 ) -> RunsPage:
-    """One page of the runs that match, newest first, read from the run indexes (never a
-    scan of every run); counts per state over the filter's time range. With `history`, the
-    first page merges in the runs that moved there (Redis wins for a run in both) and the
-    counts include them."""
+    """One page of the runs that match, newest first, read from the run indexes and (with
+    `history`) the history tables, one order and one cursor over both (runner.runs.pages);
+    counts per state over the filter's time range, both stores'."""
     since = time.time() - RANGES[flt.since] if flt.since else None
     query = RunQuery(
         state=RunState(flt.state) if flt.state else None, task=flt.task or None,
         queue=flt.queue or None, token_prefix=flt.token, since=since, limit=flt.limit,
         after=flt.before or None,
     )  # fmt: skip
-    index = RunIndex(redis, settings)
+    notice = ""
     try:
-        page = index.page(query)
+        try:
+            page = pages.runs_page(redis, settings, query, history)
+        except HistoryUnavailable as exc:  # the runs in Redis are still worth showing
+            notice = f"{exc}: showing the runs in Redis only"
+            history = None
+            page = pages.runs_page(redis, settings, query, None)
     except ValueError:  # a hand-edited cursor
         raise BadRequest(f"before={flt.before[:40]!r} is not a page cursor of this list") from None
     if flt.search:  # one page of matches, no cursor; without `history`, Redis's alone
@@ -120,24 +127,8 @@ def runs_page(
         found = [r for r in searched
                  if flt.matches(r.state, r.task, r.queue)
                  and r.token.startswith(flt.token)]  # fmt: skip
-        counts = page.counts if history is None else _counts(page.counts, history, since)
-        return RunsPage(found, "", counts)
-    if history is None or flt.before or flt.token or flt.queue:
-        return RunsPage(page.runs, page.next or "", page.counts)
-    live = {r.token for r in page.runs}
-    moved = history.listing(state=flt.state or None, task=flt.task or None, since=since,
-                            limit=flt.limit)  # fmt: skip
-    merged = sorted([*page.runs, *(r for r in moved if r.token not in live)],
-                    key=lambda r: r.created_at, reverse=True)[: flt.limit]  # fmt: skip
-    return RunsPage(merged, page.next or "", _counts(page.counts, history, since))
-
-
-def _counts(live: dict[str, int], history: HistoryStore, since: float | None) -> dict[str, int]:
-    """Runs per state in Redis and in history."""
-    counts = dict(live)
-    for state, n in history.counts(since=since).items():
-        counts[state] = counts.get(state, 0) + n
-    return counts
+        return RunsPage(found, "", page.counts, notice)
+    return RunsPage(page.runs, page.next or "", page.counts, notice)
 
 
 def recent_failures(
