@@ -54,6 +54,11 @@ class Keys:
         """Sorted set: tokens waiting to retry, scored by when the retry is due."""
         return f"{self.prefix}delayed"
 
+    def depth(self, minute: int) -> str:
+        """Hash: each queue's depth, as the reaper sampled it in the minute starting at
+        `minute` (epoch seconds): queue -> 'depth at' (runner.runs.backlog)."""
+        return f"{self.prefix}depth:{minute}"
+
     @property
     def suspended_since(self) -> str:
         """String: when a horse first found RQ's workers suspended (`rq suspend`); removed

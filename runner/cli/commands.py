@@ -31,6 +31,7 @@ from runner.errors import (
 )
 from runner.monitoring.answers import Answer, Verdict
 from runner.monitoring.health import Report, check_health
+from runner.printable import printable
 from runner.runs.deploys import DeployMarks, code_version
 from runner.runs.enqueue import Request
 from runner.tasks import TaskRegistry, load_registry
@@ -186,6 +187,8 @@ def health(app: App, as_json: bool) -> None:
     else:
         for answer in report.answers:
             click.echo(answer.line())
+        for backlog in report.backlog:
+            click.echo(printable(f"{'backlog':<8} {'':<5} {backlog.line()}"))
     sys.exit(0 if report.ok else 1)
 
 

@@ -25,6 +25,7 @@ from runner.delivery.dequeue import delivery_key
 from runner.keys import Keys
 from runner.monitoring.answers import Answer, Verdict
 from runner.monitoring.durations import rounded_duration
+from runner.monitoring.forecast import Backlog, backlogs
 from runner.monitoring.trends import Trends
 from runner.record import RunState, texts
 from runner.runs.retention import waiting_to_move
@@ -36,9 +37,11 @@ from runner.worker.liveness import Liveness
 
 @dataclass(frozen=True, slots=True)
 class Report:
-    """The four answers: up, slow, failing, deploy."""
+    """The four answers: up, slow, failing, deploy; and each busy queue's backlog with its
+    drain forecast (runner.monitoring.forecast), beside them."""
 
     answers: tuple[Answer, ...]
+    backlog: tuple[Backlog, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -49,7 +52,8 @@ class Report:
         return self.answers[0]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, **{a.question: asdict(a) for a in self.answers}}
+        answers = {a.question: asdict(a) for a in self.answers}
+        return {"ok": self.ok, **answers, "backlog": [asdict(b) for b in self.backlog]}
 
 
 def check_health(
@@ -70,7 +74,8 @@ def check_health(
                                ("slow", "failing", "deploy"))))  # fmt: skip
     health = _Health(redis, settings, site_checks=site_checks, scheduled=scheduled, now=now)
     trends = Trends(redis, settings, now=now)
-    return Report((health.up(latency), trends.slow(), trends.failing(), trends.deploy()))
+    answers = (health.up(latency), trends.slow(), trends.failing(), trends.deploy())
+    return Report(answers, tuple(backlogs(redis, settings, now=now)))
 
 
 MOVE_GRACE = 120.0  # a run this long past its move time counts as waiting to move

@@ -23,6 +23,7 @@ from rq import Queue
 
 from runner.config import Settings
 from runner.keys import Keys
+from runner.monitoring.forecast import backlogs
 from runner.record import RunState
 from runner.runs.deploys import DeployMarks, code_version
 from runner.runs.figures import BOUNDS, OUTCOMES, Figures, Histogram
@@ -96,6 +97,14 @@ class RunnerCollector(Collector):
         for name, count in zip(names, pipe.execute(), strict=True):
             length.add_metric([name], count)
         yield length
+        drain = GaugeMetricFamily(
+            "runner_queue_drain_seconds", "Forecast seconds until the queue is empty at the last"
+            " 10 minutes' pace (absent: no forecast; runner health says why).", labels=["queue"],
+        )  # fmt: skip
+        for backlog in backlogs(self.redis, self.settings):
+            if backlog.drain_seconds is not None:
+                drain.add_metric([backlog.queue], backlog.drain_seconds)
+        yield drain
 
     def _deploy(self) -> Iterator[Metric]:
         latest = next(iter(DeployMarks(self.redis, self.settings).latest(1)), None)

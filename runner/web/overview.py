@@ -54,6 +54,7 @@ def overview(request: Request, console: ConsoleDep) -> Response:
         "failures": failures,
         "charts": charts(day_figures(console, now=now)),
         "queues": _lengths(console),
+        "backlog": {b.queue: b for b in report.backlog},
         "workers": workers(console, now=now),
         "last_tick": last_tick(console),
     }

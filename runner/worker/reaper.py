@@ -24,6 +24,7 @@ from runner.delivery.dequeue import Limbo, delivery_key
 from runner.keys import Keys
 from runner.logs import into_run_log
 from runner.record import TERMINAL, RunRecord, RunState, texts
+from runner.runs import backlog
 from runner.runs.figures import Figures
 from runner.runs.rqjobs import AttemptJobs
 from runner.runs.transitions import Runs
@@ -54,6 +55,7 @@ class Reaper:
         self.jobs = AttemptJobs(redis, failure_ttl=settings.retention_seconds)
         self.identity = uuid.uuid4().hex
         self._unlock = registered(redis, _UNLOCK_REAPER)
+        self._sampled_minute = -1  # the minute this reaper last sampled the queues' depths
 
     def sweep(self) -> int:
         """One pass under the reaper lock; returns how many runs were moved on."""
@@ -65,10 +67,19 @@ class Reaper:
             moved = self.requeue_expired() + self.requeue_undelivered() + self.promote_due()
             moved += self.requeue_lost()
             self.figures.roll_up()  # closed minutes into hours, totals, versions: off any job
+            self.sample_depths()
             self.trim_indexes()
             return moved
         finally:
             self._unlock(keys=[self.keys.reaper_lock], args=[self.identity])
+
+    def sample_depths(self, now: float | None = None) -> None:
+        """Each queue's depth, once a minute (runner.runs.backlog): what the drain forecast
+        reads."""
+        minute = int((time.time() if now is None else now) // 60)
+        if minute != self._sampled_minute:
+            backlog.sample(self.redis, self.settings)
+            self._sampled_minute = minute
 
     def trim_indexes(self) -> None:
         """Finished runs past the retention leave the per-state indexes (their records expire

@@ -49,7 +49,8 @@ def test_health_is_503_only_when_up_fails(
              what="the failure counted")  # fmt: skip
     answer = client.get("/health")
     assert answer.status_code == 200 and answer.json()["ok"] is False
-    assert set(answer.json()) == {"ok", "up", "slow", "failing", "deploy"}
+    assert set(answer.json()) == {"ok", "up", "slow", "failing", "deploy", "backlog"}
+    assert isinstance(answer.json()["backlog"], list)  # busy queues and their forecasts
 
 
 @pytest.mark.slow
