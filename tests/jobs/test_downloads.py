@@ -247,6 +247,7 @@ def test_a_server_that_trickles_its_headers_has_no_version_and_the_command_says_
     assert record is not None and record.args == {"source": url, "skip_unchanged": True}
 
 
+@pytest.mark.load_sensitive  # the 1 s deadline must cut in before the server's 15 s
 @pytest.mark.parametrize("server", ["stalls after the headers", "trickles a byte per 0.2 s"])
 def test_a_server_that_sends_its_headers_then_stalls_is_cut_off_by_the_whole_deadline(
     server: str, served: tuple[Feed, str], tmp_path: Path
