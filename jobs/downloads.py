@@ -38,7 +38,7 @@ class DeadlinePassed(TransientError):
 
 
 class HTTPRefused(PermanentError):
-    """The server answered with an HTTP 4xx status (other than 429)."""
+    """The server answered with an HTTP 4xx status (other than 429), or a HEAD with 501."""
 
     def __init__(self, message: str, *, status: int) -> None:
         super().__init__(message)
@@ -156,7 +156,8 @@ class _Transfer:
             with watchdog.running(), _OPENER.open(request, timeout=self.timeout()) as response:
                 yield response
         except urllib.error.HTTPError as exc:
-            if exc.code >= 500 or exc.code == 429:
+            refused = method == "HEAD" and exc.code in HEAD_REFUSED  # a GET may still answer
+            if (exc.code >= 500 or exc.code == 429) and not refused:
                 raise TransientError(f"{url}: HTTP {exc.code} {exc.reason}") from None
             raise HTTPRefused(f"{url}: HTTP {exc.code} {exc.reason}", status=exc.code) from None
         except (urllib.error.URLError, http.client.HTTPException, ConnectionError,
@@ -185,6 +186,11 @@ class _Transfer:
             if not chunk:
                 if time.monotonic() >= self.ends_at:  # the watchdog shut the socket
                     raise self.passed()
+                if response.length:  # closed before its Content-Length: read1 says nothing
+                    raise TransientError(
+                        f"{self.url}: the body ended {response.length} bytes short of its"
+                        " Content-Length"
+                    )
                 return
             size += len(chunk)
             if size > MAX_DOWNLOAD_BYTES:

@@ -4,7 +4,9 @@ and a feed without validators imported once per period."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
+import select
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,7 +22,7 @@ from jobs.downloads import READ_TIMEOUT_S, DeadlinePassed, download, feed_versio
 from jobs.sources import resolve
 from runner.cli.commands import cli
 from runner.config import Settings
-from runner.errors import PermanentError
+from runner.errors import PermanentError, TransientError
 from runner.keys import Keys
 from runner.logs import read_events
 from runner.runs.enqueue import Enqueuer, Request
@@ -28,7 +30,7 @@ from runner.runs.index import RunIndex, RunQuery
 from runner.runs.transitions import Runs
 from runner.tasks import load_registry
 from scripts.gen_posts import generate_posts
-from tests.conftest import worker_env
+from tests.conftest import wait_for, worker_env
 
 SERVER_GIVES_UP_S = READ_TIMEOUT_S / 2  # a stalled or trickling answer is closed by then
 
@@ -43,12 +45,15 @@ class Feed:
     modified: str | None = None
     trickle_s: float | None = None  # send one byte of the body per this many seconds
     trickle_headers_s: float | None = None  # ... of the headers
-    head_refused: bool = False  # answer HEAD with 405
+    head_refused: int | None = None  # answer HEAD with this status (405, 501)
+    short_by: int = 0  # close the connection this many bytes short of the Content-Length
     stall: bool = False  # send the headers, then nothing
     released: threading.Event = field(default_factory=threading.Event)  # set at teardown
     redirect: str | None = None
     requests: int = 0
     heads: int = 0
+    hung_up: int = 0  # stalled or trickled answers the client closed before the server gave up
+    gave_up: int = 0  # ... the server closed first, after SERVER_GIVES_UP_S
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -69,7 +74,7 @@ def served() -> Iterator[tuple[Feed, str]]:
             with feed.lock:
                 feed.heads += 1
             if feed.head_refused:
-                self.send_error(405)
+                self.send_error(feed.head_refused)
                 return
             self.answer(head=True)
 
@@ -102,18 +107,34 @@ def served() -> Iterator[tuple[Feed, str]]:
                 return
             if feed.stall:  # until the server gives up (SERVER_GIVES_UP_S), body unsent
                 self.wfile.flush()
-                feed.released.wait(SERVER_GIVES_UP_S)
+                self.wait_for_hang_up(feed.body[:0])
                 return
             if feed.trickle_s is None:
-                self.wfile.write(feed.body)
+                self.wfile.write(feed.body[: len(feed.body) - feed.short_by])
+                self.close_connection = True
                 return
+            self.wait_for_hang_up(feed.body, every_s=feed.trickle_s)
+
+        def wait_for_hang_up(self, body: bytes, *, every_s: float = 0.1) -> None:
+            """Send `body` a byte per `every_s` (or nothing) until the client closes the
+            connection or SERVER_GIVES_UP_S passed (the body cut short), counting which."""
             gives_up = time.monotonic() + SERVER_GIVES_UP_S
-            for byte in feed.body:
+            for byte in itertools.chain(body, itertools.repeat(None)):
                 if time.monotonic() >= gives_up or feed.released.is_set():
-                    return  # the connection closes with the body cut short
-                self.wfile.write(bytes([byte]))
-                self.wfile.flush()
-                time.sleep(feed.trickle_s)
+                    with feed.lock:
+                        feed.gave_up += 1
+                    return
+                try:
+                    if byte is not None:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                    closed, _, _ = select.select([self.connection], [], [], every_s)
+                    if closed and not self.connection.recv(1):  # the client's FIN
+                        raise ConnectionResetError
+                except OSError:
+                    with feed.lock:
+                        feed.hung_up += 1
+                    return
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
@@ -186,12 +207,14 @@ def test_the_version_is_the_etag_else_last_modified_else_none(served: tuple[Feed
     assert feed.requests == 0
 
 
+@pytest.mark.parametrize("refused", [405, 501])
 def test_where_head_is_refused_the_headers_of_a_get_give_the_version(
-    served: tuple[Feed, str],
+    refused: int, served: tuple[Feed, str]
 ) -> None:
-    # Given a server that answers HEAD with 405 and trickles its body (a byte per second)
+    # Given a server that answers HEAD with 405 (or 501, Not Implemented: not a fault a
+    # retry fixes) and trickles its body (a byte per second)
     feed, url = served
-    feed.body, feed.etag, feed.head_refused, feed.trickle_s = b"x" * 100, '"g"', True, 1.0
+    feed.body, feed.etag, feed.head_refused, feed.trickle_s = b"x" * 100, '"g"', refused, 1.0
     # When the version is asked
     version = feed_version(url, check_s=5)
     # Then it came from the GET's headers: one HEAD, one GET, its body abandoned
@@ -224,6 +247,7 @@ def test_a_server_that_trickles_its_headers_has_no_version_and_the_command_says_
     assert record is not None and record.args == {"source": url, "skip_unchanged": True}
 
 
+@pytest.mark.load_sensitive  # the 1 s deadline must cut in before the server's 15 s
 @pytest.mark.parametrize("server", ["stalls after the headers", "trickles a byte per 0.2 s"])
 def test_a_server_that_sends_its_headers_then_stalls_is_cut_off_by_the_whole_deadline(
     server: str, served: tuple[Feed, str], tmp_path: Path
@@ -239,10 +263,28 @@ def test_a_server_that_sends_its_headers_then_stalls_is_cut_off_by_the_whole_dea
     else:
         feed.trickle_s = 0.2
     # When it is downloaded with a 1-second deadline
-    # Then the deadline of the whole download stops it, before the server gives up (else
-    # the download would end with the body cut short, and no DeadlinePassed)
+    # Then the deadline of the whole download stops it
     with pytest.raises(DeadlinePassed, match="deadline of 1 s"):
         download(url, tmp_path / "feed.part", deadline_s=1)
+    # ... by closing the connection before the server gave up (a download bounded per read
+    # only reads on until the server closes it, and is late by SERVER_GIVES_UP_S)
+    wait_for(lambda: feed.hung_up + feed.gave_up, timeout=READ_TIMEOUT_S, what="the answer's end")
+    assert (feed.hung_up, feed.gave_up) == (1, 0), "the server gave up before the deadline"
+
+
+def test_a_body_short_of_its_content_length_is_a_transient_error(
+    served: tuple[Feed, str], tmp_path: Path
+) -> None:
+    # Given a server that closes the connection 10 bytes short of the Content-Length it sent
+    feed, url = served
+    feed.body, feed.short_by = posts_body(20, seed=3), 10
+    # When it is downloaded
+    # Then the download fails, retryably (the next attempt may get the whole body), saying so
+    with pytest.raises(TransientError, match="10 bytes short of its Content-Length"):
+        download(url, tmp_path / "feed.part", deadline_s=5)
+    # And the whole body, once sent, downloads
+    feed.short_by = 0
+    assert download(url, tmp_path / "feed.part", deadline_s=5).lines == 20
 
 
 def test_a_run_fails_after_three_deadlines_with_a_readable_error(

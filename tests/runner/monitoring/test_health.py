@@ -65,6 +65,7 @@ def test_the_clock_is_part_of_up_when_the_schedule_has_entries(
     assert "the clock stopped" not in unscheduled.up.text and "clock ticked" in unscheduled.up.text
 
 
+@pytest.mark.slow
 def test_a_stopped_clock_fails_up_while_a_worker_is_alive(
     redis: Redis, settings: Settings, start_worker: Callable[..., WorkerProcess]
 ) -> None:

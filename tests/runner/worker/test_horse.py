@@ -6,6 +6,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import psutil
 import pytest
@@ -63,9 +64,10 @@ def test_sigkill_of_a_worker_group_mid_step_resumes_on_another_worker(
 ) -> None:
     # Given two live workers, A and B, and a four-step run whose second step is executing
     # on one of them (B was not starting up while the lease ran out: it was alive before)
-    lease = RECOVERY_LEASE
+    recovery = replace(settings, lease_seconds=RECOVERY_LEASE)  # what A and B are started with
+    lease = recovery.lease_seconds
     workers = {n: start_worker("--name", n, RUNNER_LEASE_SECONDS=str(lease)) for n in "AB"}
-    wait_for(lambda: len(Liveness(redis, settings).alive()) == 2, timeout=60, what="A and B")
+    wait_for(lambda: len(Liveness(redis, recovery).alive()) == 2, timeout=60, what="A and B")
     token = enqueue("slow_steps", steps=4, seconds=1.0).token
     wait_for(lambda: ("s1", 1) in executions(redis, token), what="step s1")
     first = runs.get(token)
