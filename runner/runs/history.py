@@ -33,6 +33,10 @@ from runner.runs.history_tables import (
     upgrade_history,
 )
 
+# What reading a history without its tables raises (SQLite: OperationalError; PostgreSQL:
+# ProgrammingError, UndefinedTable): a reader then finds nothing.
+NO_TABLES = (sa.exc.OperationalError, sa.exc.ProgrammingError)
+
 
 @dataclass(frozen=True, slots=True)
 class Copy:
@@ -117,7 +121,7 @@ class HistoryStore:
         with engine.begin() as conn:
             try:
                 old = conn.execute(query.limit(batch)).all()
-            except sa.exc.OperationalError:
+            except NO_TABLES:
                 return 0
             for table in RUN_TABLES:
                 for token, generation, _ in old:
@@ -151,7 +155,7 @@ class HistoryStore:
             try:
                 query = sa.select(t.c.generation).where(t.c.token == token)
                 return sorted((int(g) for g in conn.execute(query).scalars()), reverse=True)
-            except sa.exc.OperationalError:
+            except NO_TABLES:
                 return []  # no tables yet
 
     def steps(self, token: str) -> dict[str, Any]:
@@ -194,7 +198,7 @@ class HistoryStore:
         with engine.connect() as conn:
             try:
                 raw = list(conn.execute(query).scalars())
-            except sa.exc.OperationalError:
+            except NO_TABLES:
                 return []
         return [_record(json.loads(f)) for f in raw]
 
@@ -218,7 +222,7 @@ class HistoryStore:
         with engine.connect() as conn:
             try:
                 return {str(state): int(n) for state, n in conn.execute(query).all()}
-            except sa.exc.OperationalError:
+            except NO_TABLES:
                 return {}
 
     def _fields(self, token: str) -> dict[str, str] | None:
@@ -230,7 +234,7 @@ class HistoryStore:
         with engine.connect() as conn:
             try:
                 raw = conn.execute(query.order_by(t.c.generation.desc()).limit(1)).scalar()
-            except sa.exc.OperationalError:
+            except NO_TABLES:
                 return None
         return None if raw is None else dict(json.loads(raw))
 
