@@ -411,8 +411,8 @@ def history_read_rows(env: BenchEnv, sizes: Sizes, notes: list[str]) -> list[Row
             f" median {page.median_ms:.1f} ms, worst {page.worst_ms:.1f} ms; a search for one"
             f" feed's file name (search_runs: Redis, then history's index) median"
             f" {search.median_ms:.1f} ms, worst {search.worst_ms:.1f} ms; 15 calls each; a"
-            f" search for an error text one run in {bench_history.FAILED_EVERY} has (all its"
-            f" matches sorted for the newest 50) median {common.median_ms:.0f} ms of 3"
+            f" search for an error text one run in {bench_history.FAILED_EVERY} has (the"
+            f" newest 50 of its matches) median {common.median_ms:.0f} ms of 3"
         )
         for key, t in (("history_runs_page_ms", page), ("history_search_ms", search)):
             rows.append(Row(

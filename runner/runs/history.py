@@ -36,6 +36,9 @@ from runner.runs.history_tables import (
 )
 
 T = TypeVar("T")
+# What reading a history without its tables raises (SQLite: OperationalError; PostgreSQL:
+# ProgrammingError, UndefinedTable): a reader then finds nothing.
+NO_TABLES = (sa.exc.OperationalError, sa.exc.ProgrammingError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +124,7 @@ class HistoryStore:
         with engine.begin() as conn:
             try:
                 old = conn.execute(query.limit(batch)).all()
-            except sa.exc.OperationalError:
+            except NO_TABLES:
                 return 0
             for table in RUN_TABLES:
                 for token, generation, _ in old:

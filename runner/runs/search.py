@@ -30,6 +30,7 @@ log = structlog.get_logger("runner.runs.search")
 MIN_CHARS = 3  # a trigram: a shorter text would match nearly everything, from no index
 MAX_CHARS = 200
 LIVE_CAP = 20_000  # Redis index entries one search examines at most
+FTS_IDS = 5_000  # SQLite: more matches than this, and the runs are walked newest first
 FTS = "runner_run_search_fts"  # SQLite's FTS5 table (migration h0002)
 TRIGRAM_INDEX = "ix_runner_run_search_trgm"  # PostgreSQL's GIN index (migration h0002)
 _WARNED: set[str] = set()  # the databases already said to be searched without their index
@@ -148,8 +149,15 @@ class HistorySearch:
         like = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         if conn.dialect.name == "sqlite" and indexed:
             phrase = '"' + text.replace('"', '""') + '"'  # one FTS5 string: no query syntax
-            return s.c.id.in_(sa.text(f"SELECT rowid FROM {FTS} WHERE {FTS} MATCH :phrase")
-                              .bindparams(phrase=phrase))  # fmt: skip
+            ids = conn.execute(
+                sa.text(f"SELECT rowid FROM {FTS} WHERE {FTS} MATCH :phrase LIMIT :most"),
+                {"phrase": phrase, "most": FTS_IDS + 1},
+            )
+            found = list(ids.scalars())
+            if len(found) <= FTS_IDS:
+                return s.c.id.in_(found)
+            # A text that many runs hold: reading every match to sort them costs more than
+            # walking the runs newest first until a page of them matched.
         if conn.dialect.name == "sqlite":
             return s.c.text.like(like, escape="\\")  # ASCII case-insensitive, as the index
         return s.c.text.ilike(like, escape="\\")  # with pg_trgm's index: read from it

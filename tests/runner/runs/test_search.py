@@ -231,3 +231,20 @@ def test_the_bulk_rerun_of_a_search_previews_only_the_failed_runs_that_match(
         preview = client.get("/rerun", params={"state": "failed", "search": "still broken"})
         assert preview.status_code == 200
         assert still in preview.text and missing not in preview.text
+
+
+def test_a_text_many_runs_hold_is_found_walking_the_runs_newest_first(
+    enqueue: Callable[..., Enqueued], drain: Callable[..., None], mover: Mover,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    import runner.runs.search
+
+    monkeypatch.setattr(runner.runs.search, "FTS_IDS", 1)  # SQLite: more than one is many
+    tokens = [enqueue("greet", name=f"feeds/{i}-alpha.jsonl").token for i in range(3)]
+    drain()
+    moved_all(mover)
+    newest = sorted(tokens, key=lambda t: mover.store.get(t).created_at, reverse=True)
+    assert found(mover, "-ALPHA.jsonl") == newest
+    assert found(mover, "1-alpha") == [tokens[1]]
+    limited = search_runs(mover.redis, mover.settings, mover.store, Search("alpha", limit=2))
+    assert [r.token for r in limited] == newest[:2]
