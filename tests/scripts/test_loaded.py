@@ -23,7 +23,7 @@ def test_the_load_pass_runs_the_marked_tests_beside_two_hogs_and_kills_them() ->
     for pid in map(int, found.groups()):
         assert not Path(f"/proc/{pid}").exists() or _zombie(pid), f"hog {pid} still runs"
     collected = [line for line in done.stdout.splitlines() if "::test_" in line]
-    assert any("test_health.py::test_a_deploy_that_changed_nothing" in x for x in collected)
+    assert any("test_trends.py::test_a_deploy_that_changed_nothing" in x for x in collected)
     assert "./scripts/test_loaded" in (ROOT / ".ci" / "run").read_text()
 
 
