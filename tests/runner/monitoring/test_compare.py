@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
+import pytest
+
 from runner.config import HealthThresholds
-from runner.monitoring.compare import compare, rate_changed, shift_z
+from runner.monitoring.compare import compare, rate_changed, seconds_changed, shift_z
 from runner.runs.figures import BOUNDS, Histogram, TaskFigures
 
 
@@ -86,3 +90,73 @@ def test_too_few_runs_on_the_smaller_side_means_no_verdict_whichever_side_it_is(
     )
     enough = compare("t", many, just_enough, limits)
     assert enough.enough and enough.worse  # the smaller side at min_runs: a verdict
+
+
+def test_the_rate_rule_draws_its_line_at_a_z_of_three() -> None:
+    # 1 failure in 30 before; 9 in 30 after gives z 2.8 (noise), 10 in 30 gives z 3.2
+    assert not rate_changed((1, 9), (30, 30))
+    assert rate_changed((1, 10), (30, 30))
+
+
+def test_a_failure_rate_change_reads_both_rates_and_only_a_rise_is_worse() -> None:
+    limits = HealthThresholds()
+    few = figures(bucket_counts={0.1: 40}, failed=2)
+    many = figures(bucket_counts={0.1: 40}, failed=20)
+
+    rise = compare("t", few, many, limits)
+    assert rise.worse and rise.text() == "t failures 5.0% -> 50.0%"
+    fall = compare("t", many, few, limits)
+    assert fall.changes and fall.worse is False
+    assert fall.text() == "t failures 50.0% -> 5.0%"
+    assert compare("t", few, few, limits).worse is False
+
+
+def test_a_time_changes_when_it_moves_by_more_than_a_quarter_and_at_least_the_floor() -> None:
+    assert not seconds_changed(1.0, 1.1, 0.25)  # +10 %
+    assert not seconds_changed(2.0, 2.4, 0.25)  # +20 %, though 0.4 s
+    assert seconds_changed(2.0, 2.6, 0.25)  # +30 %
+    assert seconds_changed(2.0, 1.4, 0.25)  # -30 %: a change too (faster)
+    assert not seconds_changed(0.01, 0.05, 0.25)  # +400 %, but 40 ms: under the 100 ms floor
+    assert seconds_changed(0.2, 0.3, 0.25)  # +50 % and the floor exactly
+    assert not seconds_changed(None, 1.0, 0.25) and not seconds_changed(1.0, None, 0.25)
+
+
+def test_wall_clock_times_that_moved_less_than_the_floor_are_unchanged() -> None:
+    limits = HealthThresholds()
+    # every run from 10-25 ms to 25-50 ms: the p50 triples, by 25 ms
+    verdict = compare("t", figures(bucket_counts={0.025: 40}), figures(bucket_counts={0.05: 40}),
+                      limits)  # fmt: skip
+    assert verdict.enough and verdict.changes == ()
+
+
+def test_a_slower_time_reads_as_a_percentage_of_the_earlier() -> None:
+    slower = compare("t", figures(bucket_counts={0.25: 40}), figures(bucket_counts={1.0: 40}),
+                     HealthThresholds())  # fmt: skip
+    # p50 0.175 -> 0.75 s, p95 0.2425 -> 0.975 s
+    assert slower.text() == "t slower: p50 +329%, p95 +302%"
+
+
+def test_mann_whitney_z_of_known_samples() -> None:
+    def histogram(counts: dict[float, int]) -> Histogram:
+        h = Histogram()
+        for bound, n in counts.items():
+            h.buckets[BOUNDS.index(bound)] += n
+        return h
+
+    same = histogram({0.1: 5, 1.0: 5})
+    assert shift_z(same, same) == 0.0
+    low, high = histogram({0.1: 3}), histogram({1.0: 4})
+    # all 4 above all 3: U = 12, mean 6, spread sqrt(3 * 4 * 8 / 12)
+    assert shift_z(low, high) == pytest.approx(6 / math.sqrt(8))
+    assert shift_z(high, low) == pytest.approx(-6 / math.sqrt(8))
+
+
+def test_a_p95_that_moved_against_the_whole_distribution_is_not_a_change() -> None:
+    limits = HealthThresholds()
+    steady = figures(bucket_counts={0.5: 40})
+    mixed = figures(bucket_counts={0.1: 34, 5.0: 6})  # 34 runs faster, 6 stalled
+
+    faster = compare("t", steady, mixed, limits)  # p95 up, but most runs faster: only p50
+    assert [c.name for c in faster.changes] == ["p50"] and not faster.worse
+    slower = compare("t", mixed, steady, limits)  # p95 down, but most runs slower: only p50
+    assert [c.name for c in slower.changes] == ["p50"] and slower.worse
