@@ -198,6 +198,22 @@ def load_results(file: Path) -> dict[str, dict[str, object]]:
     return {str(row["key"]): row for row in rows}
 
 
+def tests_digest(tests: list[str]) -> str:
+    """What the module's test files say, hashed: a survivor is run again once they change."""
+    h = hashlib.sha256()
+    for test in sorted(tests):
+        path = ROOT / test
+        h.update(path.read_bytes() if path.is_file() else test.encode())
+    return h.hexdigest()[:16]
+
+
+def settled(rows: dict[str, dict[str, object]], digest: str) -> dict[str, dict[str, object]]:
+    """The saved results that stand: every kill, and the survivors of these same tests (a
+    survivor of tests that changed since may be killed now, so it is run again)."""
+    return {k: r for k, r in rows.items()
+            if r["outcome"] != "survived" or r.get("tests_digest") == digest}  # fmt: skip
+
+
 def equivalent_reason(config: dict[str, object], module: str, mutant: dict[str, object]) -> str:
     for entry in config.get("equivalent", []):  # type: ignore[attr-defined]
         if (
@@ -215,7 +231,8 @@ def mutate_module(module: str, tests: list[str], args: argparse.Namespace, confi
     sample = random.Random(args.seed).sample(found, min(args.sample, len(found)))
     sample.sort(key=lambda m: (m.line, m.id))
     file = results_dir() / (module.replace("/", "__") + ".jsonl")
-    done = load_results(file)
+    digest = tests_digest(tests)
+    done = settled(load_results(file), digest)
     todo = [m for m in sample if m.key not in done]
     if args.only:  # run these again, sampled or not (after adding a test that should kill them)
         sample = [m for m in found if m.id in args.only]
@@ -233,7 +250,9 @@ def mutate_module(module: str, tests: list[str], args: argparse.Namespace, confi
         print(f"  tests pass unmutated in {baseline:.0f} s; timeout {timeout:.0f} s", flush=True)
         in_place = InPlace(results_dir(), path)
         for n, mutant in enumerate(todo, 1):
-            if not args.only and (mutant.key in load_results(file) or not claimed(mutant)):
+            if not args.only and (
+                mutant.key in settled(load_results(file), digest) or not claimed(mutant)
+            ):
                 continue  # another copy of the tree, sharing the results, has it
             try:
                 in_place.write(path, mutant.source)
@@ -250,6 +269,7 @@ def mutate_module(module: str, tests: list[str], args: argparse.Namespace, confi
                 "outcome": {"failed": "killed", "passed": "survived"}.get(outcome, outcome),
                 "seconds": round(seconds, 1),
                 "tests": tests,
+                "tests_digest": digest,
                 "by": _failed_test(tail),
             }
             with file.open("a") as out:
