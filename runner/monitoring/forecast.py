@@ -23,7 +23,9 @@ from redis import Redis
 from runner.config import Settings
 from runner.monitoring.durations import rounded_duration
 from runner.runs.backlog import Depth, depths_now, sampled
-from runner.runs.figures import HOUR, MINUTE, Figures
+from runner.runs.figures import HOUR, MINUTE, Figures, TaskFigures
+
+Window = dict[tuple[str, str, str], TaskFigures]  # one minute's figures by task, queue, version
 
 WINDOW = 10 * MINUTE  # the pace a forecast assumes: the last 10 minutes'
 NOISY = 1.0  # starts a minute varying more than this (stdev / mean): no forecast
@@ -93,6 +95,13 @@ def forecast(
     return said(f"clears in ~{rounded_duration(seconds)}", seconds)
 
 
+def starts_per_minute(windows: Sequence[tuple[int, Window]], queue: str) -> dict[int, int]:
+    """Attempts started on `queue` in each minute of `windows` (`Figures.windows`)."""
+    return {start: sum(f.counts.get("started", 0) for (_t, q, _v), f in window.items()
+                       if q == queue)
+            for start, window in windows}  # fmt: skip
+
+
 def backlogs(redis: Redis, settings: Settings, *, now: float | None = None) -> list[Backlog]:
     """Every queue with runs queued, or with runs started within the hour, by name."""
     depths = depths_now(redis, settings)
@@ -105,9 +114,7 @@ def backlogs(redis: Redis, settings: Settings, *, now: float | None = None) -> l
     windows = Figures(redis, settings).windows(since=minute - HOUR, until=now)
     out = []
     for queue, depth in depths.items():
-        per_minute = {start: sum(f.counts.get("started", 0) for (_t, q, _v), f in window.items()
-                                 if q == queue)
-                      for start, window in windows}  # fmt: skip
+        per_minute = starts_per_minute(windows, queue)
         started_hour = sum(per_minute.values())
         if depth.jobs == 0 and not started_hour:
             continue

@@ -25,6 +25,7 @@ from runner.config import Settings
 from runner.delivery.dequeue import delivery_key
 from runner.keys import Keys
 from runner.monitoring.durations import ago, iso_time, rounded_duration
+from runner.monitoring.forecast import starts_per_minute
 from runner.record import RunRecord, RunState
 from runner.runs.figures import HOUR, Figures
 from runner.runs.summary import error_text
@@ -126,12 +127,7 @@ def _horses(serving: list[WorkerBeat]) -> str:
 def _starts_per_second(redis: Redis, settings: Settings, queue: str, now: float) -> float | None:
     """Attempts started on `queue` per second over the last hour; None below MIN_STARTS."""
     windows = Figures(redis, settings).windows(since=now - HOUR, until=now)
-    started = sum(
-        figures.counts.get("started", 0)
-        for _, window in windows
-        for (_task, q, _version), figures in window.items()
-        if q == queue
-    )
+    started = sum(starts_per_minute(windows, queue).values())
     return started / HOUR if started >= MIN_STARTS else None
 
 
