@@ -34,7 +34,7 @@ from runner.record import Enqueued, RunRecord, RunState
 from runner.runs.enqueue import Request
 from runner.runs.retention import prune_runs
 from runner.tasks import Check as HealthCheck
-from runner.tasks import RetryPolicy, Task, TaskRegistry
+from runner.tasks import Limit, RetryPolicy, Task, TaskRegistry
 from runner.tokens import canonical_json, content_token, derive_token, slot_token
 
 if TYPE_CHECKING:
@@ -68,6 +68,7 @@ __all__ = [
     "HealthCheck",
     "InvalidArguments",
     "LeaseLost",
+    "Limit",
     "PermanentError",
     "RedisUnavailable",
     "Request",

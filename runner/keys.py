@@ -71,6 +71,22 @@ class Keys:
         take out of a list when it begins)."""
         return f"{self.prefix}delivery:none"
 
+    def limit(self, part: str, key: str) -> str:
+        """A limit's state (runner.runs.limits), built the same way inside its scripts:
+        `holders` (set of tokens), `starts` (sorted set of starts by time), `waiting` (sorted
+        set of tokens by when they began waiting), `woken` (tokens woken, by the deadline of
+        their slot's reservation) and `job` (a waiting run's RQ job hash, by job id)."""
+        return f"{self.prefix}limit:{part}:{key}"
+
+    @property
+    def limit_keys(self) -> str:
+        """Set: the limit keys that have runs waiting (the reaper wakes them)."""
+        return f"{self.prefix}limit:keys"
+
+    def limit_prefixes(self) -> tuple[str, str, str]:
+        """The prefixes the limits' scripts build keys from: limits, leases, runs."""
+        return f"{self.prefix}limit:", f"{self.prefix}lease:", f"{self.prefix}run:"
+
     @property
     def limbo(self) -> str:
         """Hash: job id -> when the reaper first saw it taken off its queue but not begun."""

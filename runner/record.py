@@ -98,6 +98,10 @@ class RunRecord:
     traceparent: str = ""  # the enqueuer's W3C trace context, when it gave one
     rerun_attempt: int = 0  # the attempt an operator's latest rerun started; 0: never rerun
     waited: float | None = None  # queued -> this attempt's start; None after a retry or rerun
+    limit_key: str = ""  # the task's limit key for this run (runner.runs.limits); '' if none
+    limit_concurrency: int = 0  # its leases at once; 0: unbounded
+    limit_rate: int = 0  # its starts per `limit_per` seconds; 0: unbounded
+    limit_per: float = 0.0
 
     @classmethod
     def from_hash(cls, raw: Mapping[bytes, bytes]) -> RunRecord:
@@ -140,6 +144,10 @@ class RunRecord:
             traceparent=f.get("traceparent", ""),
             rerun_attempt=int(f.get("rerun_attempt") or 0),
             waited=num("waited"),
+            limit_key=f.get("limit_key", ""),
+            limit_concurrency=int(f.get("limit_concurrency") or 0),
+            limit_rate=int(f.get("limit_rate") or 0),
+            limit_per=num("limit_per") or 0.0,
         )
 
     @property

@@ -92,6 +92,43 @@ class RetryPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class Limit:
+    """A limit per key (runner.runs.limits): the runs of a task whose `key(args)` is the same
+    hold at most `concurrency` leases at once, across every worker, and start at most `rate`
+    times in any `per` seconds (None: no such bound). A run over it waits in the key's wait
+    set, holding no worker, until a slot frees (a holder ends, or its lease expires)."""
+
+    key: Callable[[Mapping[str, Any]], str]
+    concurrency: int | None = None
+    rate: int | None = None
+    per: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.concurrency is None and self.rate is None:
+            raise ConfigError("a Limit needs concurrency=N, rate=N (with per=SECONDS), or both")
+        for name, value in (("concurrency", self.concurrency), ("rate", self.rate)):
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ConfigError(f"Limit {name} must be a whole number, at least 1: not {value!r}")
+        if not self.per > 0:
+            raise ConfigError(f"Limit per must be a positive number of seconds, not {self.per!r}")
+
+    def key_of(self, task: str, args: Mapping[str, Any]) -> str:
+        """The limit's key for one run: the task's name and what `key` makes of its
+        arguments; raises InvalidArguments when `key` fails or makes no text."""
+        try:
+            value = self.key(args)
+        except Exception as exc:
+            raise InvalidArguments(
+                f"task {task}'s limit key failed on these arguments: {type(exc).__name__}: {exc}"
+            ) from None
+        if not isinstance(value, str) or not value or len(value) > 200:
+            raise InvalidArguments(
+                f"task {task}'s limit key must give a text of 1 to 200 characters: {value!r:.60}"
+            )
+        return f"{task}:{value}"
+
+
+@dataclass(frozen=True, slots=True)
 class Task:
     """A registered task: `fn(run, **kwargs)` returns a JSON-able result."""
 
@@ -100,6 +137,7 @@ class Task:
     queue: str = "default"
     timeout: int = 3600
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    limit: Limit | None = None
 
     def check_args(self, args: Mapping[str, Any]) -> None:
         """Raise InvalidArguments when `args` lack a required parameter of `fn` (after `run`)
@@ -163,12 +201,14 @@ class TaskRegistry:
         queue: str = "default",
         timeout: int = 3600,
         retry: RetryPolicy | None = None,
+        limit: Limit | None = None,
     ) -> Callable[[TaskFn[P, R]], TaskHandle[P, R]]:
         """Decorator registering `fn(run, **kwargs)` under `name` (default: its own name);
-        returns its handle, whose `enqueue` mypy checks against `fn`'s keyword parameters."""
+        returns its handle, whose `enqueue` mypy checks against `fn`'s keyword parameters.
+        `limit`: at most so many of its runs of one key at once, or per period (`Limit`)."""
 
         def register(fn: TaskFn[P, R]) -> TaskHandle[P, R]:
-            task = Task(name or fn.__name__, fn, queue, timeout, retry or RetryPolicy())
+            task = Task(name or fn.__name__, fn, queue, timeout, retry or RetryPolicy(), limit)
             self._tasks[task.name] = task
             return TaskHandle(self, task)
 

@@ -14,7 +14,7 @@ from rq import get_current_job
 from runner.attempt.context import Run
 from runner.errors import PermanentError, TransientError
 from runner.keys import Keys
-from runner.tasks import RetryPolicy, TaskRegistry
+from runner.tasks import Limit, RetryPolicy, TaskRegistry
 
 registry = TaskRegistry()
 FAST_RETRY = RetryPolicy(backoff_seconds=0.05, backoff_cap_seconds=0.2)
@@ -119,6 +119,22 @@ def broken(run: Run, *, permanent: bool = True) -> None:
 @registry.task()
 def noop(run: Run, **kwargs: Any) -> None:
     """Does nothing, whatever its arguments: what the runner itself costs per job."""
+
+
+def _host(args: Any) -> str:
+    return str(args["host"])
+
+
+@registry.task(limit=Limit(key=_host, concurrency=2))
+def limited(run: Run, *, host: str, seconds: float = 0.0) -> str:
+    """At most two runs of one host at once: a step that takes `seconds`."""
+    return run.step("fetch", lambda: (time.sleep(seconds), host)[1])
+
+
+@registry.task(limit=Limit(key=_host, rate=5, per=10.0))
+def rated(run: Run, *, host: str) -> str:
+    """At most five starts of one host in any ten seconds."""
+    return run.step("fetch", lambda: host)
 
 
 @registry.task()

@@ -39,6 +39,7 @@ from runner.logs import RunStream, capped, event_json, streaming_to
 from runner.record import Enqueued, RunRecord, RunState
 from runner.runs.deploys import code_version
 from runner.runs.enqueue import Enqueuer, Request
+from runner.runs.limits import limit_text
 from runner.runs.transitions import Runs
 from runner.tasks import Task, TaskRegistry
 
@@ -125,6 +126,9 @@ class Executor:
                 if status == "rerun":  # the failed run's job, requeued with RQ's own tools
                     log.info("run.rerun", via="rq requeue", from_scratch=False,
                              state=RunState.RUNNING)  # fmt: skip
+                elif status == "limited":  # it waits for a slot (runner.runs.limits)
+                    log.info("run.limited", state=RunState.QUEUED, limit=limit_text(record))
+                    return Outcome(AttemptOutcome.SKIPPED, status)
                 elif status != "ok":
                     log.info("attempt.skipped", reason=f"not runnable: {status}")
                     return Outcome(AttemptOutcome.SKIPPED, status)

@@ -9,7 +9,8 @@ The runner closes that gap. Every dequeue moves the job id into the intermediate
 the number of queues; the id leaves the list only in the Lua call that claims the run's lease
 (`Runs.begin`); and the reaper gives the next attempt to a run whose job id has sat in an
 intermediate list for longer than a lease period (`Limbo`). At every moment a job is in its
-queue, in an intermediate list, or held under a lease: each of them is watched.
+queue, in an intermediate list, or held under a lease, or (a run of a limited task over its
+limit) waits in its key's wait set (runner.runs.limits): each of them is watched.
 
 Before its job exists, a run can wait in one more place: the scheduled set (`Keys.delayed`,
 tokens by due time), for a retry's backoff or a run enqueued with `at=` / `after=`. Its job

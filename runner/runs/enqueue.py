@@ -120,8 +120,11 @@ class Request:
         return self.queue or self.task.queue
 
     def __post_init__(self) -> None:
-        """Raises InvalidArguments when the arguments do not fit the task's signature."""
+        """Raises InvalidArguments when the arguments do not fit the task's signature (or
+        its limit's key function fails on them)."""
         self.task.check_args(self.args)
+        if self.task.limit is not None:
+            self.task.limit.key_of(self.task.name, self.args)
 
     def resolved_token(self) -> str:
         """The caller's token (checked), or one derived from the task and its arguments;
@@ -238,6 +241,11 @@ class Enqueuer:
         extra: dict[str, Any] = {"due_at": request.at} if scheduled else {}
         if request.traceparent:
             extra["traceparent"] = request.traceparent
+        if task.limit is not None:  # read by BEGIN_ATTEMPT (runner.runs.limits)
+            extra["limit_key"] = task.limit.key_of(task.name, request.args)
+            extra["limit_concurrency"] = task.limit.concurrency or 0
+            extra["limit_rate"] = task.limit.rate or 0
+            extra["limit_per"] = task.limit.per
         return encode(
             {
                 **extra,

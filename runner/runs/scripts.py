@@ -7,6 +7,7 @@ Each names its keys and arguments as locals first; the state strings are `RunSta
 from __future__ import annotations
 
 from runner.runs.figures import RECORD_FIGURES
+from runner.runs.limits import LIMITS
 
 # Appends ARGV[first..#ARGV] (JSON events) to the stream `log` (capped at about `cap`
 # entries) as one entry: field `e` for one event, `es` (a JSON array) for several
@@ -61,6 +62,7 @@ end
 # (its first claim lost in a failover) is two holders, fenced apart.
 BEGIN_ATTEMPT = (
     RERUN_RULE
+    + LIMITS
     + """
 local run = KEYS[1]           -- the run hash
 local lease = KEYS[2]         -- the token's lease (holds the attempt's holder)
@@ -79,6 +81,8 @@ local worker = ARGV[5]        -- the worker's name
 local token = ARGV[6]
 local version = ARGV[7]       -- the code version running the attempt
 local job_id = ARGV[8]        -- the RQ job id
+local limit_prefix = ARGV[9]  -- the limits' key prefix (runner.runs.limits)
+local lease_prefix = ARGV[10] -- the leases' key prefix
 
 redis.call('LREM', delivery, 1, job_id)
 local record = redis.call('HGETALL', run)  -- read once: the reply is it, with the claim's fields
@@ -93,8 +97,22 @@ elseif tonumber(seen.attempt) ~= tonumber(attempt) then status = 'stale'
 elseif seen.state == 'running' and redis.call('GET', lease) == holder then claimed = true
 elseif seen.state ~= 'queued' then status = seen.state
 end
+-- a run of a limited task begins only with room under its key; else it waits for a slot
+-- (a failed run's job requeued by RQ's tools, status 'rerun', is not held back)
+local key = seen.limit_key
+local limited = key ~= nil and key ~= '' and not claimed and status == 'ok'
+local per = tonumber(seen.limit_per) or 0
+if limited and limit_room(limit_prefix, lease_prefix, key, tonumber(seen.limit_concurrency) or 0,
+                          tonumber(seen.limit_rate) or 0, per, tonumber(now), token) < 1 then
+  limit_park(limit_prefix, key, token, job, job_id, now)
+  return {'limited', record, {}}
+end
 if not claimed and (status == 'ok' or status == 'rerun')
    and not redis.call('SET', lease, holder, 'NX', 'PX', lease_ms) then status = 'leased' end
+if limited and status == 'ok' then
+  local hold = (tonumber(seen.timeout) or 3600) + 2 * math.ceil(tonumber(lease_ms) / 1000)
+  limit_take(limit_prefix, key, token, holder, per, now, hold)
+end
 if status == 'rerun' then
   rerun(run, steps, log, failed_index, token, seen.attempt, false)
   redis.call('PERSIST', job)  -- a failed job's hash expires (RQ's failure_ttl): not while it runs
@@ -180,6 +198,7 @@ return 1
 RELEASE_ATTEMPT = (
     LOG_EVENTS
     + RECORD_FIGURES
+    + LIMITS
     + """
 local lease = KEYS[1]         -- the token's lease
 local run = KEYS[2]           -- the run hash
@@ -202,8 +221,10 @@ local started, waited = tonumber(ARGV[12]), tonumber(ARGV[13])
 local cpu, busy = tonumber(ARGV[14]), tonumber(ARGV[15])  -- runner.attempt.effort
 local effort = {cpu = cpu, busy = busy}
 local lease_ms = ARGV[16]      -- the lease's TTL
-local nrun = tonumber(ARGV[17]) -- then nrun run field/value pairs (the state among them)
-local events_from = 18 + 2*nrun  -- then the log events, to the end
+local limit_key = ARGV[17]     -- the run's limit key, '' if none (runner.runs.limits)
+local limit_prefix, lease_prefix, run_prefix = ARGV[18], ARGV[19], ARGV[20]
+local nrun = tonumber(ARGV[21]) -- then nrun run field/value pairs (the state among them)
+local events_from = 22 + 2*nrun  -- then the log events, to the end
 local fig = {minute = fig_minute, ttl = ttl_minute}
 
 local held = redis.call('GETDEL', lease)  -- the check and the drop in one command
@@ -211,8 +232,11 @@ if held ~= holder then  -- lost: another attempt's lease goes back, with a whole
   if held then redis.call('SET', lease, held, 'PX', lease_ms) end
   return 0
 end
-redis.call('HSET', run, unpack(ARGV, 18, events_from - 1))
+redis.call('HSET', run, unpack(ARGV, 22, events_from - 1))
 log_events(log, cap, events_from)
+if limit_key ~= '' then  -- its slot is free: the first waiter goes
+  limit_wake(limit_prefix, lease_prefix, run_prefix, limit_key, now, tonumber(lease_ms), token)
+end
 redis.call('ZREM', running_index, token)
 redis.call('ZADD', state_index, now, token)
 if retry_at ~= '' then

@@ -139,7 +139,7 @@ class Runs:
         keys += [self._index(RunState.QUEUED), self._index(RunState.RUNNING)]
         keys += [self._index(RunState.FAILED), self.keys.log(token), job_key(job_id or holder)]
         args: list[Any] = [attempt, holder, self.lease_ms, now, worker, token, version]
-        args += [job_id or holder]
+        args += [job_id or holder, *self.keys.limit_prefixes()[:2]]
         return keys, args
 
     @staticmethod
@@ -236,7 +236,8 @@ class Runs:
         started = record.started_at if record.started_at is not None else now
         waited = "" if record.waited is None else record.waited
         args += [state, record.task, record.queue, version, started, waited, *effort]
-        args += [self.lease_ms, len(flat) // 2, *flat, *events]
+        args += [self.lease_ms, record.limit_key, *self.keys.limit_prefixes()]
+        args += [len(flat) // 2, *flat, *events]
         return keys, args
 
     # Moves of an existing run, outside any attempt (reaper, handover, cancel, rerun): each is

@@ -1,7 +1,8 @@
 """The reaper: inside every worker, it requeues runs whose lease expired (their worker died),
 whose job was taken off its queue by a worker that died before starting it, or whose RQ job
 is gone (deleted or emptied from outside), pushes retries and scheduled runs that came due
-(the scheduled set), and removes dead
+(the scheduled set), wakes runs waiting for a slot of their limit (runner.runs.limits), and
+removes dead
 workers' registrations from RQ's (runner.worker.liveness). One reaper acts at a time (a lock with a
 TTL), and every move is conditional on the run being as the reaper saw it, so nothing is
 requeued twice."""
@@ -26,6 +27,7 @@ from runner.logs import into_run_log
 from runner.record import TERMINAL, RunRecord, RunState, texts
 from runner.runs import backlog
 from runner.runs.figures import Figures
+from runner.runs.limits import Limits
 from runner.runs.rqjobs import AttemptJobs
 from runner.runs.transitions import Runs
 from runner.worker.liveness import Liveness
@@ -50,6 +52,7 @@ class Reaper:
         self.keys = Keys(settings.prefix)
         self.runs = Runs(redis, settings)
         self.limbo = Limbo(redis, settings)
+        self.limits = Limits(redis, settings)
         self.liveness = Liveness(redis, settings)
         self.figures = Figures(redis, settings)
         self.jobs = AttemptJobs(redis, failure_ttl=settings.retention_seconds)
@@ -66,6 +69,7 @@ class Reaper:
             self.liveness.bury_dead()
             moved = self.requeue_expired() + self.requeue_undelivered() + self.promote_due()
             moved += self.requeue_lost()
+            self.limits.wake_all(time.time())  # slots freed by expired leases, moved windows
             self.figures.roll_up()  # closed minutes into hours, totals, versions: off any job
             self.sample_depths()
             self.trim_indexes()
@@ -136,6 +140,8 @@ class Reaper:
         if gone := [t for t, r in zip(tokens, records, strict=True) if r is None]:
             self.redis.zrem(index, *gone)
         queued = [r for r in records if r is not None and r.state == RunState.QUEUED]
+        waiting = self.limits.parked(queued)  # in its limit's wait set: not lost
+        queued = [r for r in queued if r.token not in waiting]
         # One MULTI: a job moving from its queue to the intermediate list is seen in one.
         with self.redis.pipeline(transaction=True) as multi:
             for record in queued:
