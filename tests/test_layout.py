@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 PUBLIC = {
     "AttemptStopped", "ConfigError", "CronEntry", "Enqueued", "HealthCheck", "InvalidArguments",
-    "LeaseLost", "PermanentError", "RedisUnavailable", "Request", "RetryPolicy", "Run",
+    "LeaseLost", "Limit", "PermanentError", "RedisUnavailable", "Request", "RetryPolicy", "Run",
     "RunRecord", "RunState",
     "RunnerError", "Settings", "Task", "TaskError", "TaskRegistry", "TransientError",
     "UnknownRun", "canonical_json", "connect", "content_token", "derive_token", "prune_runs",

@@ -11,6 +11,7 @@ from runner.monitoring.durations import ago, duration
 from runner.monitoring.durations import iso_time as iso
 from runner.record import RunRecord, RunState
 from runner.runs.attempts import Attempt
+from runner.runs.limits import limit_text
 from runner.runs.summary import argument_text, error_text, took
 
 
@@ -58,6 +59,7 @@ def run_detail(
         "result": run.result,
         "handovers": run.handovers,
         "cancel_requested": run.cancel_requested or None,
+        "limit": limit_text(run) if run.limit_key else None,
     }
 
 
@@ -168,6 +170,8 @@ def detail_text(run: RunRecord, steps: dict[str, Any], attempts: Sequence[Attemp
         lines.append(f"due at:     {iso(run.due_at)} (scheduled: the reaper queues it then)")
     if run.handovers:
         lines.append(f"handovers:  {run.handovers} (workers stopped and handed it on)")
+    if run.limit_key:
+        lines.append(f"limit:      {limit_text(run)}")
     if run.cancel_requested:
         asked = "" if run.state == RunState.CANCELLED else ", stops at its next checkpoint"
         lines.append(f"cancel:     asked by {run.cancel_requested}{asked}")

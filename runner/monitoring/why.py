@@ -4,7 +4,8 @@ job's place in its queue, the live workers, RQ's suspension, the run's lease, th
 
 The causes, first match wins: scheduled (due when), retrying (the failed attempt's error, the
 next attempt's time), queued with workers suspended (`rq suspend`, since when the runner first
-saw it), queued with no live worker on its queue, queued behind N jobs (the queue's horses and
+saw it), waiting for a slot of its limit (the key, its numbers, the runs holding it), queued
+with no live worker on its queue, queued behind N jobs (the queue's horses and
 how many are busy), taken by a worker (its job between dequeue and claim), running (where,
 since when; its worker stopped beating: when the reaper takes it back), and ended (what to
 do; when it moves to history). A queued run gets an estimate of when it starts at the last
@@ -28,6 +29,7 @@ from runner.monitoring.durations import ago, iso_time, rounded_duration
 from runner.monitoring.forecast import starts_per_minute
 from runner.record import RunRecord, RunState
 from runner.runs.figures import HOUR, Figures
+from runner.runs.limits import Held, Limits
 from runner.runs.summary import error_text
 from runner.worker.liveness import Liveness, WorkerBeat
 
@@ -87,6 +89,9 @@ def _queued(redis: Redis, settings: Settings, run: RunRecord, now: float) -> Why
     queue_key = Queue.redis_queue_namespace_prefix + run.queue
     found = redis.lpos(queue_key, run.job_id) if run.job_id else None
     if not isinstance(found, int):
+        held = Limits(redis, settings).held(run, now)
+        if held is not None:
+            return Why("limited", _held(held))
         lease = rounded_duration(settings.lease_seconds)
         if run.job_id and redis.lpos(delivery_key(run.queue), run.job_id) is not None:
             if serving:
@@ -112,6 +117,31 @@ def _queued(redis: Redis, settings: Settings, run: RunRecord, now: float) -> Why
     return Why(
         RunState.QUEUED.value, f"{behind}; {estimate}{rounded_duration(starts_in)}", starts_in
     )
+
+
+def _held(held: Held) -> str:
+    """A run waiting for a slot of its limit: the key, its numbers, who holds it."""
+    bounds, over = [], []
+    if held.concurrency:
+        bounds.append(f"{held.concurrency} at once")
+        if len(held.holders) >= held.concurrency:
+            shown = ", ".join(held.holders[:3]) + (", ..." if len(held.holders) > 3 else "")
+            over.append(f"held by {shown}")
+    if held.rate:
+        bounds.append(f"{held.rate} per {held.per:g}s")
+        if held.recent_starts >= held.rate:
+            over.append(f"{held.recent_starts} started in the last {held.per:g}s")
+    where = f"{_ordinal(held.position)} of {held.waiting} waiting"
+    state = "; ".join(over) or "a slot just freed: it is woken next"
+    return (
+        f"waiting for limit {held.key} ({', '.join(bounds)}): {state}; {where}; it goes back to"
+        " its queue when a slot frees (a holder ends, or its lease expires)"
+    )
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
 
 
 def _horses(serving: list[WorkerBeat]) -> str:

@@ -14,6 +14,7 @@ from runner.monitoring.why import why
 from runner.printable import printable_data
 from runner.record import ACTIVE, RunState
 from runner.runs.attempts import attempts
+from runner.runs.limits import limit_text
 from runner.runs.rqjobs import known_queues
 from runner.runs.summary import argument_text, error_text, took
 from runner.web.console import ConsoleDep
@@ -83,6 +84,7 @@ def run_page(request: Request, console: ConsoleDep, token: str) -> Response:
         "levels": LEVELS,
         "summary": json.dumps(printable_data(_without_error(run_summary(record)))),
         "args_json": json.dumps(record.args, indent=2, sort_keys=True, default=str),
+        "limit": limit_text(record) if record.limit_key else "",
         "done": sum((record.counters or {}).values()),
         "why": why(
             None if moved else console.redis, console.settings, record, moved=moved is not None

@@ -161,3 +161,33 @@ def test_the_console_run_page_says_why(
         in page.text
     )
     assert "<i>page</i>" not in page.text
+
+
+def test_a_run_waiting_for_its_limit_names_the_key_the_limit_and_its_holders(
+    enqueue: Callable[..., Enqueued], runs: Runs, redis: Redis, settings: Settings,
+    invoke: Callable[..., Result],
+) -> None:  # fmt: skip
+    made = [enqueue("limited", host="feeds.example", seconds=i) for i in range(3)]
+    for run in made:  # three horses take them: two begin, the third waits for a slot
+        redis.lrem(Queue("default", connection=redis).key, 1, run.job_id)
+        runs.begin(run.token, 1, holder=f"{run.job_id}.h", worker="w", version="v",
+                   delivery=delivery_key("default"), job_id=run.job_id)  # fmt: skip
+    found = why_of(invoke, made[2].token)
+    holders = ", ".join(sorted(r.token for r in made[:2]))
+    assert found["cause"] == "limited"
+    assert found["sentence"] == (
+        f"waiting for limit limited:feeds.example (2 at once): held by {holders}; 1st of 1"
+        " waiting; it goes back to its queue when a slot frees (a holder ends, or its lease"
+        " expires)"
+    )
+    # and the run's page and `runner show` say the same, with the limit itself (escaped)
+    from fastapi.testclient import TestClient
+
+    from runner.web.app import create_app
+
+    with TestClient(create_app(settings, redis=redis), base_url="http://127.0.0.1:8080") as web:
+        page = web.get(f"/runs/{made[2].token}").text
+    assert "<b>Why:</b> waiting for limit limited:feeds.example (2 at once): held by" in page
+    assert '<td id="limit">limited:feeds.example (2 at once)</td>' in page
+    shown = invoke("show", made[2].token).output
+    assert "limit:      limited:feeds.example (2 at once)" in shown
