@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `scripts.*` when
 
 from scripts import (
     bench_console,
+    bench_drain,
     bench_history,
     bench_imports,
     bench_index,
@@ -70,11 +71,12 @@ class Sizes:
     sleep_jobs: int = 400  # 50 ms jobs per worker run, for --concurrency
     sleep_rounds: int = 3  # ... the median of this many rounds
     history_runs: int = 1_000_000  # finished runs in history for its page and search
+    drain: bool = True  # the drain forecast against a real drain (about 12 minutes)
 
 
 QUICK = Sizes(
     500, 2_000, 20_000, 20_000, 100_000, 20_000, repeats=2, import_repeats=1, crash_repeats=1,
-    sleep_jobs=200, sleep_rounds=1, history_runs=100_000,
+    sleep_jobs=200, sleep_rounds=1, history_runs=100_000, drain=False,
 )  # fmt: skip
 FULL = Sizes(
     2_000,
@@ -137,13 +139,15 @@ def noop_rows(env: BenchEnv, sizes: Sizes, notes: list[str]) -> list[Row]:
     }
     each = "; ".join(
         f"{side} " + ", ".join(f"{r[side].jobs_per_s:,.0f}" for r in results)
-        for side in ("runner", "simple", "fork")
+        for side in ("runner", "simple", "fork", "celery")
     )
     notes.append(
         f"noop: {sizes.noop_jobs:,} jobs per worker run, {NOOP_ROUNDS} interleaved rounds, the"
         " ratio is the median of the rounds' ratios; jobs/s = jobs / (first job start -> last"
-        " job end: RQ job started_at/ended_at; runner run started_at/finished_at); all sides"
-        " on the JSON serializer, RQ logging at WARNING, the same unix socket; per round:"
+        " job end: RQ job started_at/ended_at; runner run started_at/finished_at; Celery: its"
+        " task's first and N-th call, scripts/bench_celery.py: `celery worker --pool solo -c 1"
+        " -l WARNING`, Redis broker, no result backend, default prefetch); the RQ sides on the"
+        " JSON serializer, RQ logging at WARNING; every side on the same unix socket; per round:"
         f" {each} jobs/s. Redis commands per job (INFO commandstats, Lua inner calls included,"
         f" worker start and stop amortised, median): runner {commands['runner']:.1f},"
         f" SimpleWorker {commands['simple']:.1f}, Worker {commands['fork']:.1f}"
@@ -152,6 +156,8 @@ def noop_rows(env: BenchEnv, sizes: Sizes, notes: list[str]) -> list[Row]:
         median_row("noop_vs_simpleworker", results, "runner", "simple", at_least=1.5,
                    value=jobs_per_s, unit="jobs/s"),
         median_row("noop_vs_worker", results, "runner", "fork", at_least=3.0,
+                   value=jobs_per_s, unit="jobs/s"),
+        median_row("noop_vs_celery_solo", results, "runner", "celery", at_least=0.9,
                    value=jobs_per_s, unit="jobs/s"),
         Row("redis_commands_per_job", f"{commands['runner']:.1f}",
             f"SimpleWorker {commands['simple']:.1f}", round(commands["runner"], 1),
@@ -440,6 +446,25 @@ def move_lag_row(env: BenchEnv, notes: list[str]) -> Row:
     )  # fmt: skip
 
 
+def drain_row(env: BenchEnv, sizes: Sizes, notes: list[str]) -> Row:
+    key, target = "drain_forecast_vs_real", "0.75 - 1.25"
+    if not sizes.drain:
+        return Row(key, "not run", "12 min: full run only", None, target, None)
+    found = bench_drain.drain(env)
+    ratios = found.ratios()
+    notes.append(
+        f"drain forecast: one `runner worker` on 50 ms runs ({found.out_per_s:.1f}/s alone), a"
+        f" feeder adding {found.in_per_s:.1f}/s; `runner health`'s forecast each minute from"
+        " the first one (10 minutes of depth samples) against when the queue really emptied: "
+        + ", ".join(f"{left / 60:.1f} min left, forecast x{ratio:.2f}" for left, ratio in ratios)
+    )
+    left, first = ratios[0]
+    return Row(
+        key, f"x{first:.2f}", f"real {left / 60:.1f} min", round(first, 3), target,
+        0.75 <= first <= 1.25,
+    )  # fmt: skip
+
+
 def section(name: str, keys: list[str], measure: Callable[[], list[Row]]) -> list[Row]:
     """Run one measurement; an error is reported and becomes failed rows, the rest still runs."""
     started = time.monotonic()
@@ -477,8 +502,8 @@ def sections(sizes: Sizes) -> list[Section]:
         )  # fmt: skip
 
     return [
-        Section("noop throughput",
-                ("noop_vs_simpleworker", "noop_vs_worker", "redis_commands_per_job"), noop_rows),
+        Section("noop throughput", ("noop_vs_simpleworker", "noop_vs_worker",
+                                    "noop_vs_celery_solo", "redis_commands_per_job"), noop_rows),
         Section("redis cpu per job", ("redis_cpu_vs_simpleworker",), redis_cpu_rows),
         Section("round trips per job", ("round_trips_per_job",), round_trip_rows),
         Section("several horses", ("concurrency_4_vs_1",), concurrency_rows),
@@ -501,6 +526,8 @@ def sections(sizes: Sizes) -> list[Section]:
                 history_read_rows),
         Section("history move lag", ("history_move_lag_s",),
                 lambda env, sizes, notes: [move_lag_row(env, notes)]),
+        Section("drain forecast", ("drain_forecast_vs_real",),
+                lambda env, sizes, notes: [drain_row(env, sizes, notes)]),
     ]  # fmt: skip
 
 

@@ -29,7 +29,7 @@ from rq.utils import utcparse
 from runner.keys import Keys
 from runner.runs.enqueue import Enqueued, Enqueuer, Request
 from runner.tasks import Task, load_registry
-from scripts import bench_tasks
+from scripts import bench_celery, bench_tasks
 from scripts.bench_env import ROOT, BenchEnv
 from scripts.bench_jobs import NOOP
 
@@ -155,11 +155,13 @@ def drain_rq(env: BenchEnv, n: int, kind: str) -> Drained:
 def noop_throughput(env: BenchEnv, n: int, count: int) -> list[dict[str, Drained]]:
     """`count` interleaved rounds of Drained for `runner`, `simple` (SimpleWorker), `fork`
     (Worker): the same jobs, the same JSON serializer, the same RQ logging level (WARNING),
-    the same Redis on the same unix socket."""
+    the same Redis on the same unix socket; and `celery` (its solo pool, scripts.bench_celery:
+    jobs/s only)."""
     sides = {
         "runner": lambda: drain_runner(env, n),
         "simple": lambda: drain_rq(env, n, "simple"),
         "fork": lambda: drain_rq(env, n, "fork"),
+        "celery": lambda: Drained(jobs_per_s=bench_celery.drain(env, n), commands_per_job=0.0),
     }
     return rounds(sides, count)
 
