@@ -114,16 +114,25 @@ def show(app: App, run: str, as_json: bool) -> None:
 def why_command(app: App, run: str, as_json: bool) -> None:
     """Why the run is where it is: its cause, with the evidence, in one sentence; for a
     waiting run, when it should start at the last hour's rate."""
-    from runner.monitoring.why import why
+    from runner.monitoring.why import in_outbox, why
 
     app.reading()
-    token, moved = app.locate(run)
-    record = moved or app.runs.get(token)
-    if record is None:
-        raise UnknownRun(f"run {token!r} expired while reading it")
-    found = why(app.redis if moved is None else None, app.settings, record, moved=moved is not None)
+    try:
+        token, moved = app.locate(run)
+    except UnknownRun:
+        waiting = in_outbox(app.settings, run)
+        if waiting is None:
+            raise
+        token, moved, record, found = run, None, None, waiting
+    else:
+        record = moved or app.runs.get(token)
+        if record is None:
+            raise UnknownRun(f"run {token!r} expired while reading it")
+        found = why(app.redis if moved is None else None, app.settings, record,
+                    moved=moved is not None)  # fmt: skip
     if as_json:
-        click.echo(json_line(token=token, state=record.state, cause=found.cause,
+        state = record.state if record else None
+        click.echo(json_line(token=token, state=state, cause=found.cause,
                              sentence=found.sentence, starts_in=found.starts_in))  # fmt: skip
     else:
         click.echo(printable(f"{token}: {found.sentence}"))

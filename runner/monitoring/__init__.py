@@ -4,5 +4,6 @@ Prometheus metrics, trends, the before/after comparison of a deploy, why a run i
 it is, and when each queue's backlog clears.
 
 Owns: runner.monitoring.health, metrics, trends, compare, durations, answers, why, forecast.
-May import: the shared modules, connections, runs, delivery, worker (for liveness).
+May import: the shared modules, connections, runs, delivery, client (the outbox's table, for
+why), worker (for liveness and the relay's database engine).
 """

@@ -5,11 +5,13 @@ job's place in its queue, the live workers, RQ's suspension, the run's lease, th
 The causes, first match wins: scheduled (due when), retrying (the failed attempt's error, the
 next attempt's time), queued with workers suspended (`rq suspend`, since when the runner first
 saw it), waiting for a slot of its limit (the key, its numbers, the runs holding it), queued
-with no live worker on its queue, queued behind N jobs (the queue's horses and
-how many are busy), taken by a worker (its job between dequeue and claim), running (where,
-since when; its worker stopped beating: when the reaper takes it back), and ended (what to
-do; when it moves to history). A queued run gets an estimate of when it starts at the last
-hour's rate of starts on its queue, or none when fewer than `MIN_STARTS` started there.
+with no live worker on its queue, queued behind N jobs (the queue's horses and how many are
+busy), taken by a worker (its job between dequeue and claim), running (where, since when; its
+worker stopped beating: when the reaper takes it back), and ended (what to do; when it moves
+to history); and a run not in Redis yet whose request waits in the outbox (`in_outbox`:
+committed, not relayed yet, or kept by the relay with an error). A queued run gets an
+estimate of when it starts at the last hour's rate of starts on its queue, or none when fewer
+than `MIN_STARTS` started there.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+import sqlalchemy as sa
 from redis import Redis
 from rq import Queue
 from rq.suspension import is_suspended
 from rq.worker import WorkerStatus
 
+from runner.client.outbox import rows_table
 from runner.config import Settings
 from runner.delivery.dequeue import delivery_key
 from runner.keys import Keys
@@ -32,6 +36,7 @@ from runner.runs.figures import HOUR, Figures
 from runner.runs.limits import Held, Limits
 from runner.runs.summary import error_text
 from runner.worker.liveness import Liveness, WorkerBeat
+from runner.worker.relay import relay_engine
 
 MIN_STARTS = 10  # fewer starts than this on a queue in the last hour: no estimate
 ERROR_CHARS = 200  # of the error's first line, in the sentence (`runner show` has it whole)
@@ -191,6 +196,35 @@ def _ended(settings: Settings, run: RunRecord, *, moved: bool, now: float) -> Wh
     return Why(run.state.value, f"{said}; due to move to history {ago(leaves, now=now)}: the"
                                 " relay process of a live worker moves it (`runner health`"
                                 " says how many wait)")  # fmt: skip
+
+
+def in_outbox(settings: Settings, token: str) -> Why | None:
+    """A run not in Redis yet, whose request waits in the outbox (committed by the site, not
+    relayed yet, or kept there by the relay with an error); None when no row has `token`."""
+    engine = relay_engine(settings.outbox_database_url)
+    if engine is None:
+        return None
+    table = rows_table()
+    try:
+        with engine.connect() as connection:
+            row = connection.execute(
+                sa.select(table.c.created_at, table.c.error)
+                .where(table.c.token == token).order_by(table.c.id).limit(1)
+            ).first()  # fmt: skip
+            waiting = connection.execute(sa.select(sa.func.count()).select_from(table)).scalar()
+    except sa.exc.SQLAlchemyError:  # no outbox table there (the site uses none), or no database
+        return None
+    finally:
+        engine.dispose()
+    if row is None:
+        return None
+    at = f"committed to the outbox at {iso_time(row.created_at)}"
+    if row.error:
+        return Why("outbox", f"{at}, and kept there by the relay: {row.error[:ERROR_CHARS]}; fix"
+                             " the task, or delete the row from runner_outbox")  # fmt: skip
+    return Why("outbox", f"{at}, not relayed yet ({waiting} row{'s' * (waiting != 1)} wait):"
+                         " the relay process of a live worker enqueues it (`runner health`"
+                         " says whether one is alive)")  # fmt: skip
 
 
 def _error(run: RunRecord) -> str:

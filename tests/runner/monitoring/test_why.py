@@ -8,12 +8,16 @@ import os
 import signal
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
-from click.testing import Result
+import sqlalchemy as sa
+from click.testing import CliRunner, Result
 from redis import Redis
 from rq import Queue
 from rq.suspension import resume, suspend
 
+from runner.cli import cli
+from runner.client.outbox import outbox_table
 from runner.client.sync import Client
 from runner.config import Settings
 from runner.delivery.dequeue import delivery_key
@@ -23,7 +27,7 @@ from runner.record import Enqueued, RunState
 from runner.runs.cancel import cancel
 from runner.runs.move import Mover
 from runner.runs.transitions import Runs
-from tests.conftest import WorkerProcess, wait_for
+from tests.conftest import WorkerProcess, wait_for, worker_env
 
 
 def why_of(invoke: Callable[..., Result], token: str) -> dict[str, object]:
@@ -191,3 +195,29 @@ def test_a_run_waiting_for_its_limit_names_the_key_the_limit_and_its_holders(
     assert '<td id="limit">limited:feeds.example (2 at once)</td>' in page
     shown = invoke("show", made[2].token).output
     assert "limit:      limited:feeds.example (2 at once)" in shown
+
+
+def test_a_run_still_in_the_outbox_says_it_waits_for_the_relay_or_why_it_is_kept(
+    redis: Redis, settings: Settings, tmp_path: Path,
+) -> None:  # fmt: skip
+    url = f"sqlite:///{tmp_path / 'site.db'}"
+    engine = sa.create_engine(url)
+    outbox_table(sa.MetaData()).create(engine)
+    with engine.begin() as connection:  # committed by the site, no relay running
+        token = Client(redis, settings).enqueue_on_commit(connection, "greet", {"name": "ada"})
+    env = {k: v for k, v in worker_env(settings).items() if k.startswith("RUNNER_")}
+
+    def why_text() -> str:
+        done = CliRunner().invoke(cli, ["why", token], env={**env, "RUNNER_OUTBOX_URL": url})
+        assert done.exit_code == 0, done.output
+        return done.output
+
+    assert why_text().startswith(f"{token}: committed to the outbox at ")
+    assert "not relayed yet (1 row wait): the relay process of a live worker enqueues it" in (
+        why_text()
+    )
+    with engine.begin() as connection:
+        connection.execute(sa.text("UPDATE runner_outbox SET error = 'unknown task greet'"))
+    assert "kept there by the relay: unknown task greet; fix the task, or delete" in why_text()
+    unknown = CliRunner().invoke(cli, ["why", "nosuchrun"], env={**env, "RUNNER_OUTBOX_URL": url})
+    assert unknown.exit_code != 0 and "no run matches 'nosuchrun'" in unknown.output
