@@ -20,6 +20,7 @@ from runner.errors import ConfigError, InvalidArguments
 from runner.keys import Keys
 from runner.logs import read_events
 from runner.record import RunRecord, RunState
+from runner.runs.cancel import CancelAction, cancel
 from runner.runs.enqueue import Enqueued
 from runner.runs.limits import Limits, limit_text
 from runner.runs.transitions import Runs
@@ -287,3 +288,18 @@ def test_a_rate_of_five_per_ten_seconds_is_never_exceeded_in_any_ten_second_wind
     windows = [sum(s <= t < s + 10.0 for t in starts) for s in starts]
     print(f"starts in each 10 s window from a start: {windows}")
     assert max(windows) == 5
+
+
+def test_a_waiting_run_cancelled_ends_there_and_its_slot_goes_to_the_next_waiter(
+    enqueue: Callable[..., Enqueued], runs: Runs, redis: Redis, settings: Settings, begin: Begin
+) -> None:
+    keys = Keys(settings.prefix)
+    one, two, three, four = (enqueue("limited", host="a", seconds=i) for i in range(4))
+    assert [begin(r)[0] for r in (one, two, three, four)] == ["ok", "ok", "limited", "limited"]
+    assert cancel(redis, settings, three.token, origin="cli").action == CancelAction.CANCELLED
+    finish(runs, one.token)
+    assert queued_ids(redis) == [four.job_id], "the cancelled waiter is passed over"
+    assert not redis.exists(keys.limit("job", three.job_id)), "its put-aside job is dropped"
+    assert state_of(runs, three.token) == RunState.CANCELLED
+    assert not redis.zcard(keys.limit("waiting", "limited:a"))
+    assert not redis.sismember(keys.limit_keys, "limited:a"), "no key left to wake"
