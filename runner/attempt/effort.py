@@ -8,6 +8,8 @@ the version's figures by the script that releases the attempt: no round trip of 
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,10 +18,22 @@ SCHEDSTAT = Path("/proc/thread-self/schedstat")  # "<on-cpu ns> <run-queue wait 
 FIELDS = ("cpu_seconds", "busy_seconds")  # on the run record: the latest attempt's
 
 
+# This thread's schedstat file, opened once (an attempt reads it twice), with the process and
+# path it was opened for: in a forked child the same thread is another thread of the kernel's.
+_open = threading.local()
+
+
 def run_queue_wait() -> float | None:
     """Seconds this thread has spent runnable but waiting for a CPU; None without schedstat."""
     try:
-        return int(SCHEDSTAT.read_text().split()[1]) / 1e9
+        opened = (os.getpid(), SCHEDSTAT)
+        if getattr(_open, "opened", None) != opened:
+            if getattr(_open, "opened", None) is not None:
+                _open.opened = None
+                os.close(_open.fd)
+            _open.fd = os.open(SCHEDSTAT, os.O_RDONLY)  # this thread's, named at open
+            _open.opened = opened
+        return int(os.pread(_open.fd, 128, 0).split()[1]) / 1e9
     except (OSError, IndexError, ValueError):
         return None
 
