@@ -101,3 +101,18 @@ def test_the_seeded_history_is_what_the_page_and_search_rows_read(
     failed = search_runs(redis, settings, store, Search("missing field", limit=0))
     assert len(failed) == 600 // FAILED_EVERY
     assert store.listing(limit=1)[0].token == "import_posts-0000599", "newest first"
+
+
+def test_celerys_broker_url_is_the_benchs_redis_in_kombus_spelling() -> None:
+    from scripts.bench_celery import broker_url
+
+    assert broker_url("unix:///tmp/x/redis.sock") == "redis+socket:///tmp/x/redis.sock"
+    assert broker_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+
+
+def test_a_drain_compares_each_forecast_with_the_time_that_was_really_left() -> None:
+    from scripts.bench_drain import Drain
+
+    found = Drain(out_per_s=20.0, in_per_s=10.0, forecasts=[(100.0, 180.0), (160.0, 130.0)])
+    found.emptied_at = 300.0
+    assert found.ratios() == [(200.0, 0.9), (140.0, 130.0 / 140.0)]
