@@ -569,18 +569,9 @@ def render(rows: list[Row], notes: list[str], about: dict[str, str], mode: str) 
 
 
 def summary(rows: list[Row]) -> dict[str, Any]:
-    keys = (
-        "noop_vs_simpleworker", "noop_vs_worker", "round_trips_per_job",
-        "redis_commands_per_job", "redis_cpu_vs_simpleworker", "concurrency_4_vs_1",
-        "enqueue_vs_rq", "bulk_enqueue_vs_rq",
-        "import_vs_naive_sqlite", "import_vs_naive_sqlite_50k", "import_vs_naive_postgres",
-        "worker_startup_s", "url_enqueue_s", "recovery_s", "redo_batches",
-        "peak_rss_mb", "console_runs_page_ms", "index_page_vs_list",
-        "history_runs_page_ms", "history_search_ms", "history_runs_page_ms_postgres",
-        "history_search_ms_postgres", "history_move_lag_s",
-    )  # fmt: skip
+    """Every row's value by its key, in the order of a full run (None: not measured)."""
     values = {r.key: r.value for r in rows}
-    return {key: values.get(key) for key in keys}
+    return {key: values.get(key) for section in sections(FULL) for key in section.keys}
 
 
 def rows_named(text: str) -> set[str]:
