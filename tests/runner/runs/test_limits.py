@@ -237,6 +237,7 @@ def stopped_holding(
     return workers[name], held
 
 
+@pytest.mark.slow
 def test_forty_runs_of_one_key_on_three_workers_never_hold_more_than_two_leases_at_once(
     settings: Settings,
     enqueue: Callable[..., Enqueued],
@@ -270,6 +271,7 @@ def test_forty_runs_of_one_key_on_three_workers_never_hold_more_than_two_leases_
     assert 0 < parked <= 80
 
 
+@pytest.mark.slow
 def test_a_rate_of_five_per_ten_seconds_is_never_exceeded_in_any_ten_second_window(
     settings: Settings,
     enqueue: Callable[..., Enqueued],
