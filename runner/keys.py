@@ -76,16 +76,17 @@ class Keys:
         `holders` (set of tokens), `starts` (sorted set of starts by time), `waiting` (sorted
         set of tokens by when they began waiting), `woken` (tokens woken, by the deadline of
         their slot's reservation) and `job` (a waiting run's RQ job hash, by job id)."""
-        return f"{self.prefix}limit:{part}:{key}"
+        return f"{self.limit_prefix}{part}:{key}"
+
+    @property
+    def limit_prefix(self) -> str:
+        """What every key of a limit starts with (the limits' scripts build them from it)."""
+        return f"{self.prefix}limit:"
 
     @property
     def limit_keys(self) -> str:
         """Set: the limit keys that have runs waiting (the reaper wakes them)."""
         return f"{self.prefix}limit:keys"
-
-    def limit_prefixes(self) -> tuple[str, str, str]:
-        """The prefixes the limits' scripts build keys from: limits, leases, runs."""
-        return f"{self.prefix}limit:", f"{self.prefix}lease:", f"{self.prefix}run:"
 
     @property
     def limbo(self) -> str:

@@ -156,6 +156,11 @@ class Held:
     position: int  # 1: the first to be woken
 
 
+def script_prefixes(keys: Keys) -> list[str]:
+    """The prefixes `LIMITS` builds its keys from: the limits', the leases', the runs'."""
+    return [keys.limit_prefix, keys.lease(""), keys.run("")]
+
+
 class Limits:
     """The limits' state in Redis: who holds and who waits, and the reaper's wake."""
 
@@ -169,7 +174,7 @@ class Limits:
         """Wake the waiters every key with waiters has room for; how many were woken."""
         woke = 0
         for key in texts(self.redis.smembers(self.keys.limit_keys)):
-            args: list[Any] = [*self.keys.limit_prefixes(), key, now, self.settings.lease_ms]
+            args: list[Any] = [*script_prefixes(self.keys), key, now, self.settings.lease_ms]
             woke += int(self._wake(args=args))
         return woke
 

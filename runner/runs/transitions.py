@@ -20,6 +20,7 @@ from runner.errors import LeaseLost, UnknownRun
 from runner.keys import Keys
 from runner.record import RunRecord, RunState, encode, texts
 from runner.runs.figures import FIGURE_TTLS, figure_keys
+from runner.runs.limits import script_prefixes
 from runner.runs.rqjobs import AttemptJobs, job_key
 from runner.runs.scripts import (
     ADVANCE_RUN,
@@ -139,7 +140,7 @@ class Runs:
         keys += [self._index(RunState.QUEUED), self._index(RunState.RUNNING)]
         keys += [self._index(RunState.FAILED), self.keys.log(token), job_key(job_id or holder)]
         args: list[Any] = [attempt, holder, self.lease_ms, now, worker, token, version]
-        args += [job_id or holder, *self.keys.limit_prefixes()[:2]]
+        args += [job_id or holder, *script_prefixes(self.keys)[:2]]
         return keys, args
 
     @staticmethod
@@ -236,7 +237,7 @@ class Runs:
         started = record.started_at if record.started_at is not None else now
         waited = "" if record.waited is None else record.waited
         args += [state, record.task, record.queue, version, started, waited, *effort]
-        args += [self.lease_ms, record.limit_key, *self.keys.limit_prefixes()]
+        args += [self.lease_ms, record.limit_key, *script_prefixes(self.keys)]
         args += [len(flat) // 2, *flat, *events]
         return keys, args
 
