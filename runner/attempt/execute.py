@@ -37,7 +37,6 @@ from runner.errors import (
 from runner.keys import Keys
 from runner.logs import RunStream, capped, event_json, streaming_to
 from runner.record import Enqueued, RunRecord, RunState
-from runner.runs import tracing
 from runner.runs.deploys import code_version
 from runner.runs.enqueue import Enqueuer, Request
 from runner.runs.limits import limit_text
@@ -140,12 +139,7 @@ class Executor:
                     "run.state", state=RunState.RUNNING, worker=self.worker, pid=os.getpid(),
                     code_version=self.version,
                 )  # fmt: skip
-                attributes = {"runner.token": token, "runner.task": record.task,
-                              "runner.attempt": record.attempt,
-                              "runner.code_version": self.version}  # fmt: skip
-                with tracing.attempt_span(record.task, record.traceparent, record.span,
-                                          attributes):  # fmt: skip
-                    return self._run_task(record, holder, steps, stream)
+                return self._run_task(record, holder, steps, stream)
             finally:
                 stream.flush()
 
@@ -318,7 +312,6 @@ class Executor:
         # A classified error's message says it all: `runner logs` hides its traceback
         expected = isinstance(exc, PermanentError) or _transient(exc, task)
         log.error("attempt.failed", error=error, expected=expected, exc_info=exc)
-        tracing.failed(exc)
         if permanent or record.attempts_left <= 0:
             why = "permanent error" if permanent else f"{record.max_attempts} attempts used"
             fields = {"state": RunState.FAILED, "error": error, "finished_at": time.time()}
@@ -342,8 +335,6 @@ class Executor:
         success the horse sends with RQ's records: when it does, `stage_release`)."""
         effort, self._effort = self._effort, None
         fields = {**fields, **(effort.fields() if effort else NO_EFFORT)}
-        if span := tracing.current_traceparent():  # the next attempt links to this one
-            fields["span"] = span
         closing = event_json(event, state=fields["state"], **details)
         events = [*stream.take(), closing]
         if self._deferring and fields["state"] == RunState.SUCCEEDED:

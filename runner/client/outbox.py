@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from runner.runs import tracing
 from runner.runs.enqueue import Request
 
 if TYPE_CHECKING:
@@ -80,7 +79,7 @@ def write_request(connection: Connection, request: Request) -> str:
         "args": json.dumps(request.args, sort_keys=True, separators=(",", ":")),
         "queue": request.queue,
         "due_at": request.at,
-        "traceparent": request.traceparent or tracing.current_traceparent(),
+        "traceparent": request.traceparent,
         "created_at": time.time(),
     }
     connection.execute(_table.insert(), row)

@@ -31,7 +31,6 @@ from runner.errors import InvalidArguments
 from runner.keys import Keys
 from runner.logs import into_run_log
 from runner.record import ACTIVE, Enqueued, texts
-from runner.runs import tracing
 from runner.runs.enqueue import Enqueuer, Request
 from runner.runs.transitions import Runs
 from runner.tasks import Task, TaskRegistry
@@ -130,9 +129,7 @@ class Cron:
             for p in fires
             for s in p.slots
         ]
-        with tracing.root_span("cron tick", {"runner.minute": slot_text(minute),
-                                             "runner.fired": len(requests)}):  # fmt: skip
-            fired = {r.token: r for r in self.enqueuer.enqueue_many(requests)}
+        fired = {r.token: r for r in self.enqueuer.enqueue_many(requests)}
         self._move_marks(plans, fires, now=current)
         self.redis.set(self.keys.last_tick, time.time())  # health: is the clock ticking?
         return [self._report(p, minute, fired) for p in plans]

@@ -24,7 +24,6 @@ from runner.errors import NotReplicated
 from runner.keys import Keys
 from runner.record import Enqueued as Enqueued  # re-exported: its old home
 from runner.record import RunState, encode, texts
-from runner.runs import tracing
 from runner.runs.rqjobs import AttemptJobs, description, job_key, payload
 from runner.tasks import Task
 from runner.tokens import canonical_json, check_token, derive_token, job_id
@@ -240,8 +239,8 @@ class Enqueuer:
         max_attempts = task.retry.attempts or self.settings.max_attempts
         scheduled = request.at is not None
         extra: dict[str, Any] = {"due_at": request.at} if scheduled else {}
-        if traceparent := request.traceparent or tracing.current_traceparent():
-            extra["traceparent"] = traceparent
+        if request.traceparent:
+            extra["traceparent"] = request.traceparent
         if task.limit is not None:  # read by BEGIN_ATTEMPT (runner.runs.limits)
             extra["limit_key"] = task.limit.key_of(task.name, request.args)
             extra["limit_concurrency"] = task.limit.concurrency or 0
