@@ -1,0 +1,166 @@
+"""Traces of runs (runner.runs.tracing): attempts are spans under their enqueuer's span, through
+the outbox and cron ticks, with a child span per step, and a retry links to the attempt before
+it. Real Redis, attempts in-process (`work`); the SDK's in-memory exporter, no collector."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanContext, StatusCode
+from opentelemetry.util._once import Once
+from redis import Redis
+
+from runner.client.outbox import outbox_table
+from runner.client.sync import Client
+from runner.config import Settings
+from runner.cron.schedule import CronEntry
+from runner.cron.ticks import Cron
+from runner.runs import tracing
+from runner.runs.deploys import code_version
+from runner.runs.enqueue import Enqueued
+from runner.runs.transitions import Runs
+from runner.tasks import load_registry
+from runner.worker.relay import Relay
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    """A tracer provider of this test's own, exporting to memory; the API's globals are reset
+    after (as opentelemetry-test-utils' `reset_trace_globals` does), so no other test traces."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    try:
+        yield exporter
+    finally:
+        provider.shutdown()
+        trace._TRACER_PROVIDER_SET_ONCE = Once()  # type: ignore[attr-defined]
+        trace._TRACER_PROVIDER = None  # type: ignore[attr-defined]
+
+
+def named(spans: InMemorySpanExporter, prefix: str) -> list[ReadableSpan]:
+    return [s for s in spans.get_finished_spans() if (s.name or "").startswith(prefix)]
+
+
+def parent_of(span: ReadableSpan) -> tuple[int, int] | None:
+    return (span.parent.trace_id, span.parent.span_id) if span.parent else None
+
+
+def ids(span: ReadableSpan | trace.Span | SpanContext) -> tuple[int, int]:
+    context = span if isinstance(span, SpanContext) else span.get_span_context()
+    return context.trace_id, context.span_id
+
+
+def test_an_attempt_is_a_child_of_the_enqueuers_span_with_a_child_span_per_step(
+    spans: InMemorySpanExporter, enqueue: Callable[..., Enqueued], work: Callable[[], None],
+    settings: Settings,
+) -> None:  # fmt: skip
+    # Given a run enqueued inside the application's span
+    with trace.get_tracer("site").start_as_current_span("POST /publish") as request:
+        token = enqueue("flaky", failures=0).token
+    # When a worker runs it
+    work()
+    # Then its attempt is a span under the request's, with the run's attributes
+    (attempt,) = named(spans, "run ")
+    assert parent_of(attempt) == ids(request)
+    assert attempt.name == "run flaky" and attempt.kind == trace.SpanKind.CONSUMER
+    attributes = dict(attempt.attributes or {})
+    assert {k: attributes[k] for k in ("runner.token", "runner.task", "runner.attempt")} == {
+        "runner.token": token, "runner.task": "flaky", "runner.attempt": 1
+    }  # fmt: skip
+    assert attributes["runner.code_version"] == code_version(settings)
+    assert attributes["runner.outcome"] == "succeeded"
+    assert attempt.status.status_code != StatusCode.ERROR
+    # ... and each step a span under the attempt's
+    steps = named(spans, "step ")
+    assert [s.name for s in steps] == ["step before", "step fragile"]
+    assert {parent_of(s) for s in steps} == {ids(attempt)}
+
+
+def test_a_retried_attempt_links_to_the_failed_one_which_records_its_exception(
+    spans: InMemorySpanExporter, enqueue: Callable[..., Enqueued], drain: Callable[..., None],
+    runs: Runs,
+) -> None:  # fmt: skip
+    # Given a run whose first attempt fails in a step
+    with trace.get_tracer("site").start_as_current_span("enqueue") as origin:
+        token = enqueue("flaky", failures=1, mode="attempt").token
+    # When it is worked until it succeeds (its second attempt)
+    drain()
+    first, second = sorted(named(spans, "run "), key=lambda s: s.attributes["runner.attempt"])  # type: ignore[index]
+    # Then the first attempt and its step failed, with the exception
+    assert first.status.status_code == StatusCode.ERROR
+    assert first.attributes["runner.outcome"] == "retrying"  # type: ignore[index]
+    (failed_step,) = [s for s in named(spans, "step fragile") if parent_of(s) == ids(first)]
+    assert failed_step.status.status_code == StatusCode.ERROR
+    (event,) = failed_step.events
+    assert event.name == "exception" and "boom" in str(event.attributes["exception.message"])  # type: ignore[index]
+    # ... and the second, in the same trace, links to the first
+    assert parent_of(second) == ids(origin)
+    assert [ids(link.context) for link in second.links] == [ids(first)]
+    assert second.status.status_code != StatusCode.ERROR
+    record = runs.get(token)
+    assert record is not None and record.span.split("-")[2] == f"{second.context.span_id:016x}"
+
+
+def test_a_run_enqueued_through_the_outbox_keeps_the_producers_trace(
+    spans: InMemorySpanExporter, tmp_path: Path, redis: Redis, settings: Settings,
+    work: Callable[[], None],
+) -> None:  # fmt: skip
+    # Given a run written into the outbox inside the producer's span
+    url = f"sqlite:///{tmp_path / 'site.db'}"
+    engine = sa.create_engine(url)
+    outbox_table(sa.MetaData()).create(engine)
+    with (
+        trace.get_tracer("site").start_as_current_span("checkout") as producer,
+        engine.begin() as conn,
+    ):
+        Client(redis, settings).enqueue_on_commit(conn, "greet", {"name": "ada"})
+    # When the relay moves it to Redis (outside any span) and a worker runs it
+    assert Relay(redis, replace(settings, outbox_url=url), engine=engine).relay_once() == 1
+    work()
+    # Then its attempt is a child of the producer's span
+    (attempt,) = named(spans, "run greet")
+    assert parent_of(attempt) == ids(producer)
+
+
+def test_a_cron_tick_starts_a_trace_whose_runs_are_its_children(
+    spans: InMemorySpanExporter, redis: Redis, settings: Settings, work: Callable[[], None]
+) -> None:
+    # Given an entry due every minute
+    registry = load_registry(settings.tasks_module)
+    entry = CronEntry("greeting", "* * * * *", task="greet", args={"name": "cron"})
+    cron = Cron(redis, settings, registry=registry, entries=[entry])
+    # When a tick fires it, inside an unrelated span, and a worker runs the run
+    with trace.get_tracer("site").start_as_current_span("unrelated") as unrelated:
+        cron.tick(datetime(2026, 11, 27, 6, 0, tzinfo=UTC), now=datetime.now(UTC))
+    work()
+    # Then the tick is a trace of its own, and the run's attempt is its child
+    (tick,) = named(spans, "cron tick")
+    assert tick.parent is None and tick.context.trace_id != unrelated.get_span_context().trace_id
+    assert tick.attributes == {"runner.minute": "2026-11-27T06:00Z", "runner.fired": 1}
+    (attempt,) = named(spans, "run greet")
+    assert parent_of(attempt) == ids(tick)
+
+
+def test_without_a_tracer_provider_nothing_is_traced_nor_written(
+    enqueue: Callable[..., Enqueued], drain: Callable[..., None], redis: Redis
+) -> None:
+    # Given no tracer provider (the API's proxy), a run enqueued inside an API span
+    with trace.get_tracer("site").start_as_current_span("request"):
+        assert tracing.carrier() == {}
+        token = enqueue("flaky", failures=1).token
+    # When it is worked through a retry
+    drain()
+    # Then its record has no trace field at all
+    fields = {k.decode() for k in redis.hkeys(f"runner:run:{token}")}
+    assert fields and not fields & {"traceparent", "tracestate", "span"}
