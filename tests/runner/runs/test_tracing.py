@@ -4,6 +4,7 @@ it. Real Redis, attempts in-process (`work`); the SDK's in-memory exporter, no c
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -26,10 +27,11 @@ from runner.cron.schedule import CronEntry
 from runner.cron.ticks import Cron
 from runner.runs import tracing
 from runner.runs.deploys import code_version
-from runner.runs.enqueue import Enqueued
+from runner.runs.enqueue import Enqueued, Enqueuer, Request
 from runner.runs.transitions import Runs
 from runner.tasks import load_registry
 from runner.worker.relay import Relay
+from tests.conftest import WorkerProcess
 
 
 @pytest.fixture
@@ -164,3 +166,26 @@ def test_without_a_tracer_provider_nothing_is_traced_nor_written(
     # Then its record has no trace field at all
     fields = {k.decode() for k in redis.hkeys(f"runner:run:{token}")}
     assert fields and not fields & {"traceparent", "tracestate", "span"}
+
+
+def test_a_worker_process_exports_its_batched_spans_before_its_horse_exits(
+    redis: Redis, settings: Settings, tmp_path: Path,
+    start_worker: Callable[..., WorkerProcess],
+) -> None:  # fmt: skip
+    # Given a run enqueued with a caller's traceparent, and a site that batches its spans
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    task = load_registry(settings.tasks_module).get("flaky")
+    Enqueuer(redis, settings).enqueue(Request(task, {"failures": 0}, traceparent=parent))
+    exported = tmp_path / "spans.jsonl"
+    # When a `runner worker --burst` runs it and exits (its horse ends with os._exit)
+    worker = start_worker("--burst", RUNNER_TASKS="tests.traced_tasks",
+                          RUNNER_TEST_SPANS=str(exported))  # fmt: skip
+    assert worker.process.wait(timeout=60) == 0, worker.output()
+    # Then the attempt's and the steps' spans reached the exporter, under the caller's span
+    spans = [json.loads(line) for line in exported.read_text().splitlines()]
+    by_name = {s["name"]: s for s in spans}
+    assert set(by_name) == {"run flaky", "step before", "step fragile"}
+    attempt = by_name["run flaky"]
+    assert attempt["context"]["trace_id"] == "0x0af7651916cd43dd8448eb211c80319c"
+    assert attempt["parent_id"] == "0xb7ad6b7169203331"
+    assert by_name["step fragile"]["parent_id"] == attempt["context"]["span_id"]
