@@ -28,6 +28,7 @@ from runner.cron.ticks import Cron
 from runner.runs import tracing
 from runner.runs.deploys import code_version
 from runner.runs.enqueue import Enqueued, Enqueuer, Request
+from runner.runs.rerun import rerun
 from runner.runs.transitions import Runs
 from runner.tasks import load_registry
 from runner.worker.relay import Relay
@@ -189,3 +190,20 @@ def test_a_worker_process_exports_its_batched_spans_before_its_horse_exits(
     assert attempt["context"]["trace_id"] == "0x0af7651916cd43dd8448eb211c80319c"
     assert attempt["parent_id"] == "0xb7ad6b7169203331"
     assert by_name["step fragile"]["parent_id"] == attempt["context"]["span_id"]
+
+
+def test_a_rerun_of_a_failed_run_links_to_its_failed_attempt(
+    spans: InMemorySpanExporter, enqueue: Callable[..., Enqueued], work: Callable[[], None],
+    redis: Redis, settings: Settings,
+) -> None:  # fmt: skip
+    # Given a run that failed for good
+    token = enqueue("broken", permanent=True).token
+    work()
+    (failed,) = named(spans, "run broken")
+    assert failed.status.status_code == StatusCode.ERROR
+    # When an operator reruns it and a worker runs it again
+    rerun(redis, settings, token)
+    work()
+    # Then the new attempt links to the failed one
+    rerun_attempt = next(s for s in named(spans, "run broken") if s is not failed)
+    assert [ids(link.context) for link in rerun_attempt.links] == [ids(failed)]
