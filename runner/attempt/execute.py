@@ -306,7 +306,8 @@ class Executor:
         }  # fmt: skip
         closing = event_json("attempt.handed_over", state=RunState.QUEUED, **details)
         events = [*stream.take(), closing]
-        if not self.durable(self.runs.hand_over, record, holder=holder, events=events):
+        span = tracing.current_traceparent()  # the next attempt links to this one
+        if not self.durable(self.runs.hand_over, record, holder=holder, events=events, span=span):
             stream.give_back(events[:-1])
             log.warning("attempt.abandoned", reason="lost the lease while handing over")
             return Outcome(AttemptOutcome.ABANDONED, "lease lost while handing over")

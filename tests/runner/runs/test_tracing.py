@@ -5,6 +5,7 @@ it. Real Redis, attempts in-process (`work`); the SDK's in-memory exporter, no c
 from __future__ import annotations
 
 import json
+import signal
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -32,7 +33,7 @@ from runner.runs.rerun import rerun
 from runner.runs.transitions import Runs
 from runner.tasks import load_registry
 from runner.worker.relay import Relay
-from tests.conftest import WorkerProcess
+from tests.conftest import WorkerProcess, wait_for
 
 
 @pytest.fixture
@@ -207,3 +208,32 @@ def test_a_rerun_of_a_failed_run_links_to_its_failed_attempt(
     # Then the new attempt links to the failed one
     rerun_attempt = next(s for s in named(spans, "run broken") if s is not failed)
     assert [ids(link.context) for link in rerun_attempt.links] == [ids(failed)]
+
+
+@pytest.mark.slow
+def test_the_attempt_after_a_handover_links_to_the_handed_over_one(
+    redis: Redis, settings: Settings, tmp_path: Path,
+    start_worker: Callable[..., WorkerProcess],
+) -> None:  # fmt: skip
+    # Given a run in its first step on worker A, which batches its spans to a file
+    token = (
+        Enqueuer(redis, settings)
+        .enqueue(Request(load_registry(settings.tasks_module).get("slow_steps"), {"steps": 4}))
+        .token
+    )
+    exported = tmp_path / "spans.jsonl"
+    traced = {"RUNNER_TASKS": "tests.traced_tasks", "RUNNER_TEST_SPANS": str(exported)}
+    a = start_worker("--name", "A", **traced)
+    wait_for(lambda: redis.lindex(f"probe:exec:{token}", 0), what="the first step on A")
+    # When A is stopped (it hands the run over at the next step) and B finishes the run
+    a.process.send_signal(signal.SIGTERM)
+    assert a.process.wait(timeout=30) == 0, a.output()
+    b = start_worker("--burst", "--name", "B", **traced)
+    assert b.process.wait(timeout=60) == 0, b.output()
+    # Then B's attempt links to A's, which says it handed the run over
+    attempts = [s for s in map(json.loads, exported.read_text().splitlines())
+                if s["name"] == "run slow_steps"]  # fmt: skip
+    first, second = sorted(attempts, key=lambda s: s["attributes"]["runner.attempt"])
+    assert first["attributes"]["runner.outcome"] == "handed_over"
+    assert second["attributes"]["runner.outcome"] == "succeeded"
+    assert [link["context"]["span_id"] for link in second["links"]] == [first["context"]["span_id"]]
