@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -33,7 +35,7 @@ from runner.runs.rerun import rerun
 from runner.runs.transitions import Runs
 from runner.tasks import load_registry
 from runner.worker.relay import Relay
-from tests.conftest import WorkerProcess, wait_for
+from tests.conftest import ROOT, WorkerProcess, wait_for
 
 
 @pytest.fixture
@@ -237,3 +239,25 @@ def test_the_attempt_after_a_handover_links_to_the_handed_over_one(
     assert first["attributes"]["runner.outcome"] == "handed_over"
     assert second["attributes"]["runner.outcome"] == "succeeded"
     assert [link["context"]["span_id"] for link in second["links"]] == [first["context"]["span_id"]]
+
+
+WITHOUT_OPENTELEMETRY = """
+import sys
+sys.modules["opentelemetry"] = None  # as if it were not installed: every import of it fails
+import runner.worker.horse, runner.cron.ticks, runner.client.sync
+from runner.runs import tracing
+with tracing.attempt_span("run t", parent="", parent_state="", previous="", attributes={}):
+    with tracing.step_span("s", passing=()):
+        tracing.failed(ValueError("x"))
+        tracing.annotate({"runner.outcome": "failed"})
+with tracing.new_trace("cron tick", {}):
+    assert tracing.carrier() == {} and tracing.current_traceparent() == ""
+tracing.flush()
+print("untraced")
+"""
+
+
+def test_without_opentelemetry_installed_the_runner_imports_and_traces_nothing() -> None:
+    done = subprocess.run([sys.executable, "-c", WITHOUT_OPENTELEMETRY], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert (done.returncode, done.stdout.strip()) == (0, "untraced"), done.stderr
