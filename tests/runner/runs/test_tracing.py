@@ -4,6 +4,7 @@ it. Real Redis, attempts in-process (`work`); the SDK's in-memory exporter, no c
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import subprocess
@@ -23,6 +24,7 @@ from opentelemetry.trace import SpanContext, StatusCode
 from opentelemetry.util._once import Once
 from redis import Redis
 
+from runner.client.aio import AsyncClient
 from runner.client.outbox import outbox_table
 from runner.client.sync import Client
 from runner.config import Settings
@@ -261,3 +263,23 @@ def test_without_opentelemetry_installed_the_runner_imports_and_traces_nothing()
     done = subprocess.run([sys.executable, "-c", WITHOUT_OPENTELEMETRY], cwd=ROOT,
                           capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
     assert (done.returncode, done.stdout.strip()) == (0, "untraced"), done.stderr
+
+
+def test_the_asyncio_client_carries_the_current_span_of_its_task(
+    spans: InMemorySpanExporter, settings: Settings, runs: Runs
+) -> None:
+    # Given an asyncio application enqueueing inside its span
+    async def main() -> tuple[str, trace.Span]:
+        client = AsyncClient.from_url(settings.redis_url or "", settings=settings)
+        try:
+            with trace.get_tracer("site").start_as_current_span("GET /feed") as span:
+                return (await client.enqueue("greet", {"name": "ada"})).token, span
+        finally:
+            await client.aclose()
+
+    token, span = asyncio.run(main())
+    # Then the run's record carries that span's context
+    record = runs.get(token)
+    ctx = span.get_span_context()
+    assert record is not None
+    assert record.traceparent == f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}"
