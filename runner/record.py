@@ -155,6 +155,12 @@ class RunRecord:
         )
 
     @property
+    def trace_id(self) -> str:
+        """The trace its enqueuer's W3C context names (32 hex digits), '' without one."""
+        parts = self.traceparent.split("-")
+        return parts[1] if len(parts) == 4 else ""
+
+    @property
     def attempts_left(self) -> int:
         """Attempts this run may still make after the current one."""
         return self.max_attempts - (self.attempt - self.attempt_base)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from click.testing import Result
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -283,3 +284,16 @@ def test_the_asyncio_client_carries_the_current_span_of_its_task(
     ctx = span.get_span_context()
     assert record is not None
     assert record.traceparent == f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}"
+
+
+def test_runner_show_names_the_trace_of_a_traced_run(
+    redis: Redis, settings: Settings, invoke: Callable[..., Result]
+) -> None:
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    greet = load_registry(settings.tasks_module).get("greet")
+    token = Enqueuer(redis, settings).enqueue(Request(greet, {"name": "ada"}, traceparent=parent))
+    shown = invoke("show", token.token).stdout
+    assert "trace:      0af7651916cd43dd8448eb211c80319c (its enqueuer's" in shown
+    assert json.loads(invoke("show", "--json", token.token).stdout)["trace_id"] == (
+        "0af7651916cd43dd8448eb211c80319c"
+    )
