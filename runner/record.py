@@ -95,7 +95,9 @@ class RunRecord:
     cancel_requested: str = ""  # who asked a running run to stop ('cli', 'web'); '' if nobody
     handovers: int = 0  # attempts that stopped to hand the run over (a deploy, not a failure)
     due_at: float | None = None  # a scheduled run's due time (`at=`, `after=`)
-    traceparent: str = ""  # the enqueuer's W3C trace context, when it gave one
+    traceparent: str = ""  # the enqueuer's W3C trace context, when it had one
+    tracestate: str = ""  # ... and its W3C tracestate, when it had one
+    span: str = ""  # the traceparent of its last attempt that ended (runner.runs.tracing)
     rerun_attempt: int = 0  # the attempt an operator's latest rerun started; 0: never rerun
     waited: float | None = None  # queued -> this attempt's start; None after a retry or rerun
     limit_key: str = ""  # the task's limit key for this run (runner.runs.limits); '' if none
@@ -142,6 +144,8 @@ class RunRecord:
             handovers=int(f.get("handovers") or 0),
             due_at=num("due_at"),
             traceparent=f.get("traceparent", ""),
+            tracestate=f.get("tracestate", ""),
+            span=f.get("span", ""),
             rerun_attempt=int(f.get("rerun_attempt") or 0),
             waited=num("waited"),
             limit_key=f.get("limit_key", ""),
@@ -149,6 +153,12 @@ class RunRecord:
             limit_rate=int(f.get("limit_rate") or 0),
             limit_per=num("limit_per") or 0.0,
         )
+
+    @property
+    def trace_id(self) -> str:
+        """The trace its enqueuer's W3C context names (32 hex digits), '' without one."""
+        parts = self.traceparent.split("-")
+        return parts[1] if len(parts) == 4 else ""
 
     @property
     def attempts_left(self) -> int:

@@ -22,6 +22,7 @@ from runner.connections.redis import Durable
 from runner.errors import AttemptStopped, InvalidArguments, LeaseLost
 from runner.logs import RunStream
 from runner.record import Enqueued, RunRecord, RunState
+from runner.runs import tracing
 from runner.runs.transitions import Hold, Runs
 from runner.tasks import RetryPolicy
 from runner.tokens import canonical_json
@@ -106,7 +107,8 @@ class Run:
             self.log.info("step.started")
             started = time.monotonic()
             self.failed_step = name
-            result = self._call_with_retries(fn, retry or self._retry)
+            with tracing.step_span(name, passing=(AttemptStopped, LeaseLost)):
+                result = self._call_with_retries(fn, retry or self._retry)
             self.failed_step = None
             seconds = round(time.monotonic() - started, 6)
             self._check_json(name, result)

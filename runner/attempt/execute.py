@@ -37,6 +37,7 @@ from runner.errors import (
 from runner.keys import Keys
 from runner.logs import RunStream, capped, event_json, streaming_to
 from runner.record import Enqueued, RunRecord, RunState
+from runner.runs import tracing
 from runner.runs.deploys import code_version
 from runner.runs.enqueue import Enqueuer, Request
 from runner.runs.limits import limit_text
@@ -139,7 +140,7 @@ class Executor:
                     "run.state", state=RunState.RUNNING, worker=self.worker, pid=os.getpid(),
                     code_version=self.version,
                 )  # fmt: skip
-                return self._run_task(record, holder, steps, stream)
+                return self._traced(record, holder, steps, stream, job_id)
             finally:
                 stream.flush()
 
@@ -219,6 +220,23 @@ class Executor:
             if not self.durable(self.runs.renew, token, holder):
                 return False
 
+    def _traced(
+        self, record: RunRecord, holder: str, steps: dict[str, Any], stream: RunStream, job_id: str
+    ) -> Outcome:
+        """`_run_task` in the attempt's span, when traced (runner.runs.tracing)."""
+        attributes = {
+            "runner.token": record.token, "runner.task": record.task,
+            "runner.attempt": record.attempt, "runner.code_version": self.version,
+            "runner.queue": record.queue, "runner.job_id": job_id, "runner.worker": self.worker,
+        }  # fmt: skip
+        with tracing.attempt_span(
+            f"run {record.task}", parent=record.traceparent, parent_state=record.tracestate,
+            previous=record.span, attributes=attributes,
+        ):  # fmt: skip
+            outcome = self._run_task(record, holder, steps, stream)
+            tracing.annotate({"runner.outcome": str(outcome.state)})
+            return outcome
+
     def _run_task(
         self, record: RunRecord, holder: str, steps: dict[str, Any], stream: RunStream
     ) -> Outcome:
@@ -227,6 +245,7 @@ class Executor:
             task = self.registry.get(record.task)
         except UnknownTask as exc:  # enqueued by code this worker does not have (deploy skew)
             error = {"type": "UnknownTask", "message": str(exc), "attempt": record.attempt}
+            tracing.failed(exc)
             fields: dict[str, Any] = {"state": RunState.FAILED, "error": error}
             return self._release(
                 record, holder, {**fields, "finished_at": time.time()}, stream=stream,
@@ -287,7 +306,8 @@ class Executor:
         }  # fmt: skip
         closing = event_json("attempt.handed_over", state=RunState.QUEUED, **details)
         events = [*stream.take(), closing]
-        if not self.durable(self.runs.hand_over, record, holder=holder, events=events):
+        span = tracing.current_traceparent()  # the next attempt links to this one
+        if not self.durable(self.runs.hand_over, record, holder=holder, events=events, span=span):
             stream.give_back(events[:-1])
             log.warning("attempt.abandoned", reason="lost the lease while handing over")
             return Outcome(AttemptOutcome.ABANDONED, "lease lost while handing over")
@@ -312,6 +332,7 @@ class Executor:
         # A classified error's message says it all: `runner logs` hides its traceback
         expected = isinstance(exc, PermanentError) or _transient(exc, task)
         log.error("attempt.failed", error=error, expected=expected, exc_info=exc)
+        tracing.failed(exc)
         if permanent or record.attempts_left <= 0:
             why = "permanent error" if permanent else f"{record.max_attempts} attempts used"
             fields = {"state": RunState.FAILED, "error": error, "finished_at": time.time()}
@@ -335,6 +356,8 @@ class Executor:
         success the horse sends with RQ's records: when it does, `stage_release`)."""
         effort, self._effort = self._effort, None
         fields = {**fields, **(effort.fields() if effort else NO_EFFORT)}
+        if span := tracing.current_traceparent():  # the attempt's: the next one links to it
+            fields["span"] = span
         closing = event_json(event, state=fields["state"], **details)
         events = [*stream.take(), closing]
         if self._deferring and fields["state"] == RunState.SUCCEEDED:

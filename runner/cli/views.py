@@ -60,6 +60,7 @@ def run_detail(
         "handovers": run.handovers,
         "cancel_requested": run.cancel_requested or None,
         "limit": limit_text(run) if run.limit_key else None,
+        "trace_id": run.trace_id or None,
     }
 
 
@@ -172,6 +173,8 @@ def detail_text(run: RunRecord, steps: dict[str, Any], attempts: Sequence[Attemp
         lines.append(f"handovers:  {run.handovers} (workers stopped and handed it on)")
     if run.limit_key:
         lines.append(f"limit:      {limit_text(run)}")
+    if run.trace_id:
+        lines.append(f"trace:      {run.trace_id} (its enqueuer's; docs/tracing.md)")
     if run.cancel_requested:
         asked = "" if run.state == RunState.CANCELLED else ", stops at its next checkpoint"
         lines.append(f"cancel:     asked by {run.cancel_requested}{asked}")

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from runner.runs.enqueue import Request
+from runner.runs.tracing import current_traceparent
 
 if TYPE_CHECKING:
     from alembic.operations import Operations
@@ -79,7 +80,7 @@ def write_request(connection: Connection, request: Request) -> str:
         "args": json.dumps(request.args, sort_keys=True, separators=(",", ":")),
         "queue": request.queue,
         "due_at": request.at,
-        "traceparent": request.traceparent,
+        "traceparent": request.traceparent or current_traceparent() or None,  # the producer's
         "created_at": time.time(),
     }
     connection.execute(_table.insert(), row)

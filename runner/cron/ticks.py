@@ -31,6 +31,7 @@ from runner.errors import InvalidArguments
 from runner.keys import Keys
 from runner.logs import into_run_log
 from runner.record import ACTIVE, Enqueued, texts
+from runner.runs import tracing
 from runner.runs.enqueue import Enqueuer, Request
 from runner.runs.transitions import Runs
 from runner.tasks import Task, TaskRegistry
@@ -129,10 +130,18 @@ class Cron:
             for p in fires
             for s in p.slots
         ]
-        fired = {r.token: r for r in self.enqueuer.enqueue_many(requests)}
+        fired = {r.token: r for r in self._fire(requests, minute)}
         self._move_marks(plans, fires, now=current)
         self.redis.set(self.keys.last_tick, time.time())  # health: is the clock ticking?
         return [self._report(p, minute, fired) for p in plans]
+
+    def _fire(self, requests: list[Request], minute: datetime) -> list[Enqueued]:
+        """Enqueue the slots' runs, in a trace of this tick's own (when traced)."""
+        if not requests:
+            return []
+        attributes = {"runner.minute": slot_text(minute), "runner.fired": len(requests)}
+        with tracing.new_trace("cron tick", attributes):
+            return self.enqueuer.enqueue_many(requests)
 
     def marks(
         self, *, now: datetime | None = None

@@ -9,6 +9,7 @@ their arguments or error), pages (runs paged over Redis and history, one order),
 (finished runs from Redis to history), attempts, deploys,
 rqjobs (the RQ job hash of an attempt: enqueue writes it, so it lives here, below delivery),
 summary (a run in a few words for people), backlog (queues' depths, sampled each minute),
-limits (limits per key: holders, starts, the wait set and its wake).
+limits (limits per key: holders, starts, the wait set and its wake), tracing (the spans of
+attempts and steps, and the trace context a run carries, when OpenTelemetry is set up).
 May import: the shared modules and runner.connections.
 """

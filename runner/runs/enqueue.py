@@ -25,6 +25,7 @@ from runner.keys import Keys
 from runner.record import Enqueued as Enqueued  # re-exported: its old home
 from runner.record import RunState, encode, texts
 from runner.runs.rqjobs import AttemptJobs, description, job_key, payload
+from runner.runs.tracing import carrier
 from runner.tasks import Task
 from runner.tokens import canonical_json, check_token, derive_token, job_id
 
@@ -239,8 +240,8 @@ class Enqueuer:
         max_attempts = task.retry.attempts or self.settings.max_attempts
         scheduled = request.at is not None
         extra: dict[str, Any] = {"due_at": request.at} if scheduled else {}
-        if request.traceparent:
-            extra["traceparent"] = request.traceparent
+        # the caller's trace context, or the enqueuing code's current span's ({}: none)
+        extra |= {"traceparent": request.traceparent} if request.traceparent else carrier()
         if task.limit is not None:  # read by BEGIN_ATTEMPT (runner.runs.limits)
             extra["limit_key"] = task.limit.key_of(task.name, request.args)
             extra["limit_concurrency"] = task.limit.concurrency or 0

@@ -288,16 +288,21 @@ class Runs:
         ]  # fmt: skip
         return bool(self._advance(keys=keys, args=args))
 
-    def hand_over(self, run: RunRecord, *, holder: str, events: Sequence[str] = ()) -> bool:
+    def hand_over(
+        self, run: RunRecord, *, holder: str, events: Sequence[str] = (), span: str = ""
+    ) -> bool:
         """Requeue a running run as its next attempt at once, while attempt `holder` still
         holds its lease (dropped here): a worker that stops hands its run over. The new
-        attempt does not count toward the run's attempts. False if the lease moved on."""
-        fields = {
+        attempt does not count toward the run's attempts; it links to `span`, the handing
+        attempt's (runner.runs.tracing), when there is one. False if the lease moved on."""
+        fields: dict[str, Any] = {
             "attempt": run.attempt + 1,
             "attempt_base": run.attempt_base + 1,
             "handovers": run.handovers + 1,
             "retry_at": None,
         }
+        if span:
+            fields["span"] = span
         return self.advance(
             run.token, seen_state=RunState.RUNNING, seen_attempt=run.attempt,
             run_fields=fields, queue=run.queue, timeout=run.timeout, holder=holder,

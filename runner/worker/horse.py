@@ -50,6 +50,7 @@ from runner.delivery.dequeue import (
     taken,
 )
 from runner.errors import RunFailed
+from runner.runs import tracing
 from runner.runs.deploys import mark_deploy
 from runner.tasks import load_registry
 from runner.worker.liveness import CODE_VERSION_FIELD
@@ -279,5 +280,8 @@ def horse_main(settings: Settings, options: WorkerOptions, parent: int) -> int:
     # Here, not in the supervisor: finding the version may run `git`, and the supervisor's
     # only child should be its horse.
     mark_deploy(redis, settings, by=f"worker {options.worker_name(parent)}")
-    horse.work(burst=options.burst, logging_level="WARNING", with_scheduler=False)
+    try:
+        horse.work(burst=options.burst, logging_level="WARNING", with_scheduler=False)
+    finally:
+        tracing.flush()  # the horse ends with os._exit, which runs no exit hook
     return 0 if options.burst or horse._stop_requested else 1

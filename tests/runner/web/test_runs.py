@@ -176,3 +176,16 @@ def test_the_runs_list_has_the_argument_error_and_duration_columns_runs_has(
     assert re.search(r'<td class="num">\d+\.\d\d s</td>', row), row
     ok = next(r for r in page.split("<tr>") if 'href="/runs/ok"' in r)
     assert "inbox/&lt;b&gt;feed&lt;/b&gt;.jsonl" in ok and "<b>feed" not in ok  # escaped
+
+
+def test_a_run_page_shows_the_trace_its_enqueuer_named_and_none_without(
+    client: TestClient, redis: Redis, settings: Settings
+) -> None:
+    greet, enqueuer = load_registry(settings.tasks_module).get("greet"), Enqueuer(redis, settings)
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    traced = enqueuer.enqueue(Request(greet, {"name": "ada"}, traceparent=parent)).token
+    plain = enqueuer.enqueue(Request(greet, {"name": "bob"})).token
+
+    page = client.get(f"/runs/{traced}").text
+    assert re.search(r'id="trace"><code>0af7651916cd43dd8448eb211c80319c</code>', page)
+    assert 'id="trace"' not in client.get(f"/runs/{plain}").text
