@@ -45,3 +45,19 @@ def test_a_rerun_starts_with_a_whole_attempt_budget(
     record = runs.get(token)
     assert record is not None and record.attempt == 2
     assert record.attempts_left == record.max_attempts - 1
+
+
+def test_a_records_limit_decodes_from_its_fields_and_is_none_without_them(
+    enqueue: Callable[..., Enqueued], runs: Runs
+) -> None:
+    limited = runs.get(enqueue("limited", host="a.example", seconds=1).token)
+    rated = runs.get(enqueue("rated", host="a.example").token)
+    plain = runs.get(enqueue("noop").token)
+    assert limited is not None and rated is not None and plain is not None
+    assert (limited.limit_key, limited.limit_concurrency, limited.limit_rate) == (
+        "limited:a.example", 2, 0,
+    )  # fmt: skip
+    assert (rated.limit_concurrency, rated.limit_rate, rated.limit_per) == (0, 5, 10.0)
+    assert (plain.limit_key, plain.limit_concurrency, plain.limit_rate, plain.limit_per) == (
+        "", 0, 0, 0.0,
+    )  # fmt: skip
