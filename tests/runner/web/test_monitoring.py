@@ -13,6 +13,7 @@ from redis import Redis
 from runner.config import Settings
 from runner.runs.enqueue import Enqueued
 from runner.runs.transitions import Runs
+from runner.worker.liveness import Liveness
 from tests.conftest import WorkerProcess, state_of, wait_for
 
 
@@ -58,9 +59,11 @@ def test_metrics_parse_and_count_every_run_made_by_two_worker_processes(
     client: TestClient, settings: Settings, redis: Redis, runs: Runs,
     enqueue: Callable[..., Enqueued], start_worker: Callable[..., WorkerProcess],
 ) -> None:  # fmt: skip
+    first, second = (start_worker("--name", n, RUNNER_CODE_VERSION="v1") for n in "AB")
+    # both up and waiting before the runs arrive (one started first could drain them all)
+    wait_for(lambda: len(Liveness(redis, settings).alive()) == 2, timeout=60, what="A and B")
     tokens = [enqueue("noop", token=f"ok-{i}").token for i in range(40)]
     tokens += [enqueue("broken", token=f"bad-{i}").token for i in range(5)]
-    first, second = (start_worker("--name", n, RUNNER_CODE_VERSION="v1") for n in "AB")
     wait_for(lambda: all(state_of(runs, t) in ("succeeded", "failed") for t in tokens),
              timeout=60, what="every run to end")  # fmt: skip
     by_worker = {r.worker.split(".")[0] for t in tokens if (r := runs.get(t))}
