@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
+import threading
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from redis import Redis
-from redis.sentinel import SentinelConnectionPool
+from redis.sentinel import MasterNotFoundError, SentinelConnectionPool
 from rq.serializers import JSONSerializer
 
 from runner.cli.commands import cli
 from runner.config import Settings
 from runner.connections.redis import Durable, connect, redact, redis_url
-from runner.connections.sentinel import ClosingSentinelConnection, SentinelURL, parse_sentinel_url
+from runner.connections.sentinel import (
+    ClosingSentinelConnection,
+    SentinelURL,
+    master_client,
+    parse_sentinel_url,
+)
 from runner.errors import ConfigError, RedisUnavailable
 from runner.keys import Keys
 from runner.runs.transitions import Runs
@@ -36,6 +43,7 @@ from tests.sentinels import sentinel_topology
             SentinelURL((("::1", 5000), ("10.0.0.2", 26379)), "mymaster", 0, "app", "p@ss"),
         ),
         ("redis+sentinel://s1/site/", SentinelURL((("s1", 26379),), "site")),
+        ("redis+sentinel://s1:1,s2:65535/site", SentinelURL((("s1", 1), ("s2", 65535)), "site")),
     ],
 )
 def test_a_sentinel_url_names_every_host_the_service_and_the_db(
@@ -51,6 +59,9 @@ def test_a_sentinel_url_names_every_host_the_service_and_the_db(
         ("redis+sentinel://:hunter2@s1:26379,/site", "host is empty"),
         ("redis+sentinel://:hunter2@s1:port/site", "not a port"),
         ("redis+sentinel://:hunter2@s1:99999/site", "not a port"),
+        ("redis+sentinel://:hunter2@s1:65536/site", "not a port"),
+        ("redis+sentinel://:hunter2@s1:0/site", "not a port"),
+        ("redis+sentinel://:hunter2@s1//2", "service name"),
         ("redis+sentinel://:hunter2@s1/site/zero", "not a number"),
         ("redis+sentinel://:hunter2@s1/site/0?ssl=true", "query"),
         ("redis+sentinel://:hunter2@s1/site/0/extra", "service name"),
@@ -92,6 +103,33 @@ def test_no_sentinel_reachable_is_one_line_without_the_password() -> None:
     message = str(caught.value)
     assert "hunter2" not in message and "127.0.0.1:1,127.0.0.1:2/site" in message
     assert "\n" not in message
+
+
+def closing_listener() -> tuple[int, list[int]]:
+    """A port that accepts connections and closes them at once, and how many it accepted."""
+    server = socket.create_server(("127.0.0.1", 0))
+    accepted = [0]
+
+    def serve() -> None:
+        while True:
+            conn, _ = server.accept()
+            accepted[0] += 1
+            conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return server.getsockname()[1], accepted
+
+
+def test_each_sentinel_is_asked_once_per_question_then_the_next_one() -> None:
+    # Given two sentinels that hang up on every connection
+    (first, asked_first), (second, asked_second) = closing_listener(), closing_listener()
+    url = parse_sentinel_url(f"redis+sentinel://127.0.0.1:{first},127.0.0.1:{second}/site")
+    client = master_client(url, sentinel_password=None, socket_connect_timeout=5)
+    # When a command needs the master
+    with pytest.raises(MasterNotFoundError):
+        client.ping()
+    # Then each sentinel was tried once (the caller retries the whole question)
+    assert (asked_first[0], asked_second[0]) == (1, 1)
 
 
 @pytest.mark.slow
@@ -158,6 +196,11 @@ def test_a_read_interrupted_midway_does_not_leave_its_reply_for_the_next_command
         # Then the job goes to this pop, not to the abandoned one on a stale connection
         assert client.lpop("queue") == b"job-1"
         assert other.llen("queue") == 0
+        # And a client that decodes replies gets them decoded through these connections too
+        other.rpush("queue", "job-2")
+        url = parse_sentinel_url(topology.url)
+        decoded = master_client(url, sentinel_password=None, decode_responses=True)
+        assert decoded.lpop("queue") == "job-2"
 
 
 @pytest.mark.slow

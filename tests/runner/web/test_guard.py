@@ -121,6 +121,10 @@ def test_with_a_token_every_page_needs_it_by_bearer_or_by_the_sign_in_cookie(
         assert TOKEN not in answer.text
     assert client.get("/", headers={"authorization": "Bearer wrong"}).status_code == 401
     assert client.get("/", headers={"authorization": f"Bearer {TOKEN}"}).status_code == 200
+    assert client.get("/", headers={"authorization": f"bearer {TOKEN}"}).status_code == 200
+    for scheme in ("Token", "Basic"):  # the token under another scheme is no sign-in
+        answer = client.get("/", headers={"authorization": f"{scheme} {TOKEN}"})
+        assert answer.status_code == 401, scheme
 
     wrong = client.post("/login", data={"token": "nope", "next": "/runs"}, headers=SAME_SITE)
     assert wrong.status_code == 401
@@ -136,6 +140,29 @@ def test_with_a_token_every_page_needs_it_by_bearer_or_by_the_sign_in_cookie(
     client.post("/logout", headers=SAME_SITE)
     client.cookies.clear()
     assert client.get("/runs").status_code == 401
+
+
+def test_without_sign_in_a_page_answers_the_sign_in_form_and_metrics_a_plain_401(
+    client_for: Callable[..., TestClient],
+) -> None:
+    client = client_for(web_token=TOKEN)
+    for path in ("/", "/cron", "/runs"):
+        answer = client.get(path)
+        assert answer.status_code == 401, path
+        assert answer.headers["content-type"].startswith("text/html"), path
+        assert f'name="next" value="{path}"' in answer.text, path
+    metrics = client.get("/metrics")
+    assert metrics.status_code == 401
+    assert metrics.headers["content-type"].startswith("text/plain")
+    assert "Authorization: Bearer" in metrics.text
+    # the page to come back to keeps its query, cut at 1000 characters
+    query = "q=" + "x" * 2000
+    page = client.get(f"/runs?{query}").text
+    assert f'name="next" value="/runs?{query[:1000]}"' in page
+    # public metrics open /metrics, no other page
+    scraped = client_for(web_token=TOKEN, web_metrics_public=True)
+    for path in ("/", "/cron", "/runs"):
+        assert scraped.get(path).status_code == 401, path
 
 
 def test_sign_in_redirects_only_to_the_consoles_own_pages(
@@ -209,9 +236,13 @@ def test_every_page_has_a_strict_csp_and_no_inline_script(
         assert "script-src 'self'" in csp
         assert "unsafe-inline" not in csp
         assert answer.headers["x-frame-options"] == "DENY"
+        assert answer.headers["cache-control"] == "no-store", path
         html = answer.text
         assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html), path
         assert not re.search(r"\son[a-z]+\s*=", html), path
+    static = client.get("/static/console.css")  # the same headers, and it may be cached
+    assert static.status_code == 200 and static.headers["x-frame-options"] == "DENY"
+    assert "no-store" not in static.headers.get("cache-control", "")
 
 
 def test_page_sizes_and_ranges_are_bounded(client: TestClient, enqueue: Callable[..., Any]) -> None:

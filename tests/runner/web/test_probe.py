@@ -14,6 +14,7 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from redis import Redis
 from starlette.routing import Mount
+from structlog.testing import capture_logs
 
 from runner.config import Settings
 from runner.web import create_app
@@ -106,12 +107,15 @@ def test_a_failing_page_is_a_plain_500_with_the_security_headers(
 ) -> None:
     broken = APIRouter()
 
-    @broken.get("/broken")
-    def fails() -> None:
+    @broken.get("/broken/{rest:path}")
+    def fails(rest: str) -> None:
         raise RuntimeError("a bug in a page, with a secret: hunter2")
 
     app = create_app(settings, redis=redis, routers=[broken])
-    answer = TestClient(app, base_url=BASE, raise_server_exceptions=False).get("/broken")
+    path = "/broken/" + "x" * 300
+    with capture_logs() as logs:
+        answer = TestClient(app, base_url=BASE, raise_server_exceptions=False).get(path)
+    assert [e["path"] for e in logs if e["event"] == "web.error"] == [path[:200]]  # bounded
     assert answer.status_code == 500
     assert "hunter2" not in answer.text and "Traceback" not in answer.text
     assert answer.headers["x-frame-options"] == "DENY"

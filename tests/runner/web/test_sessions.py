@@ -3,6 +3,7 @@ idle and absolute timeouts (an injected clock), checked without Redis; throttled
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -15,7 +16,7 @@ from runner.config import Settings
 from runner.keys import Keys
 from runner.logs import read_events
 from runner.web import create_app
-from runner.web.sessions import Sessions
+from runner.web.sessions import Session, Sessions
 from tests.conftest import state_of
 from tests.runner.web.conftest import BASE
 
@@ -58,6 +59,25 @@ def test_a_forged_or_tampered_cookie_is_no_session(client_for: Callable[..., Tes
         stranger = client_for(web_token=TOKEN)
         stranger.cookies.set("runner_console", forged)
         assert stranger.get("/runs").status_code == 401, forged
+    # a Cookie header the parser refuses is no session either, not a failed request
+    malformed = {"cookie": f"runner_console={value}; $x=1"}
+    assert client_for(web_token=TOKEN).get("/runs", headers=malformed).status_code == 401
+
+
+def test_a_session_used_near_its_idle_deadline_gets_a_later_one_in_a_new_cookie(
+    client_for: Callable[..., TestClient], redis: Redis, settings: Settings
+) -> None:
+    client = client_for(web_token=TOKEN)
+    sessions = Sessions(redis, replace(settings, web_token=TOKEN))
+    fresh = sessions.start()
+    answer = client.get("/runs", headers={"cookie": f"runner_console={sessions.value(fresh)}"})
+    assert answer.status_code == 200 and "set-cookie" not in answer.headers  # nothing to renew
+    now = time.time()
+    due = Session(fresh.id, now - 600, now + 30)
+    answer = client.get("/runs", headers={"cookie": f"runner_console={sessions.value(due)}"})
+    assert answer.status_code == 200
+    renewed = sessions.check(answer.cookies["runner_console"])
+    assert renewed is not None and renewed.id == due.id and renewed.ends > due.ends + 60
 
 
 def test_idle_and_absolute_timeouts_end_a_session(redis: Redis, settings: Settings) -> None:
@@ -131,6 +151,7 @@ def test_sign_ins_are_throttled_per_client_and_overall_and_logged_without_the_to
         assert 1 <= int(refused.headers["retry-after"]) <= 60
         bearer = client.get("/runs", headers={"authorization": "Bearer guess"})
         assert bearer.status_code == 429
+        assert client.get("/login").status_code == 200  # the form itself is not an attempt
     events = [e["event"] for e in logs]
     assert events.count("web.sign_in_failed") == 11 and "web.sign_in_throttled" in events
     assert TOKEN not in repr(logs) and "guess" not in repr(logs)
