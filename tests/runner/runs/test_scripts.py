@@ -120,3 +120,32 @@ def test_a_cancelled_retrying_run_leaves_the_retry_schedule(
     # Then it is cancelled, and no longer due for a retry
     assert runs.get(token).state == RunState.CANCELLED  # type: ignore[union-attr]
     assert redis.zscore(Keys().delayed, token) is None
+
+
+def test_a_run_handed_over_waits_from_its_handover_not_from_when_it_was_first_queued(
+    enqueue: Callable[..., Enqueued], runs: Runs, redis: Redis
+) -> None:
+    # Given a run queued 100 s ago whose attempt 1 began and was handed over
+    token = enqueue("noop").token
+    redis.hset(Keys().run(token), "queued_at", time.time() - 100)
+    _, record, _ = runs.begin(token, 1, holder=job_id(token, 1), worker="w", version="v")
+    assert record is not None and record.waited is not None and record.waited >= 100
+    assert runs.hand_over(record, holder=job_id(token, 1))
+    # When attempt 2 begins
+    status, again, _ = runs.begin(token, 2, holder=job_id(token, 2), worker="w", version="v")
+    # Then its queue wait counts from the handover: well under the 100 s of the first
+    assert status == "ok" and again is not None and again.waited is not None
+    assert again.waited < 100
+
+
+def test_a_cancelled_queued_run_moves_from_the_queued_index_to_the_cancelled_one(
+    enqueue: Callable[..., Enqueued], runs: Runs, redis: Redis
+) -> None:
+    # Given a queued run
+    token = enqueue("noop").token
+    seen = runs.get(token)
+    assert seen is not None
+    # When an operator cancels it
+    assert runs.cancel(seen, origin="cli")
+    # Then it is indexed as cancelled, no longer as queued
+    assert indexed(redis, RunState.CANCELLED, token) and not indexed(redis, RunState.QUEUED, token)

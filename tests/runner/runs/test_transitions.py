@@ -4,13 +4,17 @@ test_execute.py."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import pytest
+from redis import Redis
 
+from runner.config import Settings
 from runner.errors import UnknownRun
 from runner.record import RunState
 from runner.runs.enqueue import Enqueued
+from runner.runs.figures import Figures
 from runner.runs.transitions import Runs
 from runner.tokens import job_id
 
@@ -59,3 +63,36 @@ def test_each_handover_is_counted_and_none_uses_an_attempt(
     # Then it is queued as attempt 3, with two handovers and its whole attempt budget left
     assert after is not None and after.state == RunState.QUEUED and after.attempt == 3
     assert after.handovers == 2 and after.attempts_left == budget
+
+
+def test_every_running_run_whose_lease_is_gone_is_named_leaseless(
+    enqueue: Callable[..., Enqueued], runs: Runs, redis: Redis
+) -> None:
+    # Given three running runs, the leases of two of them gone (their workers died)
+    tokens = [enqueue("noop", token=f"run-{i}").token for i in range(3)]
+    for token in tokens:
+        runs.begin(token, 1, holder=job_id(token, 1), worker="w", version="v")
+    redis.delete(runs.keys.lease(tokens[0]), runs.keys.lease(tokens[2]))
+    # When the reaper's read of leaseless runs is made
+    running, leaseless = runs.leaseless()
+    # Then all three are running and both dead ones are leaseless
+    assert sorted(running) == tokens
+    assert sorted(leaseless) == [tokens[0], tokens[2]]
+
+
+def test_a_release_counts_the_attempts_duration_and_queue_wait_from_its_record(
+    enqueue: Callable[..., Enqueued], runs: Runs, redis: Redis, settings: Settings
+) -> None:
+    # Given a running attempt whose record says it began 100 s ago after waiting 42 s
+    token = enqueue("noop", token="timed").token
+    holder = job_id(token, 1)
+    _, record, _ = runs.begin(token, 1, holder=holder, worker="w", version="v")
+    assert record is not None and record.started_at is not None
+    record = dataclasses.replace(record, started_at=record.started_at - 100, waited=42.0)
+    # When it is released as succeeded
+    fields = {"state": RunState.SUCCEEDED, "finished_at": record.started_at + 100}
+    runs.release(record, holder, fields, retention=60, version="v")
+    # Then the figures hold one duration of at least 100 s and the 42 s wait
+    totals = Figures(redis, settings).totals()[("noop", "default")]
+    assert totals.duration.count == 1 and totals.duration.total >= 100
+    assert totals.wait.count == 1 and totals.wait.total == 42.0

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 
+import pytest
 from redis import Redis
 from rq import Queue
 
@@ -87,3 +89,119 @@ def test_the_sweep_takes_runs_past_the_retention_out_of_the_state_indexes(
     # Then the old one left the index, the recent one is there
     assert redis.zscore(index, "old") is None
     assert redis.zscore(index, recent) is not None
+
+
+def test_a_reapers_lock_lasts_four_intervals_during_its_sweep_and_is_dropped_after_it(
+    redis: Redis, settings: Settings
+) -> None:
+    # Given a reaper sweeping every 5 s (a 20 s lease), seen from inside its sweep
+    slow = dataclasses.replace(settings, lease_seconds=20.0)
+    lock = Keys(slow.prefix).reaper_lock
+    ttls: list[int] = []
+
+    class Watched(Reaper):
+        def requeue_expired(self) -> int:
+            ttls.append(int(redis.pttl(lock)))  # type: ignore[arg-type]
+            return super().requeue_expired()
+
+    # When it sweeps
+    Watched(redis, slow).sweep()
+    # Then its lock lasted four intervals (20 s) while it swept, and is gone after
+    assert slow.reaper_interval == 5.0
+    assert len(ttls) == 1 and 19_000 < ttls[0] <= 20_000
+    assert not redis.exists(lock)
+
+
+def test_a_sweep_while_another_reaper_holds_the_lock_moves_nothing(
+    redis: Redis, settings: Settings, runs: Runs, enqueue: Callable[..., Enqueued]
+) -> None:
+    # Given a dead attempt, and the reaper lock held by another reaper
+    token = _dead_attempt(redis, settings, runs, enqueue)
+    lock = Keys(settings.prefix).reaper_lock
+    redis.set(lock, "another-reaper")
+    # When this reaper sweeps
+    moved = Reaper(redis, settings).sweep()
+    # Then it moved nothing, and the other reaper's lock stays
+    record = runs.get(token)
+    assert moved == 0 and record is not None and (record.state, record.attempt) == ("running", 1)
+    assert redis.get(lock) == b"another-reaper"
+
+
+def test_a_sweep_counts_each_run_it_moved_on_a_due_retry_among_them(
+    redis: Redis, settings: Settings, runs: Runs, enqueue: Callable[..., Enqueued]
+) -> None:
+    # Given a dead attempt, and a run whose retry is due
+    dead = _dead_attempt(redis, settings, runs, enqueue)
+    retry = enqueue("noop", token="retrying").token
+    holder = job_id(retry, 1)
+    _, record, _ = runs.begin(retry, 1, holder=holder, worker="w", version="t")
+    assert record is not None
+    due = time.time() - 1
+    fields = {"state": RunState.RETRYING, "retry_at": due}
+    runs.release(record, holder, fields, retention=60, version="t", retry_at=due)
+    # When a reaper sweeps
+    moved = Reaper(redis, settings).sweep()
+    # Then both were moved on and counted: each is queued as its next attempt
+    assert moved == 2
+    for token, attempt in ((dead, 2), (retry, 1)):
+        after = runs.get(token)
+        assert after is not None and (after.state, after.attempt) == ("queued", attempt)
+
+
+def test_queued_runs_whose_job_is_gone_are_requeued_once_they_waited_a_lease(
+    redis: Redis, settings: Settings, runs: Runs, enqueue: Callable[..., Enqueued]
+) -> None:
+    # Given three queued runs: two queued over a lease ago, one of them with its RQ job
+    # deleted (`rq empty`, a dashboard), and one just queued whose job is deleted too
+    keep, lost, fresh = (enqueue("noop", token=t) for t in ("keep", "lost", "fresh"))
+    index = Keys(settings.prefix).by_state(RunState.QUEUED)
+    long_ago = time.time() - settings.lease_seconds - 60
+    redis.zadd(index, {keep.token: long_ago, lost.token: long_ago})
+    queue = Queue("default", connection=redis)
+    for gone in (lost, fresh):
+        queue.remove(gone.job_id)
+        redis.delete(f"rq:job:{gone.job_id}")
+    # When a reaper sweeps
+    moved = Reaper(redis, settings).sweep()
+    # Then only the old run whose job is gone is queued again, as attempt 2
+    assert moved == 1
+    states = {r.token: (r.state, r.attempt) for r in map(runs.get, ("keep", "lost", "fresh")) if r}
+    assert states == {"keep": ("queued", 1), "lost": ("queued", 2), "fresh": ("queued", 1)}
+    assert _queued_ids(redis) == [keep.job_id, job_id("lost", 2)]
+
+
+def test_a_reaper_samples_the_queue_depths_once_per_minute_of_its_clock(
+    redis: Redis, settings: Settings, enqueue: Callable[..., Enqueued]
+) -> None:
+    # Given a reaper that sampled the depths in the minute starting at 600 s, and a sample
+    # since gone
+    enqueue("noop")
+    reaper = Reaper(redis, settings)
+    pattern = Keys(settings.prefix).depth(0).removesuffix("0") + "*"
+    reaper.sample_depths(now=600.0)
+    assert redis.keys(pattern)
+    redis.delete(*redis.keys(pattern))
+    # When it is asked again later in that minute, then in the next one
+    reaper.sample_depths(now=659.0)
+    again = redis.keys(pattern)
+    reaper.sample_depths(now=660.0)
+    # Then it samples only in the next minute
+    assert not again
+    assert redis.keys(pattern)
+
+
+@pytest.mark.parametrize("max_attempts", [1, 0])
+def test_a_dead_attempt_with_no_attempt_left_fails_the_run_as_worker_lost(
+    redis: Redis, settings: Settings, runs: Runs, enqueue: Callable[..., Enqueued],
+    max_attempts: int,
+) -> None:  # fmt: skip
+    # Given a dead attempt 1 of a run allowed one attempt (or, its budget lowered, none)
+    token = _dead_attempt(redis, settings, runs, enqueue)
+    redis.hset(Keys(settings.prefix).run(token), "max_attempts", max_attempts)
+    # When a reaper sweeps
+    moved = Reaper(redis, settings).sweep()
+    # Then the run failed as lost by its worker, and no next attempt is queued
+    record = runs.get(token)
+    assert moved == 1 and record is not None and record.state == RunState.FAILED
+    assert record.error is not None and record.error["type"] == "WorkerLost"
+    assert _queued_ids(redis) == []
