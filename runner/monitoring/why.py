@@ -33,7 +33,7 @@ from runner.monitoring.durations import ago, iso_time, rounded_duration
 from runner.monitoring.forecast import starts_per_minute
 from runner.record import RunRecord, RunState
 from runner.runs.figures import HOUR, Figures
-from runner.runs.limits import Held, Limits
+from runner.runs.limits import Held, Limits, limit_text
 from runner.runs.summary import error_text
 from runner.worker.liveness import Liveness, WorkerBeat
 from runner.worker.relay import relay_engine
@@ -96,7 +96,7 @@ def _queued(redis: Redis, settings: Settings, run: RunRecord, now: float) -> Why
     if not isinstance(found, int):
         held = Limits(redis, settings).held(run, now)
         if held is not None:
-            return Why("limited", _held(held))
+            return Why("limited", _held(run, held))
         lease = rounded_duration(settings.lease_seconds)
         if run.job_id and redis.lpos(delivery_key(run.queue), run.job_id) is not None:
             if serving:
@@ -124,23 +124,19 @@ def _queued(redis: Redis, settings: Settings, run: RunRecord, now: float) -> Why
     )
 
 
-def _held(held: Held) -> str:
+def _held(run: RunRecord, held: Held) -> str:
     """A run waiting for a slot of its limit: the key, its numbers, who holds it."""
-    bounds, over = [], []
-    if held.concurrency:
-        bounds.append(f"{held.concurrency} at once")
-        if len(held.holders) >= held.concurrency:
-            shown = ", ".join(held.holders[:3]) + (", ..." if len(held.holders) > 3 else "")
-            over.append(f"held by {shown}")
-    if held.rate:
-        bounds.append(f"{held.rate} per {held.per:g}s")
-        if held.recent_starts >= held.rate:
-            over.append(f"{held.recent_starts} started in the last {held.per:g}s")
+    over = []
+    if held.concurrency and len(held.holders) >= held.concurrency:
+        shown = ", ".join(held.holders[:3]) + (", ..." if len(held.holders) > 3 else "")
+        over.append(f"held by {shown}")
+    if held.rate and held.recent_starts >= held.rate:
+        over.append(f"{held.recent_starts} started in the last {held.per:g}s")
     where = f"{_ordinal(held.position)} of {held.waiting} waiting"
     state = "; ".join(over) or "a slot just freed: it is woken next"
     return (
-        f"waiting for limit {held.key} ({', '.join(bounds)}): {state}; {where}; it goes back to"
-        " its queue when a slot frees (a holder ends, or its lease expires)"
+        f"waiting for limit {limit_text(run)}: {state}; {where}; it goes back to its queue when"
+        " a slot frees (a holder ends, or its lease expires)"
     )
 
 
