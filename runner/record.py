@@ -12,39 +12,41 @@ from typing import Any, cast
 class RunState(StrEnum):
     """The state of a run, and who moves it (the Lua scripts spell the same strings).
 
+    Each move is one method of `runner.runs.transitions.Runs` and one Lua script of
+    `runner.runs.scripts` named after it (`Runs.begin`: `BEGIN_ATTEMPT`), conditional on the
+    run being as its caller saw it; a move that ends a run counts it in the figures.
+
     ============  ==========================  ===============================================
-    from          to                          by
+    from          to                          move (script), and who makes it
     ============  ==========================  ===============================================
     (none)        queued                      `Enqueuer.enqueue_many` (`ENQUEUE_RUNS`)
     (none)        scheduled                   `ENQUEUE_RUNS` with a due time (`at=`, `after=`):
                                               in the scheduled set, its job not made yet
-    scheduled     queued                      `Runs.advance` (`ADVANCE_RUN`): `Reaper.promote_due`
-                                              pushes its first job when it is due
-    queued        running                     `Runs.begin` (`BEGIN_ATTEMPT`), in the worker
-    running       succeeded, failed,          `Runs.release` (`RELEASE_ATTEMPT`): the
-                  retrying                    attempt's outcome, written by the `Executor`
-    retrying      queued                      `Runs.advance` (`ADVANCE_RUN`): `Reaper.promote_due`
-    running       queued, or failed when      `Runs.advance`: `Reaper.requeue_expired` (its
-                  no attempt is left          lease expired: the worker died)
-    queued        queued (next attempt),      `Runs.advance`: `Reaper.requeue_undelivered`
-                  or failed                   (the job was lost between dequeue and claim)
-    running       queued (next attempt)       `Runs.hand_over` (`ADVANCE_RUN` fenced by the
-                                              lease): the `Executor` of a stopping worker,
-                                              or (`hand_over_killed`) the `Supervisor` that
+    queued        running                     `begin`, in the worker
+    running       succeeded, failed,          `release`: the attempt's outcome, written by
+                  retrying, cancelled         the `Executor` (cancelled: it stopped at its
+                                              checkpoint after `ask_to_cancel`)
+    retrying,     queued                      `promote_retry`: `Reaper.promote_due` (a
+    scheduled                                 scheduled run's first job is pushed then)
+    running       queued (next attempt)       `requeue_lost_lease`: `Reaper.requeue_expired`
+                                              (its lease expired: the worker died)
+    queued        queued (next attempt)       `requeue_undelivered`: `Reaper` (the job was
+                                              lost between dequeue and begin, or is gone)
+    running       queued (next attempt)       `hand_over` (fenced by the attempt's lease):
+                                              the `Executor` of a stopping worker, or
+                                              (`hand_over_killed`) the `Supervisor` that
                                               killed its horse at the stop deadline
-    queued,       cancelled                   `Runs.cancel` (`CANCEL_RUN`): `runner.runs.cancel`
+    running,      failed, or cancelled when   `fail_lost`: the `Reaper` (no attempt left, or
+    queued        a cancel was asked          a cancel asked), `hand_over_killed` (a cancel)
+    queued,       cancelled                   `cancel_queued`: `runner.runs.cancel`
     retrying,                                 (`runner cancel`, the console, `Client.cancel`)
     scheduled
-    running       cancelled                   `Runs.release`: the attempt stopped at its
-                                              checkpoint after `Runs.cancel` asked it to;
-                                              `Runs.advance` when the attempt died first
-                                              (`Reaper`, `hand_over_killed`)
-    failed,       queued                      `Runs.rerun` (`RERUN_RUN`, by `RERUN_RULE`):
-    cancelled,                                `runner.runs.rerun` (an operator; a succeeded
-    succeeded                                 run only with `--force`)
-    failed        running                     `Runs.begin` (`BEGIN_ATTEMPT`, by `RERUN_RULE`):
-                                              the failed run's last job, requeued by RQ's
-                                              tools (`rq requeue`)
+    running       running, cancel asked       `ask_to_cancel`: `runner.runs.cancel`
+    failed,       queued                      `rerun` (by `RERUN_RULE`): `runner.runs.rerun`
+    cancelled,                                (an operator; a succeeded run only with
+    succeeded                                 `--force`)
+    failed        running                     `begin` (by `RERUN_RULE`): the failed run's
+                                              last job, requeued by RQ's tools (`rq requeue`)
     ============  ==========================  ===============================================
 
     Like `failed`, a cancelled run keeps its checkpoints and can be rerun.

@@ -67,7 +67,8 @@ def cancel(redis: Redis, settings: Settings, token: str, *, origin: str) -> Canc
         details: dict[str, Any] = {
             "token": token, "task": run.task, "attempt": run.attempt, "origin": origin
         }  # fmt: skip
-        if runs.cancel(run, origin=origin, events=[event_json(event, state=state, **details)]):
+        move = runs.ask_to_cancel if run.state == RunState.RUNNING else runs.cancel_queued
+        if move(run, origin=origin, events=[event_json(event, state=state, **details)]):
             with streaming_to(None):  # the run's stream has it already
                 log.info(event, state=state, **details)
             return Cancel(token, run.task, state, action, why)

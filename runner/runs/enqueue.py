@@ -1,4 +1,4 @@
-"""Putting work on the queue: idempotent enqueue of new runs (`Runs.advance` moves existing ones).
+"""Putting work on the queue: idempotent enqueue of new runs (`Runs` moves existing ones).
 
 Every write here is one Lua script, so a run record and its RQ job appear together or not
 at all, whatever number of callers race: the same token is never queued twice.

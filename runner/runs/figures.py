@@ -117,12 +117,9 @@ return 1
 """
 
 
-def figure_keys(keys: Keys, now: float) -> list[str]:
-    """The hash an attempt's figures go to at `now` (the release script's KEYS)."""
-    return [keys.figures_window("m", int(now // MINUTE) * MINUTE)]
-
-
-FIGURE_TTLS = (MINUTE_TTL,)
+def minute_key(keys: Keys, now: float) -> str:
+    """The hash a run's figures go to at `now` (kept MINUTE_TTL seconds)."""
+    return keys.figures_window("m", int(now // MINUTE) * MINUTE)
 
 
 @dataclass

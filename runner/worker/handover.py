@@ -9,7 +9,6 @@ lease, so a run is never moved twice.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import structlog
@@ -50,11 +49,9 @@ def hand_over_killed(redis: Redis, settings: Settings, *, worker: str, why: str)
                    "by": "supervisor", "reason": why}  # fmt: skip
         if run.cancel_requested:
             event, state = "run.cancelled", RunState.CANCELLED
-            done = runs.advance(
-                run.token, seen_state=RunState.RUNNING, seen_attempt=run.attempt,
-                run_fields={"state": state, "finished_at": time.time()}, holder=holder,
-                events=[event_json(event, state=state, **details)],
-            )  # fmt: skip
+            closing = event_json(event, state=state, **details)
+            done = runs.fail_lost(run, error={}, if_failed=closing, if_cancelled=closing,
+                                  holder=holder) is not None  # fmt: skip
         else:
             event, state = "attempt.handed_over", RunState.QUEUED
             details["next_attempt"] = run.attempt + 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from typing import Any
 
 import structlog
 from redis import Redis
@@ -23,7 +24,7 @@ from runner.config import Settings
 from runner.connections.lua import registered
 from runner.delivery.dequeue import Limbo, delivery_key
 from runner.keys import Keys
-from runner.logs import into_run_log
+from runner.logs import event_json, into_run_log, streaming_to
 from runner.record import TERMINAL, RunRecord, RunState, texts
 from runner.runs import backlog
 from runner.runs.figures import Figures
@@ -103,7 +104,7 @@ class Reaper:
             if record is None:
                 self.redis.zrem(self.keys.running, token)
             elif record.state == RunState.RUNNING:
-                moved += self._next_attempt(record, seen=RunState.RUNNING, reason="lease expired")
+                moved += self._next_attempt(record, reason="lease expired")
         return moved
 
     def requeue_undelivered(self) -> int:
@@ -118,9 +119,7 @@ class Reaper:
                 continue  # not a job of this runner's: leave it to whoever owns it
             moved_on = 0
             if record is not None and record.state == RunState.QUEUED and record.job_id == job_id:
-                moved_on = self._next_attempt(
-                    record, seen=RunState.QUEUED, reason="its worker died before starting it"
-                )
+                moved_on = self._next_attempt(record, reason="its worker died before starting it")
             moved += moved_on
             self.limbo.release(name, job_id, drop_job=bool(moved_on))
         return moved
@@ -154,7 +153,7 @@ class Reaper:
             exists, in_queue, in_delivery = seen[3 * i : 3 * i + 3]
             if not exists or (in_queue is None and in_delivery is None):
                 why = "its RQ job is gone (deleted or emptied)"
-                moved += self._next_attempt(record, seen=RunState.QUEUED, reason=why)
+                moved += self._next_attempt(record, reason=why)
         return moved
 
     def promote_due(self) -> int:
@@ -169,53 +168,49 @@ class Reaper:
             if record is None or record.state not in (RunState.RETRYING, RunState.SCHEDULED):
                 self.redis.zrem(self.keys.delayed, token)
                 continue
-            reason = "retry due" if record.state == RunState.RETRYING else "scheduled time due"
-            moved += self._push(record, seen=record.state, attempt=record.attempt, reason=reason)
+            if self.runs.promote_retry(record):
+                why = "retry due" if record.state == RunState.RETRYING else "scheduled time due"
+                self._log(record, "run.requeued", reason=why, next_attempt=record.attempt,
+                          state=RunState.QUEUED)  # fmt: skip
+                moved += 1
         return moved
 
-    def _next_attempt(self, record: RunRecord, *, seen: RunState, reason: str) -> int:
-        if record.cancel_requested:  # its attempt died before it could stop: it ends here
-            fields = {"state": RunState.CANCELLED, "finished_at": time.time()}
-            if self.runs.advance(
-                record.token, seen_state=seen, seen_attempt=record.attempt,
-                run_fields=fields, lease_gone=True,
-            ):  # fmt: skip
-                self._log(record, "run.cancelled", reason=reason, state=RunState.CANCELLED)
-                return 1
-            return 0
-        if record.attempts_left <= 0:
-            error = {
-                "type": "WorkerLost",
-                "message": f"the worker died or hung {record.max_attempts} times ({reason})",
-                "step": None,
-                "attempt": record.attempt,
-            }
-            fields = {"state": RunState.FAILED, "error": error, "finished_at": time.time()}
-            if self.runs.advance(
-                record.token, seen_state=seen, seen_attempt=record.attempt,
-                run_fields=fields, lease_gone=True,
-            ):  # fmt: skip
-                self._log(record, "run.failed", reason=error["message"], state=RunState.FAILED)
-                self._file_failed(record, f"WorkerLost: {error['message']}")
-                return 1
-            return 0
-        return self._push(record, seen=seen, attempt=record.attempt + 1, reason=reason)
-
-    def _push(self, record: RunRecord, *, seen: RunState, attempt: int, reason: str) -> int:
-        moved = self.runs.advance(
-            record.token,
-            seen_state=seen,
-            seen_attempt=record.attempt,
-            run_fields={"attempt": attempt, "retry_at": None},
-            queue=record.queue,
-            timeout=record.timeout,
-            lease_gone=seen == RunState.RUNNING,
-        )
+    def _next_attempt(self, record: RunRecord, *, reason: str) -> int:
+        """Its attempt died (running) or never began (queued): the next attempt, or the run
+        ends (failed with no attempt left; cancelled when a cancel was asked). 1 if moved."""
+        if record.cancel_requested or record.attempts_left <= 0:
+            return self._end_lost(record, reason)
+        if record.state == RunState.RUNNING:
+            moved = self.runs.requeue_lost_lease(record)
+        else:
+            moved = self.runs.requeue_undelivered(record)
         if moved:
-            self._log(
-                record, "run.requeued", reason=reason, next_attempt=attempt, state=RunState.QUEUED
-            )
+            self._log(record, "run.requeued", reason=reason, next_attempt=record.attempt + 1,
+                      state=RunState.QUEUED)  # fmt: skip
         return int(moved)
+
+    def _end_lost(self, record: RunRecord, reason: str) -> int:
+        message = f"the worker died or hung {record.max_attempts} times ({reason})"
+        error = {"type": "WorkerLost", "message": message, "step": None, "attempt": record.attempt}
+        about: dict[str, Any] = {"token": record.token, "task": record.task,
+                                 "attempt": record.attempt}  # fmt: skip
+        events: dict[RunState, tuple[str, dict[str, Any]]] = {
+            RunState.FAILED: ("run.failed", {"reason": message, "state": RunState.FAILED}),
+            RunState.CANCELLED: ("run.cancelled", {"reason": reason, "state": RunState.CANCELLED}),
+        }
+        closing = {state: event_json(e, **about, **more) for state, (e, more) in events.items()}
+        ended = self.runs.fail_lost(
+            record, error=error, if_failed=closing[RunState.FAILED],
+            if_cancelled=closing[RunState.CANCELLED],
+        )  # fmt: skip
+        if ended is None:
+            return 0
+        event, more = events[ended]
+        with streaming_to(None):  # the run's stream has it already
+            log.info(event, **about, **more)
+        if ended == RunState.FAILED:
+            self._file_failed(record, f"WorkerLost: {message}")
+        return 1
 
     def _file_failed(self, record: RunRecord, text: str) -> None:
         """Leave the run's last job in RQ's failed job registry, as RQ itself would."""

@@ -1,5 +1,6 @@
 """The Lua scripts of the engine: each names its keys and arguments before using them, has a
-distinct name, and is registered once per Redis client."""
+distinct name, and is registered once per Redis client; a declared script's Lua and Python
+sides are made from one declaration."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import ast
 import re
 from pathlib import Path
 
+import pytest
 from redis import Redis
+from redis.exceptions import NoScriptError
 
-from runner.connections.lua import registered
+from runner.connections.lua import Arg, LuaScript, Pairs, Rest, registered
 
 RUNNER = Path(__file__).resolve().parents[3] / "runner"
 POSITIONAL = re.compile(r"\b(KEYS|ARGV)\[")
@@ -53,3 +56,80 @@ def test_a_script_is_registered_once_per_client(redis: Redis) -> None:
     assert registered(redis, "return 1") is registered(redis, "return 1")
     assert registered(other, "return 1") is not registered(redis, "return 1")
     assert registered(redis, "return 1")() == 1
+
+
+# Every kind of argument, a fixed one after the pairs, and a reply that shows each as Lua saw it.
+ECHO = LuaScript(
+    keys={"first": "a key", "second": "another"},
+    args={
+        "name": "a string",
+        "count": Arg("a number", number=True),
+        "fields": Pairs("some pairs"),
+        "after": "one after the pairs",
+        "more": Pairs("more pairs"),
+        "rest": Rest("the rest"),
+    },
+    body="""
+return {first, second, name, type(count), fields_n, {unpack(ARGV, fields_from, fields_to)},
+        after, more_n, {unpack(ARGV, rest_from, #ARGV)}}
+""",
+)
+
+
+def test_a_declared_script_sees_each_key_and_argument_by_the_name_python_gave_it(
+    redis: Redis,
+) -> None:
+    keys = {"second": "k2", "first": "k1"}  # in any order: placed by name
+    args = {"name": "n", "count": 3, "fields": {"a": 1, "b": 2}, "after": "x", "more": [],
+            "rest": ["r1", "r2"]}  # fmt: skip
+    assert ECHO(redis, keys=keys, args=args) == [
+        b"k1", b"k2", b"n", b"number", 2, [b"a", b"1", b"b", b"2"], b"x", 0, [b"r1", b"r2"]
+    ]
+
+
+def test_a_declared_scripts_prologue_names_every_key_and_argument_with_what_it_is() -> None:
+    prologue = ECHO.prologue()
+    assert "local first = KEYS[1]  -- a key" in prologue
+    assert "local second = KEYS[2]  -- another" in prologue
+    assert "local count = tonumber(ARGV[2])  -- a number" in prologue
+    assert "local fields_n = tonumber(ARGV[at])  -- some pairs: pairs" in prologue
+    assert ECHO.source.endswith("#ARGV)}}\n") and ECHO.source.index(prologue) == 0
+
+
+@pytest.mark.parametrize(
+    "keys, args, message",
+    [
+        ({"first": "k1"}, {}, "keys: missing ['second']"),
+        ({"first": "k1", "second": "k2", "third": "k3"}, {}, "not declared ['third']"),
+        ({"first": "k1", "second": "k2"}, {"name": "n"}, "arguments: missing ['after', 'count'"),
+    ],
+)
+def test_a_call_that_names_a_key_or_argument_the_script_does_not_declare_is_refused(
+    redis: Redis, keys: dict[str, str], args: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message.replace("[", r"\[")):
+        ECHO(redis, keys=keys, args=args)
+
+
+def test_pairs_given_as_a_flat_list_must_be_even() -> None:
+    args = {"name": "n", "count": 1, "fields": ["a"], "after": "x", "more": [], "rest": []}
+    with pytest.raises(ValueError, match="fields: an odd number"):
+        ECHO.values({"first": "k1", "second": "k2"}, args)
+
+
+def test_only_the_last_argument_can_take_the_rest() -> None:
+    with pytest.raises(ValueError, match="only the last argument can be Rest"):
+        LuaScript(keys={}, args={"rest": Rest("r"), "after": "a"}, body="return 1")
+
+
+def test_a_staged_script_unknown_to_redis_replies_noscript_and_a_call_loads_it(
+    redis: Redis,
+) -> None:
+    script = LuaScript(keys={}, args={"n": Arg("a number", number=True)}, body="return n + 1")
+    pipe = redis.pipeline(transaction=False)
+    script.stage(pipe, keys={}, args={"n": 1})
+    assert isinstance(pipe.execute(raise_on_error=False)[0], NoScriptError)
+    assert script(redis, keys={}, args={"n": 1}) == 2
+    pipe = redis.pipeline(transaction=False)
+    script.stage(pipe, keys={}, args={"n": 2})
+    assert pipe.execute() == [3]

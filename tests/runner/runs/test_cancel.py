@@ -18,6 +18,7 @@ from runner.logs import read_events
 from runner.record import RunState
 from runner.runs.cancel import CancelAction, cancel
 from runner.runs.enqueue import Enqueued
+from runner.runs.figures import Figures
 from runner.runs.rerun import RerunAction, rerun
 from runner.runs.transitions import Hold, Runs
 from runner.worker.reaper import Reaper
@@ -42,7 +43,7 @@ def executed(redis: Redis, token: str) -> list[str]:
 
 def test_a_cancelled_queued_run_never_starts_and_its_token_stays_deduplicated(
     redis: Redis, runs: Runs, enqueue: Callable[..., Enqueued], drain: Callable[..., None],
-    invoke: Callable[..., Result],
+    invoke: Callable[..., Result], settings: Settings,
 ) -> None:  # fmt: skip
     # Given a queued run
     token = enqueue("counting", items=3, seconds=0.0).token
@@ -62,6 +63,10 @@ def test_a_cancelled_queued_run_never_starts_and_its_token_stays_deduplicated(
     # And the log says who cancelled it
     [event] = [e for e in events_of(redis, token) if e["event"] == "run.cancelled"]
     assert event["origin"] == "cli" and event["state"] == RunState.CANCELLED
+    # And the figures count it cancelled (not started, not failed: no failure rate)
+    counted = Figures(redis, settings).totals()[("counting", "default")]
+    assert (counted.counts["cancelled"], counted.counts["started"]) == (1, 0)
+    assert counted.failure_rate is None
 
 
 def test_a_job_a_worker_took_before_the_cancel_is_refused(

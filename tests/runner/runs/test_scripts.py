@@ -64,10 +64,7 @@ def test_a_retrying_run_moved_on_leaves_the_retry_schedule(
     assert record is not None and record.state == RunState.RETRYING
     assert redis.zscore(Keys().delayed, token) is not None
     # When it is moved on to its next attempt now (as the reaper's promotion does)
-    moved = runs.advance(
-        token, seen_state=RunState.RETRYING, seen_attempt=record.attempt,
-        run_fields={"attempt": record.attempt + 1}, queue=record.queue,
-    )  # fmt: skip
+    moved = runs.promote_retry(record)
     # Then it is queued, and no longer due for a retry as well
     assert moved and runs.get(token).state == RunState.QUEUED  # type: ignore[union-attr]
     assert redis.zscore(Keys().delayed, token) is None
@@ -80,10 +77,10 @@ def test_a_run_that_ends_trims_what_its_state_index_holds_past_retention(
     old = time.time() - settings.retention_seconds - 60
     redis.zadd(Keys().by_state(RunState.FAILED), {"long-gone": old})
     token = enqueue("noop").token
-    # When the queued run is moved to failed
-    moved = runs.advance(
-        token, seen_state=RunState.QUEUED, seen_attempt=1, run_fields={"state": "failed"}
-    )
+    # When the queued run is failed as lost
+    seen = runs.get(token)
+    assert seen is not None
+    moved = runs.fail_lost(seen, error={}, if_failed="{}", if_cancelled="{}")
     # Then the index holds it, and the entry past retention is gone
     assert moved and indexed(redis, RunState.FAILED, token)
     assert not indexed(redis, RunState.FAILED, "long-gone")
@@ -116,7 +113,7 @@ def test_a_cancelled_retrying_run_leaves_the_retry_schedule(
     record = runs.get(token)
     assert record is not None and record.state == RunState.RETRYING
     # When an operator cancels it
-    assert runs.cancel(record, origin="cli")
+    assert runs.cancel_queued(record, origin="cli")
     # Then it is cancelled, and no longer due for a retry
     assert runs.get(token).state == RunState.CANCELLED  # type: ignore[union-attr]
     assert redis.zscore(Keys().delayed, token) is None
@@ -146,6 +143,6 @@ def test_a_cancelled_queued_run_moves_from_the_queued_index_to_the_cancelled_one
     seen = runs.get(token)
     assert seen is not None
     # When an operator cancels it
-    assert runs.cancel(seen, origin="cli")
+    assert runs.cancel_queued(seen, origin="cli")
     # Then it is indexed as cancelled, no longer as queued
     assert indexed(redis, RunState.CANCELLED, token) and not indexed(redis, RunState.QUEUED, token)

@@ -5,16 +5,20 @@ test_execute.py."""
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import re
 from collections.abc import Callable
 
 import pytest
 from redis import Redis
 
 from runner.config import Settings
+from runner.connections.lua import LuaScript
 from runner.errors import UnknownRun
 from runner.record import RunState
 from runner.runs.enqueue import Enqueued
 from runner.runs.figures import Figures
+from runner.runs import scripts
 from runner.runs.transitions import Runs
 from runner.tokens import job_id
 
@@ -96,3 +100,26 @@ def test_a_release_counts_the_attempts_duration_and_queue_wait_from_its_record(
     totals = Figures(redis, settings).totals()[("noop", "default")]
     assert totals.duration.count == 1 and totals.duration.total >= 100
     assert totals.wait.count == 1 and totals.wait.total == 42.0
+
+
+# Each move of RunState's table: the method of Runs and the script it runs.
+MOVES = {
+    "begin": "BEGIN_ATTEMPT", "release": "RELEASE_ATTEMPT",
+    "requeue_lost_lease": "REQUEUE_LOST_LEASE", "requeue_undelivered": "REQUEUE_UNDELIVERED",
+    "promote_retry": "PROMOTE_RETRY", "hand_over": "HAND_OVER", "fail_lost": "FAIL_LOST",
+    "cancel_queued": "CANCEL_QUEUED", "ask_to_cancel": "ASK_TO_CANCEL", "rerun": "RERUN_RUN",
+}  # fmt: skip
+
+
+def test_each_move_of_the_state_table_is_one_method_running_its_own_declared_script() -> None:
+    lines = (RunState.__doc__ or "").splitlines()
+    rules = [i for i, line in enumerate(lines) if line.strip().startswith("=====")]
+    table = "\n".join(lines[rules[1] + 1 : rules[2]])  # the rows, under the header
+    assert set(MOVES) == set(re.findall(r"`([a-z_]+)`", table)) - {"hand_over_killed"}
+    for method, name in MOVES.items():
+        script = getattr(scripts, name)
+        assert isinstance(script, LuaScript), name
+        called = re.findall(r"\b[A-Z][A-Z_]+\b", inspect.getsource(getattr(Runs, method)))
+        assert [c for c in called if isinstance(getattr(scripts, c, None), LuaScript)] == [name]
+    shas = [getattr(scripts, name).sha for name in MOVES.values()]
+    assert len(set(shas)) == len(shas)  # one script per move, none shared

@@ -12,8 +12,10 @@ from rq import Queue
 
 from runner.config import Settings
 from runner.keys import Keys
+from runner.logs import read_events
 from runner.record import RunState
 from runner.runs.enqueue import Enqueued
+from runner.runs.figures import Figures
 from runner.runs.transitions import Runs
 from runner.tokens import job_id
 from runner.worker.reaper import Reaper
@@ -58,15 +60,8 @@ def test_advancing_from_a_stale_view_does_nothing(
     seen = runs.get(token)
     assert seen is not None
 
-    def advance() -> bool:
-        return runs.advance(
-            token, seen_state=RunState.RUNNING, seen_attempt=seen.attempt,
-            run_fields={"attempt": seen.attempt + 1, "retry_at": None},
-            queue=seen.queue, timeout=seen.timeout, lease_gone=True,
-        )  # fmt: skip
-
-    # When both advance it, one after the other
-    first, second = advance(), advance()
+    # When both requeue it, one after the other
+    first, second = runs.requeue_lost_lease(seen), runs.requeue_lost_lease(seen)
     # Then only the first moves it on: the queue holds the next attempt once
     assert (first, second) == (True, False)
     assert _queued_ids(redis) == [job_id(token, 2)]
@@ -205,3 +200,25 @@ def test_a_dead_attempt_with_no_attempt_left_fails_the_run_as_worker_lost(
     assert moved == 1 and record is not None and record.state == RunState.FAILED
     assert record.error is not None and record.error["type"] == "WorkerLost"
     assert _queued_ids(redis) == []
+
+
+@pytest.mark.parametrize("cancel_asked, ends", [("", "failed"), ("cli", "cancelled")])
+def test_a_lost_run_the_reaper_ends_counts_in_the_figures_of_its_attempts_version(
+    redis: Redis, settings: Settings, runs: Runs, enqueue: Callable[..., Enqueued],
+    cancel_asked: str, ends: str,
+) -> None:  # fmt: skip
+    # Given a dead attempt of code version 't' with no attempt left (its cancel asked or not)
+    token = _dead_attempt(redis, settings, runs, enqueue)
+    redis.hset(Keys(settings.prefix).run(token), mapping={
+        "max_attempts": 1, "cancel_requested": cancel_asked})  # fmt: skip
+    # When a reaper ends it
+    assert Reaper(redis, settings).sweep() == 1
+    # Then it ended as its cancel asked, and the figures count that outcome for version 't'
+    assert runs.get(token).state == ends  # type: ignore[union-attr]
+    figures = Figures(redis, settings)
+    assert figures.totals()[("slow_steps", "default")].counts[ends] == 1
+    assert figures.version("t")["slow_steps"].counts[ends] == 1
+    assert (figures.version("t")["slow_steps"].failure_rate == 1.0) is (ends == "failed")
+    # and its log says how it ended, once
+    events = [e["event"] for _, e in read_events(redis, Keys(settings.prefix), token)]
+    assert events.count(f"run.{ends}") == 1
