@@ -19,7 +19,7 @@ import sysconfig
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -143,14 +143,14 @@ class BenchEnv:
 
     def runner_worker(
         self, database_url: str, *, burst: bool = True, name: str = "",
-        extra: Sequence[str] = (), tasks: str = "jobs",
+        extra: Sequence[str] = (), tasks: str = "jobs", environ: Mapping[str, str] | None = None,
     ) -> Proc:  # fmt: skip
         """`runner worker [--burst] [--name N] [EXTRA...]` with the bench's settings (and the
-        task module `tasks`) in its environment."""
+        task module `tasks`, and `environ`) in its environment."""
         command = [sys.executable, "-m", "runner", "worker"]
         command += ["--burst"] if burst else []
         command += ["--name", name] if name else []
-        env = {**self.runner_env(database_url), "RUNNER_TASKS": tasks}
+        env = {**self.runner_env(database_url), "RUNNER_TASKS": tasks, **(environ or {})}
         return self.start([*command, *extra], env, name or "runner")
 
     def rq_worker(self, kind: str, queue: str) -> Proc:

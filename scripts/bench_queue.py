@@ -10,7 +10,6 @@ written). Worker start-up and shut-down fall outside the span, everything betwee
 from __future__ import annotations
 
 import collections
-import hashlib
 import importlib
 import pkgutil
 import statistics
@@ -32,6 +31,7 @@ from runner.tasks import Task, load_registry
 from scripts import bench_celery, bench_tasks
 from scripts.bench_env import ROOT, BenchEnv
 from scripts.bench_jobs import NOOP
+from scripts.bench_trips import script_names
 
 CHUNK = 500
 RQ_QUEUE = "default"
@@ -110,6 +110,12 @@ def rq_span(env: BenchEnv, job_ids: Sequence[str]) -> float:
     return (max(ends) - min(starts)).total_seconds()
 
 
+# A no-op round's runs stay in Redis to be timed and their commands counted: a loaded round
+# outlasts the 30 s after which a finished run moves to history (history_move_lag_s measures
+# the move).
+KEEP = {"RUNNER_HISTORY_DELAY_SECONDS": "3600"}
+
+
 def drain_runner(env: BenchEnv, n: int) -> Drained:
     """N distinct `noop` runs (args {"i": i}) drained by `runner worker --burst`."""
     env.flush()
@@ -120,7 +126,7 @@ def drain_runner(env: BenchEnv, n: int) -> Drained:
         enqueued += enqueuer.enqueue_many([Request(task, {"i": i}) for i in part])
     cpu_before = env.redis_cpu_seconds()
     env.redis.config_resetstat()
-    env.runner_worker(env.sqlite_url("noop")).wait(timeout=120 + n / 20)
+    env.runner_worker(env.sqlite_url("noop"), environ=KEEP).wait(timeout=120 + n / 20)
     found = server_figures(env, n, cpu_before)
     return replace(found, jobs_per_s=n / run_span(env, Keys(settings.prefix), enqueued))
 
@@ -177,17 +183,13 @@ def redis_cpu(env: BenchEnv, n: int, count: int) -> list[dict[str, Drained]]:
     return rounds(sides, count)
 
 
-def script_names() -> dict[str, str]:
+def engine_scripts() -> dict[str, str]:
     """The sha1 of every Lua script of the engine's packages -> its module and name."""
-    names = {}
+    modules = []
     for package in ("runner.runs", "runner.delivery", "runner.attempt", "runner.worker"):
         for info in pkgutil.iter_modules(importlib.import_module(package).__path__):
-            module = importlib.import_module(f"{package}.{info.name}")
-            for name, value in vars(module).items():
-                if name.isupper() and isinstance(value, str) and "redis.call(" in value:
-                    sha = hashlib.sha1(value.encode()).hexdigest()
-                    names[sha] = f"{info.name}.{name}"
-    return names
+            modules.append(importlib.import_module(f"{package}.{info.name}"))
+    return {sha: name.replace(":", ".") for sha, name in script_names(modules).items()}
 
 
 def usec_by_script(env: BenchEnv, n: int) -> dict[str, float]:
@@ -203,11 +205,11 @@ def usec_by_script(env: BenchEnv, n: int) -> dict[str, float]:
     env.redis.config_set("slowlog-log-slower-than", 0)
     env.redis.slowlog_reset()
     try:
-        env.runner_worker(env.sqlite_url("noop")).wait(timeout=120 + n / 20)
+        env.runner_worker(env.sqlite_url("noop"), environ=KEEP).wait(timeout=120 + n / 20)
         entries = env.redis.slowlog_get(200 * n)
     finally:
         env.redis.config_set("slowlog-log-slower-than", before)
-    scripts, usec = script_names(), collections.Counter[str]()
+    scripts, usec = engine_scripts(), collections.Counter[str]()
     for entry in entries:
         command = entry["command"]
         text = command.decode(errors="replace") if isinstance(command, bytes) else command

@@ -37,6 +37,7 @@ import runner.runs.enqueue as enqueue
 import runner.runs.scripts as run_scripts
 from runner.attempt.execute import Executor
 from runner.config import Settings
+from runner.connections.lua import LuaScript
 from runner.runs.enqueue import Enqueuer, Request
 from runner.tasks import load_registry
 from runner.worker.horse import Horse
@@ -53,7 +54,8 @@ class TripLog:
     def name(self, args: tuple[Any, ...]) -> str:
         command = _text(args[0]).upper()
         if command == "EVALSHA" and len(args) > 1:
-            return f"EVALSHA {self.scripts.get(_text(args[1]), _text(args[1])[:8])}"
+            named = self.scripts.get(_text(args[1]), _text(args[1])[:8])
+            return f"EVALSHA {named.split(':')[-1]}"
         return command
 
 
@@ -62,12 +64,15 @@ def _text(value: Any) -> str:
 
 
 def script_names(modules: Iterable[Any]) -> dict[str, str]:
-    """sha1 -> name of every Lua script (an upper-case str constant) defined in `modules`."""
+    """sha1 -> module:NAME of every Lua script (an upper-case constant: a `LuaScript`, or the
+    str of one) defined in `modules`."""
     names = {}
     for module in modules:
         for name, value in vars(module).items():
-            if name.isupper() and isinstance(value, str) and "redis.call" in value:
-                names[hashlib.sha1(value.encode()).hexdigest()] = name.strip("_")
+            source = value.source if isinstance(value, LuaScript) else value
+            if name.isupper() and isinstance(source, str) and "redis.call" in source:
+                sha = hashlib.sha1(source.encode()).hexdigest()
+                names[sha] = f"{module.__name__.rsplit('.', 1)[-1]}:{name.strip('_')}"
     return names
 
 

@@ -6,7 +6,6 @@ import pytest
 from redis import Redis
 
 from runner.config import Settings
-from runner.connections.lua import registered
 from runner.runs.scripts import RENEW_LEASE
 from scripts.bench import FULL, chosen, sections
 from scripts.bench_queue import median_ratio, rounds
@@ -26,15 +25,15 @@ def url_of(redis: Redis) -> str:
 def test_a_command_a_pipeline_and_a_lua_call_are_one_round_trip_each(redis: Redis) -> None:
     trips = TripLog()
     client = counting_client(url_of(redis), trips)
-    renew = registered(client, RENEW_LEASE)
-    renew(keys=["lease"], args=["holder", 1000])  # connects, loads the script
+    keys, args = {"lease": "lease", "run": "run"}, {"holder": "holder", "lease_ms": 1000}
+    RENEW_LEASE(client, keys=keys, args=args)  # connects, loads the script
     start = len(trips.trips)
 
     client.set("a", 1)
     pipe = client.pipeline(transaction=True)
     pipe.incr("a").get("a").incr("a")
     pipe.execute()
-    renew(keys=["lease"], args=["holder", 1000])
+    RENEW_LEASE(client, keys=keys, args=args)
 
     assert trips.trips[start:] == ["SET", "pipeline(INCRBY GET)", "EVALSHA RENEW_LEASE"]
 

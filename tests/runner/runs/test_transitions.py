@@ -16,9 +16,9 @@ from runner.config import Settings
 from runner.connections.lua import LuaScript
 from runner.errors import UnknownRun
 from runner.record import RunState
+from runner.runs import scripts
 from runner.runs.enqueue import Enqueued
 from runner.runs.figures import Figures
-from runner.runs import scripts
 from runner.runs.transitions import Runs
 from runner.tokens import job_id
 
