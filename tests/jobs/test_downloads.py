@@ -1,12 +1,17 @@
-"""URL feeds against real HTTP servers on 127.0.0.1: versions, deadlines, redirects, polling,
-and a feed without validators imported once per period."""
+"""URL feeds against real HTTP servers on 127.0.0.1: versions, deadlines, redirects, HTTP and
+connection errors, the size limit, line counts, polling, and a feed without validators imported
+once per period."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
 import json
+import os
 import select
+import socket
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,7 +23,7 @@ import pytest
 from click.testing import CliRunner
 from redis import Redis
 
-from jobs.downloads import READ_TIMEOUT_S, DeadlinePassed, download, feed_version
+from jobs.downloads import READ_TIMEOUT_S, DeadlinePassed, HTTPRefused, download, feed_version
 from jobs.sources import resolve
 from runner.cli.commands import cli
 from runner.config import Settings
@@ -33,6 +38,7 @@ from scripts.gen_posts import generate_posts
 from tests.conftest import wait_for, worker_env
 
 SERVER_GIVES_UP_S = READ_TIMEOUT_S / 2  # a stalled or trickling answer is closed by then
+MIB_OF_LINES = b"0123456789abcde\n" * (2**20 // 16)  # what a `generated` body is made of
 
 
 @dataclass
@@ -46,6 +52,10 @@ class Feed:
     trickle_s: float | None = None  # send one byte of the body per this many seconds
     trickle_headers_s: float | None = None  # ... of the headers
     head_refused: int | None = None  # answer HEAD with this status (405, 501)
+    status: int | None = None  # answer every request with this status (HEAD: unless refused)
+    generated: int | None = None  # send this many bytes of 16-byte lines instead of `body`
+    reset: str | None = None  # "before the headers" or "in the body": reset the connection
+    trickle_trailer: bool = False  # send the body chunked, then its trailer a byte per 0.1 s
     short_by: int = 0  # close the connection this many bytes short of the Content-Length
     stall: bool = False  # send the headers, then nothing
     released: threading.Event = field(default_factory=threading.Event)  # set at teardown
@@ -84,6 +94,12 @@ def served() -> Iterator[tuple[Feed, str]]:
             self.answer(head=False)
 
         def answer(self, *, head: bool) -> None:
+            if feed.status:
+                self.send_error(feed.status)
+                return
+            if feed.reset == "before the headers":
+                self.reset_connection()
+                return
             if feed.trickle_headers_s is not None:
                 with contextlib.suppress(OSError):  # the client gave up
                     for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"x" * 1000:
@@ -97,13 +113,30 @@ def served() -> Iterator[tuple[Feed, str]]:
                 self.end_headers()
                 return
             self.send_response(200)
-            self.send_header("Content-Length", str(len(feed.body)))
+            if feed.trickle_trailer:
+                self.send_header("Transfer-Encoding", "chunked")
+            else:
+                size = len(feed.body) if feed.generated is None else feed.generated
+                self.send_header("Content-Length", str(size))
             if feed.etag:
                 self.send_header("ETag", feed.etag)
             if feed.modified:
                 self.send_header("Last-Modified", feed.modified)
             self.end_headers()
             if head:
+                return
+            if feed.generated is not None:
+                self.send_lines(feed.generated)
+                return
+            if feed.trickle_trailer:  # the whole body and its last chunk, then a trailer
+                self.wfile.write(b"%x\r\n%s\r\n0\r\n" % (len(feed.body), feed.body))
+                self.wait_for_hang_up(b"X-Checksum: " + b"x" * 1000, every_s=0.1)
+                return
+            if feed.reset == "in the body":
+                self.wfile.write(feed.body[: len(feed.body) // 2])
+                self.wfile.flush()
+                time.sleep(0.5)  # the client has read the headers and is waiting for the rest
+                self.reset_connection()
                 return
             if feed.stall:  # until the server gives up (SERVER_GIVES_UP_S), body unsent
                 self.wfile.flush()
@@ -114,6 +147,20 @@ def served() -> Iterator[tuple[Feed, str]]:
                 self.close_connection = True
                 return
             self.wait_for_hang_up(feed.body, every_s=feed.trickle_s)
+
+        def send_lines(self, size: int) -> None:
+            """Send `size` bytes of 16-byte lines, a MiB at a time, as fast as the client reads."""
+            block = memoryview(MIB_OF_LINES)
+            with contextlib.suppress(OSError):  # the client stopped reading
+                while size:
+                    self.wfile.write(block[: min(size, len(block))])
+                    size -= min(size, len(block))
+
+        def reset_connection(self) -> None:
+            """Close the connection with an RST, as a crashed server or proxy does."""
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+            self.close_connection = True
 
         def wait_for_hang_up(self, body: bytes, *, every_s: float = 0.1) -> None:
             """Send `body` a byte per `every_s` (or nothing) until the client closes the
@@ -207,12 +254,13 @@ def test_the_version_is_the_etag_else_last_modified_else_none(served: tuple[Feed
     assert feed.requests == 0
 
 
-@pytest.mark.parametrize("refused", [405, 501])
+@pytest.mark.parametrize("refused", [400, 403, 404, 405, 501])
 def test_where_head_is_refused_the_headers_of_a_get_give_the_version(
     refused: int, served: tuple[Feed, str]
 ) -> None:
     # Given a server that answers HEAD with 405 (or 501, Not Implemented: not a fault a
-    # retry fixes) and trickles its body (a byte per second)
+    # retry fixes; or 400, 403, 404, as servers that only know GET do) and trickles its body
+    # (a byte per second)
     feed, url = served
     feed.body, feed.etag, feed.head_refused, feed.trickle_s = b"x" * 100, '"g"', refused, 1.0
     # When the version is asked
@@ -272,6 +320,19 @@ def test_a_server_that_sends_its_headers_then_stalls_is_cut_off_by_the_whole_dea
     assert (feed.hung_up, feed.gave_up) == (1, 0), "the server gave up before the deadline"
 
 
+def test_a_chunked_answer_whose_end_never_comes_is_cut_off_by_the_whole_deadline(
+    served: tuple[Feed, str], tmp_path: Path
+) -> None:
+    # Given a server that sends a feed in chunks, its last chunk, then a trailer a byte per
+    # 0.1 s (100 s in all): each read gets data, so only the deadline of the whole can stop it
+    feed, url = served
+    feed.body, feed.trickle_trailer = posts_body(5, seed=8), True
+    # When it is downloaded with a 1-second deadline
+    # Then the download stops at the deadline, as one past it: the answer never ended
+    with pytest.raises(DeadlinePassed, match="deadline of 1 s"):
+        download(url, tmp_path / "feed.part", deadline_s=1)
+
+
 def test_a_body_short_of_its_content_length_is_a_transient_error(
     served: tuple[Feed, str], tmp_path: Path
 ) -> None:
@@ -285,6 +346,120 @@ def test_a_body_short_of_its_content_length_is_a_transient_error(
     # And the whole body, once sent, downloads
     feed.short_by = 0
     assert download(url, tmp_path / "feed.part", deadline_s=5).lines == 20
+
+
+@pytest.mark.parametrize(
+    ("body", "lines"),
+    [
+        (b"", 0),
+        (b"one", 1),
+        (b"post\n" * 99_999 + b"last", 100_000),
+        (b"post\n" * 100_000, 100_000),
+    ],
+    ids=["empty", "one line without its newline", "500 kB, the last line without it", "500 kB"],
+)
+def test_a_download_counts_its_lines_the_last_one_with_or_without_its_newline(
+    body: bytes, lines: int, served: tuple[Feed, str], tmp_path: Path
+) -> None:
+    # Given a feed (the long ones, of 500 kB, arrive in several reads)
+    feed, url = served
+    feed.body = body
+    # When it is downloaded
+    downloaded = download(url, tmp_path / "feed.part", deadline_s=30)
+    # Then the file is the body, and its hash and line count are the body's
+    assert (tmp_path / "feed.part").read_bytes() == body
+    assert (downloaded.sha256, downloaded.lines) == (hashlib.sha256(body).hexdigest(), lines)
+
+
+def test_a_feed_of_512_mib_downloads_and_a_larger_one_fails_for_good_saying_what_to_do(
+    served: tuple[Feed, str],
+) -> None:
+    # Given a feed of exactly 512 MiB (16-byte lines), downloaded and thrown away
+    feed, url = served
+    feed.generated = 512 * 2**20
+    # Then all of it downloads
+    assert download(url, Path(os.devnull), deadline_s=60).lines == 512 * 2**20 // 16
+    # When it is one byte larger
+    feed.generated += 1
+    # Then the download fails, not retryably, saying to import it as a file
+    with pytest.raises(PermanentError, match=r": larger than 512 MiB; import it as a file$"):
+        download(url, Path(os.devnull), deadline_s=60)
+
+
+@pytest.mark.parametrize("status", [429, 500, 501, 502, 503])
+def test_a_server_error_or_too_many_requests_is_retried_and_leaves_the_version_unknown(
+    status: int, served: tuple[Feed, str], tmp_path: Path
+) -> None:
+    # Given a server that answers every request with a 5xx status or 429 Too Many Requests
+    feed, url = served
+    feed.body, feed.etag, feed.status = posts_body(5, seed=7), '"s"', status
+    # When the feed is downloaded, then it fails retryably (the server may be back by the
+    # next attempt), saying which status it got
+    with pytest.raises(TransientError, match=f"HTTP {status} "):
+        download(url, tmp_path / "feed.part", deadline_s=5)
+    # And asking its version gives none: the run will find out and say so
+    assert feed_version(url, check_s=5) is None
+
+
+@pytest.mark.parametrize("status", [400, 403, 404, 410, 451])
+def test_a_client_error_fails_the_download_for_good_and_the_version_check_too(
+    status: int, served: tuple[Feed, str], tmp_path: Path
+) -> None:
+    # Given a server that answers every request with a 4xx status other than 429
+    feed, url = served
+    feed.body, feed.etag, feed.status = posts_body(5, seed=7), '"c"', status
+    # When the feed is downloaded, then it fails, not retryably, with that status, after one GET
+    with pytest.raises(HTTPRefused, match=f"HTTP {status} ") as caught:
+        download(url, tmp_path / "feed.part", deadline_s=5)
+    assert (caught.value.status, feed.requests) == (status, 1)
+    # And asking its version fails the same way (a HEAD refused with 400, 403 or 404 after a GET)
+    with pytest.raises(HTTPRefused, match=f"HTTP {status} "):
+        feed_version(url, check_s=5)
+
+
+@pytest.mark.parametrize("where", ["before the headers", "in the body"])
+def test_a_connection_reset_by_the_server_is_retried_as_such(
+    where: str, served: tuple[Feed, str], tmp_path: Path
+) -> None:
+    # Given a server that resets the connection (as a crashed server or proxy does) before it
+    # sends its headers, or halfway through the body
+    feed, url = served
+    feed.body, feed.reset = posts_body(20, seed=4), where
+    # When the feed is downloaded, long before its deadline
+    # Then the download fails retryably, saying the connection was reset, not that it was late
+    with pytest.raises(TransientError, match="reset by peer") as caught:
+        download(url, tmp_path / "feed.part", deadline_s=30)
+    assert not isinstance(caught.value, DeadlinePassed)
+
+
+def test_a_server_that_is_down_is_retried_saying_so_and_has_no_version(tmp_path: Path) -> None:
+    # Given a URL whose port nothing listens on
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{unused.getsockname()[1]}/feed.jsonl"
+    # When the feed is downloaded, long before its deadline
+    # Then the download fails retryably, saying the connection was refused, not that it was late
+    with pytest.raises(TransientError, match="Connection refused") as caught:
+        download(url, tmp_path / "feed.part", deadline_s=30)
+    assert not isinstance(caught.value, DeadlinePassed)
+    # And the feed has no version: the run will find out and say so
+    assert feed_version(url, check_s=5) is None
+
+
+def test_a_server_silent_for_longer_than_a_read_may_wait_is_retried_saying_so(
+    served: tuple[Feed, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given reads that wait 1 s at most (not 30: the test would be slow) and a server that
+    # sends its headers, then nothing
+    monkeypatch.setattr("jobs.downloads.READ_TIMEOUT_S", 1.0)
+    feed, url = served
+    feed.body, feed.stall = b"x" * 1000, True
+    # When the feed is downloaded with a deadline far off
+    # Then the download fails retryably, saying the server sent nothing for 1 s, not that the
+    # download was late
+    with pytest.raises(TransientError, match="no data for 1 s") as caught:
+        download(url, tmp_path / "feed.part", deadline_s=30)
+    assert not isinstance(caught.value, DeadlinePassed)
 
 
 def test_a_run_fails_after_three_deadlines_with_a_readable_error(
