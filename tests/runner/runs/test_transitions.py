@@ -16,9 +16,9 @@ from runner.config import Settings
 from runner.connections.lua import LuaScript
 from runner.errors import UnknownRun
 from runner.record import RunState
+from runner.runs import scripts
 from runner.runs.enqueue import Enqueued
 from runner.runs.figures import Figures
-from runner.runs import scripts
 from runner.runs.transitions import Runs
 from runner.tokens import job_id
 
@@ -67,6 +67,22 @@ def test_each_handover_is_counted_and_none_uses_an_attempt(
     # Then it is queued as attempt 3, with two handovers and its whole attempt budget left
     assert after is not None and after.state == RunState.QUEUED and after.attempt == 3
     assert after.handovers == 2 and after.attempts_left == budget
+
+
+def test_a_handover_links_the_next_attempt_to_the_handing_attempts_span(
+    enqueue: Callable[..., Enqueued], runs: Runs
+) -> None:
+    # Given a running attempt, traced
+    token = enqueue("noop").token
+    holder = job_id(token, 1)
+    _, record, _ = runs.begin(token, 1, holder=holder, worker="w", version="v")
+    assert record is not None
+    span = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    # When it hands the run over
+    assert runs.hand_over(record, holder=holder, span=span)
+    # Then the run keeps the span its next attempt links to
+    after = runs.get(token)
+    assert after is not None and after.span == span
 
 
 def test_every_running_run_whose_lease_is_gone_is_named_leaseless(
