@@ -1,9 +1,10 @@
 """Mutants of the Lua scripts held in a Python module's string constants.
 
 Python mutation tools see a Lua script as one string, so they never change the run state
-machine's logic. This finds every module-level string that calls `redis.call`
-(as tests/runner/connections/test_lua.py does) and makes one mutant per change of three kinds, each
-on one line of the script:
+machine's logic. This finds every string that calls `redis.call` (as
+tests/runner/connections/test_lua.py does), or has a line of Lua's `if ... then` (a piece of a
+script that only reads, such as a guard handed to a function that builds the script), and makes
+one mutant per change of three kinds, each on one line of the script:
 
 - `lua/flip`: a comparison flipped (`==` and `~=`, `<` and `>=`, `>` and `<=`);
 - `lua/drop-call`: one statement that starts with `redis.call` removed (all its lines), or
@@ -28,6 +29,8 @@ COMPARISON = re.compile(r"(?<![<>=~-])(==|~=|<=|>=|<|>)(?![<>=])")
 KEY_INDEX = re.compile(r"KEYS\[([^\]]+)\]")
 # `local name = redis.call(...)`: the call dropped, the local left `false`
 LOCAL_CALL = re.compile(r"^(\s*local [\w, ]+= )redis\.call\(")
+# a line of Lua that no Python string of prose has: `if ... then`
+LUA_IF = re.compile(r"^\s*if\b.*\bthen\b", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,8 @@ def script_lines(source: str) -> list[range]:
     for node in ast.walk(ast.parse(source)):
         if not (isinstance(node, ast.Constant) and isinstance(node.value, str)):
             continue
-        if "redis.call" in node.value and node.end_lineno is not None:
+        is_lua = "redis.call" in node.value or LUA_IF.search(node.value)
+        if is_lua and node.end_lineno is not None:
             found.append(range(node.lineno, node.end_lineno + 1))
     return found
 

@@ -25,13 +25,39 @@ def strings(source: str) -> list[str]:
     ]
 
 
-def test_the_state_machines_scripts_get_mutants_of_every_kind() -> None:
-    # Given the module of the run record's scripts
+def test_the_state_machines_scripts_get_flips_and_dropped_calls() -> None:
+    # Given the module of the run record's scripts (declared: their keys are bound by name on
+    # both sides, runner.connections.lua, so no two of them can be swapped)
     source = (RUNNER / "runs" / "scripts.py").read_text()
     # When its mutants are made
     kinds = {m.id.split(":")[0] for m in lua_mutants.mutants(source)}
-    # Then each of the three kinds is among them
-    assert kinds == {"lua/flip", "lua/drop-call", "lua/swap-keys"}
+    # Then both kinds that apply are among them
+    assert kinds == {"lua/flip", "lua/drop-call"}
+
+
+def test_positional_keys_get_swapped() -> None:
+    # Given a module whose scripts still name KEYS[i] themselves
+    source = (RUNNER / "runs" / "move.py").read_text()
+    # When its mutants are made
+    kinds = {m.id.split(":")[0] for m in lua_mutants.mutants(source)}
+    # Then consecutive keys are swapped among them
+    assert "lua/swap-keys" in kinds
+
+
+def test_every_piece_of_a_declared_script_gets_mutants() -> None:
+    # Given the run record's scripts, some built from pieces (a guard handed to _requeue, one
+    # of which only reads through a Lua function and has no redis.call of its own)
+    source = (RUNNER / "runs" / "scripts.py").read_text()
+    pieces = [
+        node.args[0] if node.args else next(k.value for k in node.keywords if k.arg == "body")
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Call) and getattr(node.func, "id", "") in ("_requeue", "LuaScript")
+    ]
+    # When its mutants are made
+    lines = {m.line for m in lua_mutants.mutants(source)}
+    # Then every guard and body has one on one of its lines
+    bare = [p.lineno for p in pieces if not lines & set(range(p.lineno, (p.end_lineno or 0) + 1))]
+    assert len(pieces) >= 12 and not bare, bare
 
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda p: p.name)

@@ -83,16 +83,8 @@ def test_a_declared_script_sees_each_key_and_argument_by_the_name_python_gave_it
     args = {"name": "n", "count": 3, "fields": {"a": 1, "b": 2}, "after": "x", "more": [],
             "rest": ["r1", "r2"]}  # fmt: skip
     assert ECHO(redis, keys=keys, args=args) == [
-        b"k1",
-        b"k2",
-        b"n",
-        b"number",
-        2,
-        [b"a", b"1", b"b", b"2"],
-        b"x",
-        0,
-        [b"r1", b"r2"],
-    ]
+        b"k1", b"k2", b"n", b"number", 2, [b"a", b"1", b"b", b"2"], b"x", 0, [b"r1", b"r2"]
+    ]  # fmt: skip
 
 
 def test_a_declared_scripts_prologue_names_every_key_and_argument_with_what_it_is() -> None:

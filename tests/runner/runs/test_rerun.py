@@ -126,3 +126,34 @@ def test_the_rule_refuses_an_active_run_and_a_succeeded_one_unless_forced(
 
 def rerun_with(runs: Runs, record: RunRecord) -> tuple[str, str, int]:
     return runs.rerun(record, events=[json.dumps({"event": "run.rerun"})])
+
+
+def test_a_rerun_asked_for_nothing_more_keeps_the_checkpoint(
+    enqueue: Callable[..., Enqueued], drain: Callable[..., None], redis: Redis, runs: Runs,
+) -> None:  # fmt: skip
+    # Given a run that failed permanently at item 3, with items 0-2 checkpointed
+    token = failed_at_item_three(enqueue, drain, redis)
+    failed = runs.get(token)
+    assert failed is not None and failed.cursor is not None
+    # When it is rerun with no option (neither from scratch nor forced)
+    assert rerun_with(runs, failed) == ("requeued", "queued", 2)
+    # Then its next attempt keeps the cursor to resume from, in the same generation
+    again = runs.get(token)
+    assert again is not None and again.cursor == failed.cursor
+    assert again.generation == failed.generation
+
+
+def test_each_rerun_runs_as_the_next_attempt(
+    enqueue: Callable[..., Enqueued], drain: Callable[..., None], runs: Runs,
+) -> None:  # fmt: skip
+    # Given a run that fails for good on every attempt
+    token = enqueue("broken").token
+    drain()
+    for attempt in (2, 3):
+        # When it is rerun, and its job is worked
+        failed = runs.get(token)
+        assert failed is not None and rerun_with(runs, failed) == ("requeued", "queued", attempt)
+        drain()
+        # Then that attempt ran (and failed again)
+        record = runs.get(token)
+        assert record is not None and (record.state, record.attempt) == ("failed", attempt)

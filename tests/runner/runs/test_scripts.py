@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 
 from redis import Redis
+from rq import Queue
 
 from runner.config import Settings
 from runner.keys import Keys
@@ -146,3 +147,37 @@ def test_a_cancelled_queued_run_moves_from_the_queued_index_to_the_cancelled_one
     assert runs.cancel_queued(seen, origin="cli")
     # Then it is indexed as cancelled, no longer as queued
     assert indexed(redis, RunState.CANCELLED, token) and not indexed(redis, RunState.QUEUED, token)
+
+
+def test_a_rerun_puts_its_queue_back_among_the_queues_rq_knows(
+    enqueue: Callable[..., Enqueued], drain: Callable[..., None], runs: Runs, redis: Redis
+) -> None:
+    # Given a failed run whose queue RQ no longer lists (RQ drops an emptied queue it deletes)
+    token = enqueue("broken").token
+    drain()
+    redis.delete(Queue.redis_queues_keys)
+    failed = runs.get(token)
+    assert failed is not None and failed.state == RunState.FAILED
+    # When it is rerun
+    verdict, _, _ = runs.rerun(failed)
+    # Then its queue, holding the new job, is listed by RQ's tools (`rq info`) again
+    assert verdict == "requeued"
+    assert [q.name for q in Queue.all(connection=redis)] == [failed.queue]
+
+
+def test_a_failed_runs_job_requeued_by_rq_begins_with_its_finished_steps(
+    enqueue: Callable[..., Enqueued], runs: Runs
+) -> None:
+    # Given a run whose first attempt finished a step and then failed for good
+    token = enqueue("noop").token
+    holder = job_id(token, 1)
+    _, record, _ = runs.begin(token, 1, holder=holder, worker="w", version="v")
+    assert record is not None
+    runs.write(token, holder, {}, step=("fetch", {"result": 7, "finished_at": time.time()}))
+    runs.release(record, holder, {"state": RunState.FAILED}, retention=60, version="v")
+    # When its job comes back (as `rq requeue` sends it) and an attempt claims it
+    status, _, steps = runs.begin(
+        token, 1, holder=holder + ":again", worker="w", version="v", job_id=holder
+    )
+    # Then the rerun resumes with the step it finished: it is not done again
+    assert status == "rerun" and steps["fetch"]["result"] == 7

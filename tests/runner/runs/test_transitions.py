@@ -69,6 +69,22 @@ def test_each_handover_is_counted_and_none_uses_an_attempt(
     assert after.handovers == 2 and after.attempts_left == budget
 
 
+def test_a_handover_links_the_next_attempt_to_the_handing_attempts_span(
+    enqueue: Callable[..., Enqueued], runs: Runs
+) -> None:
+    # Given a running attempt, traced
+    token = enqueue("noop").token
+    holder = job_id(token, 1)
+    _, record, _ = runs.begin(token, 1, holder=holder, worker="w", version="v")
+    assert record is not None
+    span = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    # When it hands the run over
+    assert runs.hand_over(record, holder=holder, span=span)
+    # Then the run keeps the span its next attempt links to
+    after = runs.get(token)
+    assert after is not None and after.span == span
+
+
 def test_every_running_run_whose_lease_is_gone_is_named_leaseless(
     enqueue: Callable[..., Enqueued], runs: Runs, redis: Redis
 ) -> None:
