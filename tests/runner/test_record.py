@@ -91,3 +91,16 @@ def test_a_record_names_its_enqueuers_trace_only_from_a_w3c_traceparent(
     # Then only the first names a trace: the traceparent's second field
     records = [runs.get(e.token) for e in (traced, malformed, plain)]
     assert [r.trace_id for r in records] == ["0af7651916cd43dd8448eb211c80319c", "", ""]  # type: ignore[union-attr]
+
+
+def test_what_enqueue_reports_is_a_value_that_cannot_be_changed(
+    enqueue: Callable[..., Enqueued],
+) -> None:
+    # Given a run enqueued, and the same token enqueued again
+    first = enqueue("noop", token="once")
+    again = enqueue("noop", token="once")
+    # Then each report is a fixed value: read-only, and usable as a set member or dict key
+    with pytest.raises(FrozenInstanceError):
+        first.deduplicated = True  # type: ignore[misc]
+    assert (first.deduplicated, again.deduplicated) == (False, True)
+    assert len({first, again, first}) == 2
