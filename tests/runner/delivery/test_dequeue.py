@@ -80,6 +80,19 @@ def test_empty_queues_give_none_at_once_or_rqs_dequeue_timeout_when_waiting(
         take(redis, "urgent", "default", timeout=1)
 
 
+def test_a_worker_of_one_queue_waits_for_its_whole_timeout_in_one_blocking_call(
+    redis: Redis,
+) -> None:
+    # Given an empty queue, and a worker of that queue alone that waits up to 2 s
+    redis.config_resetstat()
+    # When its wait ends with no job
+    with pytest.raises(DequeueTimeout):
+        take(redis, "default", timeout=2)
+    # Then it blocked once for the whole wait (only a worker of several queues wakes to look)
+    stats: dict[str, dict[str, int]] = redis.info("commandstats")  # type: ignore[assignment]
+    assert stats["cmdstat_blmove"]["calls"] == 1
+
+
 def test_beginning_the_attempt_takes_the_job_out_of_the_intermediate_list(
     enqueue: Callable[..., Enqueued], drain: Callable[..., None], redis: Redis, runs: Runs
 ) -> None:
@@ -231,3 +244,17 @@ def test_limbo_gives_out_every_job_first_seen_longer_ago_than_asked_and_no_other
     # Then both are overdue against 50 s, in their intermediate list, and neither against 150 s
     assert sorted(limbo.overdue(50.0)) == sorted((delivery_key("default"), i) for i in ids)
     assert limbo.overdue(150.0) == []
+
+
+def test_limbo_gives_out_no_job_first_seen_by_a_reaper_whose_clock_runs_ahead(
+    enqueue: Callable[..., Enqueued], redis: Redis, settings: Settings
+) -> None:
+    # Given a job taken off the queue, first seen by a reaper on a host whose clock is 30 s
+    # ahead of this one's (the sightings' record rewritten so)
+    enqueue("counting", items=1)
+    job_id = take(redis, "default")[0]
+    limbo = Limbo(redis, settings)
+    redis.hset(limbo.key, job_id, time.time() + 30)
+    # When this host's reaper looks, against a lease of 50 s
+    # Then the job is not overdue: it has not been seen there for 50 s by either clock
+    assert limbo.overdue(50.0) == []
