@@ -67,6 +67,7 @@ def test_a_task_that_never_checkpoints_is_killed_at_the_deadline_and_continued_a
     assert record.handovers == 1 and record.error is None and record.attempts_left == 4
     [event] = handovers(redis, token)
     assert event["by"] == "supervisor" and event["next_attempt"] == 2
+    assert event["reason"] == "its horse was killed while the worker stopped"
     # And `runner show` and `runner logs` say so
     assert "handovers:  1" in invoke("show", token).stdout
     assert "attempt.handed_over" in invoke("logs", token).stdout
@@ -140,6 +141,52 @@ def test_an_idle_worker_signalled_with_its_horse_stops_cleanly(
         os.kill(pid, signum)
     # Then it exits cleanly and promptly, without a traceback or a killed horse
     assert a.process.wait(timeout=10) == 0
+    out = a.output()
+    assert "worker.stopped" in out and "Traceback" not in out and "horse.killed" not in out
+
+
+@pytest.mark.slow
+def test_the_shortest_stop_time_still_lets_a_run_hand_over_at_its_next_checkpoint(
+    redis: Redis, runs: Runs, enqueue: Callable[..., Enqueued],
+    start_worker: Callable[..., WorkerProcess],
+) -> None:  # fmt: skip
+    # Given a run checkpointing every 50 ms on worker A, whose stop time is the shortest
+    # allowed (1 s)
+    token = enqueue("counting", items=600, probed=False).token
+    a = start_worker("--name", "A", RUNNER_LEASE_SECONDS=LONG_LEASE, RUNNER_STOP_SECONDS="1")
+    wait_for(lambda: (record := runs.get(token)) and record.cursor, what="checkpoints on A")
+    # When A's supervisor gets SIGTERM
+    a.process.send_signal(signal.SIGTERM)
+    # Then the horse hands the run over itself, at its next checkpoint: it is not killed
+    assert a.process.wait(timeout=10) == 0
+    assert "horse.killed" not in a.output()
+    [event] = handovers(redis, token)
+    assert event["by"] == "worker" and state_of(runs, token) == RunState.QUEUED
+
+
+@pytest.mark.slow
+def test_a_stop_that_reaches_a_horse_still_starting_stops_it_cleanly(
+    redis: Redis, start_worker: Callable[..., WorkerProcess],
+) -> None:  # fmt: skip
+    # Given a worker whose horse died (lease 30 s: its reaper sweeps every 5 s), the supervisor
+    # past its sweep and about to start the next horse (in 1 s)
+    a = start_worker("--name", "A", RUNNER_LEASE_SECONDS=LONG_LEASE)
+    first = horse_of(a)
+    first.kill()
+    wait_for(lambda: "horse.exited" in a.output(), what="the supervisor seeing it die")
+    time.sleep(0.3)
+    # And Redis holding every command back for 3 s: the new horse stays in its start-up,
+    # before it can install the signal handlers of a working horse
+    redis.client_pause(3000)
+    second = wait_for(
+        lambda: [h for h in horses_of(a.process.pid) if h.pid != first.pid], what="a new horse"
+    )[0]  # type: ignore[index]
+    # When every process of the worker gets SIGTERM at once (a platform's control-group stop)
+    for pid in (a.process.pid, second.pid):
+        os.kill(pid, signal.SIGTERM)
+    # Then the horse stops as soon as it can work, and the worker exits cleanly: no horse
+    # left to be killed at the stop deadline
+    assert a.process.wait(timeout=15) == 0
     out = a.output()
     assert "worker.stopped" in out and "Traceback" not in out and "horse.killed" not in out
 

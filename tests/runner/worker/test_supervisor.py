@@ -4,8 +4,13 @@ SIGTERM hands every horse's run over."""
 
 from __future__ import annotations
 
+import json
 import os
+import pty
+import select
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,16 +27,25 @@ from runner.config import Settings
 from runner.keys import Keys
 from runner.logs import read_events
 from runner.record import RunRecord, RunState
-from runner.runs.enqueue import Enqueuer, Request
+from runner.runs.enqueue import Enqueued, Enqueuer, Request
 from runner.runs.transitions import Runs
 from runner.tasks import load_registry
 from runner.worker.liveness import Liveness
 from scripts.gen_posts import generate_posts, write_feed
-from tests.conftest import WorkerProcess, horses_of, wait_for
+from tests.conftest import (
+    ROOT,
+    TEST_TASKS,
+    WorkerProcess,
+    horses_of,
+    state_of,
+    wait_for,
+    worker_env,
+)
 
 POSTS = 6_000  # per feed, in batches of 50: long enough to be caught mid-way under load
 FEEDS = 4
 LONG_LEASE = "30"  # a handover that waited for the lease would miss every deadline
+SAMPLE_TASKS = {"RUNNER_TASKS": TEST_TASKS, "RUNNER_QUEUES": "default"}  # tests/sample_tasks.py
 
 
 @pytest.fixture
@@ -230,3 +244,136 @@ def test_concurrency_must_be_a_positive_number(invoke: Callable[..., Result]) ->
     result = invoke("worker", "--concurrency", "0")
     assert result.exit_code == 2
     assert "--concurrency" in result.output and "Traceback" not in result.output
+
+
+def enqueue_sample(redis: Redis, settings: Settings, task: str, **args: object) -> Enqueued:
+    """Enqueue one of tests/sample_tasks.py's tasks (this module's settings run the site's)."""
+    return Enqueuer(redis, settings).enqueue(Request(load_registry(TEST_TASKS).get(task), args))
+
+
+def logged(worker: WorkerProcess, event: str) -> list[dict[str, object]]:
+    """The worker's log lines (JSON, one a line) of `event`, in order."""
+    lines = (json.loads(line) for line in worker.output().splitlines() if line.startswith("{"))
+    return [line for line in lines if line.get("event") == event]
+
+
+def new_horse(worker: WorkerProcess, *, besides: set[int]) -> int:
+    """Wait for a horse of `worker` that is none of `besides`; its pid."""
+    found = wait_for(
+        lambda: [h.pid for h in horses_of(worker.process.pid) if h.pid not in besides],
+        what="a new horse",
+    )
+    return found[0]  # type: ignore[index,no-any-return]
+
+
+@pytest.mark.slow
+def test_a_burst_worker_works_every_run_and_exits_0_once_the_queue_is_empty(
+    redis: Redis, runs: Runs, settings: Settings, start_worker: Callable[..., WorkerProcess],
+) -> None:  # fmt: skip
+    # Given six quick runs queued
+    tokens = [enqueue_sample(redis, settings, "counting", items=2).token for _ in range(6)]
+    # When a burst worker of two horses works them
+    worker = start_worker("--burst", "--concurrency", "2", **SAMPLE_TASKS)
+    # Then it exits 0 by itself, every run succeeded
+    assert worker.process.wait(timeout=30) == 0
+    assert [state_of(runs, t) for t in tokens] == [RunState.SUCCEEDED] * 6
+    assert "worker.stopped" in worker.output() and "Traceback" not in worker.output()
+
+
+@pytest.mark.slow
+def test_a_horse_stopped_on_its_own_is_replaced(
+    start_worker: Callable[..., WorkerProcess],
+) -> None:
+    # Given a worker of one horse
+    worker = start_worker("--name", "A", **SAMPLE_TASKS)
+    first = new_horse(worker, besides=set())
+    # When someone stops that horse alone (SIGTERM: it exits cleanly, code 0)
+    os.kill(first, signal.SIGTERM)
+    # Then the supervisor, not stopping, starts another horse in its place
+    new_horse(worker, besides={first})
+    assert worker.process.poll() is None
+    [exited] = logged(worker, "horse.exited")
+    assert exited["pid"] == first and exited["code"] == 0
+
+
+@pytest.mark.slow
+def test_a_horse_that_keeps_dying_is_restarted_with_a_doubling_backoff(
+    start_worker: Callable[..., WorkerProcess],
+) -> None:
+    # Given a worker of one horse
+    worker = start_worker("--name", "A", **SAMPLE_TASKS)
+    # When its horse is SIGKILLed (as by the OOM killer) three times, each soon after it starts
+    killed: list[int] = []
+    for _ in range(3):
+        killed.append(new_horse(worker, besides=set(killed)))
+        os.kill(killed[-1], signal.SIGKILL)
+    wait_for(lambda: len(logged(worker, "horse.exited")) == 3, what="three exits seen")
+    # Then each restart waits twice as long as the one before, and the supervisor lives on
+    exits = [(e["pid"], e["restart_in_s"]) for e in logged(worker, "horse.exited")]
+    assert exits == [(killed[0], 1.0), (killed[1], 2.0), (killed[2], 4.0)]
+    assert worker.process.poll() is None
+
+
+def read_until(fd: int, text: str, *, timeout: float = 20.0) -> str:
+    """What a terminal shows (`fd` its master side) up to and including `text`."""
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while text.encode() not in seen and time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.1)
+        if ready:
+            try:
+                seen += os.read(fd, 4096)
+            except OSError:  # the worker closed the terminal (exited)
+                break
+    return seen.decode(errors="replace")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("concurrency", "banner", "stopping"),
+    [
+        ("1", "Ctrl-C: hand the current run over at its next checkpoint",
+         "stopping: the current run is handed over at its next checkpoint;"),
+        ("2", "2 horses. Ctrl-C: hand the current runs over at their next checkpoints",
+         "stopping: the current runs are handed over at their next checkpoints;"),
+    ],
+)  # fmt: skip
+def test_a_worker_on_a_terminal_tells_the_person_what_ctrl_c_does(
+    settings: Settings, concurrency: str, banner: str, stopping: str,
+) -> None:  # fmt: skip
+    # Given a worker started from a terminal (its stderr), with one horse or two
+    terminal, side = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "runner", "worker", "--concurrency", concurrency],
+        env=worker_env(settings, **SAMPLE_TASKS), stdout=subprocess.DEVNULL, stderr=side,
+        start_new_session=True, cwd=ROOT,
+    )  # fmt: skip
+    os.close(side)
+    try:
+        # Then it says what Ctrl-C does, for a run or for runs
+        assert banner in read_until(terminal, banner)
+        # And when stopped, it says what becomes of the run (or runs)
+        process.send_signal(signal.SIGINT)
+        assert stopping in read_until(terminal, stopping)
+        assert process.wait(timeout=15) == 0
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+        os.close(terminal)
+
+
+def test_a_worker_started_while_redis_is_unreachable_says_so_and_starts_no_horse(
+    settings: Settings,
+) -> None:
+    # Given a Redis that does not answer (nothing listens on port 1)
+    env = worker_env(settings, RUNNER_REDIS_URL="redis://127.0.0.1:1/0", **SAMPLE_TASKS)
+    # When a worker starts
+    done = subprocess.run(
+        [sys.executable, "-m", "runner", "worker", "--concurrency", "2"],
+        env=env, capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )  # fmt: skip
+    # Then it exits 1 with a line naming the Redis it tried, having started no horse
+    assert done.returncode == 1
+    assert "cannot reach Redis at redis://127.0.0.1:1/0" in done.stderr
+    assert "horse.started" not in done.stdout and "Traceback" not in done.stderr
