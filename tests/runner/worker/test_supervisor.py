@@ -152,8 +152,9 @@ def test_a_killed_horse_leaves_the_other_three_alone_and_its_run_resumes(
     redis: Redis, runs: Runs, settings: Settings, import_feeds: Callable[[], list[str]],
     start_worker: Callable[..., WorkerProcess],
 ) -> None:  # fmt: skip
-    # Given four imports under way on the four horses of one worker (lease 2 s)
-    worker = start_ready(start_worker, redis, settings, "A")
+    # Given four imports under way on the four horses of one worker (a lease of 6 s: on a
+    # loaded machine a horse starved for 2 s would lose its run, which is not what this tests)
+    worker = start_ready(start_worker, redis, settings, "A", RUNNER_LEASE_SECONDS="6")
     tokens = import_feeds()
     wait_for(
         lambda: all_under_way(runs, tokens, "A"), timeout=60, what="four imports",
