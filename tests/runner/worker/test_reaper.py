@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 
 import pytest
+import structlog.testing
 from redis import Redis
 from rq import Queue
 
@@ -44,12 +45,16 @@ def test_the_reaper_requeues_a_run_whose_lease_expired(
     # Given a run marked running whose lease is gone
     token = _dead_attempt(redis, settings, runs, enqueue)
     # When a reaper sweeps
-    moved = Reaper(redis, settings).sweep()
+    with structlog.testing.capture_logs() as logged:
+        moved = Reaper(redis, settings).sweep()
     # Then the run is queued again as attempt 2, and the queue holds that attempt's job
     record = runs.get(token)
     assert moved == 1 and record is not None
     assert (record.state, record.attempt) == ("queued", 2)
     assert _queued_ids(redis) == [job_id(token, 2)]
+    # And the reaper's log line says why and which attempt comes next
+    [requeued] = [e for e in logged if e["event"] == "run.requeued"]
+    assert (requeued["reason"], requeued["next_attempt"]) == ("lease expired", 2)
 
 
 def test_advancing_from_a_stale_view_does_nothing(
