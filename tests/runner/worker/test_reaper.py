@@ -10,6 +10,8 @@ import pytest
 import structlog.testing
 from redis import Redis
 from rq import Queue
+from rq.registry import FailedJobRegistry
+from rq.serializers import JSONSerializer
 
 from runner.config import Settings
 from runner.keys import Keys
@@ -216,10 +218,17 @@ def test_a_lost_run_the_reaper_ends_counts_in_the_figures_of_its_attempts_versio
     token = _dead_attempt(redis, settings, runs, enqueue)
     redis.hset(Keys(settings.prefix).run(token), mapping={
         "max_attempts": 1, "cancel_requested": cancel_asked})  # fmt: skip
-    # When a reaper ends it
-    assert Reaper(redis, settings).sweep() == 1
+    seen = runs.get(token)
+    assert seen is not None
+    # When a reaper ends it, and another that saw it as lost too tries after it
+    reaper = Reaper(redis, settings)
+    assert reaper.sweep() == 1
+    assert reaper._next_attempt(seen, reason="lease expired") == 0, "ended once, counted once"
     # Then it ended as its cancel asked, and the figures count that outcome for version 't'
     assert runs.get(token).state == ends  # type: ignore[union-attr]
+    # and RQ's failed job registry holds its job only if it failed, as RQ's own would
+    registry = FailedJobRegistry("default", connection=redis, serializer=JSONSerializer)
+    assert registry.get_job_ids() == ([seen.job_id] if ends == "failed" else [])
     figures = Figures(redis, settings)
     assert figures.totals()[("slow_steps", "default")].counts[ends] == 1
     assert figures.version("t")["slow_steps"].counts[ends] == 1
