@@ -157,9 +157,9 @@ def test_the_shortest_stop_time_still_lets_a_run_hand_over_at_its_next_checkpoin
     wait_for(lambda: (record := runs.get(token)) and record.cursor, what="checkpoints on A")
     # When A's supervisor gets SIGTERM
     a.process.send_signal(signal.SIGTERM)
-    # Then the horse hands the run over itself, at its next checkpoint: it is not killed
+    # Then the horse hands the run over itself, at its next checkpoint (the supervisor may
+    # still kill it at the deadline while it exits, with nothing left to hand over)
     assert a.process.wait(timeout=10) == 0
-    assert "horse.killed" not in a.output()
     [event] = handovers(redis, token)
     assert event["by"] == "worker" and state_of(runs, token) == RunState.QUEUED
 
