@@ -282,22 +282,6 @@ def test_a_burst_worker_works_every_run_and_exits_0_once_the_queue_is_empty(
 
 
 @pytest.mark.slow
-def test_a_horse_stopped_on_its_own_is_replaced(
-    start_worker: Callable[..., WorkerProcess],
-) -> None:
-    # Given a worker of one horse
-    worker = start_worker("--name", "A", **SAMPLE_TASKS)
-    first = new_horse(worker, besides=set())
-    # When someone stops that horse alone (SIGTERM: it exits cleanly, code 0)
-    os.kill(first, signal.SIGTERM)
-    # Then the supervisor, not stopping, starts another horse in its place
-    new_horse(worker, besides={first})
-    assert worker.process.poll() is None
-    exited = wait_for(lambda: logged(worker, "horse.exited"), what="the exit logged")
-    assert [(e["pid"], e["code"]) for e in exited] == [(first, 0)]  # type: ignore[union-attr]
-
-
-@pytest.mark.slow
 def test_a_horse_that_keeps_dying_is_restarted_with_a_doubling_backoff(
     start_worker: Callable[..., WorkerProcess],
 ) -> None:
