@@ -258,12 +258,15 @@ def logged(worker: WorkerProcess, event: str) -> list[dict[str, object]]:
     return [line for line in lines if line.get("event") == event]
 
 
-def new_horse(worker: WorkerProcess, *, besides: set[int]) -> int:
-    """Wait for a horse of `worker` that is none of `besides`; its pid."""
+def new_horse(worker: WorkerProcess, redis: Redis, *, besides: set[int]) -> int:
+    """Wait for a horse of worker A that is none of `besides` and has registered with RQ; its
+    pid. (A child just forked may still be the outbox relay, not named yet: only a horse
+    registers as A.horse<pid>.)"""
     found = wait_for(
-        lambda: [h.pid for h in horses_of(worker.process.pid) if h.pid not in besides],
+        lambda: [h.pid for h in horses_of(worker.process.pid)
+                 if h.pid not in besides and redis.exists(f"rq:worker:A.horse{h.pid}")],
         what="a new horse",
-    )
+    )  # fmt: skip
     return found[0]  # type: ignore[index,no-any-return]
 
 
@@ -282,15 +285,31 @@ def test_a_burst_worker_works_every_run_and_exits_0_once_the_queue_is_empty(
 
 
 @pytest.mark.slow
+def test_a_horse_stopped_on_its_own_is_replaced(
+    redis: Redis, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    # Given a worker of one horse
+    worker = start_worker("--name", "A", **SAMPLE_TASKS)
+    first = new_horse(worker, redis, besides=set())
+    # When someone stops that horse alone (SIGTERM: it exits cleanly, code 0)
+    os.kill(first, signal.SIGTERM)
+    # Then the supervisor, not stopping, starts another horse in its place
+    new_horse(worker, redis, besides={first})
+    assert worker.process.poll() is None
+    exited = wait_for(lambda: logged(worker, "horse.exited"), what="the exit logged")
+    assert [(e["pid"], e["code"]) for e in exited] == [(first, 0)]  # type: ignore[union-attr]
+
+
+@pytest.mark.slow
 def test_a_horse_that_keeps_dying_is_restarted_with_a_doubling_backoff(
-    start_worker: Callable[..., WorkerProcess],
+    redis: Redis, start_worker: Callable[..., WorkerProcess]
 ) -> None:
     # Given a worker of one horse
     worker = start_worker("--name", "A", **SAMPLE_TASKS)
     # When its horse is SIGKILLed (as by the OOM killer) three times, each soon after it starts
     killed: list[int] = []
     for _ in range(3):
-        killed.append(new_horse(worker, besides=set(killed)))
+        killed.append(new_horse(worker, redis, besides=set(killed)))
         os.kill(killed[-1], signal.SIGKILL)
     wait_for(lambda: len(logged(worker, "horse.exited")) == 3, what="three exits seen")
     # Then each restart waits twice as long as the one before, and the supervisor lives on
