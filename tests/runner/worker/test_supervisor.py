@@ -30,7 +30,9 @@ from runner.record import RunRecord, RunState
 from runner.runs.enqueue import Enqueued, Enqueuer, Request
 from runner.runs.transitions import Runs
 from runner.tasks import load_registry
+from runner.worker.horse import WorkerOptions
 from runner.worker.liveness import Liveness
+from runner.worker.supervisor import HEALTHY_SECONDS, Supervisor
 from scripts.gen_posts import generate_posts, write_feed
 from tests.conftest import (
     ROOT,
@@ -316,6 +318,27 @@ def test_a_horse_that_keeps_dying_is_restarted_with_a_doubling_backoff(
     exits = [(e["pid"], e["restart_in_s"]) for e in logged(worker, "horse.exited")]
     assert exits == [(killed[0], 1.0), (killed[1], 2.0), (killed[2], 4.0)]
     assert worker.process.poll() is None
+
+
+def test_a_slots_restart_backoff_doubles_up_to_30_s_and_starts_over_after_a_healthy_horse(
+    settings: Settings,
+) -> None:
+    # Given a supervisor's slot whose horses keep dying at once
+    supervisor = Supervisor(settings, WorkerOptions(queues=("default",)))
+    slot = supervisor.slots[0]
+
+    def dies(*, lived: float) -> float:
+        slot.pid, slot.started = 4242, time.monotonic() - lived
+        died = time.monotonic()
+        supervisor._ended(slot, 1)
+        return round(slot.restart_at - died, 1)  # the wait before its next horse
+
+    # Then each death doubles the wait before the next horse, up to 30 s (a crash loop is
+    # retried twice a minute, not given up on)
+    assert [dies(lived=0.1) for _ in range(7)] == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+    # And a horse that lived past HEALTHY_SECONDS before dying is replaced after 1 s again
+    assert dies(lived=HEALTHY_SECONDS + 1) == 1.0
+    assert dies(lived=0.1) == 2.0
 
 
 def read_until(fd: int, text: str, *, timeout: float = 20.0) -> str:
