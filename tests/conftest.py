@@ -81,8 +81,10 @@ def settings(redis_server: RedisServer, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def redis(redis_server: RedisServer) -> Redis:
-    return redis_server.client()
+def redis(redis_server: RedisServer) -> Iterator[Redis]:
+    client = redis_server.client()
+    yield client
+    client.close()  # its sockets, now, not at some later garbage collection
 
 
 @pytest.fixture

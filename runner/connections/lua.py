@@ -19,19 +19,21 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from weakref import WeakKeyDictionary
 
 from redis import Redis
 from redis.client import Pipeline
 from redis.commands.core import Script
 
-# client -> script source -> its Script; a client that goes away takes its scripts along.
-_registered: WeakKeyDictionary[Redis, dict[str, Script]] = WeakKeyDictionary()
+SCRIPTS_ATTRIBUTE = "_runner_scripts"  # on each client: script source -> its Script
 
 
 def registered(redis: Redis, source: str) -> Script:
-    """`source` registered on `redis`, the first time it is asked for on that client."""
-    scripts = _registered.setdefault(redis, {})
+    """`source` registered on `redis`, the first time it is asked for on that client.
+
+    The scripts live on the client itself, so a client that goes away takes them along: a
+    map held by this module would keep every client (and its connections) alive, each
+    Script holding the client it was registered on."""
+    scripts: dict[str, Script] = redis.__dict__.setdefault(SCRIPTS_ATTRIBUTE, {})
     if source not in scripts:
         scripts[source] = redis.register_script(source)
     return scripts[source]

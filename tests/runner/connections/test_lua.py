@@ -5,7 +5,9 @@ sides are made from one declaration."""
 from __future__ import annotations
 
 import ast
+import gc
 import re
+import weakref
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from redis import Redis
 from redis.exceptions import NoScriptError
 
 from runner.connections.lua import Arg, LuaScript, Pairs, Rest, registered
+from tests.conftest import RedisServer
 
 RUNNER = Path(__file__).resolve().parents[3] / "runner"
 POSITIONAL = re.compile(r"\b(KEYS|ARGV)\[")
@@ -56,6 +59,19 @@ def test_a_script_is_registered_once_per_client(redis: Redis) -> None:
     assert registered(redis, "return 1") is registered(redis, "return 1")
     assert registered(other, "return 1") is not registered(redis, "return 1")
     assert registered(redis, "return 1")() == 1
+
+
+def test_a_client_that_registered_scripts_is_freed_with_its_connections(
+    redis_server: RedisServer,
+) -> None:
+    # Given a client that ran a script, then is dropped by its owner
+    other = redis_server.client()
+    assert registered(other, "return 2")() == 2
+    gone = weakref.ref(other)
+    del other
+    # Then nothing the scripts' cache holds keeps it (or its socket) alive
+    gc.collect()
+    assert gone() is None
 
 
 # Every kind of argument, a fixed one after the pairs, and a reply that shows each as Lua saw it.
