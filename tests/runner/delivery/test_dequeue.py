@@ -156,12 +156,17 @@ def test_the_reaper_leaves_a_job_that_is_not_the_runners_alone(
 class Watched(Horse):
     """The horse, noting what its queue's intermediate list holds when it tears down (before
     it puts back a job it took ahead), and suspending every worker after its first success
-    when asked to."""
+    when asked to, or deleting the next job's hash just before a success takes it ahead."""
 
     seen_at_teardown: list[str] | None = None
     suspend_after_first = False
+    drop_next_hash = False
 
     def handle_job_success(self, *args: Any, **kwargs: Any) -> None:
+        if self.drop_next_hash:
+            self.drop_next_hash = False
+            [next_id] = listed(self.connection, "rq:queue:default")[:1]
+            self.connection.delete(f"rq:job:{next_id}")
         super().handle_job_success(*args, **kwargs)
         if self.suspend_after_first:
             suspend(self.connection)
@@ -197,6 +202,23 @@ def test_a_horse_takes_the_next_job_with_a_success_and_puts_it_back_when_it_stop
     work()
     record = runs.get(second.token)
     assert record is not None and record.state == "succeeded" and record.attempt == 1
+
+
+def test_a_horse_that_takes_ahead_a_job_whose_hash_is_gone_dequeues_the_next_one(
+    settings: Settings, enqueue: Callable[..., Enqueued], redis: Redis, runs: Runs,
+) -> None:  # fmt: skip
+    # Given three jobs, the second's RQ hash gone by the time the first succeeds
+    first, second, third = (enqueue("counting", items=k, seconds=0.0) for k in (1, 2, 3))
+    horse = watched_horse(redis, settings)
+    horse.drop_next_hash = True
+    # When a horse works them
+    horse.work(burst=True, logging_level="WARNING")
+    # Then the second's id, taken ahead with nothing to run, stays in the intermediate list
+    # for the reaper, and the horse went on with the third
+    assert listed(redis, delivery_key("default")) == [second.job_id]
+    assert [runs.get(r.token).state for r in (first, second, third)] == [  # type: ignore[union-attr]
+        "succeeded", "queued", "succeeded",
+    ]  # fmt: skip
 
 
 def test_a_horse_that_finds_its_worker_suspended_puts_the_job_it_took_ahead_back(
