@@ -221,6 +221,19 @@ def test_a_horse_that_takes_ahead_a_job_whose_hash_is_gone_dequeues_the_next_one
     ]  # fmt: skip
 
 
+def test_a_horse_started_while_workers_are_suspended_takes_no_job(
+    settings: Settings, enqueue: Callable[..., Enqueued], redis: Redis, runs: Runs,
+) -> None:  # fmt: skip
+    # Given a queued job and `rq suspend` in force
+    queued = enqueue("counting", items=1)
+    suspend(redis)
+    # When a horse starts (its suspension check at its default pace: once a second)
+    watched_horse(redis, settings).work(burst=True, logging_level="WARNING")
+    # Then it took nothing: RQ's burst worker leaves at once when suspended
+    assert listed(redis, "rq:queue:default") == [queued.job_id]
+    assert runs.get(queued.token).state == "queued"  # type: ignore[union-attr]
+
+
 def test_a_horse_that_finds_its_worker_suspended_puts_the_job_it_took_ahead_back(
     settings: Settings, enqueue: Callable[..., Enqueued], redis: Redis, runs: Runs,
 ) -> None:  # fmt: skip
