@@ -14,11 +14,12 @@ from redis import Redis
 from rq import Queue
 from rq.exceptions import DequeueTimeout
 from rq.serializers import JSONSerializer
-from rq.suspension import suspend
+from rq.suspension import resume, suspend
 
 from runner.attempt.execute import Executor
 from runner.config import Settings
 from runner.delivery.dequeue import DeliveryQueue, Limbo, delivery_key
+from runner.keys import Keys
 from runner.record import texts
 from runner.runs.enqueue import Enqueued, Enqueuer, Request
 from runner.runs.transitions import Runs
@@ -232,6 +233,33 @@ def test_a_horse_started_while_workers_are_suspended_takes_no_job(
     # Then it took nothing: RQ's burst worker leaves at once when suspended
     assert listed(redis, "rq:queue:default") == [queued.job_id]
     assert runs.get(queued.token).state == "queued"  # type: ignore[union-attr]
+
+
+def test_a_suspended_horse_keeps_the_first_suspension_time_and_clears_it_when_resumed(
+    settings: Settings, enqueue: Callable[..., Enqueued], redis: Redis, runs: Runs,
+) -> None:  # fmt: skip
+    # Given `rq suspend` in force, first seen by another horse (its time noted), a job queued
+    since = Keys(settings.prefix).suspended_since
+    redis.set(since, "100.000")
+    suspend(redis)
+    queued = enqueue("counting", items=1)
+    seen: list[bytes | None] = []
+
+    def look_then_resume() -> None:
+        seen.append(redis.get(since))
+        resume(redis)
+
+    # When a (not burst) horse waits out the suspension, resumed a second later
+    later = threading.Timer(1.0, look_then_resume)
+    later.start()
+    try:
+        watched_horse(redis, settings).work(logging_level="WARNING", max_jobs=1)
+    finally:
+        later.join()
+    # Then it kept the earlier time while suspended (what `runner why` tells), cleared it once
+    # resumed, and ran the job
+    assert seen == [b"100.000"] and not redis.exists(since)
+    assert runs.get(queued.token).state == "succeeded"  # type: ignore[union-attr]
 
 
 def test_a_horse_that_finds_its_worker_suspended_puts_the_job_it_took_ahead_back(
