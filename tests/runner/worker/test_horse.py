@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -20,7 +22,15 @@ from runner.runs.transitions import Runs
 from runner.tasks import load_registry
 from runner.tokens import job_id
 from runner.worker.liveness import Liveness
-from tests.conftest import RedisServer, WorkerProcess, horses_of, state_of, wait_for
+from tests.conftest import (
+    ROOT,
+    RedisServer,
+    WorkerProcess,
+    horses_of,
+    state_of,
+    wait_for,
+    worker_env,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -307,3 +317,72 @@ def test_a_no_op_job_costs_at_most_45_redis_commands(
     per_job = (many - few - by_the_clock) / 80
     assert per_job <= 45, (few, many, round(clock, 1), round(many_seconds - few_seconds, 2))
     assert per_job >= 20, "the count must see the jobs (RQ's records alone are a dozen)"
+
+
+def in_a_child(
+    code: str, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`code` run by a Python child of this process (`sys.argv[1:]` are `args`)."""
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], env=env, cwd=ROOT, capture_output=True, text=True,
+        timeout=60,
+    )  # fmt: skip
+
+
+DIE_WITH_PARENT = """
+import sys
+from runner.worker.horse import die_with_parent
+die_with_parent(int(sys.argv[1]))
+print("alive")
+"""
+
+
+def test_a_horse_whose_supervisor_is_already_gone_exits_at_once() -> None:
+    # A horse is told its supervisor's pid; one whose parent is no longer that pid (the
+    # supervisor died while it forked: it was handed to init) must not work
+    orphan = in_a_child(DIE_WITH_PARENT, "1")
+    assert orphan.returncode != 0 and "alive" not in orphan.stdout
+    # while a horse whose supervisor is there goes on
+    child = in_a_child(DIE_WITH_PARENT, str(os.getpid()))
+    assert child.returncode == 0 and child.stdout == "alive\n", child.stderr
+
+
+BURST_HORSE = """
+import os, sys
+from runner.config import Settings
+from runner.worker.horse import WorkerOptions, horse_main
+options = WorkerOptions(queues=("default",), burst=True, name="solo")
+sys.exit(horse_main(Settings.from_env(), options, os.getppid()))
+"""
+
+
+def test_a_burst_horse_exits_0_once_its_queue_is_empty_with_no_rq_scheduler(
+    redis: Redis, settings: Settings
+) -> None:
+    # Given two queued runs
+    enqueuer, registry = Enqueuer(redis, settings), load_registry(settings.tasks_module)
+    tokens = [enqueuer.enqueue(Request(registry.get("noop"), {})).token for _ in range(2)]
+    # When a horse works in burst mode
+    done = in_a_child(BURST_HORSE, env=worker_env(settings))
+    # Then it ran both and returned 0 (its supervisor counts its slot done, not dead)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert [state_of(Runs(redis, settings), t) for t in tokens] == ["succeeded"] * 2
+    # And it left scheduling to the runner's reaper: RQ's scheduler never took its lock
+    assert redis.keys("rq:scheduler*") == []
+
+
+def test_a_working_horse_runs_no_rq_scheduler_beside_it(
+    redis: Redis, settings: Settings, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    # Given a worker that has run a job (its horse well into its loop)
+    enqueued = Enqueuer(redis, settings).enqueue(
+        Request(load_registry(settings.tasks_module).get("noop"), {})
+    )
+    worker = start_worker()
+    wait_for(lambda: state_of(Runs(redis, settings), enqueued.token) == "succeeded",
+             timeout=60, what="the run done")  # fmt: skip
+    # Then its horse started no RQ scheduler (retries and scheduled runs are the reaper's):
+    # no scheduler lock in Redis, no scheduler process under the horse
+    assert redis.keys("rq:scheduler*") == []
+    assert horses_of(worker.process.pid)
+    assert all(horse.children() == [] for horse in horses_of(worker.process.pid))
