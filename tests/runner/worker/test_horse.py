@@ -371,18 +371,20 @@ def test_a_burst_horse_exits_0_once_its_queue_is_empty_with_no_rq_scheduler(
     assert redis.keys("rq:scheduler*") == []
 
 
-def test_a_working_horse_runs_no_rq_scheduler_beside_it(
+def test_a_working_horse_registers_its_code_version_and_runs_no_rq_scheduler(
     redis: Redis, settings: Settings, start_worker: Callable[..., WorkerProcess]
 ) -> None:
-    # Given a worker that has run a job (its horse well into its loop)
+    # Given a worker of code version v7 that has run a job (its horse well into its loop)
     enqueued = Enqueuer(redis, settings).enqueue(
         Request(load_registry(settings.tasks_module).get("noop"), {})
     )
-    worker = start_worker()
+    worker = start_worker(RUNNER_CODE_VERSION="v7")
     wait_for(lambda: state_of(Runs(redis, settings), enqueued.token) == "succeeded",
              timeout=60, what="the run done")  # fmt: skip
-    # Then its horse started no RQ scheduler (retries and scheduled runs are the reaper's):
-    # no scheduler lock in Redis, no scheduler process under the horse
+    # Then its horse's RQ registration carries that version (health's deploy comparison)
+    assert [w.version for w in Liveness(redis, settings).alive()] == ["v7"]
+    # And it started no RQ scheduler (retries and scheduled runs are the reaper's): no
+    # scheduler lock in Redis, no scheduler process under the horse
     assert redis.keys("rq:scheduler*") == []
     assert horses_of(worker.process.pid)
     assert all(horse.children() == [] for horse in horses_of(worker.process.pid))
