@@ -15,6 +15,7 @@ from rq import Queue
 from rq.exceptions import DequeueTimeout
 from rq.serializers import JSONSerializer
 from rq.suspension import resume, suspend
+from rq.worker import WorkerStatus
 
 from runner.attempt.execute import Executor
 from runner.config import Settings
@@ -154,6 +155,19 @@ def test_the_reaper_leaves_a_job_that_is_not_the_runners_alone(
     assert listed(redis, delivery_key("default")) == [foreign.id]
 
 
+def test_a_horse_runs_a_plain_rq_job_as_rq_does(
+    redis: Redis, settings: Settings, runs: Runs
+) -> None:
+    # Given a job queued with RQ's own API (not a run: no token, no attempt)
+    foreign = Queue("default", connection=redis, serializer=JSONSerializer).enqueue("len", "abc")
+    # When a horse works the queue
+    watched_horse(redis, settings).work(burst=True, logging_level="WARNING")
+    # Then RQ's path ran it, to RQ's records, with no claim of a run in the way (its id
+    # leaves the intermediate list in RQ's own clean-up, as for RQ's multi-queue workers)
+    foreign.refresh()
+    assert foreign.get_status() == "finished" and foreign.return_value() == 3
+
+
 class Watched(Horse):
     """The horse, noting what its queue's intermediate list holds when it tears down (before
     it puts back a job it took ahead), and suspending every worker after its first success
@@ -162,6 +176,12 @@ class Watched(Horse):
     seen_at_teardown: list[str] | None = None
     suspend_after_first = False
     drop_next_hash = False
+    state_writes: list[str]  # the worker states written to Redis on their own (no pipeline)
+
+    def set_state(self, state: str, pipeline: Any = None) -> None:
+        if pipeline is None and state != self._state:
+            self.__dict__.setdefault("state_writes", []).append(WorkerStatus(state).value)
+        super().set_state(state, pipeline)
 
     def handle_job_success(self, *args: Any, **kwargs: Any) -> None:
         if self.drop_next_hash:
@@ -203,6 +223,22 @@ def test_a_horse_takes_the_next_job_with_a_success_and_puts_it_back_when_it_stop
     work()
     record = runs.get(second.token)
     assert record is not None and record.state == "succeeded" and record.attempt == 1
+
+
+@pytest.mark.parametrize("jobs", [1, 4])
+def test_a_horse_writes_its_idle_state_on_its_own_only_once_its_queue_is_empty(
+    jobs: int, settings: Settings, enqueue: Callable[..., Enqueued], redis: Redis
+) -> None:
+    # Given `jobs` queued runs
+    for k in range(jobs):
+        enqueue("counting", items=k + 1, seconds=0.0)
+    # When a horse works them
+    horse = watched_horse(redis, settings)
+    horse.work(burst=True, logging_level="WARNING")
+    # Then between two jobs it wrote no `idle` of its own (the next job's move, taken with
+    # the success, keeps it busy): the states it wrote alone, the same for 1 job or 4, are
+    # its start's and the one `idle` once nothing was left
+    assert horse.state_writes == ["started", "idle"]
 
 
 def test_a_horse_that_takes_ahead_a_job_whose_hash_is_gone_dequeues_the_next_one(

@@ -324,7 +324,7 @@ def test_a_slots_restart_backoff_doubles_up_to_30_s_and_starts_over_after_a_heal
     settings: Settings,
 ) -> None:
     # Given a supervisor's slot whose horses keep dying at once
-    supervisor = Supervisor(settings, WorkerOptions(queues=("default",)))
+    supervisor = Supervisor(settings, WorkerOptions(queues=("default",), concurrency=1))
     slot = supervisor.slots[0]
 
     def dies(*, lived: float) -> float:
