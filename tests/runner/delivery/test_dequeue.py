@@ -27,6 +27,7 @@ from runner.runs.transitions import Runs
 from runner.tasks import load_registry
 from runner.worker.horse import Horse
 from runner.worker.reaper import Reaper
+from tests.conftest import wait_for
 
 
 def queues(redis: Redis, *names: str) -> list[Queue]:
@@ -279,19 +280,24 @@ def test_a_suspended_horse_keeps_the_first_suspension_time_and_clears_it_when_re
     redis.set(since, "100.000")
     suspend(redis)
     queued = enqueue("counting", items=1)
+    horse = watched_horse(redis, settings)
     seen: list[bytes | None] = []
 
     def look_then_resume() -> None:
-        seen.append(redis.get(since))
-        resume(redis)
+        try:
+            wait_for(lambda: redis.hget(horse.key, "state") == b"suspended", timeout=60,
+                     what="the horse waiting out the suspension")  # fmt: skip
+            seen.append(redis.get(since))
+        finally:
+            resume(redis)  # whatever happens: else the horse would wait forever
 
-    # When a (not burst) horse waits out the suspension, resumed a second later
-    later = threading.Timer(1.0, look_then_resume)
-    later.start()
+    # When a (not burst) horse waits out the suspension until it is resumed
+    resuming = threading.Thread(target=look_then_resume)
+    resuming.start()
     try:
-        watched_horse(redis, settings).work(logging_level="WARNING", max_jobs=1)
+        horse.work(logging_level="WARNING", max_jobs=1)
     finally:
-        later.join()
+        resuming.join()
     # Then it kept the earlier time while suspended (what `runner why` tells), cleared it once
     # resumed, and ran the job
     assert seen == [b"100.000"] and not redis.exists(since)

@@ -382,7 +382,7 @@ def test_a_working_horse_registers_its_code_version_and_runs_no_rq_scheduler(
     wait_for(lambda: state_of(Runs(redis, settings), enqueued.token) == "succeeded",
              timeout=60, what="the run done")  # fmt: skip
     # Then its horse's RQ registration carries that version (health's deploy comparison)
-    assert [w.version for w in Liveness(redis, settings).alive()] == ["v7"]
+    assert [w.version for w in Liveness(redis, settings).registered()] == ["v7"]
     # And it started no RQ scheduler (retries and scheduled runs are the reaper's): no
     # scheduler lock in Redis, no scheduler process under the horse
     assert redis.keys("rq:scheduler*") == []
