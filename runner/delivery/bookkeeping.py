@@ -35,6 +35,20 @@ def lean(job: Job) -> bool:
     return job.func_name in PERFORMS and job.repeats_left is None
 
 
+def settle(replies: list[Any], hands: list[Callable[[Any], None]]) -> None:
+    """Hand the last `len(hands)` replies of a pipeline (what was staged after RQ's records)
+    to their functions, then raise the first error among RQ's own replies: a claim, release
+    or job taken ahead is told how it went even when one of RQ's writes failed (a release
+    not handed its reply would not log its run's end; a job taken ahead would wait for the
+    reaper)."""
+    own = len(replies) - len(hands)
+    for hand, reply in zip(hands, replies[own:], strict=True):
+        hand(reply)
+    for reply in replies[:own]:
+        if isinstance(reply, Exception):
+            raise reply
+
+
 COUNTERS_EVERY = 1.0  # seconds: the worker's job counters are written at most this often
 BEAT_AGAIN = 10.0  # seconds: the worker key's TTL is renewed per job at most this often
 
@@ -98,12 +112,7 @@ class BatchedBookkeeping(SimpleWorker):
         # (a failed one requeued by RQ's tools is persisted by the claim: runner.runs.scripts)
         job.prepare_for_execution(self.name, pipeline=pipeline)
         claimed = self.stage_claim(job, pipeline)
-        replies = pipeline.execute(raise_on_error=False)
-        for reply in replies[:-1] if claimed else replies:
-            if isinstance(reply, Exception):
-                raise reply
-        if claimed:
-            claimed(replies[-1])
+        settle(pipeline.execute(raise_on_error=False), [] if claimed is None else [claimed])
 
     def stage_claim(self, job: Job, pipeline: Pipeline) -> Callable[[Any], None] | None:
         """More of the job's start to send with RQ's started records (the horse's claim of
@@ -152,12 +161,7 @@ class BatchedBookkeeping(SimpleWorker):
                 if released:
                     released(None)  # the run's outcome goes in by itself, retried
                 raise
-        own = replies[: len(replies) - len(staged)]
-        for reply in own:
-            if isinstance(reply, Exception):
-                raise reply
-        for hand, reply in zip(staged, replies[len(own) :], strict=True):
-            hand(reply)
+        settle(replies, staged)
 
     def _count_success(self, seconds: float, pipeline: Pipeline) -> None:
         """RQ's worker counters (successful_job_count, total_working_time), added up here and

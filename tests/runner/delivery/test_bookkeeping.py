@@ -9,18 +9,23 @@ from typing import Any
 
 import pytest
 from redis import Redis
+from redis.client import Pipeline
+from redis.exceptions import ResponseError
 from rq import Queue, Worker
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.registry import FinishedJobRegistry, StartedJobRegistry
 from rq.serializers import JSONSerializer
+from rq.utils import now
 
 from runner.attempt.execute import Executor
 from runner.config import Settings
+from runner.delivery.bookkeeping import BatchedBookkeeping
 from runner.delivery.dequeue import DeliveryQueue
 from runner.keys import Keys
 from runner.logs import read_events
 from runner.runs.enqueue import Enqueued
+from runner.runs.rqjobs import PERFORM
 from runner.runs.transitions import Runs
 from runner.tasks import load_registry
 from runner.worker.horse import Horse
@@ -163,3 +168,99 @@ def test_the_workers_job_counters_count_every_job_written_at_most_once_a_second(
     floats = int(redis.info("commandstats").get("cmdstat_hincrbyfloat", {}).get("calls", 0))
     writes = floats - 2 * 30  # each job's figures add its wait's and duration's sums
     assert 1 <= writes < 30
+
+
+def test_a_runner_job_kept_by_rqs_result_ttl_minus_1_keeps_its_hash_and_finished_entry(
+    redis: Redis, settings: Settings, enqueue: Callable[..., Enqueued], runs: Runs,
+) -> None:  # fmt: skip
+    # Given a run whose RQ job asks RQ to keep its result forever (result_ttl=-1, RQ's API)
+    kept = enqueue("noop", token="kept")
+    redis.hset(f"rq:job:{kept.job_id}", "result_ttl", -1)
+
+    work_with(Horse, redis, settings)
+
+    # Then RQ keeps it as RQ would: the job hash, without a TTL, finished, in the registry
+    job = Job.fetch(kept.job_id, connection=redis, serializer=JSONSerializer)
+    assert job.get_status() == JobStatus.FINISHED and redis.ttl(job.key) == -1
+    queue = Queue("default", connection=redis, serializer=JSONSerializer)
+    assert FinishedJobRegistry(queue=queue).get_job_ids() == [kept.job_id]
+    record = runs.get("kept")
+    assert record is not None and record.state == "succeeded"
+
+
+class Staging(BatchedBookkeeping):
+    """RQ's batched bookkeeping with a command of its own sent with the started records and
+    one with the success records (as the horse's claim and release are), noting the replies
+    it is handed."""
+
+    def __init__(self, redis: Redis) -> None:
+        super().__init__(["default"], connection=redis, serializer=JSONSerializer, name="w1")
+        self.handed: list[tuple[str, Any]] = []
+
+    def stage_claim(self, job: Job, pipeline: Pipeline) -> Callable[[Any], None]:
+        pipeline.incr("claims")
+        return lambda reply: self.handed.append(("claim", reply))
+
+    def stage_release(self, pipeline: Pipeline) -> Callable[[Any], None]:
+        pipeline.incr("releases")
+        return lambda reply: self.handed.append(("release", reply))
+
+
+def runner_job(redis: Redis) -> Job:
+    job = Job.create(PERFORM, kwargs={"token": "t", "attempt": 1}, connection=redis,
+                     serializer=JSONSerializer, origin="default")  # fmt: skip
+    job.save()
+    return job
+
+
+def test_a_failed_write_among_rqs_started_records_is_raised_once_the_claim_has_its_reply(
+    redis: Redis,
+) -> None:
+    worker, job = Staging(redis), runner_job(redis)
+    worker.prepare_execution(job)
+    redis.delete(job.key)
+    redis.set(job.key, "not a hash")  # RQ's started state of the job cannot be written
+
+    with pytest.raises(ResponseError, match="WRONGTYPE"):
+        worker.prepare_job_execution(job)
+    assert worker.handed == [("claim", 1)]
+
+
+def test_a_failed_write_among_rqs_success_records_is_raised_once_the_release_has_its_reply(
+    redis: Redis,
+) -> None:
+    worker, job = Staging(redis), runner_job(redis)
+    execution = worker.prepare_execution(job)
+    worker.prepare_job_execution(job)
+    job.ended_at = now()
+    redis.delete(execution.worker_executions_key)
+    redis.set(execution.worker_executions_key, "not a set")  # RQ's clean-up cannot be written
+    queue = Queue("default", connection=redis, serializer=JSONSerializer)
+
+    with pytest.raises(ResponseError, match="WRONGTYPE"):
+        worker.handle_job_success(job, queue, queue.started_job_registry, execution)
+    # the release went with them once and was told so (not sent again on its own)
+    assert worker.handed == [("claim", 1), ("release", 1)]
+    assert redis.get("releases") == b"1"
+
+
+def commands_sent(redis: Redis) -> set[str]:
+    """The commands Redis ran since its statistics were reset, INFO and CONFIG left out."""
+    names = {name.removeprefix("cmdstat_") for name in redis.info("commandstats")}
+    return {name for name in names if not name.startswith(("info", "config"))}
+
+
+def test_a_runner_jobs_end_costs_no_round_trip_and_a_plain_jobs_is_rqs_heartbeat(
+    redis: Redis,
+) -> None:
+    worker, job = BatchedBookkeeping(["default"], connection=redis, name="w1"), runner_job(redis)
+    plain = Job.create("tests.tasks.anything", connection=redis, origin="default")
+    plain.save()
+    queue = Queue("default", connection=redis)
+    redis.config_resetstat()
+
+    worker.handle_execution_ended(job, queue, 60)
+    assert job.ended_at is not None and commands_sent(redis) == set()
+
+    worker.handle_execution_ended(plain, queue, 60)  # RQ's own: the job's heartbeat
+    assert plain.ended_at is not None and "hset" in commands_sent(redis)
