@@ -177,11 +177,14 @@ class Watched(Horse):
     seen_at_teardown: list[str] | None = None
     suspend_after_first = False
     drop_next_hash = False
-    state_writes: list[str]  # the worker states written to Redis on their own (no pipeline)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.state_writes: list[str] = []  # the worker states written on their own (no pipeline)
+        super().__init__(*args, **kwargs)
 
     def set_state(self, state: str, pipeline: Any = None) -> None:
         if pipeline is None and state != self._state:
-            self.__dict__.setdefault("state_writes", []).append(WorkerStatus(state).value)
+            self.state_writes.append(WorkerStatus(state).value)
         super().set_state(state, pipeline)
 
     def handle_job_success(self, *args: Any, **kwargs: Any) -> None:
