@@ -101,12 +101,13 @@ class BatchedBookkeeping(SimpleWorker):
         return execution
 
     def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
-        """The job's started state, in the pipeline of its execution; the job id stays in its
-        intermediate list (runner.delivery.dequeue takes it out when the attempt claims its
-        lease)."""
+        """The job's started state, in the pipeline of its execution; a runner job's id stays
+        in its intermediate list (runner.delivery.dequeue takes it out when the attempt claims
+        its lease). A plain RQ job's id leaves it here, as RQ's one-queue workers do: no claim
+        takes it out, and the reaper leaves the jobs of others alone."""
         pipeline, self._started = self._started, None
         if pipeline is None:
-            super().prepare_job_execution(job, remove_from_intermediate_queue=False)
+            super().prepare_job_execution(job, remove_from_intermediate_queue=True)
             return
         # its heartbeat among them; no PERSIST: a runner job's hash has no TTL until it fails
         # (a failed one requeued by RQ's tools is persisted by the claim: runner.runs.scripts)

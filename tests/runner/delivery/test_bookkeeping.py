@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from redis import Redis
 from redis.client import Pipeline
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from rq import Queue, Worker
 from rq.exceptions import NoSuchJobError
@@ -29,7 +30,7 @@ from runner.runs.rqjobs import PERFORM
 from runner.runs.transitions import Runs
 from runner.tasks import load_registry
 from runner.worker.horse import Horse
-from tests.conftest import WorkerProcess, wait_for
+from tests.conftest import RedisServer, WorkerProcess, wait_for
 
 
 class PlainHorse(Horse):
@@ -242,6 +243,22 @@ def test_a_failed_write_among_rqs_success_records_is_raised_once_the_release_has
     # the release went with them once and was told so (not sent again on its own)
     assert worker.handed == [("claim", 1), ("release", 1)]
     assert redis.get("releases") == b"1"
+
+
+def test_success_records_that_cannot_be_sent_leave_the_release_to_go_in_by_itself(
+    redis_server: RedisServer, redis: Redis,
+) -> None:  # fmt: skip
+    worker, job = Staging(redis), runner_job(redis)
+    execution = worker.prepare_execution(job)
+    worker.prepare_job_execution(job)
+    job.ended_at = now()
+    queue = Queue("default", connection=redis, serializer=JSONSerializer)
+    redis_server.stop()  # Redis gone before the success records are sent
+
+    with pytest.raises(RedisConnectionError):
+        worker.handle_job_success(job, queue, queue.started_job_registry, execution)
+    # the release is told it was not sent (None): the horse's makes it directly, retried
+    assert worker.handed == [("claim", 1), ("release", None)]
 
 
 def commands_sent(redis: Redis) -> set[str]:
