@@ -181,10 +181,13 @@ class Watched(Horse):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.state_writes: list[str] = []  # the worker states written on their own (no pipeline)
+        self.piped_states: list[str] = []  # and those sent in a pipeline of RQ's records
         super().__init__(*args, **kwargs)
 
     def set_state(self, state: str, pipeline: Any = None) -> None:
-        if pipeline is None and state != self._state:
+        if pipeline is not None:
+            self.piped_states.append(WorkerStatus(state).value)
+        elif state != self._state:
             self.state_writes.append(WorkerStatus(state).value)
         super().set_state(state, pipeline)
 
@@ -242,8 +245,10 @@ def test_a_horse_writes_its_idle_state_on_its_own_only_once_its_queue_is_empty(
     horse.work(burst=True, logging_level="WARNING")
     # Then between two jobs it wrote no `idle` of its own (the next job's move, taken with
     # the success, keeps it busy): the states it wrote alone, the same for 1 job or 4, are
-    # its start's and the one `idle` once nothing was left
+    # its start's and the one `idle` once nothing was left; and no `idle` rode in a success's
+    # pipeline either (the take sent with it writes `idle` only when it found nothing)
     assert horse.state_writes == ["started", "idle"]
+    assert "idle" not in horse.piped_states
 
 
 def test_a_horse_that_takes_ahead_a_job_whose_hash_is_gone_dequeues_the_next_one(
