@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -169,6 +170,9 @@ def run_tests(tests: list[str], timeout: float) -> tuple[str, float, str]:
     return outcome, time.monotonic() - started, out.decode(errors="replace")[-2000:]
 
 
+SKIPPED = re.compile(r"(\d+) skipped")  # in pytest's summary line
+
+
 def claimed(mutant: Mutant) -> bool:
     """Claims `mutant` for this process, unless a live process has: copies of the tree (each
     its own checkout, one RUNNER_MUTATE_DIR) can share a module's sample."""
@@ -248,6 +252,13 @@ def mutate_module(module: str, tests: list[str], args: argparse.Namespace, confi
             sys.exit(f"mutate: {module}'s tests fail without a mutant; fix them first:\n{tail}")
         timeout = args.timeout or max(60.0, 3 * baseline)
         print(f"  tests pass unmutated in {baseline:.0f} s; timeout {timeout:.0f} s", flush=True)
+        if skipped := SKIPPED.search(tail):
+            print(
+                f"  warning: {skipped[1]} of these tests skip (PostgreSQL's without "
+                "RUNNER_TEST_POSTGRES_URL, the browser's without Chromium): the code only "
+                "they cover will show survivors",
+                flush=True,
+            )
         in_place = InPlace(results_dir(), path)
         for n, mutant in enumerate(todo, 1):
             if not args.only and (

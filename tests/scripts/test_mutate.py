@@ -23,10 +23,12 @@ def test_scripts_mutate_kills_sampled_mutants_and_restores_the_module(tmp_path: 
         shutil.copytree(ROOT / part, copy / part, ignore=ignore)
     shutil.copy(ROOT / "pyproject.toml", copy / "pyproject.toml")
     original = (copy / "runner/record.py").read_text()
+    skipping = copy / "tests/test_skipping.py"  # as PostgreSQL's tests do without their URL
+    skipping.write_text("import pytest\n\ndef test_skipped() -> None:\n    pytest.skip('no')\n")
     # When two mutants of the run record are sampled with the README's seed and run
     done = subprocess.run(
         [sys.executable, "-m", "scripts.mutation", "runner/record.py", "--sample", "2",
-         "--seed", "17", "--tests", "tests/runner/test_record.py"],
+         "--seed", "17", "--tests", "tests/runner/test_record.py", "tests/test_skipping.py"],
         cwd=copy, capture_output=True, text=True, timeout=300,
         env={"PATH": "/usr/bin:/bin", "RUNNER_MUTATE_DIR": str(tmp_path / "results")},
     )  # fmt: skip
@@ -35,5 +37,7 @@ def test_scripts_mutate_kills_sampled_mutants_and_restores_the_module(tmp_path: 
     lines = done.stdout.strip().splitlines()  # the summary, then any survivor's change
     [summary] = [line for line in lines if line.startswith("runner/record.py: 2 run, killed ")]
     assert "seed 17" in summary
+    # and it warned that a test skipped (what only it covers would show survivors)
+    assert "warning: 1 of these tests skip" in done.stdout
     assert (copy / "runner/record.py").read_text() == original
     assert list((tmp_path / "results").iterdir())  # kept to continue later
