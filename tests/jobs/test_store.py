@@ -26,7 +26,7 @@ from jobs.progress import (
     read_import,
 )
 from jobs.revisions import upgrade
-from jobs.store import apply_batch, count_posts, get_post, iter_post_urls, posts
+from jobs.store import _pipelined, apply_batch, count_posts, get_post, iter_post_urls, posts
 from runner.errors import LeaseLost, PermanentError
 
 SOURCE = "feeds/posts.jsonl"
@@ -354,6 +354,26 @@ def test_a_post_inserted_concurrently_is_reread_not_miscounted(engine: Engine) -
     # Then the import sees the committed post: unchanged, and counted once
     assert counts == Counters(unchanged=1)
     assert count_posts(engine) == 1
+
+
+def test_a_conflict_behind_an_aborted_pipeline_is_raised_as_the_conflict(engine: Engine) -> None:
+    # On PostgreSQL a batch's statements go in psycopg's pipeline; when one fails, what comes
+    # out can be a later error ("pipeline aborted", the rollback's) raised while handling it.
+    # The conflict behind it is what apply_batch retries, so that is what must come out.
+    if engine.dialect.name != "postgresql":
+        pytest.skip("the pipeline is PostgreSQL's: SQLite's batches go one statement at a time")
+    conflict = sa.exc.IntegrityError("INSERT INTO posts ...", {}, Exception("duplicate key"))
+    aborted = sa.exc.OperationalError("ROLLBACK", {}, Exception("pipeline aborted"))
+    with (
+        engine.connect() as conn,
+        pytest.raises(sa.exc.IntegrityError) as raised,
+        _pipelined(conn),
+    ):
+        try:
+            raise conflict
+        except sa.exc.IntegrityError:
+            raise aborted  # noqa: B904 (the context is the point: as psycopg's rollback raises it)
+    assert raised.value is conflict
 
 
 def _wait_for_a_lock_wait(engine: Engine) -> None:
