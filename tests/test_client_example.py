@@ -1,4 +1,4 @@
-"""The README's FastAPI example (Writing a task), run as printed with FastAPI's TestClient
+"""docs/client.md's FastAPI example, run as printed with FastAPI's TestClient
 against a real Redis and a real SQLite store, and the workers' relay."""
 
 from __future__ import annotations
@@ -41,14 +41,14 @@ def example(
             "content_hash": "h", "meta": {}, "imported_at": now, "updated_at": now,
         })  # fmt: skip
     engine.dispose()
-    [code] = EXAMPLE.findall((ROOT / "README.md").read_text())
+    [code] = EXAMPLE.findall((ROOT / "docs" / "client.md").read_text())
     namespace: dict[str, Any] = {"__name__": "readme_example"}
-    exec(compile(code, "README.md", "exec"), namespace)
+    exec(compile(code, "docs/client.md", "exec"), namespace)
     yield {**namespace, "settings": site}
     namespace["store"].dispose()
 
 
-def test_the_readme_routes_enqueue_on_commit_and_from_asyncio(
+def test_the_documented_routes_enqueue_on_commit_and_from_asyncio(
     example: dict[str, Any], redis: Redis
 ) -> None:
     relay = Relay(redis, example["settings"])
