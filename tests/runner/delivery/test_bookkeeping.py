@@ -14,6 +14,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from rq import Queue, Worker
 from rq.exceptions import NoSuchJobError
+from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.registry import FinishedJobRegistry, StartedJobRegistry
 from rq.serializers import JSONSerializer
@@ -214,6 +215,16 @@ def runner_job(redis: Redis) -> Job:
     return job
 
 
+def started(redis: Redis) -> tuple[Staging, Job, Execution, Queue]:
+    """A runner job started by `Staging` (its claim handed its reply) and performed: what
+    `handle_job_success` is called with."""
+    worker, job = Staging(redis), runner_job(redis)
+    execution = worker.prepare_execution(job)
+    worker.prepare_job_execution(job)
+    job.ended_at = now()
+    return worker, job, execution, Queue("default", connection=redis, serializer=JSONSerializer)
+
+
 def test_a_failed_write_among_rqs_started_records_is_raised_once_the_claim_has_its_reply(
     redis: Redis,
 ) -> None:
@@ -230,13 +241,9 @@ def test_a_failed_write_among_rqs_started_records_is_raised_once_the_claim_has_i
 def test_a_failed_write_among_rqs_success_records_is_raised_once_the_release_has_its_reply(
     redis: Redis,
 ) -> None:
-    worker, job = Staging(redis), runner_job(redis)
-    execution = worker.prepare_execution(job)
-    worker.prepare_job_execution(job)
-    job.ended_at = now()
+    worker, job, execution, queue = started(redis)
     redis.delete(execution.worker_executions_key)
     redis.set(execution.worker_executions_key, "not a set")  # RQ's clean-up cannot be written
-    queue = Queue("default", connection=redis, serializer=JSONSerializer)
 
     with pytest.raises(ResponseError, match="WRONGTYPE"):
         worker.handle_job_success(job, queue, queue.started_job_registry, execution)
@@ -248,11 +255,7 @@ def test_a_failed_write_among_rqs_success_records_is_raised_once_the_release_has
 def test_success_records_that_cannot_be_sent_leave_the_release_to_go_in_by_itself(
     redis_server: RedisServer, redis: Redis,
 ) -> None:  # fmt: skip
-    worker, job = Staging(redis), runner_job(redis)
-    execution = worker.prepare_execution(job)
-    worker.prepare_job_execution(job)
-    job.ended_at = now()
-    queue = Queue("default", connection=redis, serializer=JSONSerializer)
+    worker, job, execution, queue = started(redis)
     redis_server.stop()  # Redis gone before the success records are sent
 
     with pytest.raises(RedisConnectionError):
