@@ -117,18 +117,20 @@ class LuaScript:
     ) -> tuple[list[str], list[Any]]:
         """The positional KEYS and ARGV of a call that names them; ValueError when a name is
         missing or not declared."""
-        _same_names("keys", self.keys, keys)
-        _same_names("arguments", self.args, args)
+        if keys.keys() != self.keys.keys():  # a C set comparison: a call's hot path
+            _same_names("keys", self.keys, keys)
+        if args.keys() != self.args.keys():
+            _same_names("arguments", self.args, args)
         flat: list[Any] = []
         for name, declared in self.args.items():
             value = args[name]
-            if isinstance(declared, Pairs):
+            if declared.__class__ is Arg:
+                flat.append(value)
+            elif isinstance(declared, Pairs):
                 pairs = _flat_pairs(name, value)
                 flat += [len(pairs) // 2, *pairs]
-            elif isinstance(declared, Rest):
+            else:  # Rest
                 flat += list(value)
-            else:
-                flat.append(value)
         return [keys[name] for name in self.keys], flat
 
     def __call__(self, redis: Redis, *, keys: Mapping[str, str], args: Mapping[str, Any]) -> Any:

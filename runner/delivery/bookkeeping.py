@@ -61,6 +61,7 @@ class BatchedBookkeeping(SimpleWorker):
     _seconds_uncounted = 0.0
     _counted_at = float("-inf")
     _kept: tuple[int, float] = (0, float("-inf"))  # the worker key's last TTL, and when
+    _started_registries: dict[str, StartedJobRegistry] | None = None  # by queue name
 
     def prepare_execution(self, job: Job) -> Execution:
         if not lean(job):
@@ -94,11 +95,21 @@ class BatchedBookkeeping(SimpleWorker):
         ExecutionRegistry(job_id=job.id, connection=pipeline).add(
             execution=execution, ttl=ttl, pipeline=pipeline
         )
-        job.started_job_registry.add_execution(execution, pipeline=pipeline, ttl=ttl, xx=False)
+        self.started_registry(job).add_execution(execution, pipeline=pipeline, ttl=ttl, xx=False)
         pipeline.sadd(execution.worker_executions_key, execution.composite_key)
         if renew_index:
             pipeline.expire(execution.worker_executions_key, ttl + 60)
         return execution
+
+    def started_registry(self, job: Job) -> StartedJobRegistry:
+        """The started registry of the job's queue: one object per queue for the worker's
+        life (RQ builds one at each use, each through its serializer's Protocol check)."""
+        if self._started_registries is None:
+            self._started_registries = {}
+        registry = self._started_registries.get(job.origin)
+        if registry is None:
+            registry = self._started_registries[job.origin] = job.started_job_registry
+        return registry
 
     def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
         """The job's started state, in the pipeline of its execution; a runner job's id stays
@@ -147,7 +158,7 @@ class BatchedBookkeeping(SimpleWorker):
             job._status = JobStatus.FINISHED
             if result_ttl == 0:  # what RQ's cleanup(0) and cleanup_execution leave, in 3 commands
                 pipeline.delete(execution.key, job.key, job.execution_registry.key)
-                job.started_job_registry.remove_execution(execution=execution, pipeline=pipeline)
+                started_job_registry.remove_execution(execution=execution, pipeline=pipeline)
                 pipeline.srem(execution.worker_executions_key, execution.composite_key)
                 self.executions.pop(execution.id, None)
             else:

@@ -133,41 +133,37 @@ class DeliveryQueue(Queue):
                     death_penalty_class=death_penalty_class,
                 )  # fmt: skip
             else:
-                fetched = cls._restore_dequeued_job(
-                    connection, queue_key, job_id, raw, job_class=job_class,
+                queue = cls.from_queue_key(
+                    queue_key, connection=connection, job_class=job_class or Job,
                     serializer=serializer, death_penalty_class=death_penalty_class,
                 )  # fmt: skip
+                fetched = cls._restore_dequeued_job(
+                    queue, job_id, raw, job_class=job_class, serializer=serializer
+                )
             if fetched is not None:
                 return fetched
 
     @classmethod
     def restore_taken(
-        cls, connection: Redis, taken: Taken, *, job_class: type[Job] | None, serializer: Any,
-        death_penalty_class: Any,
-    ) -> tuple[Job, Queue] | None:  # fmt: skip
-        """The job (and its queue) a move taken ahead (`stage_take`) read; None when its hash
-        was gone."""
-        queue_key, job_id, raw = taken
+        cls, queue: Queue, taken: Taken, *, job_class: type[Job] | None, serializer: Any
+    ) -> tuple[Job, Queue] | None:
+        """The job a move taken ahead (`stage_take`) read from `queue` (the taker's own object
+        for the queue: none is built per job), with its queue; None when its hash was gone."""
+        _, job_id, raw = taken
         return cls._restore_dequeued_job(
-            connection, queue_key, job_id, raw or {}, job_class=job_class,
-            serializer=serializer, death_penalty_class=death_penalty_class,
-        )  # fmt: skip
+            queue, job_id, raw or {}, job_class=job_class, serializer=serializer
+        )
 
-    @classmethod
+    @staticmethod
     def _restore_dequeued_job(
-        cls, connection: Redis, queue_key: str, job_id: str, raw: dict[bytes, bytes], *,
-        job_class: type[Job] | None, serializer: Any, death_penalty_class: Any,
+        queue: Queue, job_id: str, raw: dict[bytes, bytes], *, job_class: type[Job] | None,
+        serializer: Any,
     ) -> tuple[Job, Queue] | None:  # fmt: skip
         """RQ's `_fetch_dequeued_job`, from the job hash the move read: None when the hash
         is gone (dequeue again, as RQ does)."""
-        job_cls = job_class or Job
-        queue = cls.from_queue_key(
-            queue_key, connection=connection, job_class=job_cls, serializer=serializer,
-            death_penalty_class=death_penalty_class,
-        )  # fmt: skip
         if not raw:
             return None
-        job = job_cls(job_id, connection=connection, serializer=serializer)
+        job = (job_class or Job)(job_id, connection=queue.connection, serializer=serializer)
         try:
             job.restore(raw)
         except Exception as exc:  # RQ attaches where the job came from, for the worker's log

@@ -175,10 +175,10 @@ class Horse(BatchedBookkeeping):
         ahead, self._ahead = self._ahead, None
         if ahead is None:
             return None
+        queue = next(queue for queue in self.queues if queue.key == ahead[0])
         found = DeliveryQueue.restore_taken(
-            self.connection, ahead, job_class=self.job_class, serializer=self.serializer,
-            death_penalty_class=self.death_penalty_class,
-        )  # fmt: skip
+            queue, ahead, job_class=self.job_class, serializer=self.serializer
+        )
         if found is not None:
             job, queue = found
             self.reorder_queues(reference_queue=queue)
