@@ -122,13 +122,19 @@ def synthetic_copy(i: int, *, runs: int, now: float) -> Copy:
     return Copy(token, run, steps, log)
 
 
-def seed(store: HistoryStore, runs: int, *, batch: int = 20_000) -> None:
-    """Write `runs` synthetic finished runs through the history writer, `batch` at a time."""
+def seed(
+    store: HistoryStore, runs: int, *, batch: int = 20_000,
+    analyze: Callable[[], None] | None = None,
+) -> None:  # fmt: skip
+    """Write `runs` synthetic finished runs through the history writer, `batch` at a time;
+    `analyze` (a database's statistics refreshed) after the first batch and every 200,000."""
     now = time.time()
     started = time.monotonic()
     for start in range(0, runs, batch):
         store.write([synthetic_copy(i, runs=runs, now=now)
                      for i in range(start, min(runs, start + batch))])  # fmt: skip
+        if analyze is not None and start % 200_000 == 0:
+            analyze()
         if start % 200_000 == 0:
             print(f"   seeded {start + batch:,} runs in {time.monotonic() - started:.0f} s",
                   file=sys.stderr, flush=True)  # fmt: skip
@@ -165,13 +171,20 @@ def seeded_postgres(base: str, runs: int) -> str:
         with admin.begin() as conn:
             conn.execute(sa.text(f"DROP SCHEMA {PG_SCHEMA} CASCADE"))
             conn.execute(sa.text(f"CREATE SCHEMA {PG_SCHEMA}"))
+        tables = ", ".join(f"{PG_SCHEMA}.{t.name}" for t in RUN_TABLES)
+
+        def analyze() -> None:  # without statistics (autovacuum off, as on the bench's
+            # machine) the writer's lookup of 500 tokens is a sequential scan that grows
+            # with the table, until one passes the history's 5 s statement timeout
+            with admin.begin() as conn:
+                conn.execute(sa.text(f"ANALYZE {tables}"))
+
         store = HistoryStore(Settings(history_url=rendered))
-        seed(store, runs)
+        seed(store, runs, analyze=analyze)
         assert store.engine is not None
         store.engine.dispose()
+        analyze()
         with admin.begin() as conn:
-            tables = ", ".join(f"{PG_SCHEMA}.{t.name}" for t in RUN_TABLES)
-            conn.execute(sa.text(f"ANALYZE {tables}"))
             conn.execute(sa.text(f"COMMENT ON SCHEMA {PG_SCHEMA} IS '{want}'"))
     admin.dispose()
     return rendered

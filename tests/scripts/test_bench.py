@@ -92,7 +92,11 @@ def test_the_seeded_history_is_what_the_page_and_search_rows_read(
     from scripts.bench_history import FAILED_EVERY, feed_name, seed
 
     store = HistoryStore(replace(settings, history_url=f"sqlite:///{settings.home}/h.db"))
-    seed(store, 600, batch=250)
+    held_at_analyze: list[int] = []  # the statistics are refreshed once the first batch is in
+    seed(
+        store, 600, batch=250, analyze=lambda: held_at_analyze.append(sum(store.counts().values()))
+    )
+    assert held_at_analyze == [250]
     counts = store.counts()
     assert sum(counts.values()) == 600 and counts["failed"] == 600 // FAILED_EVERY
     found = search_runs(redis, settings, store, Search(feed_name(421)))
