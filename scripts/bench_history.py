@@ -133,9 +133,9 @@ def seed(
     for start in range(0, runs, batch):
         store.write([synthetic_copy(i, runs=runs, now=now)
                      for i in range(start, min(runs, start + batch))])  # fmt: skip
-        if analyze is not None and start % 200_000 == 0:
-            analyze()
         if start % 200_000 == 0:
+            if analyze is not None:
+                analyze()
             print(f"   seeded {start + batch:,} runs in {time.monotonic() - started:.0f} s",
                   file=sys.stderr, flush=True)  # fmt: skip
 
